@@ -1,0 +1,5 @@
+"""`python -m bench VERB [options] [hydra overrides]`."""
+
+from bench.cli import main
+
+raise SystemExit(main())

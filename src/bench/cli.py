@@ -1,0 +1,122 @@
+"""Command line: `python -m bench VERB [options] [hydra overrides]`. Verbs only; the work is
+in the modules they call.
+
+Exit codes: 0 all good; 1 some cell failed or timed out (its row says why); 2 bad input (one
+line naming the key, the value and what is allowed; nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from bench.compose import UsageError
+from bench.config import ConfigError
+
+EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE = 0, 1, 2
+
+VERBS_HELP = {
+    "sweep": "expand +grid=NAME into cells, run them (local: a subprocess each), collect",
+    "run": "run one cell in this process and print its row",
+    "cell": "job entry point: run cell --index N (or the scheduler's index) of --manifest URI",
+    "collect": "aggregate a sweep's cell rows into aggregated.parquet and print a table",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure model inference across a grid of engines, precisions, batch sizes "
+        "and instance types. Options after the verb are Hydra overrides (key=value, +grid=NAME).",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in ("sweep", "run"):
+        sub = verbs.add_parser(verb, help=VERBS_HELP[verb], description=VERBS_HELP[verb])
+        sub.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +grid=smoke")
+    cell = verbs.add_parser("cell", help=VERBS_HELP["cell"], description=VERBS_HELP["cell"])
+    cell.add_argument("--manifest", required=True, help="URI of <root>/<sweep_id>/manifest.json")
+    cell.add_argument("--index", type=int, default=None, help="cell index (default: from env)")
+    coll = verbs.add_parser(
+        "collect", help=VERBS_HELP["collect"], description=VERBS_HELP["collect"]
+    )
+    coll.add_argument("sweep_id", help="the sweep's folder name in the store")
+    coll.add_argument("--strict", action="store_true", help="an unreadable cell file is fatal")
+    coll.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. store.root=DIR")
+    return parser
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from bench.collect import summary_text
+    from bench.plan import plan_from_overrides
+    from bench.store import SweepPaths, open_store
+    from bench.sweep import run_sweep
+
+    plan = plan_from_overrides(args.overrides)
+    open_store(plan.store_root)  # a bad root fails here, before anything is written
+    collected = run_sweep(plan)
+    print(summary_text(collected))
+    aggregated = open_store(plan.store_root).uri(SweepPaths(plan.sweep_id).aggregated)
+    print(f"aggregated: {aggregated}")
+    return EXIT_CELL_FAILED if collected.failed or collected.missing else EXIT_OK
+
+
+def _printable(row: dict[str, Any]) -> str:
+    shown = {k: v for k, v in row.items() if v is not None and k != "config_json"}
+    return json.dumps(shown, indent=1, default=str)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bench.plan import plan_from_overrides
+    from bench.runner import run_cell
+
+    plan = plan_from_overrides(args.overrides)
+    if len(plan.cells) != 1:
+        raise UsageError(f"run takes one cell; these overrides give {len(plan.cells)}: use sweep")
+    result = run_cell(plan.cells[0])
+    print(_printable(result.row))
+    return EXIT_OK if result.row["status"] == "ok" else EXIT_CELL_FAILED
+
+
+def _cell(args: argparse.Namespace) -> int:
+    from bench.executors import index_from_environment
+    from bench.job import run_job
+
+    index = args.index if args.index is not None else index_from_environment()
+    result = run_job(args.manifest, index)
+    row = result.row
+    print(json.dumps({k: row.get(k) for k in ("cell_id", "status", "error")}))
+    return EXIT_OK if row["status"] == "ok" else EXIT_CELL_FAILED
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from bench.collect import collect, summary_text
+    from bench.compose import compose_one
+    from bench.store import SweepPaths, open_store
+
+    root = str(compose_one(args.overrides).store.root)
+    store = open_store(root)
+    if not store.list(SweepPaths(args.sweep_id).cells_dir, ".parquet"):
+        raise ConfigError(
+            "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
+        )
+    collected = collect(store, args.sweep_id, strict=args.strict)
+    print(summary_text(collected))
+    print(f"aggregated: {store.uri(SweepPaths(args.sweep_id).aggregated)}")
+    return EXIT_CELL_FAILED if collected.failed or collected.missing else EXIT_OK
+
+
+HANDLERS = {"sweep": _sweep, "run": _run, "cell": _cell, "collect": _collect}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return HANDLERS[args.verb](args)
+    except (ConfigError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, IndexError, ValueError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE

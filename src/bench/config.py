@@ -1,0 +1,239 @@
+"""Typed schemas for a cell's configuration, and validation that names what is wrong.
+
+Pure and offline: nothing here loads a model, touches the network or mutates the environment.
+A cell is everything one job needs, as plain JSON in the manifest; `cell_from_dict` turns that
+JSON (or a composed Hydra config) back into these dataclasses and checks every value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+TASKS = ("encode", "generate")
+# The transformers auto classes a model config may name: an explicit list, never a getattr
+# on user input.
+AUTO_CLASSES = (
+    "AutoModel",
+    "AutoModelForCausalLM",
+    "AutoModelForQuestionAnswering",
+    "AutoModelForSequenceClassification",
+    "AutoModelForMaskedLM",
+)
+CONFIG_GROUPS = ("model", "engine", "executor", "store", "scenario")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value: one line naming the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is not allowed; {allowed}")
+
+
+def conf_dir() -> Path:
+    """The Hydra config tree: $BENCH_CONF_DIR, the copy inside a wheel, or the repo's conf/."""
+    if env := os.environ.get("BENCH_CONF_DIR"):
+        return Path(env).resolve()
+    packaged = Path(__file__).parent / "conf"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+def group_options(group: str) -> list[str]:
+    """Names selectable for a config group, e.g. group_options("model") -> ["bert_base", ...]."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str  # the conf/model/NAME.yaml it came from
+    family: str  # architecture family (bert, opt, gpt2, t5, ...)
+    task: str  # encode: one forward pass per request; generate: greedy decode of new_tokens
+    auto_class: str  # transformers auto class used to build and load it
+    seq_len: int  # synthetic input tokens per sequence
+    new_tokens: int  # tokens generated per sequence (generate only; min = max)
+    checkpoint: str | None  # local HF checkpoint folder; None = build from `architecture`
+    architecture: dict[str, Any]  # transformers config kwargs (model_type + sizes)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str  # key in bench.engines.ENGINES
+    options: dict[str, Any] = field(default_factory=dict)  # engine-specific, checked by it
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    name: str  # latency: closed loop of `threads` clients
+    warmup_requests: int  # per client thread, excluded from every figure
+    min_requests: int  # measured requests needed before stopping ...
+    min_duration_s: float  # ... and measured seconds needed before stopping
+    max_duration_s: float  # hard cap on the measured window
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    type: str
+    gpu_model: str | None
+    gpus: int
+    gpu_memory_gib: float
+    compute_capability: float | None
+    vcpus: int
+    memory_gib: float
+    usd_per_hour: float
+    price_date: str
+    price_note: str | None = None
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Everything one job needs. Serialised as JSON into the manifest."""
+
+    sweep_id: str
+    cell_id: str
+    index: int
+    model: ModelConfig
+    engine: EngineConfig
+    scenario: ScenarioConfig
+    instance: InstanceSpec
+    precision: str
+    batch_size: int
+    threads: int
+    tp_degree: int
+    device: str
+    price_per_hour: float  # the price used for cost columns
+    price_source: str  # where that price came from, with its date
+    torch_threads: int | None
+    seed: int
+    models_dir: str
+    axes: dict[str, Any]  # the grid axes and this cell's value on each
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _require(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(key, value, allowed)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
+    _require(value in allowed, key, value, "allowed: " + ", ".join(allowed))
+    return value
+
+
+def _int_at_least(key: str, value: Any, low: int) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    _require(ok, key, value, f"must be an integer >= {low}")
+    return value
+
+
+def _positive(key: str, value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    _require(ok, key, value, "must be a number > 0")
+    return float(value)
+
+
+def model_from_dict(d: dict[str, Any]) -> ModelConfig:
+    task = _choice("model.task", d.get("task"), TASKS)
+    new_tokens = d.get("new_tokens", 0)
+    if task == "generate":
+        _int_at_least("model.new_tokens", new_tokens, 1)
+    arch = d.get("architecture") or {}
+    checkpoint = d.get("checkpoint")
+    _require(
+        bool(checkpoint) or "model_type" in arch,
+        "model.architecture.model_type",
+        arch.get("model_type"),
+        "set it (or model.checkpoint to a local checkpoint folder)",
+    )
+    return ModelConfig(
+        name=str(d.get("name")),
+        family=str(d.get("family") or arch.get("model_type")),
+        task=task,
+        auto_class=_choice("model.auto_class", d.get("auto_class"), AUTO_CLASSES),
+        seq_len=_int_at_least("model.seq_len", d.get("seq_len"), 1),
+        new_tokens=int(new_tokens or 0),
+        checkpoint=str(checkpoint) if checkpoint else None,
+        architecture=dict(arch),
+    )
+
+
+def scenario_from_dict(d: dict[str, Any]) -> ScenarioConfig:
+    s = ScenarioConfig(
+        name=_choice("scenario.name", d.get("name"), ("latency",)),
+        warmup_requests=_int_at_least("scenario.warmup_requests", d.get("warmup_requests"), 0),
+        min_requests=_int_at_least("scenario.min_requests", d.get("min_requests"), 1),
+        min_duration_s=_positive("scenario.min_duration_s", d.get("min_duration_s")),
+        max_duration_s=_positive("scenario.max_duration_s", d.get("max_duration_s")),
+    )
+    _require(
+        s.max_duration_s >= s.min_duration_s,
+        "scenario.max_duration_s",
+        s.max_duration_s,
+        f"must be >= scenario.min_duration_s ({s.min_duration_s})",
+    )
+    return s
+
+
+def engine_from_dict(d: dict[str, Any]) -> EngineConfig:
+    from bench.engines import ENGINES  # the registry is plain names; engines import lazily
+
+    name = _choice("engine", d.get("name"), sorted(ENGINES))
+    options = {k: v for k, v in d.items() if k != "name"}
+    ENGINES[name].check_options(options)
+    return EngineConfig(name=name, options=options)
+
+
+def instance_from_catalog(catalog: list[dict[str, Any]], type_: str) -> InstanceSpec:
+    by_type = {entry["type"]: entry for entry in catalog}
+    _choice("instance", type_, list(by_type))
+    fields = {f.name for f in dataclasses.fields(InstanceSpec)}
+    return InstanceSpec(**{k: v for k, v in by_type[type_].items() if k in fields})
+
+
+def cell_from_dict(d: dict[str, Any]) -> CellConfig:
+    """Validate a cell (from the manifest, or a composed and resolved config)."""
+    instance = d["instance"]
+    if not isinstance(instance, InstanceSpec):
+        instance = InstanceSpec(**instance)
+    price = d.get("price_per_hour")
+    if price is None:
+        price = instance.usd_per_hour
+    ok = isinstance(price, (int, float)) and not isinstance(price, bool) and price >= 0
+    _require(ok, "price_per_hour", price, "must be a number >= 0 (USD per hour)")
+    torch_threads = d.get("torch_threads")
+    if torch_threads is not None:
+        _int_at_least("torch_threads", torch_threads, 1)
+    engine = d["engine"]
+    return CellConfig(
+        sweep_id=str(d.get("sweep_id") or ""),
+        cell_id=str(d.get("cell_id") or ""),
+        index=int(d.get("index") or 0),
+        model=model_from_dict(d["model"]),
+        engine=engine_from_dict(
+            {"name": engine.get("name"), **engine.get("options", {})}
+            if "options" in engine
+            else engine
+        ),
+        scenario=scenario_from_dict(d["scenario"]),
+        instance=instance,
+        precision=_choice("precision", d.get("precision"), PRECISIONS),
+        batch_size=_int_at_least("batch_size", d.get("batch_size"), 1),
+        threads=_int_at_least("threads", d.get("threads"), 1),
+        tp_degree=_int_at_least("tp_degree", d.get("tp_degree"), 1),
+        device=_choice("device", d.get("device"), DEVICES),
+        price_per_hour=float(price),
+        price_source=str(d.get("price_source") or ""),
+        torch_threads=torch_threads,
+        seed=int(d.get("seed") or 0),
+        models_dir=str(d.get("models_dir")),
+        axes=dict(d.get("axes") or {}),
+    )

@@ -1,0 +1,19 @@
+"""Engine registry: a plain dict from the names used in config to the classes.
+
+Each engine module keeps its heavy imports (torch, transformers, ...) inside its methods, so
+importing this registry, validating config and running the calibration engines stay cheap.
+"""
+
+from __future__ import annotations
+
+from bench.engines.base import Engine
+from bench.engines.calibration import NullEngine, SleepEngine
+from bench.engines.hf import HFEngine
+
+ENGINES: dict[str, type[Engine]] = {
+    "hf": HFEngine,
+    "null": NullEngine,
+    "sleep": SleepEngine,
+}
+
+__all__ = ["ENGINES", "Engine"]

@@ -1,0 +1,197 @@
+"""Grid expansion: composed config + axes -> validated cells with stable ids -> manifest.
+
+An axis is a config key with a list of values: a config group (`model`, `engine`: each value
+composes that group's YAML), a top-level scalar (`precision`, `batch_size`, ...), or a dotted
+key inside a group (`model.seq_len`, `engine.service_ms`, `scenario.min_requests`). Cells are
+the cartesian product, in the order the axes are written.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from bench.compose import check_group_choice, compose_many, compose_one
+from bench.config import CellConfig, ConfigError, cell_from_dict, instance_from_catalog
+
+GROUP_AXES = ("model", "engine")
+SCALAR_AXES = (
+    "precision",
+    "batch_size",
+    "threads",
+    "tp_degree",
+    "instance",
+    "device",
+    "price_per_hour",
+    "torch_threads",
+    "seed",
+)
+DOTTED_PREFIXES = ("model.", "engine.", "scenario.")
+MANIFEST_VERSION = 1
+SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Keys that do not change what a cell measures, so they stay out of its id.
+_NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes")
+_NOT_IDENTITY_COST = ("price_per_hour", "price_source")
+
+
+@dataclass
+class Plan:
+    sweep_id: str
+    grid_name: str
+    axes: dict[str, list[Any]]
+    cells: list[CellConfig]
+    store_root: str = "results"
+    executor: dict[str, Any] = dataclasses.field(default_factory=dict)
+    force: bool = False
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "manifest_version": MANIFEST_VERSION,
+            "sweep_id": self.sweep_id,
+            "grid": self.grid_name,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "axes": self.axes,
+            "store_root": self.store_root,
+            "executor": self.executor,
+            "cells": [cell.to_dict() for cell in self.cells],
+        }
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> Plan:
+        return cls(
+            sweep_id=manifest["sweep_id"],
+            grid_name=manifest.get("grid", ""),
+            axes=manifest.get("axes", {}),
+            store_root=manifest.get("store_root", ""),
+            executor=manifest.get("executor", {}),
+            cells=[cell_from_dict(d) for d in manifest["cells"]],
+        )
+
+
+def _digest(obj: Any, length: int) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[
+        :length
+    ]
+
+
+def cell_id_for(cell: CellConfig) -> str:
+    """Stable id: a readable prefix plus a hash of everything that shapes the measurement."""
+    identity = {
+        k: v
+        for k, v in cell.to_dict().items()
+        if k not in _NOT_IDENTITY and k not in _NOT_IDENTITY_COST
+    }
+    identity["instance"] = cell.instance.type
+    prefix = (
+        f"{cell.model.name}-{cell.engine.name}-{cell.precision}-b{cell.batch_size}"
+        f"-t{cell.threads}-tp{cell.tp_degree}-{cell.instance.type}"
+    )
+    return f"{prefix}-{_digest(identity, 10)}"
+
+
+def _check_axes(axes: dict[str, Any], base: DictConfig) -> dict[str, list[Any]]:
+    checked: dict[str, list[Any]] = {}
+    for key, values in axes.items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise ConfigError(f"grid.axes.{key}", values, "an axis needs at least one value")
+        if key in GROUP_AXES:
+            for value in values:
+                check_group_choice(key, value)
+        elif key not in SCALAR_AXES:
+            dotted_ok = (
+                key.startswith(DOTTED_PREFIXES)
+                and OmegaConf.select(base, key, default="__missing__") != "__missing__"
+            )
+            if not dotted_ok:
+                allowed = (
+                    ", ".join((*GROUP_AXES, *SCALAR_AXES)) + ", or model./engine./scenario. keys"
+                )
+                raise ConfigError(f"grid.axes.{key}", values, f"axes are: {allowed}")
+        checked[key] = list(dict.fromkeys(values))  # a value listed twice is one cell
+    return checked
+
+
+def _price(cfg: dict[str, Any], instance: Any) -> tuple[float | None, str]:
+    if cfg.get("price_per_hour") is not None:
+        return cfg["price_per_hour"], "price_per_hour override"
+    source = f"{cfg['catalog']['price_source']}, {instance.price_date}"
+    if instance.price_note:
+        source += f" ({instance.price_note})"
+    return None, source
+
+
+def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfig:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    instance = instance_from_catalog(resolved["catalog"]["instances"], resolved["instance"])
+    price, price_source = _price(resolved, instance)
+    cell = cell_from_dict(
+        {
+            **{k: resolved[k] for k in ("precision", "batch_size", "threads", "tp_degree")},
+            **{k: resolved[k] for k in ("device", "torch_threads", "seed", "models_dir")},
+            "index": index,
+            "model": resolved["model"],
+            "engine": resolved["engine"],
+            "scenario": resolved["scenario"],
+            "instance": instance,
+            "price_per_hour": price,
+            "price_source": price_source,
+            "axes": axes_values,
+        }
+    )
+    return dataclasses.replace(cell, cell_id=cell_id_for(cell))
+
+
+def plan_from_overrides(overrides: list[str]) -> Plan:
+    """Compose, expand the grid, validate every cell. Raises ConfigError / UsageError."""
+    base = compose_one(overrides)
+    axes = _check_axes(OmegaConf.to_container(base.grid.axes, resolve=True), base)
+    group_keys = [k for k in axes if k in GROUP_AXES]
+    group_combos = list(itertools.product(*(axes[k] for k in group_keys)))
+    kept = [o for o in overrides if o.partition("=")[0].lstrip("+") not in group_keys]
+    composed = compose_many(
+        [
+            kept + [f"{k}={v}" for k, v in zip(group_keys, combo, strict=True)]
+            for combo in group_combos
+        ]
+    )
+    by_groups = dict(zip(group_combos, composed, strict=True))
+
+    cells: list[CellConfig] = []
+    seen: set[str] = set()
+    for values in itertools.product(*axes.values()):
+        point = dict(zip(axes, values, strict=True))
+        cfg = copy.deepcopy(by_groups[tuple(point[k] for k in group_keys)])
+        with open_dict(cfg):
+            for key, value in point.items():
+                if key not in GROUP_AXES:
+                    OmegaConf.update(cfg, key, value, merge=False)
+        cell = _cell(cfg, point, len(cells))
+        if cell.cell_id not in seen:
+            seen.add(cell.cell_id)
+            cells.append(cell)
+
+    grid_name = str(base.grid.name)
+    sweep_id = base.sweep_id or f"{grid_name}-{_digest(sorted(seen), 8)}"
+    if not SWEEP_ID_PATTERN.match(str(sweep_id)):
+        raise ConfigError("sweep_id", sweep_id, "use letters, digits, '.', '_' and '-' only")
+    cells = [dataclasses.replace(c, sweep_id=str(sweep_id)) for c in cells]
+    return Plan(
+        sweep_id=str(sweep_id),
+        grid_name=grid_name,
+        axes=axes,
+        cells=cells,
+        store_root=str(base.store.root),
+        executor=OmegaConf.to_container(base.executor, resolve=True),  # type: ignore[arg-type]
+        force=bool(base.force),
+    )
