@@ -20,11 +20,32 @@ def check_group_choice(group: str, choice: str) -> None:
         raise ConfigError(group, choice, "allowed: " + ", ".join(options))
 
 
-def _check_group_overrides(overrides: Iterable[str]) -> None:
+def _normalise(overrides: Iterable[str]) -> list[str]:
+    """Check group choices and quote them (Hydra would read `engine=null` as None); let
+    `grid.axes.KEY=[...]` add an axis as well as replace one."""
+    out = []
     for override in overrides:
-        key, sep, value = override.lstrip("+~").partition("=")
-        if sep and key in (*CONFIG_GROUPS, "grid"):
-            check_group_choice(key, value)
+        key, sep, value = override.partition("=")
+        group = key.lstrip("+~")
+        if sep and group in (*CONFIG_GROUPS, "grid"):
+            value = value.strip("'\"")
+            check_group_choice(group, value)
+            override = f"{key}='{value}'"
+        elif sep and key.startswith("grid.axes."):
+            override = f"++{override}"  # axes are open: add one or replace it, either way
+        out.append(override)
+    return out
+
+
+def _struct_key_error(exc: Exception, overrides: list[str]) -> ConfigError | None:
+    """Hydra's 'Key X is not in struct' as a ConfigError naming the key and the known ones."""
+    cause = exc.__cause__
+    key = str(getattr(cause, "full_key", "") or "")
+    if not key or "not in struct" not in str(cause):
+        return None
+    value = next((o.partition("=")[2] for o in overrides if o.partition("=")[0] == key), None)
+    parent = key.rpartition(".")[0]
+    return ConfigError(key, value, f"no such config key{' under ' + parent if parent else ''}")
 
 
 def _one_line(exc: Exception) -> str:
@@ -44,8 +65,7 @@ def compose_many(override_sets: list[list[str]]) -> list[DictConfig]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    for overrides in override_sets:
-        _check_group_overrides(overrides)
+    override_sets = [_normalise(overrides) for overrides in override_sets]
     GlobalHydra.instance().clear()
     configs = []
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
@@ -53,7 +73,7 @@ def compose_many(override_sets: list[list[str]]) -> list[DictConfig]:
             try:
                 configs.append(compose(config_name="config", overrides=list(overrides)))
             except Exception as exc:  # Hydra raises several unrelated exception types here
-                raise UsageError(_one_line(exc)) from exc
+                raise _struct_key_error(exc, overrides) or UsageError(_one_line(exc)) from exc
     return configs
 
 

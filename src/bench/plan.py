@@ -121,6 +121,18 @@ def _check_axes(axes: dict[str, Any], base: DictConfig) -> dict[str, list[Any]]:
     return checked
 
 
+def _pinned_axes(
+    overrides: list[str], axes: dict[str, list[Any]], base: DictConfig
+) -> dict[str, list[Any]]:
+    """`precision=bf16` on the command line narrows a grid's precision axis to bf16."""
+    pinned = {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if sep and key in axes:
+            pinned[key] = [value.strip("'\"") if key in GROUP_AXES else OmegaConf.select(base, key)]
+    return _check_axes(pinned, base)
+
+
 def _price(cfg: dict[str, Any], instance: Any) -> tuple[float | None, str]:
     if cfg.get("price_per_hour") is not None:
         return cfg["price_per_hour"], "price_per_hour override"
@@ -156,6 +168,7 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
     """Compose, expand the grid, validate every cell. Raises ConfigError / UsageError."""
     base = compose_one(overrides)
     axes = _check_axes(OmegaConf.to_container(base.grid.axes, resolve=True), base)
+    axes.update(_pinned_axes(overrides, axes, base))
     group_keys = [k for k in axes if k in GROUP_AXES]
     group_combos = list(itertools.product(*(axes[k] for k in group_keys)))
     kept = [o for o in overrides if o.partition("=")[0].lstrip("+") not in group_keys]

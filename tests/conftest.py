@@ -1,0 +1,53 @@
+"""Shared fixtures: run the CLI as a user would, in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Checkpoints built from config, shared by the whole test session."""
+    return tmp_path_factory.mktemp("models")
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ARGS` in cwd; returns the completed process (never raises on rc)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def bench_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def call(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(list(args), tmp_path, env)
+
+    return call
+
+
+@pytest.fixture
+def conf_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of conf/ (BENCH_CONF_DIR points at it) for tests that add YAML files."""
+    import shutil
+
+    target = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", target)
+    monkeypatch.setenv("BENCH_CONF_DIR", str(target))
+    return target

@@ -1,0 +1,77 @@
+"""The smoke grid end to end on CPU, as the README runs it: sweep -> Parquet -> pandas.
+Then resume: a second sweep runs nothing; deleting one cell's row re-runs only that cell."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> dict:
+    work = tmp_path_factory.mktemp("smoke")
+    args = ["sweep", "+grid=smoke", f"models_dir={models_dir}"]
+    first = run_cli(args, work)
+    aggregated = sorted(work.glob("results/smoke-*/aggregated.parquet"))
+    return {"work": work, "args": args, "first": first, "aggregated": aggregated}
+
+
+def _ran(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """Cell ids the sweep's progress display says it ran."""
+    return [line.split()[2] for line in proc.stderr.splitlines() if line.startswith("[")]
+
+
+def test_smoke_sweep_leaves_one_ok_row_per_cell(smoke: dict) -> None:
+    assert smoke["first"].returncode == 0, smoke["first"].stderr[-3000:]
+    assert len(smoke["aggregated"]) == 1
+    frame = pd.read_parquet(smoke["aggregated"][0])
+    assert len(frame) == 16 and frame["cell_id"].is_unique
+    assert (frame["status"] == "ok").all(), frame[["cell_id", "error"]]
+    assert set(frame["model"]) == {"bert_tiny", "opt_tiny"}
+    assert set(frame["precision"]) == {"fp32", "bf16"}
+    assert (frame["latency_ms_p50"] <= frame["latency_ms_p90"]).all()
+    assert (frame["latency_ms_p90"] <= frame["latency_ms_p99"]).all()
+    assert (frame["inferences_per_s"] > 0).all() and (frame["tokens_per_s"] > 0).all()
+    assert (frame["n"] >= 30).all() and (frame["load_s"] > 0).all()
+    expected_cost = frame["price_per_hour"] / 3600 / frame["inferences_per_s"] * 1e6
+    pd.testing.assert_series_equal(
+        frame["usd_per_million_inferences"], expected_cost, check_names=False, rtol=1e-9
+    )
+    decoders = frame[frame["task"] == "generate"]
+    tokens = decoders["inferences_per_s"] * decoders["new_tokens"]
+    pd.testing.assert_series_equal(decoders["tokens_per_s"], tokens, check_names=False)
+    assert frame["started_at"].dt.tz is not None and (frame["params"] > 0).all()
+
+
+def test_samples_hold_every_measured_request(smoke: dict) -> None:
+    sweep_dir = smoke["aggregated"][0].parent
+    frame = pd.read_parquet(smoke["aggregated"][0])
+    for row in frame.itertuples():
+        samples = pd.read_parquet(sweep_dir / "samples" / f"{row.cell_id}.parquet")
+        assert len(samples) == row.n
+        assert samples["latency_ns"].quantile(0.5, interpolation="lower") / 1e6 == pytest.approx(
+            row.latency_ms_p50, rel=0.05
+        )
+
+
+def test_rerun_runs_nothing_and_deleting_one_row_reruns_only_it(smoke: dict) -> None:
+    again = run_cli(smoke["args"], smoke["work"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 to run, 16 already ok" in again.stderr
+    assert _ran(again) == []
+
+    sweep_dir = smoke["aggregated"][0].parent
+    victim = sorted((sweep_dir / "cells").glob("*.parquet"))[5]
+    victim.unlink()
+    third = run_cli(smoke["args"], smoke["work"])
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert _ran(third) == [victim.stem]
+    assert victim.exists()
+    assert len(pd.read_parquet(smoke["aggregated"][0])) == 16
