@@ -52,7 +52,8 @@ def _latest_per_cell(table: pa.Table) -> pa.Table:
         key = (status == "ok", when.timestamp() if when is not None else float("-inf"))
         if cell_id not in best or key > best[cell_id][0]:
             best[cell_id] = (key, i)
-    return table.take(sorted(i for _, i in best.values()))
+    keep = sorted(i for _, i in best.values())
+    return table.take(pa.array(keep, type=pa.int64()))
 
 
 def _expected_cells(store: Store, sweep_id: str) -> list[str]:

@@ -98,7 +98,7 @@ def cell_id_for(cell: CellConfig) -> str:
     return f"{prefix}-{_digest(identity, 10)}"
 
 
-def _check_axes(axes: dict[str, Any], base: DictConfig) -> dict[str, list[Any]]:
+def _check_axes(axes: dict[str, Any]) -> dict[str, list[Any]]:
     checked: dict[str, list[Any]] = {}
     for key, values in axes.items():
         values = values if isinstance(values, list) else [values]
@@ -107,18 +107,26 @@ def _check_axes(axes: dict[str, Any], base: DictConfig) -> dict[str, list[Any]]:
         if key in GROUP_AXES:
             for value in values:
                 check_group_choice(key, value)
-        elif key not in SCALAR_AXES:
-            dotted_ok = (
-                key.startswith(DOTTED_PREFIXES)
-                and OmegaConf.select(base, key, default="__missing__") != "__missing__"
-            )
-            if not dotted_ok:
-                allowed = (
-                    ", ".join((*GROUP_AXES, *SCALAR_AXES)) + ", or model./engine./scenario. keys"
-                )
-                raise ConfigError(f"grid.axes.{key}", values, f"axes are: {allowed}")
+        elif key not in SCALAR_AXES and not key.startswith(DOTTED_PREFIXES):
+            allowed = ", ".join((*GROUP_AXES, *SCALAR_AXES)) + ", or model./engine./scenario. keys"
+            raise ConfigError(f"grid.axes.{key}", values, f"axes are: {allowed}")
         checked[key] = list(dict.fromkeys(values))  # a value listed twice is one cell
     return checked
+
+
+_ABSENT = object()
+
+
+def _check_dotted_axes(axes: dict[str, list[Any]], configs: list[DictConfig]) -> None:
+    """A dotted axis must name a key of every composed config it applies to (the engine a
+    grid's own engine axis picks, not the default one)."""
+    for key in axes:
+        if key in GROUP_AXES or key in SCALAR_AXES:
+            continue
+        for cfg in configs:
+            if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+                where = f"model={cfg.model.name} engine={cfg.engine.name}"
+                raise ConfigError(f"grid.axes.{key}", axes[key], f"no such key with {where}")
 
 
 def _pinned_axes(
@@ -130,7 +138,7 @@ def _pinned_axes(
         key, sep, value = override.partition("=")
         if sep and key in axes:
             pinned[key] = [value.strip("'\"") if key in GROUP_AXES else OmegaConf.select(base, key)]
-    return _check_axes(pinned, base)
+    return _check_axes(pinned)
 
 
 def _price(cfg: dict[str, Any], instance: Any) -> tuple[float | None, str]:
@@ -167,7 +175,7 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
 def plan_from_overrides(overrides: list[str]) -> Plan:
     """Compose, expand the grid, validate every cell. Raises ConfigError / UsageError."""
     base = compose_one(overrides)
-    axes = _check_axes(OmegaConf.to_container(base.grid.axes, resolve=True), base)
+    axes = _check_axes(OmegaConf.to_container(base.grid.axes, resolve=True))
     axes.update(_pinned_axes(overrides, axes, base))
     group_keys = [k for k in axes if k in GROUP_AXES]
     group_combos = list(itertools.product(*(axes[k] for k in group_keys)))
@@ -179,6 +187,7 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
         ]
     )
     by_groups = dict(zip(group_combos, composed, strict=True))
+    _check_dotted_axes(axes, composed)
 
     cells: list[CellConfig] = []
     seen: set[str] = set()
@@ -195,7 +204,9 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
             cells.append(cell)
 
     grid_name = str(base.grid.name)
-    sweep_id = base.sweep_id or f"{grid_name}-{_digest(sorted(seen), 8)}"
+    sweep_id = base.sweep_id
+    if sweep_id is None:
+        sweep_id = f"{grid_name}-{_digest(sorted(seen), 8)}"
     if not SWEEP_ID_PATTERN.match(str(sweep_id)):
         raise ConfigError("sweep_id", sweep_id, "use letters, digits, '.', '_' and '-' only")
     cells = [dataclasses.replace(c, sweep_id=str(sweep_id)) for c in cells]

@@ -49,10 +49,16 @@ def pending_indices(store: Store, plan: Plan) -> list[int]:
 
 
 def progress_printer(stream: TextIO) -> ProgressFn:
+    """One line per finished cell: count, status, id, its time and the time left (estimated)."""
+    spent: list[float] = []
+
     def show(handle: JobHandle, done: int, total: int, seconds: float) -> None:
+        spent.append(seconds)
+        left = (total - done) * sum(spent) / len(spent)
         width = len(str(total))
         print(
-            f"[{done:>{width}}/{total}] {handle.state:<8} {handle.cell_id}  ({seconds:.1f} s)",
+            f"[{done:>{width}}/{total}] {handle.state:<8} {handle.cell_id}  "
+            f"({seconds:.1f} s, ~{left:.0f} s left)",
             file=stream,
             flush=True,
         )

@@ -103,15 +103,16 @@ def test_run_prints_one_row(bench_cli) -> None:
 
 def test_cell_takes_its_index_from_the_scheduler(bench_cli, tmp_path: Path) -> None:
     sweep = bench_cli(
-        "sweep", "engine=null", "grid.axes.threads=[1,2]", "scenario.min_duration_s=0.1",
+        "sweep",
+        "engine=null",
+        "grid.axes.threads=[1,2]",
+        "scenario.min_duration_s=0.1",
         "sweep_id=idx",
     )
     assert sweep.returncode == 0, sweep.stderr
     manifest = tmp_path / "results" / "idx" / "manifest.json"
     (tmp_path / "results" / "idx" / "cells").rename(tmp_path / "old-cells")
-    proc = bench_cli(
-        "cell", "--manifest", str(manifest), env={"AWS_BATCH_JOB_ARRAY_INDEX": "1"}
-    )
+    proc = bench_cli("cell", "--manifest", str(manifest), env={"AWS_BATCH_JOB_ARRAY_INDEX": "1"})
     assert proc.returncode == 0, proc.stderr
     cell_id = json.loads(manifest.read_text())["cells"][1]["cell_id"]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["cell_id"] == cell_id

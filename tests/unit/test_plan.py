@@ -97,6 +97,21 @@ def test_a_price_change_does_not_change_ids(smoke):
     assert {c.price_per_hour for c in smoke.cells} == {0.192}
 
 
+def test_a_catalog_price_change_does_not_change_ids(tmp_path, monkeypatch):
+    before = plan_from_overrides(["engine=null", "+grid.axes.batch_size=[1,2]"])
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO_CONF, conf)
+    catalog = (conf / "catalog.yaml").read_text()
+    assert "usd_per_hour: 0.192" in catalog
+    (conf / "catalog.yaml").write_text(catalog.replace("usd_per_hour: 0.192", "usd_per_hour: 0.5"))
+    monkeypatch.setenv("BENCH_CONF_DIR", str(conf))
+    after = plan_from_overrides(["engine=null", "+grid.axes.batch_size=[1,2]"])
+    assert [c.price_per_hour for c in after.cells] == [0.5, 0.5]
+    assert [c.instance.usd_per_hour for c in after.cells] == [0.5, 0.5]
+    assert [c.cell_id for c in after.cells] == [c.cell_id for c in before.cells]
+    assert after.sweep_id == before.sweep_id
+
+
 def test_models_dir_does_not_change_ids(smoke, tmp_path):
     moved = plan_from_overrides(["+grid=smoke", f"models_dir={tmp_path}"])
     assert [c.cell_id for c in moved.cells] == [c.cell_id for c in smoke.cells]

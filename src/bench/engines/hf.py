@@ -4,18 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.config import InstanceSpec
 from bench.engines.base import Engine, LoadInfo, PrepareInfo
 
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-def resolve_device(requested: str) -> str:
+class NoGPUError(RuntimeError):
+    pass
+
+
+def resolve_device(requested: str, instance: InstanceSpec) -> str:
+    """The device to run on. A cell for a GPU instance type never silently runs on the CPU:
+    its row would carry the GPU instance's name and price over CPU figures."""
     import torch
 
+    has_cuda = torch.cuda.is_available()
+    wants_gpu = requested == "cuda" or (requested == "auto" and instance.gpus > 0)
+    if wants_gpu and not has_cuda:
+        raise NoGPUError(
+            f"instance {instance.type} has {instance.gpus} x {instance.gpu_model} GPU but torch "
+            "sees no CUDA device here; run this cell on such a host"
+            if instance.gpus
+            else "device=cuda but torch sees no CUDA device here"
+        )
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but torch sees no CUDA device")
+        return "cuda" if has_cuda else "cpu"
     return requested
 
 
@@ -47,7 +61,7 @@ class HFEngine(Engine):
         cell = self.cell
         if cell.torch_threads:
             torch.set_num_threads(cell.torch_threads)
-        self.device = resolve_device(cell.device)
+        self.device = resolve_device(cell.device, cell.instance)
         model = auto_class(cell.model.auto_class).from_pretrained(
             self.folder, dtype=torch_dtype(cell.precision)
         )

@@ -24,7 +24,7 @@ def index_from_environment(environ: dict[str, str] | None = None) -> int:
     for name in INDEX_VARIABLES:
         value = environ.get(name)
         if value is not None and value != "":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise ValueError(f"{name}={value!r} is not a non-negative integer")
             return int(value)
     raise ValueError(f"no --index given and none of {', '.join(INDEX_VARIABLES)} is set")

@@ -1,0 +1,44 @@
+"""Device placement: GPU cells on CUDA; a GPU instance's cell never runs on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def test_gpu_instance_without_cuda_fails_instead_of_measuring_the_cpu(
+    bench_cli, models_dir: Path
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has CUDA")
+    proc = bench_cli("run", "instance=g5.xlarge", f"models_dir={models_dir}")
+    assert proc.returncode == 1
+    row = json.loads(proc.stdout)
+    assert row["status"] == "failed" and row["error_class"] == "NoGPUError"
+    assert "g5.xlarge" in row["error"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("model", ["bert_tiny", "opt_tiny"])
+def test_hf_on_cuda(bench_cli, models_dir: Path, model: str, precision: str) -> None:
+    proc = bench_cli(
+        "run",
+        f"model={model}",
+        f"precision={precision}",
+        "device=cuda",
+        "batch_size=4",
+        "threads=2",
+        "scenario.min_requests=50",
+        "scenario.min_duration_s=0.5",
+        f"models_dir={models_dir}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = json.loads(proc.stdout)
+    assert row["device"].startswith("cuda") and row["status"] == "ok"
+    assert row["peak_gpu_mem_mb"] > 0 and row["gpu_name"]
+    assert row["latency_ms_p50"] <= row["latency_ms_p99"]

@@ -1,0 +1,245 @@
+"""The collector: cell files -> one row per cell, with missing, failed and unreadable named."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from bench.collect import UnreadableCellFile, collect, summary_text
+from bench.rows import ROW_SCHEMA, conform, rows_to_table
+from bench.store import LocalStore, SweepPaths
+
+SWEEP = "s1"
+PATHS = SweepPaths(SWEEP)
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _row(cell_id: str, index: int, status: str = "ok", minutes: int = 0, **extra) -> dict:
+    row = {
+        "schema_version": 1,
+        "sweep_id": SWEEP,
+        "cell_id": cell_id,
+        "attempt_id": f"{cell_id}-{status}-{minutes}",
+        "cell_index": index,
+        "model": "bert_tiny",
+        "engine": "sleep",
+        "precision": "fp32",
+        "batch_size": 1,
+        "threads": 1,
+        "instance": "local-cpu",
+        "status": status,
+        "started_at": T0 + timedelta(minutes=minutes),
+        "finished_at": T0 + timedelta(minutes=minutes, seconds=30),
+    }
+    if status == "ok":
+        row.update(n=100, latency_ms_p50=5.0, latency_ms_p99=6.0, inferences_per_s=200.0)
+        row.update(usd_per_million_inferences=0.27, usd_per_million_tokens=0.002)
+    else:
+        row.update(error_class="BoomError", error=f"{cell_id} broke")
+    row.update(extra)
+    return row
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalStore:
+    return LocalStore(str(tmp_path / "results"))
+
+
+def _manifest(store: LocalStore, cell_ids: list[str]) -> None:
+    manifest = {"sweep_id": SWEEP, "cells": [{"cell_id": c} for c in cell_ids]}
+    store.write_bytes(PATHS.manifest, json.dumps(manifest).encode())
+
+
+def _write(store: LocalStore, name: str, rows: list[dict]) -> None:
+    store.write_table(PATHS.cell(name), rows_to_table(rows))
+
+
+def _ids(table: pa.Table) -> list[str]:
+    return table.column("cell_id").to_pylist()
+
+
+def test_missing_and_failed_cells_are_named(store):
+    _manifest(store, ["a", "b", "c"])
+    _write(store, "a", [_row("a", 0)])
+    _write(store, "b", [_row("b", 1, status="failed")])
+    got = collect(store, SWEEP)
+    assert got.expected == ["a", "b", "c"]
+    assert got.missing == ["c"]
+    assert got.failed == ["b"]
+    assert got.unreadable == []
+    assert _ids(got.table) == ["a", "b"]
+    assert got.table.schema == ROW_SCHEMA
+    text = summary_text(got)
+    assert "failed: b: b broke" in text
+    assert "missing: c" in text
+
+
+def test_timeout_counts_as_failed_but_unsupported_does_not(store):
+    _manifest(store, ["a", "b"])
+    _write(store, "a", [_row("a", 0, status="timeout")])
+    _write(store, "b", [_row("b", 1, status="unsupported")])
+    got = collect(store, SWEEP)
+    assert got.failed == ["a"]
+    assert got.missing == []
+
+
+def test_a_corrupt_file_is_reported_and_skipped(store):
+    _manifest(store, ["a", "b", "c"])
+    _write(store, "a", [_row("a", 0)])
+    _write(store, "b", [_row("b", 1)])
+    store.write_bytes(PATHS.cell("x"), b"this is not parquet at all")
+    got = collect(store, SWEEP)
+    assert [path for path, _ in got.unreadable] == [PATHS.cell("x")]
+    assert got.unreadable[0][1]  # the error is described
+    assert _ids(got.table) == ["a", "b"]
+    assert got.missing == ["c"]
+    assert store.exists(PATHS.aggregated)
+    assert f"unreadable, skipped: {PATHS.cell('x')}" in summary_text(got)
+
+
+def test_strict_makes_a_corrupt_file_fatal(store):
+    _manifest(store, ["a"])
+    _write(store, "a", [_row("a", 0)])
+    store.write_bytes(PATHS.cell("x"), b"\x00garbage")
+    with pytest.raises(UnreadableCellFile) as info:
+        collect(store, SWEEP, strict=True)
+    assert "x.parquet" in str(info.value)
+    assert not store.exists(PATHS.aggregated)
+
+
+def test_strict_without_bad_files_succeeds(store):
+    _manifest(store, ["a"])
+    _write(store, "a", [_row("a", 0)])
+    assert _ids(collect(store, SWEEP, strict=True).table) == ["a"]
+
+
+def test_duplicate_attempts_collapse_to_the_ok_one(store):
+    _manifest(store, ["a"])
+    _write(store, "a", [_row("a", 0, status="ok", minutes=0)])
+    # a later retry that failed must not hide the earlier ok row
+    _write(store, "a-retry", [_row("a", 0, status="failed", minutes=5)])
+    got = collect(store, SWEEP)
+    assert got.table.num_rows == 1
+    assert got.table.column("status")[0].as_py() == "ok"
+    assert got.table.column("attempt_id")[0].as_py() == "a-ok-0"
+    assert got.failed == []
+
+
+def test_duplicate_attempts_without_ok_keep_the_latest(store):
+    _manifest(store, ["b"])
+    rows = [
+        _row("b", 0, status="failed", minutes=10),
+        _row("b", 0, status="timeout", minutes=3),
+        _row("b", 0, status="failed", minutes=7),
+    ]
+    _write(store, "b", rows)  # several attempts in one file
+    got = collect(store, SWEEP)
+    assert got.table.num_rows == 1
+    assert got.table.column("attempt_id")[0].as_py() == "b-failed-10"
+    assert got.failed == ["b"]
+
+
+def test_latest_ok_wins_among_several_ok(store):
+    _manifest(store, ["a"])
+    _write(store, "a1", [_row("a", 0, minutes=1, n=10)])
+    _write(store, "a2", [_row("a", 0, minutes=9, n=90)])
+    _write(store, "a3", [_row("a", 0, minutes=5, n=50)])
+    got = collect(store, SWEEP)
+    assert got.table.column("n").to_pylist() == [90]
+
+
+def test_older_file_without_newer_columns_loads_with_nulls(store):
+    _manifest(store, ["a", "b"])
+    _write(store, "a", [_row("a", 0)])
+    old = rows_to_table([_row("b", 1)])
+    dropped = ["usd_per_million_tokens", "peak_gpu_mem_mb", "git_sha", "latency_ms_p99"]
+    old = old.drop_columns(dropped)
+    # and an older, wider integer type for a column
+    old = old.set_column(
+        old.schema.get_field_index("cell_index"),
+        "cell_index",
+        pa.array([1], pa.int64()),
+    )
+    store.write_table(PATHS.cell("b"), old)
+    got = collect(store, SWEEP)
+    assert got.unreadable == []
+    assert got.table.schema == ROW_SCHEMA
+    by_id = {row["cell_id"]: row for row in got.table.to_pylist()}
+    assert by_id["b"]["usd_per_million_tokens"] is None
+    assert by_id["b"]["latency_ms_p99"] is None
+    assert by_id["b"]["latency_ms_p50"] == 5.0
+    assert by_id["b"]["cell_index"] == 1
+    assert by_id["a"]["latency_ms_p99"] == 6.0
+
+
+def test_conform_adds_missing_columns_as_nulls():
+    table = pa.table({"cell_id": ["a"], "n": pa.array([3], pa.int32())})
+    conformed = conform(table)
+    assert conformed.schema == ROW_SCHEMA
+    assert conformed.column("n").type == pa.int64()
+    assert conformed.column("n").to_pylist() == [3]
+    assert conformed.column("status").to_pylist() == [None]
+
+
+def test_aggregated_parquet_has_one_row_per_cell(store):
+    _manifest(store, ["a", "b", "c"])
+    _write(store, "c", [_row("c", 2)])
+    _write(store, "a", [_row("a", 0, status="failed", minutes=0)])
+    _write(store, "a-2", [_row("a", 0, status="ok", minutes=1)])
+    _write(store, "b", [_row("b", 1, status="failed")])
+    collect(store, SWEEP)
+    frame = pd.read_parquet(store.uri(PATHS.aggregated))
+    assert len(frame) == 3
+    assert frame["cell_id"].is_unique
+    assert list(frame["cell_id"]) == ["a", "b", "c"]  # manifest order (cell_index)
+    assert list(frame["status"]) == ["ok", "failed", "ok"]
+    assert str(frame["finished_at"].dt.tz) == "UTC"
+    assert frame["n"].dtype.kind in "if"
+    assert frame["latency_ms_p50"].dtype == "float64"
+    assert list(frame.columns) == ROW_SCHEMA.names
+
+
+def test_rerunning_collect_is_idempotent(store):
+    _manifest(store, ["a"])
+    _write(store, "a", [_row("a", 0)])
+    first = collect(store, SWEEP).table
+    second = collect(store, SWEEP).table
+    assert first.equals(second)
+    # aggregated.parquet is not a cell file
+    assert store.list(PATHS.cells_dir, ".parquet") == [PATHS.cell("a")]
+
+
+def test_empty_sweep_reports_every_cell_missing(store):
+    _manifest(store, ["a", "b"])
+    got = collect(store, SWEEP)
+    assert got.table.num_rows == 0
+    assert got.table.schema == ROW_SCHEMA
+    assert got.missing == ["a", "b"]
+    assert store.exists(PATHS.aggregated)
+    summary_text(got)  # renders without rows
+
+
+def test_only_unreadable_files_reports_them_and_every_cell_missing(store):
+    _manifest(store, ["a"])
+    store.write_bytes(PATHS.cell("a"), b"truncated")
+    got = collect(store, SWEEP)
+    assert [path for path, _ in got.unreadable] == [PATHS.cell("a")]
+    assert got.table.num_rows == 0
+    assert got.missing == ["a"]
+
+
+def test_no_manifest_means_nothing_expected(store):
+    _write(store, "a", [_row("a", 0)])
+    got = collect(store, SWEEP)
+    assert got.expected == []
+    assert got.missing == []
+    assert _ids(got.table) == ["a"]
+
+
+def test_rows_to_table_rejects_unknown_columns():
+    with pytest.raises(KeyError, match="colour"):
+        rows_to_table([{"cell_id": "a", "colour": "red"}])

@@ -1,0 +1,121 @@
+"""The local results store: atomic writes, listing, tables, and refusing remote roots."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pytest
+
+from bench.config import ConfigError
+from bench.store import LocalStore, SweepPaths, open_store
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalStore:
+    return LocalStore(str(tmp_path / "root"))
+
+
+def test_write_creates_folders_and_leaves_no_temp_files(store):
+    store.write_bytes("s/cells/a.parquet", b"hello")
+    folder = store.root / "s" / "cells"
+    assert os.listdir(folder) == ["a.parquet"]
+    assert store.read_bytes("s/cells/a.parquet") == b"hello"
+    assert store.exists("s/cells/a.parquet")
+    assert not store.exists("s/cells/b.parquet")
+
+
+def test_overwrite_replaces_the_content(store):
+    store.write_bytes("x.bin", b"first, and longer")
+    store.write_bytes("x.bin", b"second")
+    assert store.read_bytes("x.bin") == b"second"
+    assert os.listdir(store.root) == ["x.bin"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp(store, monkeypatch):
+    store.write_bytes("x.bin", b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_bytes("x.bin", b"new")
+    monkeypatch.undo()
+    assert store.read_bytes("x.bin") == b"old"
+    assert os.listdir(store.root) == ["x.bin"]
+
+
+def test_list_ignores_dotfiles_temp_files_and_folders(store):
+    store.write_bytes("s/cells/b.parquet", b"b")
+    store.write_bytes("s/cells/a.parquet", b"a")
+    store.write_bytes("s/cells/notes.txt", b"n")
+    cells = store.root / "s" / "cells"
+    (cells / ".a.parquet.abc123.tmp").write_bytes(b"half")  # an interrupted write
+    (cells / ".hidden.parquet").write_bytes(b"h")
+    (cells / "sub.parquet").mkdir()
+    assert store.list("s/cells", ".parquet") == ["s/cells/a.parquet", "s/cells/b.parquet"]
+    assert store.list("s/cells") == [
+        "s/cells/a.parquet",
+        "s/cells/b.parquet",
+        "s/cells/notes.txt",
+    ]
+    assert store.list("s/nothing-here", ".parquet") == []
+
+
+def test_delete(store):
+    store.write_bytes("x.bin", b"x")
+    store.delete("x.bin")
+    assert not store.exists("x.bin")
+    store.delete("x.bin")  # deleting what is gone is fine
+
+
+def test_table_round_trip(store):
+    table = pa.table(
+        {
+            "cell_id": pa.array(["a", "b", None], pa.string()),
+            "n": pa.array([1, 2, 3], pa.int64()),
+            "p50": pa.array([1.5, None, 2.5], pa.float64()),
+        }
+    )
+    store.write_table("s/t.parquet", table)
+    back = store.read_table("s/t.parquet")
+    assert back.equals(table)
+    assert back.schema == table.schema
+    assert os.listdir(store.root / "s") == ["t.parquet"]
+
+
+def test_uri_is_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = LocalStore("relative/results")
+    assert store.root == tmp_path / "relative" / "results"
+    assert store.uri("s/manifest.json") == str(tmp_path / "relative/results/s/manifest.json")
+
+
+@pytest.mark.parametrize("root", ["s3://b/p", "gs://bucket", "https://example.com/x"])
+def test_remote_roots_are_refused(root):
+    with pytest.raises(ConfigError) as info:
+        open_store(root)
+    assert info.value.key == "store.root"
+    assert "store.root" in str(info.value)
+    assert root in str(info.value)
+
+
+def test_open_store_local_roots(tmp_path):
+    plain = open_store(str(tmp_path / "a"))
+    assert isinstance(plain, LocalStore)
+    assert plain.root == tmp_path / "a"
+    via_file = open_store(f"file://{tmp_path}/b")
+    assert via_file.root == tmp_path / "b"
+    via_file.write_bytes("x", b"1")
+    assert (tmp_path / "b" / "x").read_bytes() == b"1"
+
+
+def test_sweep_paths():
+    paths = SweepPaths("run-1")
+    assert paths.manifest == "run-1/manifest.json"
+    assert paths.cells_dir == "run-1/cells"
+    assert paths.cell("c1") == "run-1/cells/c1.parquet"
+    assert paths.samples("c1") == "run-1/samples/c1.parquet"
+    assert paths.log("c1") == "run-1/logs/c1.log"
+    assert paths.aggregated == "run-1/aggregated.parquet"
