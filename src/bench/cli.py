@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.compose import UsageError
 from bench.config import ConfigError
+from bench.store import StoreError
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -54,7 +55,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from bench.sweep import run_sweep
 
     plan = plan_from_overrides(args.overrides)
-    open_store(plan.store_root)  # a bad root fails here, before anything is written
+    open_store(plan.store_root).check()  # a bad root fails here, before anything is written
     collected = run_sweep(plan)
     print(summary_text(collected))
     aggregated = open_store(plan.store_root).uri(SweepPaths(plan.sweep_id).aggregated)
@@ -97,6 +98,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     root = str(compose_one(args.overrides).store.root)
     store = open_store(root)
+    store.check()
     if not store.list(SweepPaths(args.sweep_id).cells_dir, ".parquet"):
         raise ConfigError(
             "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return HANDLERS[args.verb](args)
-    except (ConfigError, UsageError) as exc:
+    except (ConfigError, UsageError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, IndexError, ValueError) as exc:

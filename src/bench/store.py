@@ -8,7 +8,7 @@ Layout under the root (see DESIGN.md):
     <sweep_id>/aggregated.parquet           collector output
 
 A reader never sees a half-written file: local writes go to a temp file in the same folder
-and are renamed into place.
+and are renamed into place; S3 writes are one PUT each (bench.s3).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,47 @@ import pyarrow.parquet as pq
 from bench.config import ConfigError
 
 
-class LocalStore:
+class StoreError(RuntimeError):
+    """The store cannot be used (missing bucket, access denied, unreachable endpoint ...)."""
+
+
+class Store(ABC):
+    """Files under a root URI, addressed by paths relative to it."""
+
+    @abstractmethod
+    def uri(self, rel: str) -> str: ...
+
+    @abstractmethod
+    def exists(self, rel: str) -> bool: ...
+
+    @abstractmethod
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write atomically: readers see the old object, or the whole new one."""
+
+    @abstractmethod
+    def read_bytes(self, rel: str) -> bytes:
+        """The object's bytes; FileNotFoundError when there is none."""
+
+    @abstractmethod
+    def list(self, rel_dir: str, suffix: str = "") -> list[str]:
+        """Paths (relative to the root) of the files directly in `rel_dir` ending in suffix."""
+
+    @abstractmethod
+    def delete(self, rel: str) -> None: ...
+
+    def check(self) -> None:
+        """Raise StoreError, in one line, when the store cannot be used at all."""
+
+    def write_table(self, rel: str, table: pa.Table) -> None:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        self.write_bytes(rel, buffer.getvalue())
+
+    def read_table(self, rel: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.read_bytes(rel)))
+
+
+class LocalStore(Store):
     """A store rooted at a local folder."""
 
     def __init__(self, root: str) -> None:
@@ -55,7 +96,6 @@ class LocalStore:
         return (self.root / rel).read_bytes()
 
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
-        """Paths (relative to the root) of the files directly in `rel_dir` ending in suffix."""
         folder = self.root / rel_dir
         if not folder.is_dir():
             return []
@@ -68,26 +108,23 @@ class LocalStore:
     def delete(self, rel: str) -> None:
         (self.root / rel).unlink(missing_ok=True)
 
-    def write_table(self, rel: str, table: pa.Table) -> None:
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        self.write_bytes(rel, buffer.getvalue())
-
-    def read_table(self, rel: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.read_bytes(rel)))
-
-
-Store = LocalStore
+    def check(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"store.root={str(self.root)!r} exists and is not a folder")
 
 
 def open_store(root: str) -> Store:
-    """The store for a root URI: a local folder (plain path or file://)."""
+    """The store for a root URI: a local folder (plain path or file://) or s3://bucket/prefix."""
     scheme = root.split("://", 1)[0] if "://" in root else "file"
-    if scheme != "file":
-        raise ConfigError(
-            "store.root", root, "this version writes to a local folder (path or file://) only"
-        )
-    return LocalStore(root)
+    if scheme == "file":
+        return LocalStore(root)
+    if scheme == "s3":
+        from bench.s3 import S3Store
+
+        return S3Store(root)
+    raise ConfigError(
+        "store.root", root, "allowed: a local folder, file://PATH or s3://BUCKET/prefix"
+    )
 
 
 @dataclass(frozen=True)

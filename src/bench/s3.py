@@ -1,0 +1,149 @@
+"""S3 store: `store.root=s3://bucket/prefix`, through boto3.
+
+- Credentials come from the standard AWS chain (environment, profile, role); they are never
+  written anywhere by the harness.
+- The endpoint is boto3's own resolution: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS.
+  (pyarrow's S3 filesystem ignores those variables, which is one reason bytes move through
+  boto3 here and pyarrow only encodes and decodes.)
+- Every write is one PUT, so a reader sees a whole object or none.
+- Transient errors (500, 503 SlowDown, throttling, dropped connections) are retried with
+  exponential backoff and jitter by botocore's `standard` retry mode, `max_attempts` in all.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from bench.store import Store, StoreError
+
+MAX_ATTEMPTS = 10
+CHECK_ATTEMPTS = 2
+MAX_POOL_CONNECTIONS = 64
+
+
+def _split(root: str) -> tuple[str, str]:
+    rest = root.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    return bucket, prefix.strip("/")
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+class S3Store(Store):
+    """A store rooted at s3://bucket/prefix."""
+
+    def __init__(self, root: str, client: Any | None = None) -> None:
+        self.root_uri = root.rstrip("/")
+        self.bucket, self.prefix = _split(root)
+        if len(self.bucket) < 3:
+            raise StoreError(f"store.root={root!r}: expected s3://BUCKET/prefix")
+        self.client = client or self._client()
+
+    @staticmethod
+    def _client(max_attempts: int = MAX_ATTEMPTS) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=MAX_POOL_CONNECTIONS,
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        return boto3.session.Session().client("s3", config=config, region_name=region)
+
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def uri(self, rel: str) -> str:
+        return f"s3://{self.bucket}/{self._key(rel)}"
+
+    def _fail(self, action: str, rel: str, exc: Exception) -> StoreError:
+        code = _code(exc)
+        target = self.uri(rel) if rel else f"s3://{self.bucket}"
+        if code in ("NoSuchBucket",):
+            why = f"bucket {self.bucket!r} does not exist"
+        elif code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            why = f"access denied ({code})"
+        elif code:
+            why = f"{code}: {getattr(exc, 'response', {}).get('Error', {}).get('Message', '')}"
+        else:
+            why = f"{type(exc).__name__}: {exc}"
+        return StoreError(f"{action} {target}: {why}")
+
+    def check(self) -> None:
+        """Fail early, in one line, when the bucket is missing, denied or unreachable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            # Few attempts: a wrong endpoint should be reported in seconds, not after the
+            # full backoff that transient errors get.
+            self._client(max_attempts=CHECK_ATTEMPTS).head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise StoreError(
+                    f"store.root={self.root_uri!r}: bucket {self.bucket!r} does not exist"
+                ) from exc
+            if _code(exc) in ("403", "AccessDenied"):
+                raise StoreError(
+                    f"store.root={self.root_uri!r}: access to bucket {self.bucket!r} denied"
+                ) from exc
+            raise self._fail("check", "", exc) from exc
+        except BotoCoreError as exc:  # endpoint unreachable, no credentials, ...
+            raise StoreError(f"store.root={self.root_uri!r}: {exc}") from exc
+
+    def exists(self, rel: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._fail("head", rel, exc) from exc
+        return True
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
+        except ClientError as exc:
+            raise self._fail("write", rel, exc) from exc
+
+    def read_bytes(self, rel: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                raise FileNotFoundError(self.uri(rel)) from exc
+            raise self._fail("read", rel, exc) from exc
+
+    def list(self, rel_dir: str, suffix: str = "") -> list[str]:
+        from botocore.exceptions import ClientError
+
+        prefix = self._key(rel_dir).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        found = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key.endswith(suffix):
+                        found.append(key[strip:])
+        except ClientError as exc:
+            raise self._fail("list", rel_dir, exc) from exc
+        return sorted(found)
+
+    def delete(self, rel: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(rel))
