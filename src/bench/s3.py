@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from bench.config import ConfigError
 from bench.store import Store, StoreError
 
 MAX_ATTEMPTS = 10
@@ -39,8 +40,8 @@ class S3Store(Store):
     def __init__(self, root: str, client: Any | None = None) -> None:
         self.root_uri = root.rstrip("/")
         self.bucket, self.prefix = _split(root)
-        if len(self.bucket) < 3:
-            raise StoreError(f"store.root={root!r}: expected s3://BUCKET/prefix")
+        if not 3 <= len(self.bucket) <= 63:
+            raise ConfigError("store.root", root, "expected s3://BUCKET/prefix, BUCKET 3-63 chars")
         self.client = client or self._client()
 
     @staticmethod

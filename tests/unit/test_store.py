@@ -93,7 +93,7 @@ def test_uri_is_absolute(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("root", ["s3://b/p", "gs://bucket", "https://example.com/x"])
-def test_remote_roots_are_refused(root):
+def test_unsupported_or_malformed_roots_are_refused(root):
     with pytest.raises(ConfigError) as info:
         open_store(root)
     assert info.value.key == "store.root"
