@@ -1,24 +1,31 @@
 """cells/*.parquet -> aggregated.parquet: one row per cell, tidy dtypes.
 
-Reads the cell files in parallel (a thread pool; pyarrow releases the GIL while decoding),
-casts each to the current row schema (older files get the newer columns as nulls), keeps one
-row per cell (an ok row over any other, then the latest), and names the cells the manifest
-lists that have no row. An unreadable file is reported by name and skipped (strict: fatal).
+Scale: decoding a one-row Parquet file is ~1 ms of mostly-metadata work, so a 10,000-cell
+sweep is CPU-bound. The files are split into chunks; worker processes (one per CPU) read their
+chunks, each with a few I/O threads to overlap S3 round trips, and return one compact table per
+chunk. Only chunk tables cross back, so memory stays proportional to the aggregate itself.
+
+Each file is cast to the current row schema (older files get the newer columns as nulls); one
+row per cell is kept (an ok row over any other, then the latest); cells the manifest lists with
+no row are named. An unreadable file is reported by name and skipped (strict: fatal).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.rows import ROW_SCHEMA, conform
-from bench.store import Store, SweepPaths
+from bench.store import Store, SweepPaths, open_store
 
-READ_WORKERS = 16
+CHUNK_FILES = 500
 NOT_OK_FAILURES = ("failed", "timeout")
 
 
@@ -40,6 +47,44 @@ def _read(store: Store, path: str) -> pa.Table | Exception:
         return conform(store.read_table(path))
     except Exception as exc:  # reported per file; one bad file must not sink the collection
         return exc
+
+
+ChunkResult = tuple[pa.Table | None, list[tuple[str, str]]]
+
+
+@functools.cache
+def _worker_store(root: str) -> Store:
+    """One store (and S3 client) per worker process, made after the fork."""
+    return open_store(root)
+
+
+def read_chunk(store: Store, paths: list[str]) -> ChunkResult:
+    """Read `paths` into one table (a single chunk per column) plus (path, error) failures."""
+    tables, unreadable = [], []
+    with ThreadPoolExecutor(max_workers=store.io_threads) as pool:
+        for path, result in zip(paths, pool.map(lambda p: _read(store, p), paths), strict=True):
+            if isinstance(result, Exception):
+                unreadable.append((path, f"{type(result).__name__}: {result}"))
+            else:
+                tables.append(result)
+    table = pa.concat_tables(tables).combine_chunks() if tables else None
+    return table, unreadable
+
+
+def _read_chunk_in_worker(root: str, paths: list[str]) -> ChunkResult:
+    return read_chunk(_worker_store(root), paths)
+
+
+def _read_all(store: Store, files: list[str]) -> list[ChunkResult]:
+    chunks = [files[i : i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
+    workers = min(len(chunks), os.cpu_count() or 1)
+    if workers <= 1:
+        return [read_chunk(store, chunk) for chunk in chunks]
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool: Executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    with pool:
+        reader = functools.partial(_read_chunk_in_worker, store.root_uri)
+        return list(pool.map(reader, chunks))
 
 
 def _latest_per_cell(table: pa.Table) -> pa.Table:
@@ -68,14 +113,11 @@ def collect(store: Store, sweep_id: str, strict: bool = False) -> Collected:
     """Aggregate a sweep's cell rows and write `<sweep_id>/aggregated.parquet`."""
     paths = SweepPaths(sweep_id)
     files = store.list(paths.cells_dir, ".parquet")
-    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        results = list(pool.map(lambda p: _read(store, p), files))
     tables, unreadable = [], []
-    for path, result in zip(files, results, strict=True):
-        if isinstance(result, Exception):
-            unreadable.append((path, f"{type(result).__name__}: {result}"))
-        else:
-            tables.append(result)
+    for table, failures in _read_all(store, files):
+        unreadable += failures
+        if table is not None:
+            tables.append(table)
     if unreadable and strict:
         path, error = unreadable[0]
         raise UnreadableCellFile(f"{store.uri(path)}: {error}")
@@ -114,11 +156,19 @@ SUMMARY_COLUMNS = {
 }
 
 
+SUMMARY_MAX_ROWS = 40
+
+
 def summary_text(collected: Collected) -> str:
-    """A compact table of the aggregate plus lines naming missing, failed, unreadable cells."""
+    """A compact table of the aggregate plus lines naming missing, failed, unreadable cells.
+    A large sweep shows its first rows and the count per status."""
     frame = collected.table.select(list(SUMMARY_COLUMNS)).to_pandas()
     frame = frame.rename(columns=SUMMARY_COLUMNS)
-    lines = [frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    shown = frame.head(SUMMARY_MAX_ROWS)
+    lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    if len(frame) > len(shown):
+        counts = ", ".join(f"{k} {v}" for k, v in frame["status"].value_counts().items())
+        lines.append(f"... {len(frame) - len(shown)} more rows; {len(frame)} cells: {counts}")
     for cell_id in collected.failed:
         error = collected.table.filter(pc.equal(collected.table["cell_id"], cell_id))
         message = (error.column("error")[0].as_py() or "")[:200]

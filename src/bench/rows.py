@@ -94,6 +94,8 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def conform(table: pa.Table) -> pa.Table:
     """A table read from any schema version, cast to the current one (new columns null)."""
+    if table.schema.equals(ROW_SCHEMA):
+        return table
     columns = []
     for field in ROW_SCHEMA:
         if field.name in table.column_names:

@@ -13,13 +13,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 from typing import Any
 
 from bench.config import ConfigError
 from bench.store import Store, StoreError
 
 MAX_ATTEMPTS = 10
-CHECK_ATTEMPTS = 2
+CONNECT_CHECK_S = 5.0
 MAX_POOL_CONNECTIONS = 64
 
 
@@ -37,6 +39,8 @@ def _code(exc: Exception) -> str:
 class S3Store(Store):
     """A store rooted at s3://bucket/prefix."""
 
+    io_threads = 16  # GETs are round trips: overlap them
+
     def __init__(self, root: str, client: Any | None = None) -> None:
         self.root_uri = root.rstrip("/")
         self.bucket, self.prefix = _split(root)
@@ -45,12 +49,12 @@ class S3Store(Store):
         self.client = client or self._client()
 
     @staticmethod
-    def _client(max_attempts: int = MAX_ATTEMPTS) -> Any:
+    def _client() -> Any:
         import boto3
         from botocore.config import Config
 
         config = Config(
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
             max_pool_connections=MAX_POOL_CONNECTIONS,
             connect_timeout=10,
             read_timeout=60,
@@ -81,10 +85,9 @@ class S3Store(Store):
         """Fail early, in one line, when the bucket is missing, denied or unreachable."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        self._check_reachable()
         try:
-            # Few attempts: a wrong endpoint should be reported in seconds, not after the
-            # full backoff that transient errors get.
-            self._client(max_attempts=CHECK_ATTEMPTS).head_bucket(Bucket=self.bucket)
+            self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
             if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 raise StoreError(
@@ -97,6 +100,19 @@ class S3Store(Store):
             raise self._fail("check", "", exc) from exc
         except BotoCoreError as exc:  # endpoint unreachable, no credentials, ...
             raise StoreError(f"store.root={self.root_uri!r}: {exc}") from exc
+
+    def _check_reachable(self) -> None:
+        """One TCP connect to the endpoint: a wrong endpoint is reported in seconds, not after
+        the backoff that transient errors rightly get."""
+        url = urllib.parse.urlsplit(self.client.meta.endpoint_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname, port), timeout=CONNECT_CHECK_S).close()
+        except OSError as exc:
+            raise StoreError(
+                f"store.root={self.root_uri!r}: cannot reach the S3 endpoint "
+                f"{url.scheme}://{url.netloc} ({exc.strerror or exc})"
+            ) from exc
 
     def exists(self, rel: str) -> bool:
         from botocore.exceptions import ClientError

@@ -33,6 +33,9 @@ class StoreError(RuntimeError):
 class Store(ABC):
     """Files under a root URI, addressed by paths relative to it."""
 
+    root_uri: str  # what open_store() was given, normalised: rebuilds the same store
+    io_threads: int = 1  # concurrent reads worth issuing (remote stores hide latency)
+
     @abstractmethod
     def uri(self, rel: str) -> str: ...
 
@@ -57,13 +60,13 @@ class Store(ABC):
     def check(self) -> None:
         """Raise StoreError, in one line, when the store cannot be used at all."""
 
-    def write_table(self, rel: str, table: pa.Table) -> None:
+    def write_table(self, rel: str, table: pa.Table, compression: str = "zstd") -> None:
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
+        pq.write_table(table, buffer, compression=compression)
         self.write_bytes(rel, buffer.getvalue())
 
     def read_table(self, rel: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.read_bytes(rel)))
+        return pq.ParquetFile(io.BytesIO(self.read_bytes(rel))).read()
 
 
 class LocalStore(Store):
@@ -71,6 +74,7 @@ class LocalStore(Store):
 
     def __init__(self, root: str) -> None:
         self.root = Path(root.removeprefix("file://")).expanduser().absolute()
+        self.root_uri = str(self.root)
 
     def uri(self, rel: str) -> str:
         return str(self.root / rel)

@@ -1,0 +1,136 @@
+"""Results on S3 for real, against moto's S3 server on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+
+from bench.emulator import aws_env
+from bench.job import write_manifest
+from bench.plan import plan_from_overrides
+from bench.store import open_store
+from tests.support.faultproxy import fault_proxy
+
+pytestmark = pytest.mark.aws
+
+FAST = ["scenario.warmup_requests=1", "scenario.min_requests=5", "scenario.min_duration_s=0.1"]
+
+
+def _objects(root: str) -> list[str]:
+    bucket = root.removeprefix("s3://").split("/", 1)[0]
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@pytest.mark.slow
+def test_smoke_sweep_on_s3_and_pandas_reads_it(bench_cli, s3_root: str, models_dir: Path) -> None:
+    # Both tiny models, both batch sizes; precision and threads narrowed to keep CI short
+    # (the full smoke grid runs against the local store in test_smoke_sweep).
+    proc = bench_cli(
+        "sweep",
+        "+grid=smoke",
+        "precision=fp32",
+        "threads=1",
+        f"store.root={s3_root}",
+        f"models_dir={models_dir}",
+        "sweep_id=s3smoke",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frame = pd.read_parquet(f"{s3_root}/s3smoke/aggregated.parquet")
+    assert len(frame) == 4 and (frame["status"] == "ok").all()
+    assert (frame["latency_ms_p50"] <= frame["latency_ms_p99"]).all()
+    keys = _objects(s3_root)
+    assert sum("/cells/" in k for k in keys) == 4 and sum("/samples/" in k for k in keys) == 4
+    assert any(k.endswith("s3smoke/manifest.json") for k in keys)
+    assert f"aggregated: {s3_root}/s3smoke/aggregated.parquet" in proc.stdout
+
+
+def test_credentials_never_written(bench_cli, s3_root: str, tmp_path: Path) -> None:
+    proc = bench_cli("sweep", "engine=null", *FAST, f"store.root={s3_root}", "sweep_id=creds")
+    assert proc.returncode == 0, proc.stderr
+    env = aws_env(os.environ["AWS_ENDPOINT_URL"])
+    secrets = [env["AWS_SECRET_ACCESS_KEY"], env["AWS_SESSION_TOKEN"]]
+    store = open_store(s3_root)
+    for key in _objects(s3_root):
+        data = store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read()
+        for secret in secrets:
+            assert secret.encode() not in data, key
+    for secret in secrets:
+        assert secret not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("root", "env", "expected"),
+    [
+        ("s3://no-such-bucket-xyz/r", {}, "bucket 'no-such-bucket-xyz' does not exist"),
+        ("s3://any-bucket/r", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "cannot reach"),
+    ],
+)
+def test_unusable_store_is_one_line_and_exit_2(
+    bench_cli, s3_root: str, root: str, env: dict[str, str], expected: str
+) -> None:
+    proc = bench_cli("sweep", "engine=null", f"store.root={root}", env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "store.root" in lines[0]
+
+
+def test_32_concurrent_writers_all_land(s3_root: str) -> None:
+    seeds = ",".join(str(i) for i in range(32))
+    plan = plan_from_overrides(
+        [
+            "engine=null",
+            *FAST,
+            f"grid.axes.seed=[{seeds}]",
+            f"store.root={s3_root}",
+            "sweep_id=writers",
+        ]
+    )
+    store = open_store(s3_root)
+    manifest = write_manifest(store, plan)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench", "cell", "--manifest", manifest],
+            env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": str(i)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(32)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 32, errors
+    from bench.collect import collect
+
+    collected = collect(store, "writers")
+    assert collected.table.num_rows == 32 and not collected.missing and not collected.unreadable
+    assert set(collected.table.column("status").to_pylist()) == {"ok"}
+
+
+def test_transient_s3_errors_are_retried_and_nothing_is_lost(
+    bench_cli, s3_root: str, s3_server: str
+) -> None:
+    with fault_proxy(s3_server, rate=0.3, seed=7) as (proxy, counts):
+        proc = bench_cli(
+            "sweep",
+            "engine=null",
+            *FAST,
+            "grid.axes.seed=[0,1,2,3,4,5]",
+            f"store.root={s3_root}",
+            "sweep_id=faults",
+            env={"AWS_ENDPOINT_URL": proxy},
+        )
+        collect = bench_cli(
+            "collect", "faults", f"store.root={s3_root}", env={"AWS_ENDPOINT_URL": proxy}
+        )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert collect.returncode == 0, collect.stderr[-3000:]
+    assert counts.requests > 50 and counts.injected / counts.requests >= 0.2
+    assert counts.before > 0 and counts.after > 0
+    frame = pd.read_parquet(f"{s3_root}/faults/aggregated.parquet")
+    assert len(frame) == 6 and (frame["status"] == "ok").all()
