@@ -94,3 +94,53 @@ def s3_root(s3_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fix
     bucket = f"{name}-{uuid.uuid4().hex[:8]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/results"
+
+
+G5_TYPES = ["g5.xlarge", "g5.2xlarge", "g5.4xlarge", "g5.12xlarge", "g5.24xlarge", "g5.48xlarge"]
+
+
+@pytest.fixture
+def batch_queues(s3_root: str, s3_server: str) -> list[str]:
+    """What jobs/batch.yaml would create, on the emulator: a compute environment and a job
+    queue per G5 type. moto's Batch is told not to run containers (it marks jobs done)."""
+    import json
+    import urllib.request
+
+    import boto3
+
+    request = urllib.request.Request(
+        f"{s3_server}/moto-api/config",
+        data=json.dumps({"batch": {"use_docker": False}}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request).read()
+    iam, batch = boto3.client("iam"), boto3.client("batch")
+    try:
+        role = iam.get_role(RoleName="bench-batch-service")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(RoleName="bench-batch-service", AssumeRolePolicyDocument="{}")[
+            "Role"
+        ]["Arn"]
+    queues = []
+    existing = {q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]}
+    for instance_type in G5_TYPES:
+        name = f"bench-{instance_type.replace('.', '-')}"
+        queues.append(name)
+        if name in existing:
+            continue
+        env = batch.create_compute_environment(
+            computeEnvironmentName=f"bench-ce-{instance_type.replace('.', '-')}",
+            type="UNMANAGED",
+            state="ENABLED",
+            serviceRole=role,
+        )
+        batch.create_job_queue(
+            jobQueueName=name,
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[
+                {"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}
+            ],
+        )
+    return queues

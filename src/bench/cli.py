@@ -23,6 +23,7 @@ VERBS_HELP = {
     "run": "run one cell in this process and print its row",
     "cell": "job entry point: run cell --index N (or the scheduler's index) of --manifest URI",
     "collect": "aggregate a sweep's cell rows into aggregated.parquet and print a table",
+    "status": "a sweep's jobs as the scheduler sees them, and its rows so far",
 }
 
 
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     cell = verbs.add_parser("cell", help=VERBS_HELP["cell"], description=VERBS_HELP["cell"])
     cell.add_argument("--manifest", required=True, help="URI of <root>/<sweep_id>/manifest.json")
     cell.add_argument("--index", type=int, default=None, help="cell index (default: from env)")
+    cell.add_argument(
+        "--array", default=None, help="array map name: --index / the env index is its child"
+    )
+    status = verbs.add_parser("status", help=VERBS_HELP["status"], description=VERBS_HELP["status"])
+    status.add_argument("sweep_id", help="the sweep's folder name in the store")
+    status.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. store.root=s3://b/p")
     coll = verbs.add_parser(
         "collect", help=VERBS_HELP["collect"], description=VERBS_HELP["collect"]
     )
@@ -57,6 +64,8 @@ def _sweep(args: argparse.Namespace) -> int:
     plan = plan_from_overrides(args.overrides)
     open_store(plan.store_root).check()  # a bad root fails here, before anything is written
     collected = run_sweep(plan)
+    if collected is None:  # submitted to a scheduler; not waiting
+        return EXIT_OK
     print(summary_text(collected))
     aggregated = open_store(plan.store_root).uri(SweepPaths(plan.sweep_id).aggregated)
     print(f"aggregated: {aggregated}")
@@ -85,7 +94,7 @@ def _cell(args: argparse.Namespace) -> int:
     from bench.job import run_job
 
     index = args.index if args.index is not None else index_from_environment()
-    result = run_job(args.manifest, index)
+    result = run_job(args.manifest, index, args.array)
     row = result.row
     print(json.dumps({k: row.get(k) for k in ("cell_id", "status", "error")}))
     return EXIT_OK if row["status"] == "ok" else EXIT_CELL_FAILED
@@ -109,7 +118,46 @@ def _collect(args: argparse.Namespace) -> int:
     return EXIT_CELL_FAILED if collected.failed or collected.missing else EXIT_OK
 
 
-HANDLERS = {"sweep": _sweep, "run": _run, "cell": _cell, "collect": _collect}
+def _status(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from bench.collect import collect
+    from bench.compose import compose_one
+    from bench.executors.base import read_submissions
+    from bench.store import SweepPaths, open_store
+    from bench.sweep import make_executor, submissions_table
+
+    cfg = compose_one(args.overrides)
+    store = open_store(str(cfg.store.root))
+    store.check()
+    if not store.exists(SweepPaths(args.sweep_id).manifest):
+        raise ConfigError(
+            "sweep_id", args.sweep_id, f"no manifest under {store.uri(args.sweep_id)}"
+        )
+    submissions = read_submissions(store, args.sweep_id)
+    by_executor: dict[str, list] = {}
+    for sub in submissions:
+        by_executor.setdefault(sub.executor, []).append(sub)
+    for name, subs in by_executor.items():
+        options = {**(cfg.executor if cfg.executor.name == name else {}), "name": name}
+        print(submissions_table(make_executor(dict(options)).describe(subs)))
+    collected = collect(store, args.sweep_id, write=False)
+    counts = Counter(collected.table.column("status").to_pylist())
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    print(
+        f"sweep {args.sweep_id}: {len(collected.expected)} cells; rows: {statuses}; "
+        f"missing {len(collected.missing)}"
+    )
+    return EXIT_OK
+
+
+HANDLERS = {
+    "sweep": _sweep,
+    "run": _run,
+    "cell": _cell,
+    "collect": _collect,
+    "status": _status,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,8 +109,9 @@ def _expected_cells(store: Store, sweep_id: str) -> list[str]:
     return [cell["cell_id"] for cell in manifest["cells"]]
 
 
-def collect(store: Store, sweep_id: str, strict: bool = False) -> Collected:
-    """Aggregate a sweep's cell rows and write `<sweep_id>/aggregated.parquet`."""
+def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = True) -> Collected:
+    """Aggregate a sweep's cell rows and write `<sweep_id>/aggregated.parquet` (unless not
+    `write`: `bench status` only reads)."""
     paths = SweepPaths(sweep_id)
     files = store.list(paths.cells_dir, ".parquet")
     tables, unreadable = [], []
@@ -124,7 +125,8 @@ def collect(store: Store, sweep_id: str, strict: bool = False) -> Collected:
     table = pa.concat_tables(tables) if tables else ROW_SCHEMA.empty_table()
     table = _latest_per_cell(table)
     table = table.sort_by([("cell_index", "ascending"), ("cell_id", "ascending")])
-    store.write_table(paths.aggregated, table)
+    if write:
+        store.write_table(paths.aggregated, table)
 
     expected = _expected_cells(store, sweep_id)
     present = set(table.column("cell_id").to_pylist())

@@ -46,9 +46,34 @@ def save_result(store: Store, result: CellResult) -> None:
     store.write_table(paths.cell(cell_id), rows_to_table([result.row]), compression="snappy")
 
 
-def run_job(manifest_uri: str, index: int) -> CellResult:
-    """Run cell `index` of the manifest and store its row; returns what it stored."""
+def array_map_path(sweep_id: str, name: str) -> str:
+    return f"{sweep_id}/arrays/{name}.json"
+
+
+def write_array_map(store: Store, sweep_id: str, name: str, indices: list[int]) -> None:
+    """Store the manifest indices an array job covers; child i runs cell indices[i].
+
+    A scheduler numbers array children 0..n-1, but the cells one array covers (one instance
+    type's pending cells, say) are any subset of the manifest.
+    """
+    store.write_bytes(array_map_path(sweep_id, name), json.dumps({"indices": indices}).encode())
+
+
+def resolve_index(store: Store, sweep_id: str, child: int, array: str | None) -> int:
+    """The manifest index of array child `child` (itself when there is no array map)."""
+    if array is None:
+        return child
+    indices = json.loads(store.read_bytes(array_map_path(sweep_id, array)))["indices"]
+    if not 0 <= child < len(indices):
+        raise IndexError(f"array index {child} is outside array {array!r} (0..{len(indices) - 1})")
+    return int(indices[child])
+
+
+def run_job(manifest_uri: str, index: int, array: str | None = None) -> CellResult:
+    """Run cell `index` of the manifest (or child `index` of array map `array`) and store its
+    row; returns what it stored."""
     store, sweep_id = manifest_location(manifest_uri)
+    index = resolve_index(store, sweep_id, index, array)
     plan = read_manifest(store, sweep_id)
     if not 0 <= index < len(plan.cells):
         raise IndexError(f"--index {index} is outside the manifest's 0..{len(plan.cells) - 1}")

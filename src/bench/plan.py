@@ -52,6 +52,7 @@ class Plan:
     store_root: str = "results"
     executor: dict[str, Any] = dataclasses.field(default_factory=dict)
     force: bool = False
+    wait: bool = False  # with a scheduler: block until the jobs finish, then collect
 
     def to_manifest(self) -> dict[str, Any]:
         return {
@@ -218,4 +219,5 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
         store_root=str(base.store.root),
         executor=OmegaConf.to_container(base.executor, resolve=True),  # type: ignore[arg-type]
         force=bool(base.force),
+        wait=bool(base.wait),
     )

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from bench.collect import Collected, collect
 from bench.config import ConfigError
-from bench.executors import EXECUTORS, JobHandle
-from bench.executors.base import ProgressFn
+from bench.executors import EXECUTORS, Executor, JobHandle
+from bench.executors.base import ProgressFn, record_submissions
 from bench.job import write_manifest
 from bench.plan import Plan
 from bench.store import Store, SweepPaths, open_store
@@ -66,12 +66,34 @@ def progress_printer(stream: TextIO) -> ProgressFn:
     return show
 
 
-def run_sweep(plan: Plan, stream: TextIO = sys.stderr) -> Collected:
-    """Write the manifest, run the pending cells with the plan's executor, collect."""
+def make_executor(options: dict[str, Any]) -> Executor:
+    name = options.get("name", "local")
+    if name not in EXECUTORS:
+        raise ConfigError("executor", name, "allowed: " + ", ".join(EXECUTORS))
+    return EXECUTORS[name](options)
+
+
+def submissions_table(states: list[dict[str, Any]]) -> str:
+    """The scheduler's view, one line per job."""
+    lines = []
+    for s in states:
+        children = " ".join(f"{k}={v}" for k, v in sorted(s["children"].items()))
+        lines.append(
+            f"{s['job_id']}  {s['name']}  {s['instance']}  queue={s['queue']}  "
+            f"cells={s['cells']}  {s['status']}  {children}  {s['reason']}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def run_sweep(plan: Plan, stream: TextIO = sys.stderr) -> Collected | None:
+    """Write the manifest, run the pending cells with the plan's executor, collect.
+
+    With a scheduler, returns None right after submitting unless plan.wait, in which case it
+    waits for the jobs and collects.
+    """
     store = open_store(plan.store_root)
-    executor_name = plan.executor.get("name", "local")
-    if executor_name not in EXECUTORS:
-        raise ConfigError("executor", executor_name, "allowed: " + ", ".join(EXECUTORS))
+    executor = make_executor(plan.executor)
+    executor.check(plan, store)
     _check_same_grid(store, plan)
     manifest_uri = write_manifest(store, plan)
     pending = pending_indices(store, plan)
@@ -82,6 +104,21 @@ def run_sweep(plan: Plan, stream: TextIO = sys.stderr) -> Collected:
         file=stream,
         flush=True,
     )
-    executor = EXECUTORS[executor_name](plan.executor)
     executor.submit(plan, store, pending, progress=progress_printer(stream))
+    if not executor.synchronous:
+        if executor.submissions:
+            record_submissions(store, plan.sweep_id, executor.submissions)
+        for sub in executor.submissions:
+            print(
+                f"submitted {sub.job_id}  {sub.name}  {sub.instance}  cells={len(sub.indices)}"
+                f"  queue={sub.queue}",
+                file=stream,
+                flush=True,
+            )
+        if not plan.wait:
+            follow = f"python -m bench status {plan.sweep_id} store.root={plan.store_root}"
+            print(f"follow it with: {follow}", file=stream)
+            return None
+        executor.wait(executor.submissions, float(plan.executor.get("poll_s", 30)))
+        print(submissions_table(executor.describe(executor.submissions)), file=stream)
     return collect(store, plan.sweep_id)

@@ -45,12 +45,29 @@ ProgressFn = Callable[[JobHandle, int, int, float], None]
 
 
 class Executor(ABC):
-    """Runs the cells of a plan whose manifest is already in the store."""
+    """Runs the cells of a plan whose manifest is already in the store.
+
+    A synchronous executor (local) has run every cell when `submit` returns; a scheduler's
+    returns at once, leaves what it submitted in `self.submissions`, and answers `describe`
+    (the scheduler's view, for `bench status`) and `wait`.
+    """
 
     name: str
+    synchronous: bool = False
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
+        self.submissions: list[Submission] = []
+
+    def check(self, plan: Plan, store: Store) -> None:
+        """Raise ConfigError before anything is written if this executor cannot run the plan."""
+
+    def describe(self, submissions: list[Submission]) -> list[dict[str, Any]]:
+        """The scheduler's state of each submission (job id, status, children per state)."""
+        return []
+
+    def wait(self, submissions: list[Submission], poll_s: float) -> None:
+        """Block until every submission has finished."""
 
     @abstractmethod
     def submit(
@@ -61,3 +78,45 @@ class Executor(ABC):
         progress: ProgressFn | None = None,
     ) -> list[JobHandle]:
         """Start the cells at `indices`; return a handle per cell."""
+
+
+@dataclass
+class Submission:
+    """One scheduler job (usually an array) covering some cells of a sweep."""
+
+    executor: str
+    job_id: str
+    name: str
+    instance: str
+    indices: list[int]  # manifest indices; array child i runs indices[i]
+    array: str | None = None  # array map name passed to `bench cell --array`
+    queue: str | None = None
+
+
+def record_submissions(store: Store, sweep_id: str, submissions: list[Submission]) -> str:
+    """Keep what was submitted next to the sweep, for `bench status` and `wait`."""
+    import json
+    from dataclasses import asdict
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    rel = f"{sweep_id}/submissions/{stamp}.json"
+    store.write_bytes(rel, json.dumps([asdict(s) for s in submissions], indent=1).encode())
+    return rel
+
+
+def read_submissions(store: Store, sweep_id: str) -> list[Submission]:
+    import json
+
+    found = []
+    for rel in store.list(f"{sweep_id}/submissions", ".json"):
+        found += [Submission(**d) for d in json.loads(store.read_bytes(rel))]
+    return found
+
+
+def group_by_instance(plan: Plan, indices: list[int]) -> dict[str, list[int]]:
+    """Pending cells per instance type, in manifest order (one queue/partition per type)."""
+    groups: dict[str, list[int]] = {}
+    for index in indices:
+        groups.setdefault(plan.cells[index].instance.type, []).append(index)
+    return groups

@@ -33,6 +33,7 @@ def _row_attempt(store: Store, path: str) -> tuple[str | None, str | None]:
 
 class LocalExecutor(Executor):
     name = "local"
+    synchronous = True
 
     def _run_one(self, plan: Plan, store: Store, index: int) -> JobHandle:
         cell = plan.cells[index]

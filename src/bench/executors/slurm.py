@@ -1,0 +1,176 @@
+"""executor=slurm: one `sbatch --array` job per instance type, each task one cell.
+
+The rendered script runs `python -m bench cell --manifest URI --array NAME`; the task's index
+comes from SLURM_ARRAY_TASK_ID. `%parallelism` caps how many tasks run at once (default 1:
+cells sharing a node would skew each other's measurements). GPUs are asked for with
+`--gres=gpu:K` where a cell needs them. Per-task logs go to `log_dir` (a filesystem the
+compute nodes share). Status comes from squeue while jobs are queued or running, and from
+sacct where accounting is on; the rows in the store are the truth either way.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.config import ConfigError
+from bench.executors.aws_batch import queue_name
+from bench.executors.base import Executor, JobHandle, ProgressFn, Submission, group_by_instance
+from bench.job import write_array_map
+from bench.plan import Plan
+from bench.store import Store, SweepPaths
+
+ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED")
+
+
+def _time_limit(seconds: int) -> str:
+    minutes = max(1, (seconds + 59) // 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def render_script(
+    *,
+    name: str,
+    size: int,
+    parallelism: int,
+    gpus: int,
+    time_limit_s: int,
+    log_dir: Path,
+    manifest_uri: str,
+    array: str,
+    partition: str | None = None,
+    python: str = sys.executable,
+    extra: list[str] | None = None,
+) -> str:
+    """The sbatch script for one array job of `size` cells."""
+    directives = [
+        f"--job-name={name}",
+        f"--array=0-{size - 1}%{parallelism}",
+        f"--output={log_dir}/%x-%A_%a.log",
+        f"--time={_time_limit(time_limit_s)}",
+        "--ntasks=1",
+        "--exclusive" if gpus else "--cpus-per-task=1",
+    ]
+    if gpus:
+        directives.append(f"--gres=gpu:{gpus}")
+    if partition:
+        directives.append(f"--partition={partition}")
+    directives += extra or []
+    command = [python, "-m", "bench", "cell", "--manifest", manifest_uri, "--array", array]
+    lines = ["#!/bin/bash", *(f"#SBATCH {d}" for d in directives), ""]
+    lines += ["set -euo pipefail", f"exec {shlex.join(command)}", ""]
+    return "\n".join(lines)
+
+
+class SlurmExecutor(Executor):
+    name = "slurm"
+
+    def _sbatch(self, script: str, script_path: Path) -> str:
+        script_path.write_text(script)
+        proc = subprocess.run(
+            ["sbatch", "--parsable", str(script_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"sbatch failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout.strip().split(";")[0]  # "jobid" or "jobid;cluster"
+
+    def submit(
+        self,
+        plan: Plan,
+        store: Store,
+        indices: list[int],
+        progress: ProgressFn | None = None,
+    ) -> list[JobHandle]:
+        self.check(plan, store)
+        log_dir = Path(self.options.get("log_dir") or "slurm-logs").expanduser().absolute()
+        log_dir = log_dir / plan.sweep_id
+        log_dir.mkdir(parents=True, exist_ok=True)
+        manifest = store.uri(SweepPaths(plan.sweep_id).manifest)
+        self.submissions = []
+        for instance_type, group in group_by_instance(plan, indices).items():
+            instance = plan.cells[group[0]].instance
+            gpus = max(plan.cells[i].tp_degree for i in group) if instance.gpus else 0
+            name = f"{plan.sweep_id}-{instance_type}".replace("/", "-")
+            write_array_map(store, plan.sweep_id, name, group)
+            partition = self.options.get("partition")
+            if self.options.get("partition_per_instance"):
+                partition = queue_name(self.options.get("partition_prefix", ""), instance_type)
+            script = render_script(
+                name=name,
+                size=len(group),
+                parallelism=int(self.options.get("parallelism", 1)),
+                gpus=gpus,
+                time_limit_s=int(self.options.get("time_limit_s", 3600)),
+                log_dir=log_dir,
+                manifest_uri=manifest,
+                array=name,
+                partition=partition,
+                python=str(self.options.get("python") or sys.executable),
+                extra=list(self.options.get("sbatch_args") or []),
+            )
+            job_id = self._sbatch(script, log_dir / f"{name}.sbatch")
+            self.submissions.append(
+                Submission(
+                    self.name, job_id, name, instance_type, group, array=name, queue=partition
+                )
+            )
+        return [
+            JobHandle(plan.cells[i].cell_id, i, "SUBMITTED", job_id=s.job_id)
+            for s in self.submissions
+            for i in s.indices
+        ]
+
+    def check(self, plan: Plan, store: Store) -> None:
+        if shutil.which("sbatch") is None:
+            raise ConfigError("executor", "slurm", "needs sbatch on PATH (a Slurm client)")
+
+    @staticmethod
+    def _squeue(job_ids: list[str]) -> dict[str, dict[str, int]]:
+        """State counts of the queued/running tasks of each job (absent once all are done)."""
+        proc = subprocess.run(
+            ["squeue", "--noheader", "--array", "--format=%F %T", f"--jobs={','.join(job_ids)}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                job, state = parts
+                counts.setdefault(job, {}).setdefault(state, 0)
+                counts[job][state] += 1
+        return counts
+
+    def describe(self, submissions: list[Submission]) -> list[dict[str, Any]]:
+        if not submissions or shutil.which("squeue") is None:
+            return []
+        queued = self._squeue([s.job_id for s in submissions])
+        states = []
+        for sub in submissions:
+            children = queued.get(sub.job_id, {})
+            states.append(
+                {
+                    "job_id": sub.job_id,
+                    "name": sub.name,
+                    "instance": sub.instance,
+                    "queue": sub.queue,
+                    "cells": len(sub.indices),
+                    "status": "ACTIVE" if children else "DONE",
+                    "children": children,
+                    "reason": "",
+                }
+            )
+        return states
+
+    def wait(self, submissions: list[Submission], poll_s: float) -> None:
+        while any(s["status"] != "DONE" for s in self.describe(submissions)):
+            time.sleep(poll_s)  # blocking sleep between polls; nothing spins
