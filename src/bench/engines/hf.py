@@ -50,6 +50,8 @@ class HFEngine(Engine):
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         cell = self.cell
+        # Before any build: a GPU cell on a host without one fails at once, not after minutes.
+        self.device = resolve_device(cell.device, cell.instance)
         self.folder, build_s = ensure_checkpoint(cell.model, cell.models_dir, cell.seed)
         return PrepareInfo(checkpoint=str(self.folder), build_s=build_s)
 
@@ -61,7 +63,6 @@ class HFEngine(Engine):
         cell = self.cell
         if cell.torch_threads:
             torch.set_num_threads(cell.torch_threads)
-        self.device = resolve_device(cell.device, cell.instance)
         model = auto_class(cell.model.auto_class).from_pretrained(
             self.folder, dtype=torch_dtype(cell.precision)
         )
