@@ -1,0 +1,680 @@
+"""The container images, checked statically (nothing here needs Docker): every Dockerfile ends in
+the `python -m bench cell` entry point, which must be a real verb of the CLI; base images are
+pinned; COPY sources exist and are not hidden by .dockerignore; pip cannot replace the base
+image's torch; the FasterTransformer image builds a pinned release in a separate stage and
+points BENCH_FT_LIB at the library it copies.
+
+The checks are functions returning a list of problems, so the tests at the bottom can show that
+each one rejects a bad Dockerfile.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import bench.cli
+
+REPO = Path(__file__).resolve().parents[2]
+CONTAINERS = REPO / "containers"
+DOCKERFILES = ("Dockerfile.hf", "Dockerfile.deepspeed", "Dockerfile.fastertransformer")
+ENTRYPOINT = ["python", "-m", "bench", "cell"]
+FT_LIB_NAME = "libth_transformer.so"
+PIP_INSTALL = re.compile(r"\bpip3? install\b")
+# Every Dockerfile instruction keyword (MAINTAINER, deprecated, is not used here).
+INSTRUCTIONS = {
+    "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
+    "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------
+# A small Dockerfile parser: enough of the format for these files (no heredocs).
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case: FROM, RUN, COPY, ...
+    args: str  # the rest of the instruction, continuation lines joined
+    line: int  # 1-based line where it starts
+    stage: int  # index of the FROM it belongs to; -1 for global ARGs before the first FROM
+
+
+def parse(text: str) -> list[Instruction]:
+    """Instructions of a Dockerfile: comments dropped, `\\`-continued lines joined."""
+    escape = "\\"
+    lines = text.splitlines()
+    # Parser directives (`# syntax=...`, `# escape=...`) may only open the file.
+    for line in lines:
+        directive = re.match(r"#\s*([a-zA-Z]+)\s*=\s*(\S+)\s*$", line)
+        if not directive:
+            break
+        if directive.group(1).lower() == "escape":
+            escape = directive.group(2)
+
+    instructions: list[Instruction] = []
+    stage = -1
+    parts: list[str] = []
+    start = 0
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("#") or not stripped:
+            continue  # comments and blank lines go, also inside a continued instruction
+        if not parts:
+            start = number
+        body = line.rstrip()
+        if body.endswith(escape):
+            parts.append(body[: -len(escape)])
+            continue
+        parts.append(body)
+        joined = "".join(parts).strip()
+        parts = []
+        match = re.match(r"(\S+)\s*(.*)", joined, re.DOTALL)
+        assert match, f"line {start}: cannot parse {joined!r}"
+        keyword = match.group(1).upper()
+        if keyword == "FROM":
+            stage += 1
+        instructions.append(Instruction(keyword, match.group(2).strip(), start, stage))
+    if parts:
+        raise ValueError(f"line {start}: the file ends inside a continued instruction")
+    return instructions
+
+
+def exec_form(args: str) -> list[str] | None:
+    """The argument list when `args` is in JSON (exec) form, else None (shell form)."""
+    try:
+        value = json.loads(args)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return None
+
+
+def key_values(args: str) -> dict[str, str]:
+    """`KEY=value KEY2="v 2"` (ENV, ARG, LABEL) or the legacy `ENV KEY value`; ARG without a
+    default maps to ''."""
+    if not re.match(r"[^\s=]+=", args) and re.match(r"\S+\s+\S", args):
+        key, value = args.split(None, 1)
+        return {key: value.strip()}
+    pairs: dict[str, str] = {}
+    for match in re.finditer(r"""([^\s=]+)(?:=("(?:[^"\\]|\\.)*"|'[^']*'|\S*))?""", args):
+        value = match.group(2) or ""
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        pairs[match.group(1)] = value
+    return pairs
+
+
+def substitute(text: str, variables: dict[str, str]) -> str:
+    """Docker's `$VAR`, `${VAR}` and `${VAR:-default}`; an unknown variable stays as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        if name in variables and variables[name] != "":
+            return variables[name]
+        if match.group(2) is not None:
+            return match.group(2)
+        return match.group(0)
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)", replace, text)
+
+
+def stage_variables(instructions: list[Instruction], stage: int, upto: int) -> dict[str, str]:
+    """ARG and ENV values visible in `stage` before instruction index `upto`."""
+    defaults: dict[str, str] = {}
+    for ins in instructions:
+        if ins.stage == -1 and ins.keyword == "ARG":
+            defaults.update(key_values(ins.args))
+    variables: dict[str, str] = {}
+    for ins in instructions[:upto]:
+        if ins.stage != stage or ins.keyword not in ("ARG", "ENV"):
+            continue
+        for key, value in key_values(ins.args).items():
+            # `ARG NAME` inside a stage re-imports the global default.
+            variables[key] = value if value or ins.keyword == "ENV" else defaults.get(key, "")
+    return variables
+
+
+def global_args(instructions: list[Instruction]) -> dict[str, str]:
+    return stage_variables(instructions, -1, len(instructions))
+
+
+def stages(instructions: list[Instruction]) -> list[tuple[str, str | None]]:
+    """(resolved base image, stage name) for each FROM."""
+    variables = global_args(instructions)
+    result = []
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            words = [w for w in ins.args.split() if not w.startswith("--platform")]
+            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            result.append((substitute(words[0], variables), name))
+    return result
+
+
+def final_stage(instructions: list[Instruction]) -> list[Instruction]:
+    last = max(ins.stage for ins in instructions)
+    return [ins for ins in instructions if ins.stage == last]
+
+
+def copy_sources(ins: Instruction) -> tuple[list[str], str, dict[str, str]]:
+    """(sources, destination, flags) of a COPY/ADD."""
+    args = ins.args
+    flags: dict[str, str] = {}
+    while args.startswith("--"):
+        flag, _, args = args.partition(" ")
+        key, _, value = flag[2:].partition("=")
+        flags[key] = value
+        args = args.strip()
+    words = exec_form(args) or args.split()
+    return words[:-1], words[-1], flags
+
+
+def load(name: str) -> list[Instruction]:
+    return parse((CONTAINERS / name).read_text())
+
+
+# ------------------------------------------------------------------------------------------
+# Checks: each returns a list of problems (empty = fine).
+# ------------------------------------------------------------------------------------------
+
+
+def entrypoint_problems(instructions: list[Instruction]) -> list[str]:
+    problems = []
+    final = final_stage(instructions)
+    entrypoints = [ins for ins in final if ins.keyword == "ENTRYPOINT"]
+    if len(entrypoints) != 1:
+        return [f"final stage has {len(entrypoints)} ENTRYPOINT instructions, want 1"]
+    argv = exec_form(entrypoints[0].args)
+    if argv is None:
+        problems.append(f"line {entrypoints[0].line}: ENTRYPOINT is not in JSON (exec) form")
+    elif argv != ENTRYPOINT:
+        problems.append(f"line {entrypoints[0].line}: ENTRYPOINT is {argv}, want {ENTRYPOINT}")
+    for ins in final:
+        if ins.keyword == "CMD" and exec_form(ins.args) is None:
+            problems.append(f"line {ins.line}: shell-form CMD would be appended to ENTRYPOINT")
+    return problems
+
+
+def image_reference_problem(image: str) -> str | None:
+    """Why `image` is not pinned, or None. A pin is a tag other than `latest`, or a digest."""
+    if "$" in image:
+        return f"{image}: unresolved variable"
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"{image}: no tag"
+    tag = last.rsplit(":", 1)[1]
+    if not tag or tag.lower() == "latest":
+        return f"{image}: tag {tag or '(empty)'!r} is not a pin"
+    return None
+
+
+def base_image_problems(instructions: list[Instruction]) -> list[str]:
+    problems = []
+    names: set[str] = set()
+    for image, name in stages(instructions):
+        if image not in names and (problem := image_reference_problem(image)):
+            problems.append(problem)
+        if name:
+            names.add(name)
+    if not stages(instructions):
+        problems.append("no FROM")
+    return problems
+
+
+def dockerignore_patterns(root: Path) -> list[str]:
+    path = root / ".dockerignore"
+    if not path.exists():
+        return []
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            out, i = out + pattern[i : end + 1], end + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore keeps `path` (relative to the context) out of the build context:
+    the last matching pattern wins; a folder's exclusion covers what is inside it."""
+    parts = path.strip("/").split("/")
+    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = _pattern_regex(pattern.lstrip("!").strip().strip("/").removeprefix("./"))
+        if any(regex.match(candidate) for candidate in candidates):
+            ignored = not negate
+    return ignored
+
+
+def copy_problems(instructions: list[Instruction], root: Path) -> list[str]:
+    """COPY/ADD sources from the build context must exist there and not be .dockerignored."""
+    problems = []
+    patterns = dockerignore_patterns(root)
+    for ins in instructions:
+        if ins.keyword not in ("COPY", "ADD"):
+            continue
+        sources, _, flags = copy_sources(ins)
+        if "from" in flags:
+            continue  # from another stage or image, not from the context
+        if not sources:
+            problems.append(f"line {ins.line}: {ins.keyword} without a source")
+        for source in sources:
+            if re.match(r"[a-z]+://", source):
+                problems.append(f"line {ins.line}: remote source {source}")
+                continue
+            relative = source.strip("/").removeprefix("./") or "."
+            if not ((root / relative).exists() or any(root.glob(relative))):
+                problems.append(f"line {ins.line}: {source} does not exist in {root}")
+            elif relative != "." and dockerignored(relative, patterns):
+                problems.append(f"line {ins.line}: {source} is excluded by .dockerignore")
+    return problems
+
+
+def copied_sources(instructions: list[Instruction]) -> set[str]:
+    found = set()
+    for ins in instructions:
+        if ins.keyword == "COPY":
+            sources, _, flags = copy_sources(ins)
+            if "from" not in flags:
+                found.update(s.strip("/").removeprefix("./") for s in sources)
+    return found
+
+
+def torch_pin_problems(instructions: list[Instruction]) -> list[str]:
+    """Each `pip install` must run under a torch constraint: `-c FILE`, or PIP_CONSTRAINT set
+    earlier in the same stage, naming a file that an earlier command of the stage wrote from
+    the installed packages (`pip list --format=freeze` / `pip freeze`) and torch."""
+    problems = []
+    for index, ins in enumerate(instructions):
+        if ins.keyword != "RUN":
+            continue
+        variables = stage_variables(instructions, ins.stage, index)
+        earlier = [
+            e.args for e in instructions[:index] if e.stage == ins.stage and e.keyword == "RUN"
+        ]
+        for match in PIP_INSTALL.finditer(ins.args):
+            command = re.split(r"&&|\|\||;", ins.args[match.start() :])[0]
+            flag = re.search(r"\s(?:-c|--constraint)[\s=]+(\S+)", command)
+            constraint = flag.group(1).strip("\"'") if flag else variables.get("PIP_CONSTRAINT")
+            if not constraint:
+                problems.append(f"line {ins.line}: pip install without PIP_CONSTRAINT or -c")
+                continue
+            before = [*earlier, ins.args[: match.start()]]
+            if not any(_writes_torch_constraints(text, constraint) for text in before):
+                problems.append(f"line {ins.line}: nothing writes torch into {constraint} first")
+    return problems
+
+
+def _writes_torch_constraints(text: str, path: str) -> bool:
+    if path not in text or not re.search(r"pip3? (list --format=freeze|freeze)", text):
+        return False
+    return re.search(r"\btorch\b", text.replace(path, "")) is not None
+
+
+def pinned_checkout(instructions: list[Instruction]) -> str | None:
+    """The ref a `git clone --branch REF` / `git checkout REF` uses, resolved, or None."""
+    for index, ins in enumerate(instructions):
+        if ins.keyword != "RUN" or "git " not in ins.args:
+            continue
+        variables = stage_variables(instructions, ins.stage, index)
+        match = re.search(
+            r"git\s+clone\b[^&;|]*?\s(?:--branch|-b)[\s=]+(\S+)", ins.args
+        ) or re.search(r"git\s+checkout\s+(?:--detach\s+)?(\S+)", ins.args)
+        if match:
+            return substitute(match.group(1), variables).strip("\"'")
+    return None
+
+
+def pinned_ref_problem(ref: str | None) -> str | None:
+    if ref is None:
+        return "no `git clone --branch REF` or `git checkout REF`"
+    if "$" in ref:
+        return f"{ref}: unresolved variable"
+    if ref in {"main", "master", "HEAD", "dev", "develop"} or not re.search(r"\d+\.\d+", ref):
+        return f"{ref}: a branch, not a release tag"
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# The real Dockerfiles.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_dockerfile_parses(name: str) -> None:
+    instructions = load(name)
+    assert instructions, name
+    assert instructions[0].keyword in ("FROM", "ARG"), instructions[0]
+    unknown = [(i.line, i.keyword) for i in instructions if i.keyword not in INSTRUCTIONS]
+    assert not unknown, f"{name}: unknown instructions {unknown}"
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_entrypoint_is_the_cell_verb_in_exec_form(name: str) -> None:
+    assert entrypoint_problems(load(name)) == []
+
+
+def test_entrypoint_resolves_to_a_cli_verb(tmp_path: Path) -> None:
+    python, flag, module, verb = ENTRYPOINT
+    assert (python, flag) == ("python", "-m")
+    assert importlib.util.find_spec(f"{module}.__main__") is not None
+    assert verb in bench.cli.HANDLERS
+    # What the container runs, from a folder with no source tree on the path.
+    done = subprocess.run(
+        [sys.executable, "-m", module, verb, "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--manifest" in done.stdout
+    assert "--index" in done.stdout
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_base_images_are_pinned(name: str) -> None:
+    instructions = load(name)
+    assert stages(instructions), f"{name}: no FROM"
+    assert base_image_problems(instructions) == []
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_copy_sources_exist_in_the_context(name: str) -> None:
+    assert copy_problems(load(name), REPO) == []
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_images_install_bench_with_its_config(name: str) -> None:
+    instructions = final_stage(load(name))
+    copied = copied_sources(instructions)
+    # pyproject.toml names README.md as the readme: the build fails without it.
+    assert {"pyproject.toml", "README.md", "src", "conf"} <= copied, copied
+    assert any(
+        ins.keyword == "RUN" and re.search(r"pip3? install\b[^&;|]*\s\.(\s|$)", ins.args)
+        for ins in instructions
+    ), f"{name}: no `pip install .` in the final stage"
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_pip_cannot_replace_the_base_torch(name: str) -> None:
+    assert torch_pin_problems(load(name)) == []
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_git_sha_comes_from_a_build_arg(name: str) -> None:
+    final = final_stage(load(name))
+    args = [
+        ins for ins in final if ins.keyword == "ARG" and "BENCH_GIT_SHA" in key_values(ins.args)
+    ]
+    envs = [
+        ins for ins in final if ins.keyword == "ENV" and "BENCH_GIT_SHA" in key_values(ins.args)
+    ]
+    assert args, f"{name}: no ARG BENCH_GIT_SHA in the final stage"
+    assert envs, f"{name}: no ENV BENCH_GIT_SHA in the final stage"
+    assert envs[-1].line > args[0].line
+    assert key_values(envs[-1].args)["BENCH_GIT_SHA"] in ("${BENCH_GIT_SHA}", "$BENCH_GIT_SHA")
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_no_healthcheck(name: str) -> None:
+    checks = [ins.args.upper() for ins in final_stage(load(name)) if ins.keyword == "HEALTHCHECK"]
+    assert checks == ["NONE"]
+
+
+def test_all_images_share_one_pytorch_release() -> None:
+    tags = set()
+    for name in DOCKERFILES:
+        for image, _ in stages(load(name)):
+            repository, _, tag = image.partition(":")
+            assert repository == "pytorch/pytorch", image
+            tags.add(re.sub(r"-(runtime|devel)$", "", tag))
+    assert len(tags) == 1, tags
+
+
+def test_deepspeed_is_pinned_and_builds_no_ops() -> None:
+    instructions = load("Dockerfile.deepspeed")
+    final = final_stage(instructions)
+    variables = stage_variables(instructions, final[0].stage, len(instructions))
+    assert variables.get("DS_BUILD_OPS") == "0"
+    installs = [
+        substitute(ins.args, variables)
+        for ins in final
+        if ins.keyword == "RUN" and "deepspeed" in ins.args and "pip install" in ins.args
+    ]
+    assert installs, "deepspeed is never pip-installed"
+    assert re.search(r"deepspeed==\d+\.\d+\.\d+", installs[0]), installs[0]
+    assert "ninja" in installs[0]
+    # JIT-compiled ops need nvcc: the devel flavour of the base.
+    assert stages(instructions)[-1][0].endswith("-devel")
+
+
+def test_hf_image_installs_accelerate() -> None:
+    instructions = load("Dockerfile.hf")
+    variables = stage_variables(instructions, 0, len(instructions))
+    runs = [substitute(i.args, variables) for i in instructions if i.keyword == "RUN"]
+    assert any(re.search(r"pip install\b.*accelerate==\d+\.\d+", run) for run in runs), runs
+
+
+def test_fastertransformer_builds_a_pinned_release_in_its_own_stage() -> None:
+    instructions = load("Dockerfile.fastertransformer")
+    bases = stages(instructions)
+    assert len(bases) >= 2, bases
+    builder = [name for _, name in bases[:-1] if name]
+    assert builder, "the build stage has no name to copy from"
+    assert bases[0][0].endswith("-devel") and bases[-1][0].endswith("-runtime"), bases
+
+    ref = pinned_checkout(instructions)
+    assert pinned_ref_problem(ref) is None, pinned_ref_problem(ref)
+    assert "5.3" in str(ref)
+
+    build = " ".join(ins.args for ins in instructions if ins.keyword == "RUN" and ins.stage == 0)
+    for flag in ("-DSM=", "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_PYT=ON", "-DBUILD_MULTI_GPU=ON"):
+        assert flag in build, flag
+    assert re.search(r"\bmake\s+-j", build)
+    sm = stage_variables(instructions, 0, len(instructions)).get("FT_SM", "")
+    assert {"80", "86", "90"} <= set(sm.split(";")), sm
+
+
+def test_fastertransformer_runtime_gets_only_the_op_library() -> None:
+    instructions = load("Dockerfile.fastertransformer")
+    final = final_stage(instructions)
+    variables = stage_variables(instructions, final[0].stage, len(instructions))
+    library = variables.get("BENCH_FT_LIB", "")
+    assert library.endswith("/" + FT_LIB_NAME), library
+
+    builders = {name for _, name in stages(instructions)[:-1] if name}
+    copies = [copy_sources(ins) for ins in final if ins.keyword == "COPY"]
+    from_builder = [c for c in copies if c[2].get("from") in builders]
+    assert from_builder, "nothing is copied from the build stage"
+    libraries = [(s, d) for s, d, _ in from_builder if any(".so" in x for x in s)]
+    assert len(libraries) == 1, libraries
+    sources, dest = libraries[0]
+    assert len(sources) == 1 and sources[0].endswith(f"/lib/{FT_LIB_NAME}"), sources
+    installed_at = dest + FT_LIB_NAME if dest.endswith("/") else dest
+    assert installed_at == library, (installed_at, library)
+    # Nothing else of the build tree (no folders, no other binaries).
+    for srcs, _, _ in from_builder:
+        for source in srcs:
+            assert not source.endswith("/") and "*" not in source, source
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    patterns = dockerignore_patterns(REPO)
+    for path in (".venv", ".git", "results", ".pytest_cache", ".ruff_cache", "src/x/__pycache__"):
+        assert dockerignored(path, patterns), path
+    for path in ("src", "conf", "pyproject.toml", "README.md", "src/bench/cli.py"):
+        assert not dockerignored(path, patterns), path
+
+
+def test_readme_documents_the_images() -> None:
+    text = (CONTAINERS / "README.md").read_text()
+    for needle in (*DOCKERFILES, "BENCH_FT_LIB", "AWS_BATCH_JOB_ARRAY_INDEX", "--manifest"):
+        assert needle in text, needle
+
+
+# ------------------------------------------------------------------------------------------
+# The checks reject bad Dockerfiles.
+# ------------------------------------------------------------------------------------------
+
+GOOD = """\
+# syntax=docker/dockerfile:1
+ARG TAG=2.5.1-cuda12.4-cudnn9
+FROM pytorch/pytorch:${TAG}-runtime
+RUN pip list --format=freeze | grep '^torch==' > /c.txt
+ENV PIP_CONSTRAINT=/c.txt
+COPY pyproject.toml README.md ./
+RUN apt-get update \\
+    # a comment inside a continued instruction
+ && pip install .
+ENTRYPOINT ["python", "-m", "bench", "cell"]
+"""
+
+
+def test_parser_joins_continuations_and_drops_comments() -> None:
+    instructions = parse(GOOD)
+    assert [i.keyword for i in instructions] == [
+        "ARG",
+        "FROM",
+        "RUN",
+        "ENV",
+        "COPY",
+        "RUN",
+        "ENTRYPOINT",
+    ]
+    assert instructions[5].args == "apt-get update  && pip install ."
+    assert instructions[5].line == 7
+    assert stages(instructions) == [("pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", None)]
+    assert [i.stage for i in instructions] == [-1, 0, 0, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="continued"):
+        parse("FROM a:1\nRUN true \\\n")
+
+
+def test_checks_accept_a_good_dockerfile() -> None:
+    instructions = parse(GOOD)
+    assert entrypoint_problems(instructions) == []
+    assert base_image_problems(instructions) == []
+    assert copy_problems(instructions, REPO) == []
+    assert torch_pin_problems(instructions) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        ('ENTRYPOINT ["python", "-m", "bench", "cell"]', "ENTRYPOINT python -m bench cell", "JSON"),
+        ('"cell"]', '"run"]', "want"),
+        ('"cell"]', '"cell"]\nENTRYPOINT ["python"]', "2 ENTRYPOINT"),
+        ('"cell"]', '"cell"]\nCMD --help', "shell-form CMD"),
+        ('"cell"]', '"cell"]\nFROM ubuntu:22.04', "0 ENTRYPOINT"),
+    ],
+)
+def test_entrypoint_check_rejects(old: str, new: str, fragment: str) -> None:
+    problems = entrypoint_problems(parse(GOOD.replace(old, new)))
+    assert any(fragment in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("image", "fragment"),
+    [
+        ("pytorch/pytorch", "no tag"),
+        ("pytorch/pytorch:latest", "not a pin"),
+        ("localhost:5000/pytorch", "no tag"),
+        ("pytorch/pytorch:${UNSET}", "unresolved"),
+    ],
+)
+def test_base_image_check_rejects(image: str, fragment: str) -> None:
+    text = GOOD.replace("pytorch/pytorch:${TAG}-runtime", image)
+    problems = base_image_problems(parse(text))
+    assert any(fragment in p for p in problems), problems
+
+
+def test_base_image_check_accepts_digests_and_stage_names() -> None:
+    text = "FROM nvidia/cuda@sha256:abc AS build\nFROM build\nFROM registry:5000/x/y:1.2\n"
+    assert base_image_problems(parse(text)) == []
+
+
+def test_copy_check_rejects_missing_and_ignored_sources(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "README.md", ".venv/bin/python"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    assert copy_problems(parse(GOOD), tmp_path) == []
+    (tmp_path / ".dockerignore").write_text("# local state\n.venv\n")
+    text = GOOD.replace("COPY pyproject.toml", "COPY no-such-file.txt .venv pyproject.toml")
+    problems = copy_problems(parse(text), tmp_path)
+    assert any("no-such-file.txt does not exist" in p for p in problems), problems
+    assert any(".venv is excluded" in p for p in problems), problems
+    # Copies from another stage are not looked up in the context.
+    assert copy_problems(parse("FROM a:1 AS b\nCOPY --from=b /x /y\n"), tmp_path) == []
+
+
+def test_torch_pin_check_rejects_unconstrained_installs() -> None:
+    unconstrained = GOOD.replace("ENV PIP_CONSTRAINT=/c.txt\n", "")
+    assert any("without PIP_CONSTRAINT" in p for p in torch_pin_problems(parse(unconstrained)))
+    empty = GOOD.replace("RUN pip list --format=freeze | grep '^torch==' > /c.txt\n", "")
+    assert any("nothing writes torch" in p for p in torch_pin_problems(parse(empty)))
+    # -c works too, if the file holds the installed torch (written earlier, even in the same RUN).
+    unwritten = "FROM a:1\nRUN pip install -c /x.txt foo\n"
+    assert any("nothing writes torch" in p for p in torch_pin_problems(parse(unwritten)))
+    written = "FROM a:1\nRUN pip freeze | grep ^torch== > /x.txt && pip install -c /x.txt foo\n"
+    assert torch_pin_problems(parse(written)) == []
+    # A constraint set in an earlier stage does not carry over.
+    two_stages = GOOD.replace("COPY pyproject.toml", "FROM pytorch/pytorch:2.5.1-runtime\nCOPY x")
+    assert torch_pin_problems(parse(two_stages))
+
+
+@pytest.mark.parametrize(
+    ("run", "problem"),
+    [
+        ("git clone --branch release/v5.3_tag https://x/y.git", None),
+        ("git clone -b v5.3 https://x/y.git", None),
+        ("git clone https://x/y.git && cd y && git checkout main", "branch"),
+        ("git clone --branch ${REF} https://x/y.git", "unresolved"),
+        ("git clone https://x/y.git", "no `git clone"),
+    ],
+)
+def test_pinned_checkout_check(run: str, problem: str | None) -> None:
+    found = pinned_ref_problem(pinned_checkout(parse(f"FROM a:1\nRUN {run}\n")))
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found, found
+
+
+def test_dockerignore_matching() -> None:
+    patterns = ["results", "**/__pycache__", "*.log", "docs", "!docs/keep.md"]
+    assert dockerignored("results/x.parquet", patterns)
+    assert dockerignored("a/b/__pycache__/m.pyc", patterns)
+    assert dockerignored("x.log", patterns)
+    assert not dockerignored("src/x.log", patterns)  # `*` does not cross folders
+    assert not dockerignored("src/results", patterns)  # patterns are anchored at the root
+    assert dockerignored("docs/a.md", patterns)
+    assert not dockerignored("docs/keep.md", patterns)
