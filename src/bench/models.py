@@ -2,7 +2,9 @@
 
 With no network, a model is a real transformers architecture built from its config with random
 weights (timing equals pretrained weights of the same shape), saved once as safetensors under
-`models_dir`, so every cell's load is a real read from disk.
+`models_dir`, so every cell's load is a real read from disk. `model.checkpoint` may instead name
+a local HF checkpoint folder, or an s3:// prefix holding one (downloaded once, in parallel
+parts, and timed as download_s).
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.config import ModelConfig
 
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
+DOWNLOAD_PART_BYTES = 16 * 2**20  # ranged GETs of 16 MiB ...
+DOWNLOAD_THREADS = 8  # ... eight at a time
 
 
 def auto_class(name: str) -> Any:
@@ -51,34 +57,88 @@ def build_from_config(model: ModelConfig, folder: Path, seed: int) -> None:
     built.save_pretrained(folder, safe_serialization=True)
 
 
-def ensure_checkpoint(model: ModelConfig, models_dir: str, seed: int) -> tuple[Path, float | None]:
-    """Path of the model's checkpoint, building it first if needed.
+@dataclass
+class Checkpoint:
+    folder: Path  # local folder with config.json + safetensors
+    build_s: float | None = None  # seconds spent building it from config, when it was
+    download_s: float | None = None  # seconds spent copying it from s3://, when it was
 
-    Returns (folder, seconds spent building or None when it was already there). Concurrent
-    cells may race to build the same model: each builds in a private temp folder and renames;
-    the loser discards its copy.
-    """
-    if model.checkpoint:
-        folder = Path(model.checkpoint).expanduser()
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Rename a finished temp folder into place; losing a race to another process is fine."""
+    try:
+        os.rename(tmp, folder)
+    except OSError:
         if not _is_complete(folder):
-            raise FileNotFoundError(
-                f"model.checkpoint={model.checkpoint!r}: no config.json + safetensors weights there"
-            )
-        return folder, None
-    root = Path(models_dir).expanduser()
-    folder = root / checkpoint_key(model, seed)
-    if _is_complete(folder):
-        return folder, None
+            raise
+
+
+def _in_temp_folder(root: Path, folder: Path, fill: Callable[[Path], None]) -> float:
+    """Fill a private temp folder, publish it as `folder`; returns the seconds it took."""
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
     try:
-        build_from_config(model, tmp, seed)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process finished first
-            if not _is_complete(folder):
-                raise
+        fill(tmp)
+        _publish(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return folder, time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def download_s3_folder(uri: str, target: Path) -> None:
+    """Copy every object under s3://bucket/prefix/ into target; large files in parallel parts."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    client = boto3.client("s3")
+    transfer = TransferConfig(
+        multipart_threshold=DOWNLOAD_PART_BYTES,
+        multipart_chunksize=DOWNLOAD_PART_BYTES,
+        max_concurrency=DOWNLOAD_THREADS,
+    )
+    keys = [
+        item["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+    ]
+    if not keys:
+        raise FileNotFoundError(f"model.checkpoint={uri!r}: no objects under that prefix")
+    for key in keys:
+        local = target / key[len(prefix) :]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, key, str(local), Config=transfer)
+
+
+def ensure_checkpoint(model: ModelConfig, models_dir: str, seed: int) -> Checkpoint:
+    """The model's checkpoint on local disk: a given folder, an s3:// copy (downloaded once
+    into models_dir), or one built once from the architecture.
+
+    Concurrent cells may race to build or download the same model: each works in a private
+    temp folder and renames; the loser discards its copy.
+    """
+    root = Path(models_dir).expanduser()
+    source = model.checkpoint
+    if source and source.startswith("s3://"):
+        digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+        folder = root / f"s3-{digest}"
+        if _is_complete(folder):
+            return Checkpoint(folder)
+        seconds = _in_temp_folder(root, folder, lambda tmp: download_s3_folder(source, tmp))
+        if not _is_complete(folder):
+            raise FileNotFoundError(f"model.checkpoint={source!r}: no config.json + safetensors")
+        return Checkpoint(folder, download_s=seconds)
+    if source:
+        folder = Path(source).expanduser()
+        if not _is_complete(folder):
+            raise FileNotFoundError(
+                f"model.checkpoint={source!r}: no config.json + safetensors weights there"
+            )
+        return Checkpoint(folder)
+    folder = root / checkpoint_key(model, seed)
+    if _is_complete(folder):
+        return Checkpoint(folder)
+    seconds = _in_temp_folder(root, folder, lambda tmp: build_from_config(model, tmp, seed))
+    return Checkpoint(folder, build_s=seconds)

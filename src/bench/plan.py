@@ -173,36 +173,72 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
     return dataclasses.replace(cell, cell_id=cell_id_for(cell))
 
 
+def _blocks(base: DictConfig, overrides: list[str]) -> list[dict[str, list[Any]]]:
+    """The products a grid is the union of: `grid.axes`, each `grid.blocks` entry laid over it
+    (a block replaces the axes it names), and command-line pins on top of all."""
+    axes = OmegaConf.to_container(base.grid.axes, resolve=True)
+    raw = base.grid.get("blocks")
+    blocks = OmegaConf.to_container(raw, resolve=True) if raw is not None else []
+    if not isinstance(blocks, list):
+        raise ConfigError("grid.blocks", blocks, "must be a list of axis mappings")
+    products = []
+    for block in blocks or [{}]:
+        if not isinstance(block, dict):
+            raise ConfigError("grid.blocks", block, "each block is a mapping of axes to lists")
+        product = _check_axes({**axes, **block})
+        product.update(_pinned_axes(overrides, product, base))
+        products.append(product)
+    return products
+
+
+def _composed_groups(
+    products: list[dict[str, list[Any]]], overrides: list[str]
+) -> dict[tuple[tuple[str, Any], ...], DictConfig]:
+    """One composed config per combination of group choices (model, engine) any block uses."""
+    combos: list[tuple[tuple[str, Any], ...]] = []
+    for axes in products:
+        keys = [k for k in GROUP_AXES if k in axes]
+        for values in itertools.product(*(axes[k] for k in keys)):
+            combo = tuple(zip(keys, values, strict=True))
+            if combo not in combos:
+                combos.append(combo)
+    override_sets = []
+    for combo in combos:
+        keys = {k for k, _ in combo}
+        kept = [o for o in overrides if o.partition("=")[0].lstrip("+") not in keys]
+        override_sets.append(kept + [f"{k}={v}" for k, v in combo])
+    return dict(zip(combos, compose_many(override_sets), strict=True))
+
+
 def plan_from_overrides(overrides: list[str]) -> Plan:
     """Compose, expand the grid, validate every cell. Raises ConfigError / UsageError."""
     base = compose_one(overrides)
-    axes = _check_axes(OmegaConf.to_container(base.grid.axes, resolve=True))
-    axes.update(_pinned_axes(overrides, axes, base))
-    group_keys = [k for k in axes if k in GROUP_AXES]
-    group_combos = list(itertools.product(*(axes[k] for k in group_keys)))
-    kept = [o for o in overrides if o.partition("=")[0].lstrip("+") not in group_keys]
-    composed = compose_many(
-        [
-            kept + [f"{k}={v}" for k, v in zip(group_keys, combo, strict=True)]
-            for combo in group_combos
-        ]
-    )
-    by_groups = dict(zip(group_combos, composed, strict=True))
-    _check_dotted_axes(axes, composed)
+    products = _blocks(base, overrides)
+    by_groups = _composed_groups(products, overrides)
 
     cells: list[CellConfig] = []
     seen: set[str] = set()
-    for values in itertools.product(*axes.values()):
-        point = dict(zip(axes, values, strict=True))
-        cfg = copy.deepcopy(by_groups[tuple(point[k] for k in group_keys)])
-        with open_dict(cfg):
-            for key, value in point.items():
-                if key not in GROUP_AXES:
-                    OmegaConf.update(cfg, key, value, merge=False)
-        cell = _cell(cfg, point, len(cells))
-        if cell.cell_id not in seen:
-            seen.add(cell.cell_id)
-            cells.append(cell)
+    for axes in products:
+        group_keys = [k for k in GROUP_AXES if k in axes]
+        _check_dotted_axes(
+            axes,
+            [
+                cfg
+                for combo, cfg in by_groups.items()
+                if [k for k, _ in combo] == group_keys and all(v in axes[k] for k, v in combo)
+            ],
+        )
+        for values in itertools.product(*axes.values()):
+            point = dict(zip(axes, values, strict=True))
+            cfg = copy.deepcopy(by_groups[tuple((k, point[k]) for k in group_keys)])
+            with open_dict(cfg):
+                for key, value in point.items():
+                    if key not in GROUP_AXES:
+                        OmegaConf.update(cfg, key, value, merge=False)
+            cell = _cell(cfg, point, len(cells))
+            if cell.cell_id not in seen:
+                seen.add(cell.cell_id)
+                cells.append(cell)
 
     grid_name = str(base.grid.name)
     sweep_id = base.sweep_id
@@ -214,7 +250,7 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
     return Plan(
         sweep_id=str(sweep_id),
         grid_name=grid_name,
-        axes=axes,
+        axes=products[0] if len(products) == 1 else {"blocks": products},
         cells=cells,
         store_root=str(base.store.root),
         executor=OmegaConf.to_container(base.executor, resolve=True),  # type: ignore[arg-type]

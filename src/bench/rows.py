@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: download_s, init_s, engine_info
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -41,7 +41,10 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("params", pa.int64(), "parameters in the loaded model"),
     ("checkpoint", pa.string(), "local folder the weights were loaded from"),
     ("checkpoint_build_s", pa.float64(), "seconds to build the checkpoint from config (not load)"),
-    ("load_s", pa.float64(), "seconds from a local checkpoint to an engine ready to serve"),
+    ("download_s", pa.float64(), "seconds to copy a remote (s3://) checkpoint to local disk"),
+    ("load_s", pa.float64(), "seconds from a local checkpoint to weights on the device"),
+    ("init_s", pa.float64(), "seconds of engine transformation: compile, inject, quantize, shard"),
+    ("engine_info", pa.string(), "JSON: what the engine did (device map, TP, kernels, versions)"),
     ("warmup_n", pa.int64(), "warmup requests (excluded from every figure)"),
     ("n", pa.int64(), "measured requests (the sample count behind every percentile)"),
     ("window_s", pa.float64(), "measured window: first measured send to last completion"),

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from bench.config import CellConfig
 from bench.engines import ENGINES
+from bench.engines.base import Unsupported
 from bench.environment import host_facts
 from bench.loadgen import LoadResult, run_closed_loop
 from bench.metrics import summarize
@@ -92,11 +93,19 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> LoadResult:
     engine = ENGINES[cell.engine.name](cell)
     try:
         prepared = engine.prepare()
-        row.update(checkpoint=prepared.checkpoint, checkpoint_build_s=prepared.build_s)
+        row.update(
+            checkpoint=prepared.checkpoint,
+            checkpoint_build_s=prepared.build_s,
+            download_s=prepared.download_s,
+        )
         started = time.perf_counter()
         loaded = engine.load()
         row["load_s"] = time.perf_counter() - started
         row.update(device=loaded.device, params=loaded.params)
+        started = time.perf_counter()
+        info = {**loaded.extra, **engine.initialize()}
+        row["init_s"] = time.perf_counter() - started
+        row["engine_info"] = json.dumps(info, sort_keys=True, default=str)
         batch = engine.make_batch()
         if cell.model.task == "generate":
             new_tokens = cell.model.new_tokens
@@ -115,8 +124,17 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> LoadResult:
         engine.close()
 
 
+def unsupported_row(cell: CellConfig, reason: str) -> dict[str, Any]:
+    """The row of a cell its engine cannot run: written without loading anything."""
+    return failure_row(cell, "unsupported", "Unsupported", reason)
+
+
 def run_cell(cell: CellConfig) -> CellResult:
     """Run one cell in this process; always returns a row."""
+    engine_class = ENGINES[cell.engine.name]
+    reason = engine_class.unsupported_reason(cell) or engine_class.host_reason(cell)
+    if reason:
+        return CellResult(row=unsupported_row(cell, reason), samples=None)
     row = base_row(cell)
     row["started_at"] = now_utc()
     samples = None
@@ -124,6 +142,8 @@ def run_cell(cell: CellConfig) -> CellResult:
         result = _measure(cell, row)
         row.update(summarize(result, cell), status="ok")
         samples = samples_table(result)
+    except Unsupported as exc:  # only the host could tell (a library missing, say)
+        row.update(status="unsupported", error_class="Unsupported", error=str(exc))
     except Exception as exc:  # a failing cell is a row, never a crashed sweep
         row.update(
             status="failed",

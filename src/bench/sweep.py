@@ -12,10 +12,12 @@ from typing import Any, TextIO
 
 from bench.collect import Collected, collect
 from bench.config import ConfigError
+from bench.engines import ENGINES
 from bench.executors import EXECUTORS, Executor, JobHandle
 from bench.executors.base import ProgressFn, record_submissions
-from bench.job import write_manifest
+from bench.job import save_result, write_manifest
 from bench.plan import Plan
+from bench.runner import CellResult, unsupported_row
 from bench.store import Store, SweepPaths, open_store
 
 
@@ -34,11 +36,29 @@ def _check_same_grid(store: Store, plan: Plan) -> None:
         )
 
 
-def pending_indices(store: Store, plan: Plan) -> list[int]:
-    """Cells to run: all with force, else those without an ok row."""
+def write_unsupported(store: Store, plan: Plan, this_host: bool) -> set[int]:
+    """Rows for the cells their engine cannot run (decided before anything is submitted:
+    an unsupported combination never costs a job). With `this_host` (cells run here) the
+    host's own checks count too. Returns their indices."""
+    done = set()
+    for index, cell in enumerate(plan.cells):
+        engine_class = ENGINES[cell.engine.name]
+        reason = engine_class.unsupported_reason(cell)
+        if reason is None and this_host:
+            reason = engine_class.host_reason(cell)
+        if reason:
+            save_result(store, CellResult(row=unsupported_row(cell, reason), samples=None))
+            done.add(index)
+    return done
+
+
+def pending_indices(store: Store, plan: Plan, settled: set[int] = frozenset()) -> list[int]:
+    """Cells to run: all with force, else those without an ok row; never `settled` ones."""
     paths = SweepPaths(plan.sweep_id)
     pending = []
     for index, cell in enumerate(plan.cells):
+        if index in settled:
+            continue
         path = paths.cell(cell.cell_id)
         if not plan.force and store.exists(path):
             status = store.read_table(path).column("status")[0].as_py()
@@ -96,11 +116,12 @@ def run_sweep(plan: Plan, stream: TextIO = sys.stderr) -> Collected | None:
     executor.check(plan, store)
     _check_same_grid(store, plan)
     manifest_uri = write_manifest(store, plan)
-    pending = pending_indices(store, plan)
-    skipped = len(plan.cells) - len(pending)
+    unsupported = write_unsupported(store, plan, this_host=executor.synchronous)
+    pending = pending_indices(store, plan, unsupported)
+    skipped = len(plan.cells) - len(pending) - len(unsupported)
     print(
         f"sweep {plan.sweep_id}: {len(plan.cells)} cells, {len(pending)} to run, "
-        f"{skipped} already ok; manifest {manifest_uri}",
+        f"{skipped} already ok, {len(unsupported)} unsupported; manifest {manifest_uri}",
         file=stream,
         flush=True,
     )

@@ -6,12 +6,20 @@ importing this registry, validating config and running the calibration engines s
 
 from __future__ import annotations
 
+from bench.engines.accelerate import AccelerateEngine
 from bench.engines.base import Engine
 from bench.engines.calibration import NullEngine, SleepEngine
+from bench.engines.deepspeed import DeepSpeedEngine
+from bench.engines.fastertransformer import FasterTransformerEngine
 from bench.engines.hf import HFEngine
+from bench.engines.torch_compile import TorchCompileEngine
 
 ENGINES: dict[str, type[Engine]] = {
     "hf": HFEngine,
+    "accelerate": AccelerateEngine,
+    "deepspeed": DeepSpeedEngine,
+    "torch_compile": TorchCompileEngine,
+    "fastertransformer": FasterTransformerEngine,
     "null": NullEngine,
     "sleep": SleepEngine,
 }

@@ -1,9 +1,10 @@
 """The Engine protocol every engine module implements.
 
-Life cycle, driven by the runner: `prepare()` once (checkpoint onto local disk, not part of
-load_s), `load()` once (timed as load_s), `make_batch()` once (not
-timed), then many `infer(batch)` or `generate(batch, new_tokens)` calls from the client threads,
-each followed by `synchronize()` inside the timed region, and `close()` at the end.
+Life cycle, driven by the runner: `prepare()` once (checkpoint onto local disk: download_s or
+build time, never load_s), `load()` once (timed: load_s), `initialize()` once (timed: init_s),
+`make_batch()` once (not timed), then many `infer(batch)` or `generate(batch, new_tokens)`
+calls from the client threads, each followed by `synchronize()` inside the timed region, and
+`close()` at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +32,35 @@ class PrepareInfo:
 
     checkpoint: str | None = None  # the local folder the weights are read from
     build_s: float | None = None  # seconds spent building + saving it from config, if it was
+    download_s: float | None = None  # seconds spent copying it from a remote store, if it was
+
+
+class Unsupported(RuntimeError):
+    """This engine cannot run this cell here; the message says why. Becomes an `unsupported`
+    row (planned cells are checked before anything loads; this catches what only the job's
+    host can tell, such as a missing library)."""
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What an engine can run: one row of the capability table (see engines.capability_table)."""
+
+    precisions: frozenset[str]
+    devices: frozenset[str]  # "cpu", "cuda"
+    families: frozenset[str] | None = None  # None: any transformers architecture
+    max_tp: int | None = 1  # None: any TP degree
+    tasks: frozenset[str] = frozenset({"encode", "generate"})
+
+
+ANY_PRECISION = frozenset({"fp32", "fp16", "bf16"})
+BOTH_DEVICES = frozenset({"cpu", "cuda"})
+
+
+def device_kind(cell: CellConfig) -> str:
+    """Where the cell will run, as planned: cuda when asked for or the instance has GPUs."""
+    if cell.device == "cuda" or (cell.device == "auto" and cell.instance.gpus > 0):
+        return "cuda"
+    return "cpu"
 
 
 @dataclass(frozen=True)
@@ -43,6 +73,39 @@ class Engine(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
+    capability: ClassVar[Capability] = Capability(ANY_PRECISION, BOTH_DEVICES)
+
+    @classmethod
+    def host_reason(cls, cell: CellConfig) -> str | None:
+        """Why this host cannot run `cell` (a library or launcher missing); None when it can.
+        Checked where the cell runs, and at plan time when that is this machine."""
+        return None
+
+    @classmethod
+    def unsupported_reason(cls, cell: CellConfig) -> str | None:
+        """Why this engine cannot run `cell` (None when it can), from the capability table;
+        engines add their own rules by overriding and calling super()."""
+        cap, device = cls.capability, device_kind(cell)
+        family, what = cell.model.family, f"engine {cls.name}"
+        if cell.model.task not in cap.tasks:
+            return f"{what} does not run {cell.model.task} models"
+        if device not in cap.devices:
+            return f"{what} does not run on {device}"
+        if cell.precision not in cap.precisions:
+            allowed = ", ".join(sorted(cap.precisions))
+            return f"{what} does not run {cell.precision} on {device} (it runs {allowed})"
+        if cap.families is not None and family not in cap.families:
+            return (
+                f"{what} does not support the {family} family ({', '.join(sorted(cap.families))})"
+            )
+        if cap.max_tp is not None and cell.tp_degree > cap.max_tp:
+            return (
+                f"{what} runs a model on at most {cap.max_tp} device(s); tp_degree={cell.tp_degree}"
+            )
+        gpus = cell.instance.gpus
+        if device == "cuda" and gpus and cell.tp_degree > gpus:
+            return f"tp_degree={cell.tp_degree} exceeds {cell.instance.type}'s {gpus} GPUs"
+        return None
 
     def __init__(self, cell: CellConfig) -> None:
         self.cell = cell
@@ -72,7 +135,12 @@ class Engine(ABC):
 
     @abstractmethod
     def load(self) -> LoadInfo:
-        """Make the engine ready to serve: read weights, place them, transform."""
+        """Read the weights from the local checkpoint onto the device (timed: load_s)."""
+
+    def initialize(self) -> dict[str, Any]:
+        """Transform the loaded model for serving: compile, inject kernels, quantize, shard
+        (timed: init_s). Returns facts for the row's engine_info."""
+        return {}
 
     @abstractmethod
     def make_batch(self) -> Any:

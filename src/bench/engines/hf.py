@@ -1,13 +1,27 @@
-"""transformers eager (PyTorch): one model copy on one device, fp32 / fp16 / bf16."""
+"""transformers eager (PyTorch): one model copy on one device, fp32 / fp16 / bf16 / int8.
+
+int8: on CPU, torch's dynamic quantization of every nn.Linear (weights int8, activations
+quantised per batch), applied in initialize() so it counts as init_s; on CUDA, bitsandbytes'
+LLM.int8() at load time where bitsandbytes is installed (else the cell is `unsupported`).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from bench.config import InstanceSpec
-from bench.engines.base import Engine, LoadInfo, PrepareInfo
+from bench.engines.base import (
+    ANY_PRECISION,
+    BOTH_DEVICES,
+    Capability,
+    Engine,
+    LoadInfo,
+    PrepareInfo,
+    Unsupported,
+)
 
-TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 
 
 class NoGPUError(RuntimeError):
@@ -41,6 +55,7 @@ def torch_dtype(precision: str) -> Any:
 
 class HFEngine(Engine):
     name = "hf"
+    capability = Capability(ANY_PRECISION | {"int8"}, BOTH_DEVICES)
 
     def prepare(self) -> PrepareInfo:
         from transformers.utils import logging as hf_logging
@@ -52,8 +67,23 @@ class HFEngine(Engine):
         cell = self.cell
         # Before any build: a GPU cell on a host without one fails at once, not after minutes.
         self.device = resolve_device(cell.device, cell.instance)
-        self.folder, build_s = ensure_checkpoint(cell.model, cell.models_dir, cell.seed)
-        return PrepareInfo(checkpoint=str(self.folder), build_s=build_s)
+        got = ensure_checkpoint(cell.model, cell.models_dir, cell.seed)
+        self.folder = got.folder
+        return PrepareInfo(
+            checkpoint=str(got.folder), build_s=got.build_s, download_s=got.download_s
+        )
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """from_pretrained arguments; subclasses add device maps and quantisation configs."""
+        kwargs: dict[str, Any] = {"dtype": torch_dtype(self.cell.precision)}
+        if self.cell.precision == "int8" and self.device.startswith("cuda"):
+            if importlib.util.find_spec("bitsandbytes") is None:
+                raise Unsupported("int8 on CUDA needs bitsandbytes, which is not installed here")
+            from transformers import BitsAndBytesConfig
+
+            kwargs.update(dtype=torch_dtype("fp16"), device_map={"": 0})
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        return kwargs
 
     def load(self) -> LoadInfo:
         import torch
@@ -63,13 +93,31 @@ class HFEngine(Engine):
         cell = self.cell
         if cell.torch_threads:
             torch.set_num_threads(cell.torch_threads)
-        model = auto_class(cell.model.auto_class).from_pretrained(
-            self.folder, dtype=torch_dtype(cell.precision)
-        )
-        self.model = model.to(self.device).eval()
+        kwargs = self.load_kwargs()
+        model = auto_class(cell.model.auto_class).from_pretrained(self.folder, **kwargs)
+        if "device_map" not in kwargs:
+            model = model.to(self.device)
+        self.model = model.eval()
         self.synchronize()
         params = sum(p.numel() for p in self.model.parameters())
-        return LoadInfo(device=self.device, params=params)
+        return LoadInfo(device=self.device, params=params, extra=self.load_facts())
+
+    def load_facts(self) -> dict[str, Any]:
+        return {"tp_degree": 1}
+
+    def initialize(self) -> dict[str, Any]:
+        if self.cell.precision == "int8" and self.device == "cpu":
+            import torch
+            from torch.ao.quantization import quantize_dynamic
+
+            self.model = quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+            return {"quantization": "torch dynamic int8 (nn.Linear)"}
+        if self.cell.precision == "int8":
+            return {"quantization": "bitsandbytes LLM.int8()"}
+        return {}
+
+    def input_device(self) -> str:
+        return self.device
 
     def make_batch(self) -> dict[str, Any]:
         import torch
@@ -81,7 +129,7 @@ class HFEngine(Engine):
         shape = (cell.batch_size, cell.model.seq_len)
         ids = torch.randint(3, vocab, shape, generator=generator)
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        return {k: v.to(self.device) for k, v in batch.items()}
+        return {k: v.to(self.input_device()) for k, v in batch.items()}
 
     def infer(self, batch: dict[str, Any]) -> Any:
         import torch

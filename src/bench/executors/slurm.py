@@ -25,7 +25,11 @@ from bench.job import write_array_map
 from bench.plan import Plan
 from bench.store import Store, SweepPaths
 
-ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED")
+SQUEUE_FAILURES_BEFORE_GIVING_UP = 10
+
+
+class SqueueError(RuntimeError):
+    pass
 
 
 def _time_limit(seconds: int) -> str:
@@ -141,6 +145,10 @@ class SlurmExecutor(Executor):
             text=True,
             check=False,
         )
+        # squeue exits 1 both when the controller is unreachable and when asked about a job it
+        # has forgotten (which means that job is finished): only the first is an error.
+        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+            raise SqueueError(f"squeue failed ({proc.returncode}): {proc.stderr.strip()}")
         counts: dict[str, dict[str, int]] = {}
         for line in proc.stdout.splitlines():
             parts = line.split()
@@ -151,12 +159,20 @@ class SlurmExecutor(Executor):
         return counts
 
     def describe(self, submissions: list[Submission]) -> list[dict[str, Any]]:
-        if not submissions or shutil.which("squeue") is None:
+        """squeue's view: ACTIVE with task counts per state, DONE once no task is queued or
+        running, UNKNOWN (with squeue's error) when squeue cannot answer."""
+        if not submissions:
             return []
-        queued = self._squeue([s.job_id for s in submissions])
+        try:
+            if shutil.which("squeue") is None:
+                raise SqueueError("squeue is not on PATH")
+            queued, error = self._squeue([s.job_id for s in submissions]), ""
+        except SqueueError as exc:
+            queued, error = None, str(exc)
         states = []
         for sub in submissions:
-            children = queued.get(sub.job_id, {})
+            children = (queued or {}).get(sub.job_id, {})
+            status = "UNKNOWN" if queued is None else ("ACTIVE" if children else "DONE")
             states.append(
                 {
                     "job_id": sub.job_id,
@@ -164,13 +180,22 @@ class SlurmExecutor(Executor):
                     "instance": sub.instance,
                     "queue": sub.queue,
                     "cells": len(sub.indices),
-                    "status": "ACTIVE" if children else "DONE",
+                    "status": status,
                     "children": children,
-                    "reason": "",
+                    "reason": error,
                 }
             )
         return states
 
     def wait(self, submissions: list[Submission], poll_s: float) -> None:
-        while any(s["status"] != "DONE" for s in self.describe(submissions)):
+        """Poll squeue until every job is DONE; give up after repeated squeue failures."""
+        failures = 0
+        while True:
+            states = self.describe(submissions)
+            if all(s["status"] == "DONE" for s in states):
+                return
+            unknown = [s for s in states if s["status"] == "UNKNOWN"]
+            failures = failures + 1 if unknown else 0
+            if failures >= SQUEUE_FAILURES_BEFORE_GIVING_UP:
+                raise SqueueError(unknown[0]["reason"])
             time.sleep(poll_s)  # blocking sleep between polls; nothing spins

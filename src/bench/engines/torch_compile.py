@@ -1,0 +1,63 @@
+"""torch.compile over transformers eager: the same model, its forward compiled by TorchDynamo.
+
+Compilation is lazy in torch (it happens at the first call with a new shape), so initialize()
+compiles and runs one batch of the cell's own shape: that compile time is init_s, and the
+measured requests see compiled code only. Generation grows the sequence one token a step;
+`dynamic=True` (the default here) compiles shape-generic code once instead of once per length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.config import ConfigError
+from bench.engines.base import ANY_PRECISION, BOTH_DEVICES, Capability
+from bench.engines.hf import HFEngine
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    mode: str = "default"  # torch.compile mode
+    backend: str = "inductor"  # torch.compile backend (inductor, aot_eager, eager)
+    dynamic: bool = True  # shape-generic kernels (one compile for every decode length)
+    fullgraph: bool = False  # fail rather than fall back to eager on a graph break
+
+
+class TorchCompileEngine(HFEngine):
+    name = "torch_compile"
+    Options = CompileOptions
+    capability = Capability(ANY_PRECISION, BOTH_DEVICES)
+
+    @classmethod
+    def validate(cls, options: CompileOptions) -> None:
+        if options.mode not in MODES:
+            raise ConfigError("engine.mode", options.mode, "allowed: " + ", ".join(MODES))
+
+    def initialize(self) -> dict[str, Any]:
+        import torch
+
+        options = self.options
+        self.model.forward = torch.compile(
+            self.model.forward,
+            mode=options.mode,
+            backend=options.backend,
+            dynamic=options.dynamic,
+            fullgraph=options.fullgraph,
+        )
+        batch = self.make_batch()  # compile now, at the cell's shapes: this is init_s
+        if self.cell.model.task == "generate":
+            self.generate(batch, self.cell.model.new_tokens)
+        else:
+            self.infer(batch)
+        self.synchronize()
+        return {
+            "compile": {
+                "mode": options.mode,
+                "backend": options.backend,
+                "dynamic": options.dynamic,
+            },
+            "torch_version": torch.__version__,
+        }
