@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -134,3 +135,29 @@ def test_transient_s3_errors_are_retried_and_nothing_is_lost(
     assert counts.before > 0 and counts.after > 0
     frame = pd.read_parquet(f"{s3_root}/faults/aggregated.parquet")
     assert len(frame) == 6 and (frame["status"] == "ok").all()
+
+
+@pytest.mark.slow
+def test_s3_checkpoint_is_downloaded_once_and_timed(bench_cli, s3_root, tmp_path) -> None:
+    from bench.models import build_from_config
+    from bench.plan import plan_from_overrides as plan
+
+    model = plan(["model=bert_tiny"]).cells[0].model
+    local = tmp_path / "ckpt"
+    build_from_config(model, local, seed=0)
+    bucket = s3_root.split("/")[2]
+    s3 = boto3.client("s3")
+    for path in local.iterdir():
+        s3.upload_file(str(path), bucket, f"checkpoints/bert_tiny/{path.name}")
+    args = [
+        "run",
+        "model=bert_tiny",
+        f"model.checkpoint=s3://{bucket}/checkpoints/bert_tiny",
+        f"models_dir={tmp_path / 'cache'}",
+        "scenario.min_duration_s=0.2",
+    ]
+    first = json.loads(bench_cli(*args).stdout)
+    assert first["status"] == "ok", first
+    assert first["download_s"] > 0 and first["load_s"] > 0
+    second = json.loads(bench_cli(*args).stdout)
+    assert second["status"] == "ok" and "download_s" not in second  # cached: no download
