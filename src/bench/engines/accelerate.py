@@ -2,8 +2,9 @@
 
 On GPUs the layers are spread over the cell's TP-degree GPUs (`max_memory` per GPU; by default
 the catalog's GPU memory less a margin for activations). On a machine without GPUs the engine
-runs in offload mode: `max_memory={"cpu": ...}` below the model's size and an offload folder,
-so Accelerate really keeps some layers on disk and streams them in for each forward pass. The
+runs in offload mode: the last (1 - cpu_memory_fraction) of the model's blocks are mapped to
+disk with an offload folder, so Accelerate really keeps them on disk and streams them in for
+each forward pass. The
 resolved device map (module -> cpu | disk | GPU index) goes into the row's engine_info.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.engines.base import ANY_PRECISION, BOTH_DEVICES, Capability
+from bench.engines.base import ANY_PRECISION, BOTH_DEVICES, Capability, Unsupported
 from bench.engines.hf import HFEngine
 
 GPU_HEADROOM = 0.9  # share of a GPU's memory given to weights; the rest is for activations
@@ -23,7 +24,7 @@ GPU_HEADROOM = 0.9  # share of a GPU's memory given to weights; the rest is for 
 
 @dataclass(frozen=True)
 class AccelerateOptions:
-    cpu_memory_fraction: float = 0.5  # CPU offload mode: share of the weights kept in RAM
+    cpu_memory_fraction: float = 0.5  # CPU offload mode: share of the repeated blocks in RAM
     max_gpu_memory_gib: float = 0.0  # per GPU; 0 = the catalog's GPU memory x 0.9
 
 
@@ -46,20 +47,49 @@ class AccelerateEngine(HFEngine):
             return "accelerate partitions over GPUs; on CPU it offloads to disk (tp_degree=1)"
         return reason
 
-    def _weights_bytes(self) -> int:
-        return sum(p.stat().st_size for p in Path(self.folder).glob("*.safetensors"))
+    def offload_map(self) -> dict[str, str]:
+        """Device map for offload mode: the model's repeated blocks (its largest ModuleList)
+        split so the first `cpu_memory_fraction` of them stay in RAM and the rest live on
+        disk; everything else in RAM. Written out explicitly, not left to "auto", whose
+        choice differs between Accelerate versions (some offload the whole model)."""
+        import math
+
+        import torch
+        import transformers
+        from accelerate import init_empty_weights
+
+        from bench.models import auto_class
+
+        config = transformers.AutoConfig.from_pretrained(self.folder)
+        with init_empty_weights():
+            model = auto_class(self.cell.model.auto_class).from_config(config)
+        lists = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList)]
+        if not lists:
+            raise Unsupported("accelerate offload mode needs a model with repeated blocks")
+        name, blocks = max(lists, key=lambda nm: sum(p.numel() for p in nm[1].parameters()))
+        keep = math.ceil(len(blocks) * self.options.cpu_memory_fraction)
+        device_map = {f"{name}.{i}": "cpu" if i < keep else "disk" for i in range(len(blocks))}
+        # Everything off the path to the blocks stays in RAM, named at the highest level.
+        parts = name.split(".")
+        for depth in range(len(parts)):
+            parent = ".".join(parts[:depth])
+            module = model.get_submodule(parent) if parent else model
+            for child, _ in module.named_children():
+                if child != parts[depth]:
+                    device_map[f"{parent}.{child}" if parent else child] = "cpu"
+            for param, _ in module.named_parameters(recurse=False):
+                device_map[f"{parent}.{param}" if parent else param] = "cpu"
+        return device_map
 
     def load_kwargs(self) -> dict[str, Any]:
         kwargs = super().load_kwargs()
         if self.device == "cpu":
-            budget = int(self._weights_bytes() * self.options.cpu_memory_fraction)
             self.offload_dir = (
                 Path(self.cell.models_dir).expanduser() / "offload" / self.cell.cell_id
             )
             self.offload_dir.mkdir(parents=True, exist_ok=True)
             kwargs.update(
-                device_map="auto",
-                max_memory={"cpu": max(budget, 1)},
+                device_map=self.offload_map(),
                 offload_folder=str(self.offload_dir),
                 offload_state_dict=True,
             )
