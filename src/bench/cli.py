@@ -24,6 +24,8 @@ VERBS_HELP = {
     "cell": "job entry point: run cell --index N (or the scheduler's index) of --manifest URI",
     "collect": "aggregate a sweep's cell rows into aggregated.parquet and print a table",
     "status": "a sweep's jobs as the scheduler sees them, and its rows so far",
+    "plan": "the cells of +grid=NAME: memory fit, engine support, the sweep's own cost",
+    "fit": "instance types and partition degrees that can host model=NAME, cheapest first",
 }
 
 
@@ -34,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         "and instance types. Options after the verb are Hydra overrides (key=value, +grid=NAME).",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb in ("sweep", "run"):
+    for verb in ("sweep", "run", "plan", "fit"):
         sub = verbs.add_parser(verb, help=VERBS_HELP[verb], description=VERBS_HELP[verb])
         sub.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +grid=smoke")
     cell = verbs.add_parser("cell", help=VERBS_HELP["cell"], description=VERBS_HELP["cell"])
@@ -118,6 +120,49 @@ def _collect(args: argparse.Namespace) -> int:
     return EXIT_CELL_FAILED if collected.failed or collected.missing else EXIT_OK
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from bench.compose import compose_one
+    from bench.plan import plan_from_overrides
+    from bench.planview import format_plan, plan_report
+
+    cfg = compose_one(args.overrides)
+    plan = plan_from_overrides(args.overrides)
+    report = plan_report(plan, float(cfg.plan.cell_overhead_s))
+    print(format_plan(report, str(cfg.format)))
+    return EXIT_OK
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from bench.compose import compose_one
+    from bench.config import instance_from_catalog
+    from bench.feasibility import fit_table
+    from bench.plan import plan_from_overrides
+    from bench.planview import format_fit
+
+    cfg = compose_one(args.overrides)
+    cell = plan_from_overrides(args.overrides).cells[0]
+    catalog = [
+        instance_from_catalog(list(cfg.catalog.instances), entry.type)
+        for entry in cfg.catalog.instances
+    ]
+    rows = fit_table(
+        cell.model,
+        cell.precision,
+        cell.engine.name,
+        cell.batch_size,
+        catalog,
+        float(cfg.fit.margin),
+        tuple(int(p) for p in cfg.fit.partitions),
+    )
+    header = (
+        f"{cell.model.name} {cell.precision} engine={cell.engine.name} "
+        f"{cell.model.seq_len}+{cell.model.new_tokens} tokens x batch {cell.batch_size}; "
+        f"borderline = over by < {float(cfg.fit.margin):.0%}"
+    )
+    print(format_fit(rows, str(cfg.format), header))
+    return EXIT_OK
+
+
 def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -157,6 +202,8 @@ HANDLERS = {
     "cell": _cell,
     "collect": _collect,
     "status": _status,
+    "plan": _plan,
+    "fit": _fit,
 }
 
 

@@ -53,6 +53,7 @@ class Plan:
     executor: dict[str, Any] = dataclasses.field(default_factory=dict)
     force: bool = False
     wait: bool = False  # with a scheduler: block until the jobs finish, then collect
+    run_infeasible: bool = False  # run cells the memory planner rules out
 
     def to_manifest(self) -> dict[str, Any]:
         return {
@@ -256,4 +257,5 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
         executor=OmegaConf.to_container(base.executor, resolve=True),  # type: ignore[arg-type]
         force=bool(base.force),
         wait=bool(base.wait),
+        run_infeasible=bool(base.run_infeasible),
     )

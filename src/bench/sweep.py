@@ -15,9 +15,10 @@ from bench.config import ConfigError
 from bench.engines import ENGINES
 from bench.executors import EXECUTORS, Executor, JobHandle
 from bench.executors.base import ProgressFn, record_submissions
+from bench.feasibility import infeasible_reason
 from bench.job import save_result, write_manifest
 from bench.plan import Plan
-from bench.runner import CellResult, unsupported_row
+from bench.runner import CellResult, failure_row, unsupported_row
 from bench.store import Store, SweepPaths, open_store
 
 
@@ -48,6 +49,10 @@ def write_unsupported(store: Store, plan: Plan, this_host: bool) -> set[int]:
             reason = engine_class.host_reason(cell)
         if reason:
             save_result(store, CellResult(row=unsupported_row(cell, reason), samples=None))
+            done.add(index)
+        elif not plan.run_infeasible and (why := infeasible_reason(cell)):
+            row = failure_row(cell, "infeasible", "Infeasible", why)
+            save_result(store, CellResult(row=row, samples=None))
             done.add(index)
     return done
 
@@ -121,7 +126,8 @@ def run_sweep(plan: Plan, stream: TextIO = sys.stderr) -> Collected | None:
     skipped = len(plan.cells) - len(pending) - len(unsupported)
     print(
         f"sweep {plan.sweep_id}: {len(plan.cells)} cells, {len(pending)} to run, "
-        f"{skipped} already ok, {len(unsupported)} unsupported; manifest {manifest_uri}",
+        f"{skipped} already ok, {len(unsupported)} unsupported or infeasible; "
+        f"manifest {manifest_uri}",
         file=stream,
         flush=True,
     )

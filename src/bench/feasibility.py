@@ -1,0 +1,154 @@
+"""Will a cell fit its instance? Memory (RMME per GPU against GPU memory), GPU count, and
+native precision support, decided before anything is submitted. Also `fit`: which instance
+types and partition degrees can host a model at all, cheapest first.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from bench.config import CellConfig, InstanceSpec, ModelConfig
+from bench.memory import estimate
+
+GB_PER_GIB = 2**30 / 1e9
+NATIVE_LOW_PRECISION_CC = 7.5  # bf16 and int8 tensor cores from compute capability 7.5 on
+
+
+@functools.cache
+def _params(auto_class: str, architecture_key: str) -> int:
+    import json
+
+    from bench.memory import count_parameters
+
+    return count_parameters(auto_class, json.loads(architecture_key))
+
+
+def model_parameters(model: ModelConfig) -> int | None:
+    """Exact parameter count from the architecture (None for a checkpoint-only model)."""
+    if not model.architecture.get("model_type"):
+        return None
+    import json
+
+    return _params(model.auto_class, json.dumps(model.architecture, sort_keys=True))
+
+
+def gpu_capacity_gb(instance: InstanceSpec) -> float:
+    return instance.gpu_memory_gib * GB_PER_GIB
+
+
+def precision_reason(precision: str, instance: InstanceSpec) -> str | None:
+    cc = instance.compute_capability
+    if (
+        instance.gpus
+        and precision in ("bf16", "int8")
+        and cc is not None
+        and cc < NATIVE_LOW_PRECISION_CC
+    ):
+        return (
+            f"{precision} is not native on {instance.gpu_model} (compute capability {cc} < "
+            f"{NATIVE_LOW_PRECISION_CC})"
+        )
+    return None
+
+
+def infeasible_reason(cell: CellConfig) -> str | None:
+    """Why `cell` cannot work on its instance, with the numbers; None when it can (or when
+    there is nothing to check: a CPU instance, a model without an architecture)."""
+    instance = cell.instance
+    if not instance.gpus:
+        return None
+    if cell.tp_degree > instance.gpus:
+        return f"tp_degree={cell.tp_degree} exceeds {instance.type}'s {instance.gpus} GPUs"
+    if reason := precision_reason(cell.precision, instance):
+        return reason
+    params = model_parameters(cell.model)
+    if params is None:
+        return None
+    tokens = cell.model.seq_len + cell.model.new_tokens
+    est = estimate(
+        params,
+        cell.precision,
+        cell.engine.name,
+        cell.tp_degree,
+        cell.model.family,
+        tokens,
+        cell.batch_size,
+    )
+    capacity = gpu_capacity_gb(instance)
+    if est.rmme_per_gpu_gb > capacity:
+        return (
+            f"needs ~{est.rmme_per_gpu_gb:.1f} GB per GPU (RMME, {params / 1e9:.2f}B params, "
+            f"{cell.precision}, {cell.tp_degree}-way, {tokens} tokens x {cell.batch_size}) but "
+            f"{instance.gpu_model} has {capacity:.1f} GB"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class FitRow:
+    instance: str
+    gpu_model: str
+    partitions: int
+    replicas: int
+    rmme_per_gpu_gb: float
+    gpu_gb: float
+    verdict: str  # fits | borderline | no
+    usd_per_hour: float
+    usd_per_replica_hour: float
+    note: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def fit_table(
+    model: ModelConfig,
+    precision: str,
+    engine: str,
+    batch_size: int,
+    catalog: list[InstanceSpec],
+    margin: float,
+    partitions: tuple[int, ...] = (1, 2, 4, 8),
+) -> list[FitRow]:
+    """Every GPU instance type x partition degree: does the model fit, and at what price per
+    replica. `borderline`: over capacity by less than `margin` (the guide advises trying
+    instances that are barely excluded). Cheapest per replica first, fits before borderline."""
+    params = model_parameters(model)
+    if params is None:
+        raise ValueError(f"model {model.name} has no architecture to count parameters from")
+    tokens = model.seq_len + model.new_tokens
+    rows = []
+    for instance in catalog:
+        for p in partitions:
+            if not instance.gpus or p > instance.gpus:
+                continue
+            est = estimate(params, precision, engine, p, model.family, tokens, batch_size)
+            capacity = gpu_capacity_gb(instance)
+            over = est.rmme_per_gpu_gb / capacity - 1
+            verdict = "fits" if over <= 0 else "borderline" if over <= margin else "no"
+            replicas = instance.gpus // p
+            note = precision_reason(precision, instance) or ""
+            rows.append(
+                FitRow(
+                    instance=instance.type,
+                    gpu_model=instance.gpu_model or "",
+                    partitions=p,
+                    replicas=replicas,
+                    rmme_per_gpu_gb=round(est.rmme_per_gpu_gb, 2),
+                    gpu_gb=round(capacity, 2),
+                    verdict=verdict,
+                    usd_per_hour=instance.usd_per_hour,
+                    usd_per_replica_hour=round(instance.usd_per_hour / replicas, 4),
+                    note=note,
+                )
+            )
+    order = {"fits": 0, "borderline": 1, "no": 2}
+    return sorted(rows, key=lambda r: (order[r.verdict], r.usd_per_replica_hour, r.partitions))
+
+
+def packed_replicas(instance: InstanceSpec, tp_degree: int) -> int:
+    """Model copies one instance holds: floor(GPUs / TP degree), at least one."""
+    return max(1, math.floor(instance.gpus / tp_degree)) if instance.gpus else 1

@@ -1,0 +1,106 @@
+"""Memory fit before paying: infeasible cells and `fit` verdicts, with the guide's example."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.config import instance_from_catalog
+from bench.feasibility import fit_table, infeasible_reason, packed_replicas
+from bench.plan import plan_from_overrides
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    from bench.compose import compose_one
+
+    entries = list(compose_one([]).catalog.instances)
+    return {e.type: instance_from_catalog(entries, e.type) for e in entries}
+
+
+@pytest.fixture(scope="module")
+def neox_rows(catalog):
+    cell = plan_from_overrides(["model=gpt_neox_20b", "precision=fp16"]).cells[0]
+    rows = fit_table(cell.model, "fp16", "hf", 1, list(catalog.values()), margin=0.2)
+    return {(r.instance, r.partitions): r for r in rows}
+
+
+def test_neox_20b_fits_one_copy_per_80gb_gpu_not_per_40gb(neox_rows):
+    assert neox_rows[("p4de.24xlarge", 1)].verdict == "fits"
+    assert neox_rows[("p4de.24xlarge", 1)].replicas == 8
+    assert neox_rows[("p4d.24xlarge", 1)].verdict == "no"
+    assert neox_rows[("p4d.24xlarge", 1)].rmme_per_gpu_gb > neox_rows[("p4d.24xlarge", 1)].gpu_gb
+
+
+def test_neox_20b_two_way_on_g5_12xlarge_is_worth_trying(neox_rows):
+    row = neox_rows[("g5.12xlarge", 2)]
+    assert row.verdict in ("fits", "borderline") and row.replicas == 2
+    assert row.usd_per_replica_hour == pytest.approx(5.672 / 2)
+    assert neox_rows[("g5.xlarge", 1)].verdict == "no"
+
+
+def test_fit_is_cheapest_first_within_a_verdict(neox_rows):
+    rows = sorted(
+        neox_rows.values(), key=lambda r: {"fits": 0, "borderline": 1, "no": 2}[r.verdict]
+    )
+    fits = [r.usd_per_replica_hour for r in rows if r.verdict == "fits"]
+    assert fits == sorted(fits)
+
+
+def test_infeasible_cells_say_why_with_numbers(catalog):
+    big = plan_from_overrides(["model=gpt_neox_20b", "precision=fp16", "instance=g5.xlarge"]).cells[
+        0
+    ]
+    reason = infeasible_reason(big)
+    assert reason and "GB per GPU" in reason and "A10G" in reason
+    bert = plan_from_overrides(["model=bert_base", "precision=fp16", "instance=g5.xlarge"]).cells[0]
+    assert infeasible_reason(bert) is None
+    v100 = dataclasses.replace(bert, instance=catalog["p3.2xlarge"], precision="bf16")
+    assert "compute capability 7.0" in infeasible_reason(v100)
+    t4 = dataclasses.replace(bert, instance=catalog["g4dn.xlarge"], precision="bf16")
+    assert infeasible_reason(t4) is None  # 7.5 is native
+    tp = dataclasses.replace(bert, tp_degree=2)
+    assert "exceeds g5.xlarge's 1 GPUs" in infeasible_reason(tp)
+    cpu = plan_from_overrides(["model=gpt_neox_20b"]).cells[0]
+    assert infeasible_reason(cpu) is None  # nothing to check on a CPU instance
+
+
+def test_packed_replicas(catalog):
+    assert packed_replicas(catalog["g5.12xlarge"], 2) == 2
+    assert packed_replicas(catalog["p4de.24xlarge"], 1) == 8
+    assert packed_replicas(catalog["g5.12xlarge"], 3) == 1
+    assert packed_replicas(catalog["local-cpu"], 1) == 1
+
+
+def test_plan_and_fit_verbs():
+    def run(*args):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    report = json.loads(run("plan", "+grid=bert_g5", "format=json"))
+    assert len(report["cells"]) == 240
+    assert {c["verdict"] for c in report["cells"]} == {"run"}
+    assert set(report["per_instance"]) == {
+        "g5.xlarge",
+        "g5.2xlarge",
+        "g5.4xlarge",
+        "g5.12xlarge",
+        "g5.24xlarge",
+        "g5.48xlarge",
+    }
+    assert report["usd_total"] > 0
+    table = run("fit", "model=gpt_neox_20b", "precision=fp16")
+    assert "p4de.24xlarge" in table and "borderline" in table
