@@ -26,6 +26,7 @@ VERBS_HELP = {
     "status": "a sweep's jobs as the scheduler sees them, and its rows so far",
     "plan": "the cells of +grid=NAME: memory fit, engine support, the sweep's own cost",
     "fit": "instance types and partition degrees that can host model=NAME, cheapest first",
+    "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD)",
 }
 
 
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     cell.add_argument(
         "--array", default=None, help="array map name: --index / the env index is its child"
     )
+    report = verbs.add_parser("report", help=VERBS_HELP["report"], description=VERBS_HELP["report"])
+    report.add_argument("sweep_id", help="the sweep's folder name in the store")
+    report.add_argument("overrides", nargs="*", help="e.g. sla.p99_ms=50 store.root=DIR")
     status = verbs.add_parser("status", help=VERBS_HELP["status"], description=VERBS_HELP["status"])
     status.add_argument("sweep_id", help="the sweep's folder name in the store")
     status.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. store.root=s3://b/p")
@@ -163,6 +167,35 @@ def _fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench.collect import collect
+    from bench.compose import compose_one
+    from bench.report import build_report
+    from bench.store import SweepPaths, open_store
+
+    cfg = compose_one(args.overrides)
+    store = open_store(str(cfg.store.root))
+    store.check()
+    paths = SweepPaths(args.sweep_id)
+    if not store.list(paths.cells_dir, ".parquet"):
+        raise ConfigError(
+            "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
+        )
+    frame = pd.DataFrame(collect(store, args.sweep_id).table.to_pandas())
+    p99 = cfg.sla.p99_ms
+    built = build_report(frame, args.sweep_id, float(p99) if p99 is not None else None)
+    folder = f"{args.sweep_id}/report"
+    for name, data in built.images.items():
+        store.write_bytes(f"{folder}/{name}", data)
+    store.write_bytes(f"{folder}/report.md", built.markdown.encode())
+    store.write_bytes(f"{folder}/index.html", built.html.encode())
+    print(built.markdown.split("## Plots")[0].rstrip())
+    print(f"report: {store.uri(folder + '/index.html')} (and report.md, {len(built.images)} PNGs)")
+    return EXIT_OK
+
+
 def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -204,6 +237,7 @@ HANDLERS = {
     "status": _status,
     "plan": _plan,
     "fit": _fit,
+    "report": _report,
 }
 
 

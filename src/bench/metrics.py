@@ -6,6 +6,8 @@
 - tokens_per_s = inferences_per_s x tokens per inference: new_tokens when generating,
   seq_len input tokens when encoding.
 - usd_per_million_inferences = price_per_hour / 3600 / inferences_per_s x 1e6.
+- packed: the instance holds replicas = floor(GPUs / TP degree) copies, each serving what the
+  measured copy served: price_per_hour / replicas / 3600 / inferences_per_s x 1e6.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.config import CellConfig
+from bench.feasibility import packed_replicas
 from bench.loadgen import LoadResult
 
 PERCENTILES = (50, 90, 95, 99)
@@ -54,6 +57,8 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     requests_per_s = result.n / result.window_s if result.window_s > 0 else 0.0
     inferences_per_s = requests_per_s * cell.batch_size
     tokens_per_s = inferences_per_s * tokens_per_inference(cell)
+    replicas = packed_replicas(cell.instance, cell.tp_degree)
+    per_replica = cell.price_per_hour / replicas
     return {
         "n": result.n,
         "warmup_n": result.warmup_n,
@@ -65,4 +70,7 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
         "tokens_per_s": tokens_per_s,
         "usd_per_million_inferences": usd_per_million(cell.price_per_hour, inferences_per_s),
         "usd_per_million_tokens": usd_per_million(cell.price_per_hour, tokens_per_s),
+        "replicas_per_instance": replicas,
+        "usd_per_million_inferences_packed": usd_per_million(per_replica, inferences_per_s),
+        "usd_per_million_tokens_packed": usd_per_million(per_replica, tokens_per_s),
     }

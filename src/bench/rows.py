@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: download_s, init_s, engine_info
+SCHEMA_VERSION = 3  # 2: download_s, init_s, engine_info; 3: packed cost columns
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -64,6 +64,9 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("price_source", pa.string(), "where price_per_hour came from, with its date"),
     ("usd_per_million_inferences", pa.float64(), "price_per_hour / 3600 / inferences_per_s x 1e6"),
     ("usd_per_million_tokens", pa.float64(), "price_per_hour / 3600 / tokens_per_s x 1e6"),
+    ("replicas_per_instance", pa.int32(), "model copies one instance holds: floor(GPUs / TP)"),
+    ("usd_per_million_inferences_packed", pa.float64(), "the same with every replica busy"),
+    ("usd_per_million_tokens_packed", pa.float64(), "tokens likewise, every replica busy"),
     ("peak_rss_mb", pa.float64(), "peak resident memory of the cell process, MiB"),
     ("peak_gpu_mem_mb", pa.float64(), "peak CUDA memory allocated by torch, MiB"),
     ("gpu_name", pa.string(), "CUDA device name"),

@@ -50,6 +50,16 @@ def test_smoke_sweep_leaves_one_ok_row_per_cell(smoke: dict) -> None:
     assert frame["started_at"].dt.tz is not None and (frame["params"] > 0).all()
 
 
+def test_report_of_the_smoke_sweep(smoke: dict) -> None:
+    sweep_id = smoke["aggregated"][0].parent.name
+    proc = run_cli(["report", sweep_id, "sla.p99_ms=50"], smoke["work"])
+    assert proc.returncode == 0, proc.stderr
+    folder = smoke["aggregated"][0].parent / "report"
+    assert "data:image/png;base64," in (folder / "index.html").read_text()
+    assert len(list(folder.glob("*.png"))) == 5
+    assert "## Recommendation (P99 <= 50 ms)" in (folder / "report.md").read_text()
+
+
 def test_samples_hold_every_measured_request(smoke: dict) -> None:
     sweep_dir = smoke["aggregated"][0].parent
     frame = pd.read_parquet(smoke["aggregated"][0])

@@ -151,3 +151,21 @@ def test_summarize_zero_window_has_no_cost(encode_cell):
     assert row["inferences_per_s"] == 0.0
     assert row["usd_per_million_inferences"] is None
     assert row["usd_per_million_tokens"] is None
+
+
+@pytest.mark.parametrize(
+    ("instance", "inferences_per_s", "seed_usd"),
+    [
+        ("g5.4xlarge", 723, 0.6),  # BERT bs32 fp32
+        ("g4dn.4xlarge", 154, 2.2),
+        ("g5.4xlarge", 870, 0.5),  # mixed precision
+        ("g4dn.4xlarge", 410, 0.8),
+        ("g5.4xlarge", 160, 2.8),  # bs1 fp32
+        ("g4dn.4xlarge", 116, 2.9),
+    ],
+)
+def test_cost_reproduces_the_g5_study(instance, inferences_per_s, seed_usd):
+    # The study's $/M column from its throughput column and the catalog's on-demand prices
+    # (its instance table swaps the two prices; its cost column uses the right ones).
+    price = plan_from_overrides([f"instance={instance}"]).cells[0].price_per_hour
+    assert usd_per_million(price, inferences_per_s) == pytest.approx(seed_usd, abs=0.05)

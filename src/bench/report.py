@@ -1,0 +1,246 @@
+"""aggregated.parquet -> plots, a recommendation under a latency SLA, HTML and Markdown.
+
+Plots (PNG, matplotlib, one set per model):
+- throughput vs P99 latency, one line per instance x precision (points: batch sizes);
+- throughput and $ per million inferences vs batch size (best client-thread count per point);
+- load time per engine (load_s with init_s stacked on it).
+Recommendation: per model, the cheapest ok configuration (by $/M inferences) whose P99 meets
+the SLA, and the Pareto front of P99 latency vs $/M (no other configuration is both faster and
+cheaper). The HTML page embeds the PNGs, so it is one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import pandas as pd
+
+CONFIG_COLUMNS = ["model", "engine", "instance", "precision", "batch_size", "threads", "tp_degree"]
+FIGURES_COLUMNS = [
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "n",
+    "inferences_per_s",
+    "usd_per_million_inferences",
+]
+
+
+@dataclass
+class Report:
+    markdown: str
+    html: str
+    images: dict[str, bytes]  # file name -> PNG
+    recommendations: pd.DataFrame
+    pareto: pd.DataFrame
+
+
+def recommend(frame: pd.DataFrame, p99_ms: float | None) -> pd.DataFrame:
+    """Per model, the cheapest ok row meeting the SLA (all ok rows when there is none)."""
+    ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
+    if p99_ms is not None:
+        ok = ok[ok["latency_ms_p99"] <= p99_ms]
+    if ok.empty:
+        return ok[CONFIG_COLUMNS + FIGURES_COLUMNS]
+    best = ok.loc[ok.groupby("model")["usd_per_million_inferences"].idxmin()]
+    return best[CONFIG_COLUMNS + FIGURES_COLUMNS].reset_index(drop=True)
+
+
+def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows no other row beats on both P99 latency and $/M (per model), sorted by latency."""
+    ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
+    keep = []
+    for _, group in ok.groupby("model"):
+        best_cost = float("inf")
+        for index, row in group.sort_values(
+            ["latency_ms_p99", "usd_per_million_inferences"]
+        ).iterrows():
+            if row["usd_per_million_inferences"] < best_cost:
+                keep.append(index)
+                best_cost = row["usd_per_million_inferences"]
+    front = ok.loc[keep, CONFIG_COLUMNS + FIGURES_COLUMNS]
+    return front.sort_values(["model", "latency_ms_p99"]).reset_index(drop=True)
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _series_label(instance: str, precision: str) -> str:
+    return f"{instance} {precision}"
+
+
+def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    best = (
+        ok.sort_values("inferences_per_s")
+        .groupby(["instance", "precision", "batch_size"], as_index=False)
+        .last()
+    )
+    for (instance, precision), group in best.groupby(["instance", "precision"]):
+        group = group.sort_values("batch_size")
+        axes.plot(
+            group["latency_ms_p99"],
+            group["inferences_per_s"],
+            marker="o",
+            label=_series_label(instance, precision),
+        )
+        for _, row in group.iterrows():
+            axes.annotate(
+                f"b{row['batch_size']}",
+                (row["latency_ms_p99"], row["inferences_per_s"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
+    axes.set_xlabel("P99 latency per request (ms)")
+    axes.set_ylabel("throughput (inferences/s)")
+    axes.set_title(f"{model}: throughput vs P99 latency (labels: batch size)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    data = _png(figure)
+    plt.close(figure)
+    return data
+
+
+def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    best = (
+        ok.sort_values("inferences_per_s")
+        .groupby(["instance", "precision", "batch_size"], as_index=False)
+        .last()
+    )
+    for (instance, precision), group in best.groupby(["instance", "precision"]):
+        group = group.sort_values("batch_size")
+        label = _series_label(instance, precision)
+        left.plot(group["batch_size"], group["inferences_per_s"], marker="o", label=label)
+        right.plot(
+            group["batch_size"], group["usd_per_million_inferences"], marker="o", label=label
+        )
+    left.set_ylabel("throughput (inferences/s)")
+    right.set_ylabel("$ per million inferences (on-demand)")
+    sizes = sorted(best["batch_size"].unique())
+    for axes in (left, right):
+        axes.set_xlabel("batch size")
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(sizes, [str(s) for s in sizes])
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    left.set_title(f"{model}: throughput vs batch size")
+    right.set_title(f"{model}: cost vs batch size")
+    data = _png(figure)
+    plt.close(figure)
+    return data
+
+
+def plot_load_time(ok: pd.DataFrame) -> bytes:
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    times = ok.groupby(["model", "engine"])[["load_s", "init_s"]].mean().fillna(0.0)
+    labels = [f"{model}\n{engine}" for model, engine in times.index]
+    axes.bar(labels, times["load_s"], label="load_s (checkpoint to device)")
+    axes.bar(
+        labels,
+        times["init_s"],
+        bottom=times["load_s"],
+        label="init_s (compile / inject / quantise)",
+    )
+    axes.set_ylabel("seconds (mean over cells)")
+    axes.set_title("load time per engine")
+    axes.legend(fontsize=8)
+    axes.tick_params(axis="x", labelsize=8)
+    data = _png(figure)
+    plt.close(figure)
+    return data
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "(none)"
+    shown = frame.copy()
+    for column in shown.select_dtypes("float").columns:
+        shown[column] = shown[column].map(lambda v: f"{v:.4g}")
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def build_report(frame: pd.DataFrame, sweep_id: str, p99_ms: float | None) -> Report:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    ok = frame[frame["status"] == "ok"]
+    images: dict[str, bytes] = {}
+    for model, group in ok.groupby("model"):
+        images[f"{model}-throughput-vs-p99.png"] = plot_throughput_vs_p99(group, str(model))
+        images[f"{model}-vs-batch-size.png"] = plot_vs_batch(group, str(model))
+    if not ok.empty:
+        images["load-time-per-engine.png"] = plot_load_time(ok)
+    recommendations = recommend(frame, p99_ms)
+    pareto = pareto_front(frame)
+    sla = f"P99 <= {p99_ms:g} ms" if p99_ms is not None else "no latency target (sla.p99_ms unset)"
+    counts = ", ".join(f"{k} {v}" for k, v in frame["status"].value_counts().items())
+    sections = [
+        f"# bench report: {sweep_id}",
+        f"{len(frame)} cells: {counts}. Costs are on-demand $ per million inferences "
+        "(price_per_hour / 3600 / inferences_per_s x 1e6); percentiles are nearest-rank with n.",
+        f"## Recommendation ({sla})",
+        "The cheapest configuration per model that meets the target:",
+        _markdown_table(recommendations),
+        "## Pareto front: P99 latency vs cost",
+        "No other configuration is both faster (P99) and cheaper ($/M):",
+        _markdown_table(pareto),
+        "## Plots",
+        *[f"![{name}]({name})" for name in images],
+    ]
+    markdown = "\n\n".join(sections) + "\n"
+    return Report(markdown, _html(markdown, images), images, recommendations, pareto)
+
+
+def _html(markdown: str, images: dict[str, bytes]) -> str:
+    """The Markdown's content as one HTML page with the PNGs inlined."""
+    import html
+
+    body = []
+    for block in (b.strip() for b in markdown.split("\n\n")):
+        if not block:
+            continue
+        if block.startswith("# "):
+            body.append(f"<h1>{html.escape(block[2:])}</h1>")
+        elif block.startswith("## "):
+            body.append(f"<h2>{html.escape(block[3:])}</h2>")
+        elif block.startswith("| "):
+            lines = [line for line in block.splitlines() if not line.startswith("|---")]
+            cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
+            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif block.startswith("!["):
+            name = block[block.index("(") + 1 : -1]
+            data = base64.b64encode(images[name]).decode()
+            body.append(
+                f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            )
+        else:
+            body.append(f"<p>{html.escape(block)}</p>")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+        "padding:3px 6px}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>bench report</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )

@@ -1,0 +1,84 @@
+"""The report: recommendation under an SLA, Pareto front, self-contained HTML with plots."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.report import build_report, pareto_front, recommend
+
+
+def _frame() -> pd.DataFrame:
+    rows = []
+    # (instance, precision, batch, p99 ms, inferences/s, $/M)
+    for instance, precision, batch, p99, ips, usd in [
+        ("g5.4xlarge", "fp32", 1, 6.0, 160.0, 2.8),
+        ("g5.4xlarge", "fp32", 32, 44.0, 723.0, 0.62),
+        ("g5.4xlarge", "fp16", 32, 37.0, 870.0, 0.52),
+        ("g4dn.4xlarge", "fp32", 32, 208.0, 154.0, 2.17),
+        ("g4dn.4xlarge", "fp16", 8, 23.0, 350.0, 0.96),
+    ]:
+        rows.append(
+            {
+                "model": "bert_base",
+                "engine": "hf",
+                "instance": instance,
+                "precision": precision,
+                "batch_size": batch,
+                "threads": 1,
+                "tp_degree": 1,
+                "status": "ok",
+                "latency_ms_p50": p99 * 0.8,
+                "latency_ms_p99": p99,
+                "n": 1000,
+                "inferences_per_s": ips,
+                "usd_per_million_inferences": usd,
+                "load_s": 2.0,
+                "init_s": 0.1,
+            }
+        )
+    rows.append({**rows[0], "status": "failed", "usd_per_million_inferences": None})
+    return pd.DataFrame(rows)
+
+
+def test_recommendation_is_the_cheapest_meeting_the_sla():
+    best = recommend(_frame(), p99_ms=40.0)
+    assert len(best) == 1
+    assert best.iloc[0]["instance"] == "g5.4xlarge" and best.iloc[0]["precision"] == "fp16"
+    tight = recommend(_frame(), p99_ms=10.0)
+    assert tight.iloc[0]["batch_size"] == 1
+    assert recommend(_frame(), p99_ms=1.0).empty
+    assert recommend(_frame(), None).iloc[0]["usd_per_million_inferences"] == 0.52
+
+
+def test_pareto_front_drops_dominated_configurations():
+    front = pareto_front(_frame())
+    kept = set(zip(front.instance, front.precision, front.batch_size, strict=True))
+    assert kept == {
+        ("g5.4xlarge", "fp32", 1),
+        ("g4dn.4xlarge", "fp16", 8),
+        ("g5.4xlarge", "fp16", 32),
+    }
+    assert list(front.latency_ms_p99) == sorted(front.latency_ms_p99)
+
+
+def test_report_is_self_contained_with_plots():
+    report = build_report(_frame(), "s1", p99_ms=40.0)
+    assert set(report.images) == {
+        "bert_base-throughput-vs-p99.png",
+        "bert_base-vs-batch-size.png",
+        "load-time-per-engine.png",
+    }
+    for data in report.images.values():
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert report.html.count("data:image/png;base64,") == 3
+    assert "P99 &lt;= 40 ms" in report.html and "<table>" in report.html
+    assert "## Recommendation (P99 <= 40 ms)" in report.markdown
+    assert "(bert_base-vs-batch-size.png)" in report.markdown
+
+
+@pytest.mark.parametrize("p99", [None, 40.0])
+def test_report_with_only_failed_rows(p99):
+    frame = _frame().assign(status="failed")
+    report = build_report(frame, "s2", p99)
+    assert report.images == {} and report.recommendations.empty
