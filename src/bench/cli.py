@@ -27,6 +27,7 @@ VERBS_HELP = {
     "plan": "the cells of +grid=NAME: memory fit, engine support, the sweep's own cost",
     "fit": "instance types and partition degrees that can host model=NAME, cheapest first",
     "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD)",
+    "prices": "prices refresh: rewrite the instance catalog from the AWS Price List API",
 }
 
 
@@ -49,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", help=VERBS_HELP["report"], description=VERBS_HELP["report"])
     report.add_argument("sweep_id", help="the sweep's folder name in the store")
     report.add_argument("overrides", nargs="*", help="e.g. sla.p99_ms=50 store.root=DIR")
+    prices = verbs.add_parser("prices", help=VERBS_HELP["prices"], description=VERBS_HELP["prices"])
+    prices.add_argument("action", choices=["refresh"])
+    prices.add_argument("--region", default="us-east-1", help="region whose prices to read")
+    prices.add_argument("--spot", action="store_true", help="also read current Spot prices")
+    prices.add_argument("--out", default=None, help="catalog to write (default: the config's)")
     status = verbs.add_parser("status", help=VERBS_HELP["status"], description=VERBS_HELP["status"])
     status.add_argument("sweep_id", help="the sweep's folder name in the store")
     status.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. store.root=s3://b/p")
@@ -196,6 +202,28 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _prices(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import boto3
+    from omegaconf import OmegaConf
+
+    from bench.config import conf_dir
+    from bench.prices import PRICING_API_REGION, refresh_catalog, write_catalog
+
+    source = conf_dir() / "catalog.yaml"
+    catalog = OmegaConf.to_container(OmegaConf.load(source))["catalog"]  # type: ignore[index]
+    pricing = boto3.client("pricing", region_name=PRICING_API_REGION)
+    ec2 = boto3.client("ec2", region_name=args.region) if args.spot else None
+    refreshed = refresh_catalog(catalog, pricing, args.region, ec2)
+    out = Path(args.out) if args.out else source
+    write_catalog(out, refreshed)
+    print(f"updated {len(refreshed.updated)} prices in {out}")
+    for instance in refreshed.unanswered:
+        print(f"no price from the API for {instance}: kept the old one")
+    return EXIT_OK
+
+
 def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -238,6 +266,7 @@ HANDLERS = {
     "plan": _plan,
     "fit": _fit,
     "report": _report,
+    "prices": _prices,
 }
 
 
