@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config import CellConfig, InstanceSpec, ModelConfig
-from bench.memory import estimate
+from bench.memory import Estimate, estimate
 
 GB_PER_GIB = 2**30 / 1e9
 NATIVE_LOW_PRECISION_CC = 7.5  # bf16 and int8 tensor cores from compute capability 7.5 on
@@ -54,6 +54,24 @@ def precision_reason(precision: str, instance: InstanceSpec) -> str | None:
     return None
 
 
+def cell_estimate(cell: CellConfig) -> Estimate | None:
+    """The memory estimate for a cell on a GPU instance (None on CPU or without an
+    architecture to count)."""
+    params = model_parameters(cell.model) if cell.instance.gpus else None
+    if params is None:
+        return None
+    tokens = cell.model.seq_len + cell.model.new_tokens
+    return estimate(
+        params,
+        cell.precision,
+        cell.engine.name,
+        cell.tp_degree,
+        cell.model.family,
+        tokens,
+        cell.batch_size,
+    )
+
+
 def infeasible_reason(cell: CellConfig) -> str | None:
     """Why `cell` cannot work on its instance, with the numbers; None when it can (or when
     there is nothing to check: a CPU instance, a model without an architecture)."""
@@ -64,23 +82,14 @@ def infeasible_reason(cell: CellConfig) -> str | None:
         return f"tp_degree={cell.tp_degree} exceeds {instance.type}'s {instance.gpus} GPUs"
     if reason := precision_reason(cell.precision, instance):
         return reason
-    params = model_parameters(cell.model)
-    if params is None:
+    est = cell_estimate(cell)
+    if est is None:
         return None
-    tokens = cell.model.seq_len + cell.model.new_tokens
-    est = estimate(
-        params,
-        cell.precision,
-        cell.engine.name,
-        cell.tp_degree,
-        cell.model.family,
-        tokens,
-        cell.batch_size,
-    )
     capacity = gpu_capacity_gb(instance)
+    tokens = cell.model.seq_len + cell.model.new_tokens
     if est.rmme_per_gpu_gb > capacity:
         return (
-            f"needs ~{est.rmme_per_gpu_gb:.1f} GB per GPU (RMME, {params / 1e9:.2f}B params, "
+            f"needs ~{est.rmme_per_gpu_gb:.1f} GB per GPU (RMME, {est.params / 1e9:.2f}B params, "
             f"{cell.precision}, {cell.tp_degree}-way, {tokens} tokens x {cell.batch_size}) but "
             f"{instance.gpu_model} has {capacity:.1f} GB"
         )

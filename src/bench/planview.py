@@ -8,28 +8,13 @@ from typing import Any
 
 from bench.config import CellConfig
 from bench.engines import ENGINES
-from bench.feasibility import FitRow, gpu_capacity_gb, infeasible_reason, model_parameters
-from bench.memory import estimate
+from bench.feasibility import FitRow, cell_estimate, gpu_capacity_gb, infeasible_reason
 from bench.plan import Plan
 
 
 def _estimate_gb(cell: CellConfig) -> float | None:
-    if not cell.instance.gpus:
-        return None
-    params = model_parameters(cell.model)
-    if params is None:
-        return None
-    tokens = cell.model.seq_len + cell.model.new_tokens
-    est = estimate(
-        params,
-        cell.precision,
-        cell.engine.name,
-        cell.tp_degree,
-        cell.model.family,
-        tokens,
-        cell.batch_size,
-    )
-    return round(est.rmme_per_gpu_gb, 2)
+    est = cell_estimate(cell)
+    return round(est.rmme_per_gpu_gb, 2) if est is not None else None
 
 
 def cell_verdict(cell: CellConfig) -> tuple[str, str]:

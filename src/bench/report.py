@@ -73,15 +73,21 @@ def _series_label(instance: str, precision: str) -> str:
     return f"{instance} {precision}"
 
 
-def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    best = (
+def _best_per_batch(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per instance x precision x batch size, the row with the most throughput (over the
+    client-thread counts tried)."""
+    return (
         ok.sort_values("inferences_per_s")
         .groupby(["instance", "precision", "batch_size"], as_index=False)
         .last()
     )
+
+
+def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    best = _best_per_batch(ok)
     for (instance, precision), group in best.groupby(["instance", "precision"]):
         group = group.sort_values("batch_size")
         axes.plot(
@@ -112,11 +118,7 @@ def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    best = (
-        ok.sort_values("inferences_per_s")
-        .groupby(["instance", "precision", "batch_size"], as_index=False)
-        .last()
-    )
+    best = _best_per_batch(ok)
     for (instance, precision), group in best.groupby(["instance", "precision"]):
         group = group.sort_values("batch_size")
         label = _series_label(instance, precision)

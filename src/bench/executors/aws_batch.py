@@ -28,6 +28,7 @@ from bench.executors.base import (
     ProgressFn,
     Submission,
     group_by_instance,
+    handles_for,
 )
 from bench.job import write_array_map
 from bench.plan import Plan
@@ -158,11 +159,7 @@ class AwsBatchExecutor(Executor):
         for group in group_by_instance(plan, indices).values():
             instance = plan.cells[group[0]].instance
             self.submissions += self._submit_group(plan, store, instance, group)
-        return [
-            JobHandle(plan.cells[i].cell_id, i, "SUBMITTED", job_id=s.job_id)
-            for s in self.submissions
-            for i in s.indices
-        ]
+        return handles_for(plan, self.submissions)
 
     def check(self, plan: Plan, store: Store) -> None:
         if not self.options.get("image"):

@@ -120,3 +120,12 @@ def group_by_instance(plan: Plan, indices: list[int]) -> dict[str, list[int]]:
     for index in indices:
         groups.setdefault(plan.cells[index].instance.type, []).append(index)
     return groups
+
+
+def handles_for(plan: Plan, submissions: list[Submission]) -> list[JobHandle]:
+    """One SUBMITTED handle per cell the submissions cover."""
+    return [
+        JobHandle(plan.cells[i].cell_id, i, "SUBMITTED", job_id=s.job_id)
+        for s in submissions
+        for i in s.indices
+    ]

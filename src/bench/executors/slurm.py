@@ -20,7 +20,14 @@ from typing import Any
 
 from bench.config import ConfigError
 from bench.executors.aws_batch import queue_name
-from bench.executors.base import Executor, JobHandle, ProgressFn, Submission, group_by_instance
+from bench.executors.base import (
+    Executor,
+    JobHandle,
+    ProgressFn,
+    Submission,
+    group_by_instance,
+    handles_for,
+)
 from bench.job import write_array_map
 from bench.plan import Plan
 from bench.store import Store, SweepPaths
@@ -126,11 +133,7 @@ class SlurmExecutor(Executor):
                     self.name, job_id, name, instance_type, group, array=name, queue=partition
                 )
             )
-        return [
-            JobHandle(plan.cells[i].cell_id, i, "SUBMITTED", job_id=s.job_id)
-            for s in self.submissions
-            for i in s.indices
-        ]
+        return handles_for(plan, self.submissions)
 
     def check(self, plan: Plan, store: Store) -> None:
         if shutil.which("sbatch") is None:
