@@ -77,11 +77,13 @@ def test_null_sweep_runs_as_one_array_and_collects(null_sweep: dict) -> None:
 
     logs = work / "logs" / NULL_SWEEP
     (job_id,) = _job_ids(proc.stderr)
-    task_logs = sorted(logs.glob(f"{NULL_ARRAY}-{job_id}_*.log"))
-    assert [p.name for p in task_logs] == [f"{NULL_ARRAY}-{job_id}_{i}.log" for i in range(4)]
+    # Array names carry a per-submission suffix: <sweep_id>-<instance type>-<6 hex>.
+    task_logs = sorted(logs.glob(f"{NULL_ARRAY}-*-{job_id}_*.log"))
+    assert [p.name.rsplit("-", 1)[1] for p in task_logs] == [f"{job_id}_{i}.log" for i in range(4)]
     for log in task_logs:
         assert '"status": "ok"' in log.read_text(), log.read_text()[-2000:]
-    script = (logs / f"{NULL_ARRAY}.sbatch").read_text()
+    (script_path,) = logs.glob(f"{NULL_ARRAY}-*.sbatch")
+    script = script_path.read_text()
     assert "#SBATCH --array=0-3%1" in script.splitlines(), script
 
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 from bench.config import ConfigError, InstanceSpec
@@ -125,7 +126,9 @@ class AwsBatchExecutor(Executor):
         manifest = store.uri(SweepPaths(plan.sweep_id).manifest)
         submissions = []
         for part, chunk in enumerate(_chunks(indices, MAX_ARRAY_SIZE)):
-            name = _safe_name(f"{plan.sweep_id}-{instance.type}-{part}")
+            # Unique per submission: a later re-submission of the sweep's pending cells must not
+            # rewrite the array map that children of a still-running array are reading.
+            name = _safe_name(f"{plan.sweep_id}-{instance.type}-{part}-{uuid.uuid4().hex[:6]}")
             write_array_map(store, plan.sweep_id, name, chunk)
             request: dict[str, Any] = {
                 "jobName": name,

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,8 @@ class SlurmExecutor(Executor):
         for instance_type, group in group_by_instance(plan, indices).items():
             instance = plan.cells[group[0]].instance
             gpus = max(plan.cells[i].tp_degree for i in group) if instance.gpus else 0
-            name = f"{plan.sweep_id}-{instance_type}".replace("/", "-")
+            # Unique per submission, so a re-submission never rewrites a running array's map.
+            name = f"{plan.sweep_id}-{instance_type}-{uuid.uuid4().hex[:6]}".replace("/", "-")
             write_array_map(store, plan.sweep_id, name, group)
             partition = self.options.get("partition")
             if self.options.get("partition_per_instance"):
