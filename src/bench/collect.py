@@ -61,12 +61,16 @@ def _worker_store(root: str) -> Store:
 def read_chunk(store: Store, paths: list[str]) -> ChunkResult:
     """Read `paths` into one table (a single chunk per column) plus (path, error) failures."""
     tables, unreadable = [], []
-    with ThreadPoolExecutor(max_workers=store.io_threads) as pool:
-        for path, result in zip(paths, pool.map(lambda p: _read(store, p), paths), strict=True):
-            if isinstance(result, Exception):
-                unreadable.append((path, f"{type(result).__name__}: {result}"))
-            else:
-                tables.append(result)
+    if store.io_threads > 1:  # remote: overlap the round trips
+        with ThreadPoolExecutor(max_workers=store.io_threads) as pool:
+            results = list(pool.map(lambda p: _read(store, p), paths))
+    else:  # local: a thread hand-off per file would cost more than the read
+        results = [_read(store, p) for p in paths]
+    for path, result in zip(paths, results, strict=True):
+        if isinstance(result, Exception):
+            unreadable.append((path, f"{type(result).__name__}: {result}"))
+        else:
+            tables.append(result)
     table = pa.concat_tables(tables).combine_chunks() if tables else None
     return table, unreadable
 
