@@ -125,8 +125,7 @@ class DeepSpeedEngine(HFEngine):
 
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             self.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        info = super().load()
-        return info
+        return super().load()
 
     def load_kwargs(self) -> dict[str, Any]:
         return {"dtype": torch_dtype(self.cell.precision)}

@@ -185,16 +185,11 @@ class AwsBatchExecutor(Executor):
                 job = by_id.get(sub.job_id, {})
                 summary = job.get("arrayProperties", {}).get("statusSummary", {})
                 states.append(
-                    {
-                        "job_id": sub.job_id,
-                        "name": sub.name,
-                        "instance": sub.instance,
-                        "queue": sub.queue,
-                        "cells": len(sub.indices),
-                        "status": job.get("status", "UNKNOWN"),
-                        "children": {k: v for k, v in summary.items() if v},
-                        "reason": job.get("statusReason", ""),
-                    }
+                    sub.state(
+                        job.get("status", "UNKNOWN"),
+                        {k: v for k, v in summary.items() if v},
+                        job.get("statusReason", ""),
+                    )
                 )
         return states
 

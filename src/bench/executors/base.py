@@ -92,6 +92,19 @@ class Submission:
     array: str | None = None  # array map name passed to `bench cell --array`
     queue: str | None = None
 
+    def state(self, status: str, children: dict[str, int], reason: str) -> dict[str, Any]:
+        """One line of `bench status`: this submission as its scheduler sees it."""
+        return {
+            "job_id": self.job_id,
+            "name": self.name,
+            "instance": self.instance,
+            "queue": self.queue,
+            "cells": len(self.indices),
+            "status": status,
+            "children": children,
+            "reason": reason,
+        }
+
 
 def record_submissions(store: Store, sweep_id: str, submissions: list[Submission]) -> str:
     """Keep what was submitted next to the sweep, for `bench status` and `wait`."""

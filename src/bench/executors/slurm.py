@@ -178,18 +178,7 @@ class SlurmExecutor(Executor):
         for sub in submissions:
             children = (queued or {}).get(sub.job_id, {})
             status = "UNKNOWN" if queued is None else ("ACTIVE" if children else "DONE")
-            states.append(
-                {
-                    "job_id": sub.job_id,
-                    "name": sub.name,
-                    "instance": sub.instance,
-                    "queue": sub.queue,
-                    "cells": len(sub.indices),
-                    "status": status,
-                    "children": children,
-                    "reason": error,
-                }
-            )
+            states.append(sub.state(status, children, error))
         return states
 
     def wait(self, submissions: list[Submission], poll_s: float) -> None:
