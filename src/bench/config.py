@@ -69,13 +69,39 @@ class EngineConfig:
     options: dict[str, Any] = field(default_factory=dict)  # engine-specific, checked by it
 
 
+SCENARIOS = ("latency", "ramp", "open_loop", "capacity")
+
+
 @dataclass(frozen=True)
 class ScenarioConfig:
-    name: str  # latency: closed loop of `threads` clients
+    """How a cell loads its engine. Every scenario shares the measuring and stopping keys; the
+    keys after them belong to one scenario each (conf/scenario/NAME.yaml sets them)."""
+
+    name: str  # latency | ramp | open_loop | capacity
     warmup_requests: int  # per client thread, excluded from every figure
     min_requests: int  # measured requests needed before stopping ...
     min_duration_s: float  # ... and measured seconds needed before stopping
-    max_duration_s: float  # hard cap on the measured window
+    max_duration_s: float  # hard cap on the measured window (the budget)
+    confidence: float = 0.95  # level of every confidence interval
+    ci_target: float = 0.0  # stop once each headline interval's half-width <= this share
+    # of its estimate (P50, P90, P99 latency, throughput); 0 = stop at the minimums
+    windows: int = 5  # the measured window is split into this many equal time windows
+    stable_windows: int = 3  # the verdict compares the last this-many windows ...
+    stable_tolerance: float = 0.10  # ... whose throughput and P50 must agree within this share
+    bootstrap_resamples: int = 1000  # resamples behind the throughput and $/M intervals
+    # ramp: one closed-loop stage per concurrency, each with its own warmup
+    stages: tuple[int, ...] = ()
+    stage_duration_s: float = 5.0
+    stage_warmup_s: float = 1.0
+    sla_p99_ms: float | None = None  # the latency a stage must meet (default: sla.p99_ms)
+    # open_loop: Poisson arrivals at rate_per_s, or at load_fraction x a measured capacity
+    rate_per_s: float = 0.0
+    load_fraction: float = 0.8
+    calibrate_s: float = 2.0  # closed-loop seconds that measure the capacity
+    # capacity: load copies until memory use would pass memory_threshold x the budget
+    memory_threshold: float = 0.9
+    memory_budget_mb: float = 0.0  # 0 = the device's memory (RAM for CPU cells)
+    max_copies: int = 64
 
 
 @dataclass(frozen=True)
@@ -114,6 +140,7 @@ class CellConfig:
     seed: int
     models_dir: str
     axes: dict[str, Any]  # the grid axes and this cell's value on each
+    repeat: int = 0  # which repeat of this configuration (each runs in its own process)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -166,19 +193,77 @@ def model_from_dict(d: dict[str, Any]) -> ModelConfig:
     )
 
 
+def _number(key: str, value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    _require(ok, key, value, "must be a number >= 0")
+    return float(value)
+
+
+def _share(key: str, value: Any, low_open: bool = True) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (0 < value < 1 if low_open else 0 <= value < 1)
+    _require(ok, key, value, "must be a number in (0, 1)" if low_open else "must be in [0, 1)")
+    return float(value)
+
+
+def _stages(value: Any) -> tuple[int, ...]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    ok = bool(values) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    ok = ok and all(v >= 1 for v in values) and values == sorted(set(values))
+    _require(ok, "scenario.stages", value, "must be a rising list of concurrencies >= 1")
+    return tuple(values)
+
+
 def scenario_from_dict(d: dict[str, Any]) -> ScenarioConfig:
+    name = _choice("scenario.name", d.get("name"), SCENARIOS)
+    defaults = ScenarioConfig(name, 0, 1, 1.0, 1.0)
+    got = {**dataclasses.asdict(defaults), **{k: v for k, v in d.items() if v is not None}}
+    known = [f.name for f in dataclasses.fields(ScenarioConfig)]
+    if unknown := sorted(set(d) - set(known)):
+        raise ConfigError(f"scenario.{unknown[0]}", d[unknown[0]], "keys: " + ", ".join(known))
+    sla = d.get("sla_p99_ms")
     s = ScenarioConfig(
-        name=_choice("scenario.name", d.get("name"), ("latency",)),
-        warmup_requests=_int_at_least("scenario.warmup_requests", d.get("warmup_requests"), 0),
-        min_requests=_int_at_least("scenario.min_requests", d.get("min_requests"), 1),
-        min_duration_s=_positive("scenario.min_duration_s", d.get("min_duration_s")),
-        max_duration_s=_positive("scenario.max_duration_s", d.get("max_duration_s")),
+        name=name,
+        warmup_requests=_int_at_least("scenario.warmup_requests", got["warmup_requests"], 0),
+        min_requests=_int_at_least("scenario.min_requests", got["min_requests"], 1),
+        min_duration_s=_positive("scenario.min_duration_s", got["min_duration_s"]),
+        max_duration_s=_positive("scenario.max_duration_s", got["max_duration_s"]),
+        confidence=_share("scenario.confidence", got["confidence"]),
+        ci_target=_share("scenario.ci_target", got["ci_target"], low_open=False),
+        windows=_int_at_least("scenario.windows", got["windows"], 2),
+        stable_windows=_int_at_least("scenario.stable_windows", got["stable_windows"], 2),
+        stable_tolerance=_positive("scenario.stable_tolerance", got["stable_tolerance"]),
+        bootstrap_resamples=_int_at_least(
+            "scenario.bootstrap_resamples", got["bootstrap_resamples"], 100
+        ),
+        stages=_stages(got["stages"]) if name == "ramp" else tuple(got["stages"] or ()),
+        stage_duration_s=_positive("scenario.stage_duration_s", got["stage_duration_s"]),
+        stage_warmup_s=_number("scenario.stage_warmup_s", got["stage_warmup_s"]),
+        sla_p99_ms=_positive("scenario.sla_p99_ms", sla) if sla is not None else None,
+        rate_per_s=_number("scenario.rate_per_s", got["rate_per_s"]),
+        load_fraction=_positive("scenario.load_fraction", got["load_fraction"]),
+        calibrate_s=_positive("scenario.calibrate_s", got["calibrate_s"]),
+        memory_threshold=_share("scenario.memory_threshold", got["memory_threshold"]),
+        memory_budget_mb=_number("scenario.memory_budget_mb", got["memory_budget_mb"]),
+        max_copies=_int_at_least("scenario.max_copies", got["max_copies"], 1),
     )
     _require(
         s.max_duration_s >= s.min_duration_s,
         "scenario.max_duration_s",
         s.max_duration_s,
         f"must be >= scenario.min_duration_s ({s.min_duration_s})",
+    )
+    _require(
+        s.stable_windows <= s.windows,
+        "scenario.stable_windows",
+        s.stable_windows,
+        f"must be <= scenario.windows ({s.windows})",
+    )
+    _require(
+        name != "open_loop" or s.rate_per_s > 0 or s.load_fraction <= 1.5,
+        "scenario.load_fraction",
+        s.load_fraction,
+        "must be <= 1.5 (set scenario.rate_per_s for an absolute rate)",
     )
     return s
 
@@ -236,4 +321,5 @@ def cell_from_dict(d: dict[str, Any]) -> CellConfig:
         seed=int(d.get("seed") or 0),
         models_dir=str(d.get("models_dir")),
         axes=dict(d.get("axes") or {}),
+        repeat=_int_at_least("repeat", d.get("repeat") or 0, 0),
     )

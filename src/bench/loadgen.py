@@ -1,38 +1,146 @@
-"""Closed-loop load generator: warmup, then `threads` clients each with one request in flight.
+"""Load generators: closed loop (latency, each ramp stage, capacity) and open loop (Poisson).
 
 Timing: each request is bracketed by `time.perf_counter_ns()` taken immediately before the
 call and immediately after the device synchronise, so a latency is send -> complete result on
-the host. Nothing else (bookkeeping, the stop check) is inside that bracket. Client threads
-block in the engine (or in a device synchronise); the coordinating thread blocks in `join`:
-nothing spins a core while a cell measures.
+the host. Nothing else (bookkeeping, the stop check) is inside that bracket. A generating
+request returns the host times its tokens arrived (the engine synchronises before stamping
+each), from which TTFT and inter-token gaps come. Client threads block in the engine; the
+coordinating thread sleeps between checks: nothing spins a core while a cell measures.
+
+Open loop: arrivals are scheduled up front (exponential gaps at the target rate) and latency
+runs from the *scheduled* time, so a request that waits for a free client is not hidden the
+way a closed loop hides it (coordinated omission).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench import stats
 from bench.config import ScenarioConfig
+
+Request = Callable[[], Sequence[int] | None]  # returns token arrival times (ns) or None
+CHECK_INTERVAL_S = 0.5  # how often the coordinator tests whether the intervals are tight ...
+CHECK_GROWTH = 1.25  # ... once the sample has grown by this factor since the last test
+ERROR_BACKOFF_S = 0.001  # a client pauses after a failed request: a refusing engine is not spun
 
 
 @dataclass
 class LoadResult:
-    """Per-request timings of the measured window (warmup excluded)."""
+    """Per-request records of the measured window (warmup excluded). Times are ns after the
+    window opened; `latency_ns` runs from the scheduled time (= sent time in a closed loop)."""
 
-    thread: np.ndarray  # int16: which client thread sent the request
-    sent_ns: np.ndarray  # int64: send time, ns after the window opened
-    latency_ns: np.ndarray  # int64: send -> complete
-    window_s: float  # window open (all clients released) -> last completion
+    thread: np.ndarray  # int16: which client sent it
+    scheduled_ns: np.ndarray  # int64
+    sent_ns: np.ndarray  # int64
+    done_ns: np.ndarray  # int64
+    ttft_ns: np.ndarray  # int64: send -> first token; -1 when the request streamed none
+    ok: np.ndarray  # bool: false when the request raised
+    token_gaps_ns: np.ndarray  # int64: gaps between consecutive tokens, all requests pooled
+    window_s: float  # window open -> last completion
     warmup_n: int  # warmup requests issued in total
-    stop_reason: str  # targets_met | max_duration
+    stop_reason: str  # intervals_tight | targets_met | max_duration | schedule_done
+    stage: np.ndarray | None = None  # int16 ramp stage per request; None = single stage
+    dispatch_delay_ns: np.ndarray | None = None  # open loop: scheduled -> queued, per arrival
+    dropped: int = 0  # open loop: arrivals never sent before the budget ran out
+    target_rate_per_s: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
-        return int(self.latency_ns.size)
+        """Completed (ok) requests: the sample count behind every figure."""
+        return int(self.ok.sum())
+
+    @property
+    def errors(self) -> int:
+        return int((~self.ok).sum())
+
+    @property
+    def latency_ns(self) -> np.ndarray:
+        """Latencies of the ok requests."""
+        return (self.done_ns - self.scheduled_ns)[self.ok]
+
+    def select(self, mask: np.ndarray) -> LoadResult:
+        """The records under `mask`, with times and window re-based to the first send."""
+        start = int(self.scheduled_ns[mask].min()) if mask.any() else 0
+        done = self.done_ns[mask] - start
+        return LoadResult(
+            thread=self.thread[mask],
+            scheduled_ns=self.scheduled_ns[mask] - start,
+            sent_ns=self.sent_ns[mask] - start,
+            done_ns=done,
+            ttft_ns=self.ttft_ns[mask],
+            ok=self.ok[mask],
+            token_gaps_ns=self.token_gaps_ns,
+            window_s=(int(done.max()) if done.size else 0) / 1e9,
+            warmup_n=self.warmup_n,
+            stop_reason=self.stop_reason,
+        )
+
+
+class _Records:
+    """One client's records; appended outside the timed bracket, read by the coordinator."""
+
+    def __init__(self, tid: int) -> None:
+        self.tid = tid
+        self.scheduled: list[int] = []
+        self.sent: list[int] = []
+        self.done: list[int] = []
+        self.ttft: list[int] = []
+        self.ok: list[bool] = []
+        self.gaps: list[int] = []
+
+    def add(self, scheduled: int, sent: int, done: int, tokens: Sequence[int] | None) -> None:
+        self.scheduled.append(scheduled)
+        self.sent.append(sent)
+        self.done.append(done)
+        self.ok.append(True)
+        if tokens:
+            self.ttft.append(tokens[0] - sent)
+            self.gaps.extend(b - a for a, b in itertools.pairwise(tokens))
+        else:
+            self.ttft.append(-1)
+
+    def fail(self, scheduled: int, sent: int, done: int) -> None:
+        self.scheduled.append(scheduled)
+        self.sent.append(sent)
+        self.done.append(done)
+        self.ttft.append(-1)
+        self.ok.append(False)
+
+
+def _assemble(
+    records: list[_Records], start_ns: int, warmup_n: int, stop_reason: str
+) -> LoadResult:
+    def column(name: str, dtype: type) -> np.ndarray:
+        parts = [np.asarray(getattr(r, name), dtype=dtype) for r in records]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    thread = np.concatenate([np.full(len(r.sent), r.tid, dtype=np.int16) for r in records])
+    scheduled, sent = column("scheduled", np.int64), column("sent", np.int64)
+    done, ttft, ok = column("done", np.int64), column("ttft", np.int64), column("ok", bool)
+    order = np.argsort(scheduled, kind="stable")
+    end_ns = int(done.max()) if done.size else start_ns
+    return LoadResult(
+        thread=thread[order],
+        scheduled_ns=scheduled[order] - start_ns,
+        sent_ns=sent[order] - start_ns,
+        done_ns=done[order] - start_ns,
+        ttft_ns=ttft[order],
+        ok=ok[order],
+        token_gaps_ns=column("gaps", np.int64),
+        window_s=(end_ns - start_ns) / 1e9,
+        warmup_n=warmup_n,
+        stop_reason=stop_reason,
+    )
 
 
 class _Shared:
@@ -41,6 +149,7 @@ class _Shared:
     def __init__(self, scenario: ScenarioConfig) -> None:
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.minimums_met = threading.Event()
         self.count = 0
         self.start_ns = 0
         self.stop_reason = "targets_met"
@@ -48,6 +157,7 @@ class _Shared:
         self.min_requests = scenario.min_requests
         self.min_ns = int(scenario.min_duration_s * 1e9)
         self.max_ns = int(scenario.max_duration_s * 1e9)
+        self.wait_for_intervals = scenario.ci_target > 0
 
     def open_window(self) -> None:
         self.start_ns = time.perf_counter_ns()
@@ -58,65 +168,136 @@ class _Shared:
             count = self.count
         elapsed = now_ns - self.start_ns
         if elapsed >= self.max_ns:
-            self.stop_reason = "max_duration"
-            self.stop.set()
+            self.finish("max_duration")
         elif count >= self.min_requests and elapsed >= self.min_ns:
-            self.stop.set()
+            if self.wait_for_intervals:
+                self.minimums_met.set()  # the coordinator decides when the intervals are tight
+            else:
+                self.finish("targets_met")
+
+    def finish(self, reason: str) -> None:
+        with self.lock:
+            if not self.stop.is_set():
+                self.stop_reason = reason
+                self.stop.set()
+
+
+def _warm_up(
+    request: Request,
+    sync: Callable[[], None],
+    count: int,
+    seconds: float,
+    tolerate_errors: bool = False,
+) -> int:
+    """At least `count` requests and at least `seconds` of them; returns how many ran."""
+    deadline = time.perf_counter() + seconds
+    done = 0
+    while done < count or time.perf_counter() < deadline:
+        done += 1
+        try:
+            request()
+            sync()
+        except Exception:
+            if not tolerate_errors:
+                raise
+            time.sleep(ERROR_BACKOFF_S)
+    return done
 
 
 def _client(
-    tid: int,
-    request: Callable[[], object],
+    records: _Records,
+    request: Request,
     sync: Callable[[], None],
-    warmup: int,
+    warmup: tuple[int, float],
     barrier: threading.Barrier,
     shared: _Shared,
-    out: list[tuple[int, list[int], list[int]]],
+    tolerate_errors: bool,
+    warmed: list[int],
 ) -> None:
-    sent: list[int] = []
-    done: list[int] = []
     try:
-        for _ in range(warmup):
-            request()
-            sync()
+        warmed.append(_warm_up(request, sync, *warmup, tolerate_errors))
         barrier.wait()
         clock = time.perf_counter_ns
         while not shared.stop.is_set():
             t0 = clock()
-            request()
-            sync()
+            try:
+                tokens = request()
+                sync()
+            except Exception:
+                if not tolerate_errors:
+                    raise
+                records.fail(t0, t0, clock())
+                time.sleep(ERROR_BACKOFF_S)
+                continue
             t1 = clock()
-            sent.append(t0)
-            done.append(t1)
+            records.add(t0, t0, t1, tokens)
             shared.record_and_check(t1)
     except threading.BrokenBarrierError:
         return  # another client failed during warmup; its error is reported
     except BaseException as exc:  # surfaced to the caller after join
         shared.errors.append(exc)
-        shared.stop.set()
+        shared.finish("error")
         barrier.abort()
-        return
-    out.append((tid, sent, done))
+
+
+def intervals_tight(records: list[_Records], start_ns: int, scenario: ScenarioConfig) -> bool:
+    """Whether every headline interval (P50, P90, P99, throughput) is within ci_target."""
+    sent, done = [], []
+    for r in records:
+        k = len(r.ok)  # appended last: the first k entries of every list are complete
+        ok = np.asarray(r.ok[:k], dtype=bool)
+        sent.append(np.asarray(r.sent[:k], dtype=np.int64)[ok])
+        done.append(np.asarray(r.done[:k], dtype=np.int64)[ok])
+    done_ns = np.concatenate(done)
+    latency = np.sort(done_ns - np.concatenate(sent))
+    if latency.size == 0:
+        return False
+    for p in stats.CI_PERCENTILES:
+        estimate = float(np.percentile(latency, p, method="inverted_cdf"))
+        low, high = stats.quantile_interval(latency, p / 100, scenario.confidence)
+        if stats.relative_half_width(estimate, low, high) > scenario.ci_target:
+            return False
+    window_ns = time.perf_counter_ns() - start_ns
+    low, high = stats.block_bootstrap_rate(
+        done_ns - start_ns, window_ns, scenario.confidence, scenario.bootstrap_resamples
+    )
+    rate = done_ns.size / (window_ns / 1e9)
+    return stats.relative_half_width(rate, low, high) <= scenario.ci_target
 
 
 def run_closed_loop(
-    request: Callable[[], object],
+    request: Request,
     sync: Callable[[], None],
     threads: int,
     scenario: ScenarioConfig,
+    *,
+    warmup_s: float = 0.0,
+    tolerate_errors: bool = False,
 ) -> LoadResult:
     """Warm up, then measure `threads` closed-loop clients until the stopping rule holds.
 
-    Stops when at least `min_requests` requests have completed and `min_duration_s` has passed,
-    or when `max_duration_s` has passed; requests in flight then complete and count.
+    Stops when min_requests and min_duration_s are met and (with ci_target > 0) every headline
+    interval is tight, or when max_duration_s has passed; requests in flight then complete and
+    count. With `tolerate_errors`, a request that raises is recorded as failed and the client
+    goes on; otherwise the first error ends the run and is raised.
     """
     shared = _Shared(scenario)
     barrier = threading.Barrier(threads, action=shared.open_window)
-    out: list[tuple[int, list[int], list[int]]] = []
+    records = [_Records(tid) for tid in range(threads)]
+    warmed: list[int] = []
     workers = [
         threading.Thread(
             target=_client,
-            args=(tid, request, sync, scenario.warmup_requests, barrier, shared, out),
+            args=(
+                records[tid],
+                request,
+                sync,
+                (scenario.warmup_requests, warmup_s),
+                barrier,
+                shared,
+                tolerate_errors,
+                warmed,
+            ),
             name=f"bench-client-{tid}",
             daemon=True,
         )
@@ -124,20 +305,105 @@ def run_closed_loop(
     ]
     for worker in workers:
         worker.start()
+    if shared.wait_for_intervals:
+        while not shared.stop.wait(CHECK_INTERVAL_S):
+            if shared.minimums_met.is_set() and intervals_tight(records, shared.start_ns, scenario):
+                shared.finish("intervals_tight")
     for worker in workers:
         worker.join()
     if shared.errors:
         raise shared.errors[0]
-    thread = np.concatenate([np.full(len(s), tid, dtype=np.int16) for tid, s, _ in out])
-    sent = np.concatenate([np.asarray(s, dtype=np.int64) for _, s, _ in out])
-    done = np.concatenate([np.asarray(d, dtype=np.int64) for _, _, d in out])
-    order = np.argsort(sent, kind="stable")
-    end_ns = int(done.max()) if done.size else shared.start_ns
-    return LoadResult(
-        thread=thread[order],
-        sent_ns=sent[order] - shared.start_ns,
-        latency_ns=(done - sent)[order],
-        window_s=(end_ns - shared.start_ns) / 1e9,
-        warmup_n=scenario.warmup_requests * threads,
-        stop_reason=shared.stop_reason,
+    return _assemble(records, shared.start_ns, sum(warmed), shared.stop_reason)
+
+
+def poisson_schedule(rate_per_s: float, duration_s: float, seed: int) -> np.ndarray:
+    """Arrival times (ns from 0) of a Poisson process at `rate_per_s` over `duration_s`."""
+    rng = np.random.default_rng(seed)
+    expected = rate_per_s * duration_s
+    draws = int(expected + 6 * math.sqrt(expected) + 16)
+    times = np.cumsum(rng.exponential(1.0 / rate_per_s, size=draws))
+    return (times[times < duration_s] * 1e9).astype(np.int64)
+
+
+def run_open_loop(
+    request: Request,
+    sync: Callable[[], None],
+    threads: int,
+    rate_per_s: float,
+    scenario: ScenarioConfig,
+    seed: int = 0,
+) -> LoadResult:
+    """Poisson arrivals at `rate_per_s` served by up to `threads` requests in flight.
+
+    Arrivals are scheduled over max(min_duration_s, min_requests / rate) seconds (at most
+    max_duration_s). A dispatcher thread hands each arrival to a queue at its scheduled time;
+    idle clients take from the queue. Latency = completion - scheduled arrival. Arrivals still
+    queued when max_duration_s has passed are dropped and counted.
+    """
+    duration_s = min(
+        scenario.max_duration_s, max(scenario.min_duration_s, scenario.min_requests / rate_per_s)
     )
+    schedule = poisson_schedule(rate_per_s, duration_s, seed)
+    arrivals: queue.Queue[tuple[int, int] | None] = queue.Queue()
+    records = [_Records(tid) for tid in range(threads)]
+    lateness = np.zeros(schedule.size, dtype=np.int64)
+    shared = _Shared(scenario)
+    barrier = threading.Barrier(threads + 1, action=shared.open_window)
+    deadline_ns = int(scenario.max_duration_s * 1e9)
+    errors: list[BaseException] = []
+    warmed: list[int] = []
+
+    def client(mine: _Records) -> None:
+        try:
+            warmed.append(_warm_up(request, sync, scenario.warmup_requests, 0.0))
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+            return
+        clock = time.perf_counter_ns
+        while (item := arrivals.get()) is not None:
+            _, scheduled = item
+            if clock() - shared.start_ns > deadline_ns:
+                continue  # the budget ran out: leave it unsent (counted as dropped)
+            t0 = clock()
+            try:
+                tokens = request()
+                sync()
+            except Exception:
+                mine.fail(scheduled, t0, clock())
+                continue
+            mine.add(scheduled, t0, clock(), tokens)
+
+    workers = [
+        threading.Thread(target=client, args=(r,), name=f"bench-client-{r.tid}", daemon=True)
+        for r in records
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        for worker in workers:
+            worker.join()
+        raise errors[0] from None
+    start = shared.start_ns
+    for k, offset in enumerate(schedule):
+        target = start + int(offset)
+        if (wait := target - time.perf_counter_ns()) > 0:
+            time.sleep(wait / 1e9)
+        lateness[k] = time.perf_counter_ns() - target
+        arrivals.put((k, target))
+    for _ in workers:
+        arrivals.put(None)
+    for worker in workers:
+        worker.join()
+    result = _assemble(records, start, sum(warmed), "schedule_done")
+    result.dropped = int(schedule.size - result.thread.size)
+    if result.dropped:
+        result.stop_reason = "max_duration"
+    result.dispatch_delay_ns = lateness
+    result.target_rate_per_s = rate_per_s
+    return result

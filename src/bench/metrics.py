@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
-from bench.config import CellConfig
+from bench import stats
+from bench.config import CellConfig, ScenarioConfig
 from bench.feasibility import packed_replicas
 from bench.loadgen import LoadResult
 
@@ -40,37 +42,137 @@ def tokens_per_inference(cell: CellConfig) -> int:
     return model.new_tokens if model.task == "generate" else model.seq_len
 
 
-def latency_summary(latency_ns: np.ndarray) -> dict[str, float]:
+def _percentile_ms(values_ns: np.ndarray, p: float) -> float | None:
+    return nearest_rank_ms(values_ns, p) if values_ns.size else None
+
+
+def latency_summary(latency_ns: np.ndarray, confidence: float) -> dict[str, Any]:
+    """Percentiles with their intervals and flags, mean, spread, extremes (ms)."""
     ms = latency_ns / 1e6
-    summary = {f"latency_ms_p{q}": nearest_rank_ms(latency_ns, q) for q in PERCENTILES}
+    summary: dict[str, Any] = {
+        f"latency_ms_p{q}": _percentile_ms(latency_ns, q) for q in PERCENTILES
+    }
+    ordered = np.sort(latency_ns)
+    for q in stats.CI_PERCENTILES:
+        low, high = stats.quantile_interval(ordered, q / 100, confidence)
+        summary[f"latency_ms_p{q}_lo"] = low / 1e6 if low is not None else None
+        summary[f"latency_ms_p{q}_hi"] = high / 1e6 if high is not None else None
     summary.update(
-        latency_ms_mean=float(ms.mean()),
-        latency_ms_std=float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
-        latency_ms_min=float(ms.min()),
-        latency_ms_max=float(ms.max()),
+        ci_level=confidence,
+        percentile_flags=stats.percentile_flags(ordered.size, PERCENTILES, confidence),
+        latency_ms_mean=float(ms.mean()) if ms.size else None,
+        latency_ms_std=float(ms.std(ddof=1)) if ms.size > 1 else None,
+        latency_ms_min=float(ms.min()) if ms.size else None,
+        latency_ms_max=float(ms.max()) if ms.size else None,
     )
     return summary
 
 
+def stability(result: LoadResult, scenario: ScenarioConfig) -> dict[str, Any]:
+    """The windows and the verdict on the last of them."""
+    ok = result.ok
+    windows = stats.time_windows(
+        result.done_ns[ok], result.latency_ns, int(result.window_s * 1e9), scenario.windows
+    )
+    verdict, reason = stats.verdict(windows, scenario.stable_windows, scenario.stable_tolerance)
+    return {
+        "verdict": verdict,
+        "verdict_reason": reason,
+        "windows_json": json.dumps([w.to_dict() for w in windows]),
+    }
+
+
+def generation_summary(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
+    """TTFT, TPOT = (e2e - TTFT) / (n_out - 1), inter-token gaps, prefill and decode speeds.
+
+    Only for generating cells whose engine streamed token times; every value in ms per
+    request, speeds in tokens/s of one request (batch x tokens it carries)."""
+    ok = result.ok & (result.ttft_ns >= 0)
+    if cell.model.task != "generate" or not ok.any():
+        return {}
+    ttft = result.ttft_ns[ok]
+    e2e = (result.done_ns - result.sent_ns)[ok]
+    n_out = cell.model.new_tokens
+    columns: dict[str, Any] = {f"ttft_ms_p{q}": nearest_rank_ms(ttft, q) for q in (50, 90, 99)}
+    columns["prefill_tokens_per_s"] = cell.batch_size * cell.model.seq_len / (ttft.mean() / 1e9)
+    if n_out > 1:
+        tpot = (e2e - ttft) / (n_out - 1)
+        columns.update({f"tpot_ms_p{q}": nearest_rank_ms(tpot, q) for q in (50, 90, 99)})
+        columns["decode_tokens_per_s"] = cell.batch_size / (tpot.mean() / 1e9)
+    gaps = result.token_gaps_ns
+    if gaps.size:
+        columns.update({f"itl_ms_p{q}": nearest_rank_ms(gaps, q) for q in (50, 90, 99)})
+    return columns
+
+
+def open_loop_summary(result: LoadResult) -> dict[str, Any]:
+    if result.target_rate_per_s is None:
+        return {}
+    ok = result.ok
+    queue_ns = (result.sent_ns - result.scheduled_ns)[ok]
+    service_ns = (result.done_ns - result.sent_ns)[ok]
+    lateness = result.dispatch_delay_ns if result.dispatch_delay_ns is not None else np.zeros(0)
+    return {
+        "target_rate_per_s": result.target_rate_per_s,
+        "achieved_rate_per_s": result.n / result.window_s if result.window_s > 0 else 0.0,
+        "dispatch_delay_ms_p50": _percentile_ms(lateness, 50),
+        "dispatch_delay_ms_p99": _percentile_ms(lateness, 99),
+        "queue_delay_ms_mean": float(queue_ns.mean()) / 1e6 if queue_ns.size else None,
+        "queue_delay_ms_p99": _percentile_ms(queue_ns, 99),
+        "service_ms_p50": _percentile_ms(service_ns, 50),
+        "dropped": result.dropped,
+    }
+
+
 def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     """Row columns for a measured window."""
+    scenario = cell.scenario
     requests_per_s = result.n / result.window_s if result.window_s > 0 else 0.0
     inferences_per_s = requests_per_s * cell.batch_size
     tokens_per_s = inferences_per_s * tokens_per_inference(cell)
     replicas = packed_replicas(cell.instance, cell.tp_degree)
     per_replica = cell.price_per_hour / replicas
+    low, high = stats.block_bootstrap_rate(
+        result.done_ns[result.ok],
+        int(result.window_s * 1e9),
+        scenario.confidence,
+        scenario.bootstrap_resamples,
+        seed=cell.seed,
+    )
+    scale = cell.batch_size
+    generating = cell.model.task == "generate"
+    on_gpu = str(cell.device) != "cpu" and cell.instance.gpus > 0
     return {
         "n": result.n,
+        "errors": result.errors,
         "warmup_n": result.warmup_n,
         "window_s": result.window_s,
         "stop_reason": result.stop_reason,
-        **latency_summary(result.latency_ns),
+        **latency_summary(result.latency_ns, scenario.confidence),
+        **stability(result, scenario),
         "requests_per_s": requests_per_s,
         "inferences_per_s": inferences_per_s,
+        "inferences_per_s_lo": low * scale if low is not None else None,
+        "inferences_per_s_hi": high * scale if high is not None else None,
         "tokens_per_s": tokens_per_s,
         "usd_per_million_inferences": usd_per_million(cell.price_per_hour, inferences_per_s),
+        # a faster end of the throughput interval is the cheaper end of the cost interval
+        "usd_per_million_inferences_lo": (
+            usd_per_million(cell.price_per_hour, high * scale) if high else None
+        ),
+        "usd_per_million_inferences_hi": (
+            usd_per_million(cell.price_per_hour, low * scale) if low else None
+        ),
         "usd_per_million_tokens": usd_per_million(cell.price_per_hour, tokens_per_s),
+        "usd_per_million_output_tokens": (
+            usd_per_million(cell.price_per_hour, tokens_per_s) if generating else None
+        ),
+        "output_tokens_per_gpu_per_s": (
+            tokens_per_s / cell.tp_degree if generating and on_gpu else None
+        ),
         "replicas_per_instance": replicas,
         "usd_per_million_inferences_packed": usd_per_million(per_replica, inferences_per_s),
         "usd_per_million_tokens_packed": usd_per_million(per_replica, tokens_per_s),
+        **generation_summary(result, cell),
+        **open_loop_summary(result),
     }

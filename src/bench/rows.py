@@ -10,7 +10,10 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3  # 2: download_s, init_s, engine_info; 3: packed cost columns
+SCHEMA_VERSION = 4
+# 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
+# stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
+# the fuller environment
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -22,6 +25,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("cell_id", pa.string(), "stable hash of the cell's resolved config, with a readable prefix"),
     ("attempt_id", pa.string(), "one id per execution of the cell (retries differ)"),
     ("cell_index", pa.int32(), "position of the cell in the manifest"),
+    ("config_id", pa.string(), "cell_id without the repeat: the same for every repeat"),
+    ("repeat", pa.int32(), "which repeat of the configuration (0 .. repeats-1)"),
     ("model", pa.string(), "conf/model name"),
     ("model_family", pa.string(), "architecture family"),
     ("task", pa.string(), "encode | generate"),
@@ -48,31 +53,105 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("warmup_n", pa.int64(), "warmup requests (excluded from every figure)"),
     ("n", pa.int64(), "measured requests (the sample count behind every percentile)"),
     ("window_s", pa.float64(), "measured window: first measured send to last completion"),
-    ("stop_reason", pa.string(), "why measuring stopped: targets_met | max_duration"),
+    (
+        "stop_reason",
+        pa.string(),
+        "why measuring stopped: intervals_tight | targets_met | max_duration | stages_done",
+    ),
+    ("errors", pa.int64(), "requests that raised (ramp and open loop count them and go on)"),
     ("latency_ms_p50", pa.float64(), "nearest-rank 50th percentile request latency"),
     ("latency_ms_p90", pa.float64(), "nearest-rank 90th percentile"),
     ("latency_ms_p95", pa.float64(), "nearest-rank 95th percentile"),
     ("latency_ms_p99", pa.float64(), "nearest-rank 99th percentile"),
+    ("ci_level", pa.float64(), "confidence level of every *_lo / *_hi interval"),
+    ("latency_ms_p50_lo", pa.float64(), "P50 interval, low end (binomial order statistics)"),
+    ("latency_ms_p50_hi", pa.float64(), "P50 interval, high end"),
+    ("latency_ms_p90_lo", pa.float64(), "P90 interval, low end"),
+    ("latency_ms_p90_hi", pa.float64(), "P90 interval, high end (null: too few samples)"),
+    ("latency_ms_p99_lo", pa.float64(), "P99 interval, low end"),
+    ("latency_ms_p99_hi", pa.float64(), "P99 interval, high end (null: too few samples)"),
+    (
+        "percentile_flags",
+        pa.string(),
+        "percentiles the sample count cannot support, and why (null: all supported)",
+    ),
+    ("verdict", pa.string(), "stable | unstable: do the last windows agree"),
+    ("verdict_reason", pa.string(), "the figures behind the verdict"),
+    ("windows_json", pa.string(), "JSON: per time window, requests, throughput and P50"),
     ("latency_ms_mean", pa.float64(), "mean request latency"),
     ("latency_ms_std", pa.float64(), "sample standard deviation of request latency"),
     ("latency_ms_min", pa.float64(), "fastest request"),
     ("latency_ms_max", pa.float64(), "slowest request"),
     ("requests_per_s", pa.float64(), "completed requests / window_s"),
     ("inferences_per_s", pa.float64(), "completed requests x batch_size / window_s"),
+    ("inferences_per_s_lo", pa.float64(), "throughput interval, low end (block bootstrap)"),
+    ("inferences_per_s_hi", pa.float64(), "throughput interval, high end"),
     ("tokens_per_s", pa.float64(), "generated tokens/s (generate) or input tokens/s (encode)"),
+    ("ttft_ms_p50", pa.float64(), "time to first token: send -> first generated token on host"),
+    ("ttft_ms_p90", pa.float64(), "TTFT 90th percentile"),
+    ("ttft_ms_p99", pa.float64(), "TTFT 99th percentile"),
+    ("tpot_ms_p50", pa.float64(), "time per output token: (e2e - TTFT) / (n_out - 1), per request"),
+    ("tpot_ms_p90", pa.float64(), "TPOT 90th percentile"),
+    ("tpot_ms_p99", pa.float64(), "TPOT 99th percentile"),
+    ("itl_ms_p50", pa.float64(), "inter-token gap (consecutive tokens of one request), pooled"),
+    ("itl_ms_p90", pa.float64(), "inter-token gap 90th percentile"),
+    ("itl_ms_p99", pa.float64(), "inter-token gap 99th percentile"),
+    ("prefill_tokens_per_s", pa.float64(), "batch x seq_len / mean TTFT (one request's prefill)"),
+    ("decode_tokens_per_s", pa.float64(), "batch / mean TPOT (one request's decode)"),
+    (
+        "output_tokens_per_gpu_per_s",
+        pa.float64(),
+        "generated tokens/s / GPUs the copy spans (null on CPU)",
+    ),
     ("price_per_hour", pa.float64(), "USD per instance-hour used for the cost columns"),
     ("price_source", pa.string(), "where price_per_hour came from, with its date"),
     ("usd_per_million_inferences", pa.float64(), "price_per_hour / 3600 / inferences_per_s x 1e6"),
     ("usd_per_million_tokens", pa.float64(), "price_per_hour / 3600 / tokens_per_s x 1e6"),
+    ("usd_per_million_inferences_lo", pa.float64(), "$/M interval, low end (from throughput)"),
+    ("usd_per_million_inferences_hi", pa.float64(), "$/M interval, high end"),
+    ("usd_per_million_output_tokens", pa.float64(), "generate: $ per million generated tokens"),
     ("replicas_per_instance", pa.int32(), "model copies one instance holds: floor(GPUs / TP)"),
     ("usd_per_million_inferences_packed", pa.float64(), "the same with every replica busy"),
     ("usd_per_million_tokens_packed", pa.float64(), "tokens likewise, every replica busy"),
+    ("target_rate_per_s", pa.float64(), "open loop: scheduled arrivals per second"),
+    ("achieved_rate_per_s", pa.float64(), "open loop: completed requests / window_s"),
+    ("capacity_rps", pa.float64(), "open loop: closed-loop requests/s the target was drawn from"),
+    ("dispatch_delay_ms_p50", pa.float64(), "open loop: scheduled arrival -> handed to a client"),
+    ("dispatch_delay_ms_p99", pa.float64(), "open loop: dispatch delay 99th percentile"),
+    ("queue_delay_ms_mean", pa.float64(), "open loop: scheduled arrival -> sent (waiting)"),
+    ("queue_delay_ms_p99", pa.float64(), "open loop: queueing delay 99th percentile"),
+    ("service_ms_p50", pa.float64(), "open loop: sent -> complete (latency without queueing)"),
+    ("dropped", pa.int64(), "open loop: arrivals never sent before the budget ran out"),
+    ("sla_p99_ms", pa.float64(), "ramp: the P99 latency a stage had to meet"),
+    ("sla_concurrency", pa.int32(), "ramp: highest concurrency whose stage met the SLA"),
+    ("first_failure_concurrency", pa.int32(), "ramp: first concurrency with a failed request"),
+    ("peak_concurrency", pa.int32(), "ramp: the stage with the highest throughput"),
+    (
+        "stages_json",
+        pa.string(),
+        "JSON: ramp, per stage (concurrency, n, errors, P50, P99, rps, meets_sla); "
+        "capacity, memory in use after each copy",
+    ),
+    ("copies_fit", pa.int32(), "capacity: model copies loaded within the memory threshold"),
+    ("memory_per_copy_mb", pa.float64(), "capacity: median memory one more copy took, MiB"),
+    ("memory_base_mb", pa.float64(), "capacity: memory in use before the first copy, MiB"),
+    ("memory_used_mb", pa.float64(), "capacity: memory in use with copies_fit copies, MiB"),
+    ("memory_budget_mb", pa.float64(), "capacity: the device memory the threshold applies to"),
+    ("memory_threshold", pa.float64(), "capacity: share of the budget copies may fill"),
+    ("capacity_reason", pa.string(), "capacity: why no further copy was loaded"),
     ("peak_rss_mb", pa.float64(), "peak resident memory of the cell process, MiB"),
     ("peak_gpu_mem_mb", pa.float64(), "peak CUDA memory allocated by torch, MiB"),
     ("gpu_name", pa.string(), "CUDA device name"),
     ("gpu_count", pa.int32(), "CUDA devices visible"),
+    ("gpu_driver", pa.string(), "NVIDIA driver version"),
+    ("cuda_version", pa.string(), "CUDA runtime torch was built with"),
+    ("gpu_sm_clock_mhz", pa.float64(), "SM clock when the cell started, MHz"),
+    ("gpu_max_sm_clock_mhz", pa.float64(), "maximum SM clock, MHz"),
+    ("gpu_power_limit_w", pa.float64(), "enforced power limit, W"),
     ("cpu_name", pa.string(), "host CPU model"),
     ("cpu_count", pa.int32(), "logical CPUs on the host"),
+    ("cpu_physical_cores", pa.int32(), "physical CPU cores on the host"),
+    ("cpu_affinity", pa.int32(), "CPUs this process may run on (containers limit it)"),
     ("torch_threads", pa.int32(), "torch intra-op threads"),
     ("hostname", pa.string(), "host the cell ran on"),
     ("python_version", pa.string(), "Python version"),
@@ -80,6 +159,9 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("transformers_version", pa.string(), "transformers version"),
     ("bench_version", pa.string(), "bench version"),
     ("git_sha", pa.string(), "commit of the harness, when known"),
+    ("os_kernel", pa.string(), "operating system and kernel release"),
+    ("image", pa.string(), "container image the cell ran in ($BENCH_IMAGE)"),
+    ("image_digest", pa.string(), "its digest ($BENCH_IMAGE_DIGEST), when set"),
     ("started_at", _TS, "UTC time the cell started"),
     ("finished_at", _TS, "UTC time the cell finished"),
     ("config_json", pa.string(), "the cell's full resolved config, as JSON"),
@@ -115,6 +197,10 @@ SAMPLES_SCHEMA = pa.schema(
     [
         pa.field("thread", pa.int16()),  # client thread that sent the request
         pa.field("sent_ns", pa.int64()),  # send time, ns after the measured window opened
-        pa.field("latency_ns", pa.int64()),  # send to complete result on the host
+        pa.field("latency_ns", pa.int64()),  # send (open loop: scheduled) -> complete
+        pa.field("stage", pa.int16()),  # ramp stage index (0 for other scenarios)
+        pa.field("scheduled_ns", pa.int64()),  # open loop: scheduled arrival (else = sent_ns)
+        pa.field("ttft_ns", pa.int64()),  # generate: send -> first token (else null)
+        pa.field("ok", pa.bool_()),  # false: the request raised
     ]
 )

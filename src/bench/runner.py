@@ -12,19 +12,23 @@ import os
 import resource
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from bench.config import CellConfig
+from bench.devicemem import device_memory
 from bench.engines import ENGINES
-from bench.engines.base import Unsupported
+from bench.engines.base import Engine, Unsupported, device_kind
 from bench.environment import host_facts
-from bench.loadgen import LoadResult, run_closed_loop
+from bench.loadgen import LoadResult
 from bench.metrics import summarize
 from bench.rows import SAMPLES_SCHEMA, SCHEMA_VERSION
+from bench.scenarios import Measured, request_for, run_capacity, run_scenario
 
 MAX_ERROR_CHARS = 2000
 
@@ -55,6 +59,8 @@ def base_row(cell: CellConfig) -> dict[str, Any]:
         "cell_id": cell.cell_id,
         "attempt_id": attempt_id(),
         "cell_index": cell.index,
+        "config_id": cell.cell_id.removesuffix(f"-r{cell.repeat}") if cell.repeat else cell.cell_id,
+        "repeat": cell.repeat,
         "model": cell.model.name,
         "model_family": cell.model.family,
         "task": cell.model.task,
@@ -83,44 +89,78 @@ def failure_row(cell: CellConfig, status: str, error_class: str, error: str) -> 
     return row
 
 
-def samples_table(result: LoadResult) -> pa.Table:
+def samples_table(stages: list[LoadResult]) -> pa.Table:
+    """Every measured request of every stage, warmup excluded."""
+    columns: list[list[np.ndarray]] = [[] for _ in SAMPLES_SCHEMA]
+    for index, r in enumerate(stages):
+        ttft = pa.array(r.ttft_ns, mask=r.ttft_ns < 0)
+        parts = [
+            r.thread,
+            r.sent_ns,
+            r.done_ns - r.scheduled_ns,
+            np.full(r.ok.size, index, dtype=np.int16),
+            r.scheduled_ns,
+            ttft,
+            r.ok,
+        ]
+        for column, part in zip(columns, parts, strict=True):
+            column.append(part)
     return pa.Table.from_arrays(
-        [result.thread, result.sent_ns, result.latency_ns], schema=SAMPLES_SCHEMA
+        [pa.chunked_array(c, type=f.type) for c, f in zip(columns, SAMPLES_SCHEMA, strict=True)],
+        schema=SAMPLES_SCHEMA,
     )
 
 
-def _measure(cell: CellConfig, row: dict[str, Any]) -> LoadResult:
-    engine = ENGINES[cell.engine.name](cell)
-    try:
-        prepared = engine.prepare()
+def _load(
+    engine: Engine, row: dict[str, Any] | None, on_prepared: Callable[[], None] | None = None
+) -> None:
+    """prepare, load (timed), initialize (timed); the first copy's figures go into `row`."""
+    prepared = engine.prepare()
+    if on_prepared is not None:
+        on_prepared()
+    started = time.perf_counter()
+    loaded = engine.load()
+    load_s = time.perf_counter() - started
+    started = time.perf_counter()
+    info = {**loaded.extra, **engine.initialize()}
+    init_s = time.perf_counter() - started
+    if row is not None:
         row.update(
             checkpoint=prepared.checkpoint,
             checkpoint_build_s=prepared.build_s,
             download_s=prepared.download_s,
+            load_s=load_s,
+            device=loaded.device,
+            params=loaded.params,
+            init_s=init_s,
+            engine_info=json.dumps(info, sort_keys=True, default=str),
         )
-        started = time.perf_counter()
-        loaded = engine.load()
-        row["load_s"] = time.perf_counter() - started
-        row.update(device=loaded.device, params=loaded.params)
-        started = time.perf_counter()
-        info = {**loaded.extra, **engine.initialize()}
-        row["init_s"] = time.perf_counter() - started
-        row["engine_info"] = json.dumps(info, sort_keys=True, default=str)
-        batch = engine.make_batch()
-        if cell.model.task == "generate":
-            new_tokens = cell.model.new_tokens
 
-            def request() -> object:
-                return engine.generate(batch, new_tokens)
+
+def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
+    engine_class = ENGINES[cell.engine.name]
+    engine = engine_class(cell)
+    copies: list[Engine] = []
+    try:
+        if cell.scenario.name != "capacity":
+            _load(engine, row)
+            measured = run_scenario(cell, engine, request_for(engine, cell))
         else:
+            base: list[float] = []  # in use once the libraries are imported, before weights
+            _load(engine, row, lambda: base.append(device_memory(device_kind(cell)).used_mb()))
 
-            def request() -> object:
-                return engine.infer(batch)
+            def load_copy() -> Engine:
+                copy = engine_class(cell)
+                _load(copy, None)
+                return copy
 
-        result = run_closed_loop(request, engine.synchronize, cell.threads, cell.scenario)
+            measured = run_capacity(cell, engine, base[0], load_copy, copies)
         row.update(engine.describe())
-        return result
+        row.update(measured.columns)
+        return measured
     finally:
+        for copy in copies:
+            copy.close()
         engine.close()
 
 
@@ -139,9 +179,9 @@ def run_cell(cell: CellConfig) -> CellResult:
     row["started_at"] = now_utc()
     samples = None
     try:
-        result = _measure(cell, row)
-        row.update(summarize(result, cell), status="ok")
-        samples = samples_table(result)
+        measured = _measure(cell, row)
+        row.update(summarize(measured.headline, cell), status="ok")
+        samples = samples_table(measured.stages)
     except Unsupported as exc:  # only the host could tell (a library missing, say)
         row.update(status="unsupported", error_class="Unsupported", error=str(exc))
     except Exception as exc:  # a failing cell is a row, never a crashed sweep

@@ -104,6 +104,7 @@ def test_children_run_locally_and_collect_finds_every_cell(bench_cli, s3_root, b
         "grid.axes.threads=[1,2]",
         "scenario.min_requests=5",
         "scenario.min_duration_s=0.1",
+        "scenario.ci_target=0",
         "executor=aws_batch",
         f"executor.image={IMAGE}",
         f"store.root={s3_root}",

@@ -35,6 +35,7 @@ def test_hf_on_cuda(bench_cli, models_dir: Path, model: str, precision: str) -> 
         "threads=2",
         "scenario.min_requests=50",
         "scenario.min_duration_s=0.5",
+        "scenario.ci_target=0",
         f"models_dir={models_dir}",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

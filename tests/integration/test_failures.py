@@ -19,6 +19,7 @@ scenario:
   warmup_requests: 1
   min_requests: 5
   min_duration_s: 0.1
+  ci_target: 0.0
   max_duration_s: 5.0
 """
 
@@ -95,7 +96,7 @@ def test_help_lists_the_verbs(bench_cli) -> None:
 
 
 def test_run_prints_one_row(bench_cli) -> None:
-    proc = bench_cli("run", "engine=sleep", "engine.service_ms=1", "scenario.min_duration_s=0.2")
+    proc = bench_cli("run", "engine=sleep", "engine.service_ms=1", "scenario.min_duration_s=0.2", "scenario.ci_target=0")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)
     assert row["status"] == "ok" and row["engine"] == "sleep" and row["n"] >= 200
@@ -107,6 +108,7 @@ def test_cell_takes_its_index_from_the_scheduler(bench_cli, tmp_path: Path) -> N
         "engine=null",
         "grid.axes.threads=[1,2]",
         "scenario.min_duration_s=0.1",
+        "scenario.ci_target=0",
         "sweep_id=idx",
     )
     assert sweep.returncode == 0, sweep.stderr

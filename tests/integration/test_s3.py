@@ -20,7 +20,8 @@ from tests.support.faultproxy import fault_proxy
 
 pytestmark = pytest.mark.aws
 
-FAST = ["scenario.warmup_requests=1", "scenario.min_requests=5", "scenario.min_duration_s=0.1"]
+FAST = ["scenario.warmup_requests=1", "scenario.min_requests=5", "scenario.min_duration_s=0.1",
+        "scenario.ci_target=0"]
 
 
 def _objects(root: str) -> list[str]:
@@ -155,6 +156,7 @@ def test_s3_checkpoint_is_downloaded_once_and_timed(bench_cli, s3_root, tmp_path
         f"model.checkpoint=s3://{bucket}/checkpoints/bert_tiny",
         f"models_dir={tmp_path / 'cache'}",
         "scenario.min_duration_s=0.2",
+        "scenario.ci_target=0",
     ]
     first = json.loads(bench_cli(*args).stdout)
     assert first["status"] == "ok", first

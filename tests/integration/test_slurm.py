@@ -53,6 +53,7 @@ def null_sweep(
         "grid.axes.batch_size=[1,4]",
         "scenario.min_requests=5",
         "scenario.min_duration_s=0.1",
+        "scenario.ci_target=0",
         "executor=slurm",
         "wait=true",
         "executor.poll_s=1",

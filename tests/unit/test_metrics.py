@@ -69,37 +69,38 @@ def test_usd_per_million_without_throughput_is_none(rate):
 
 
 def test_latency_summary():
-    summary = latency_summary(_ns([1, 2, 3, 4]))
+    summary = latency_summary(_ns([1, 2, 3, 4]), 0.95)
     assert summary["latency_ms_mean"] == pytest.approx(2.5)
     assert summary["latency_ms_std"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
     assert summary["latency_ms_min"] == 1.0
     assert summary["latency_ms_max"] == 4.0
     assert summary["latency_ms_p50"] == 2.0
     assert summary["latency_ms_p99"] == 4.0
-    assert set(summary) == {
-        "latency_ms_p50",
-        "latency_ms_p90",
-        "latency_ms_p95",
-        "latency_ms_p99",
-        "latency_ms_mean",
-        "latency_ms_std",
-        "latency_ms_min",
-        "latency_ms_max",
-    }
+    # four samples support no percentile's interval: every one is flagged, none hidden
+    assert summary["percentile_flags"] == (
+        "p50 interval unbounded above: n=4 < 6 at 95%; p90 unsupported: n=4 < 10; "
+        "p95 unsupported: n=4 < 20; p99 unsupported: n=4 < 100"
+    )
+    assert summary["latency_ms_p50_hi"] is None and summary["latency_ms_p99_hi"] is None
 
 
-def test_latency_summary_of_one_sample_has_zero_std():
-    summary = latency_summary(_ns([3]))
-    assert summary["latency_ms_std"] == 0.0
+def test_latency_summary_of_one_sample_has_no_std():
+    summary = latency_summary(_ns([3]), 0.95)
+    assert summary["latency_ms_std"] is None  # one sample has no spread to report
     assert summary["latency_ms_p50"] == summary["latency_ms_p99"] == 3.0
 
 
 def _result(n: int, window_s: float) -> LoadResult:
     latency = _ns(np.arange(1, n + 1))
+    sent = np.arange(n, dtype=np.int64) * 1000
     return LoadResult(
         thread=np.zeros(n, dtype=np.int16),
-        sent_ns=np.arange(n, dtype=np.int64) * 1000,
-        latency_ns=latency,
+        scheduled_ns=sent,
+        sent_ns=sent,
+        done_ns=sent + latency,
+        ttft_ns=np.full(n, -1, dtype=np.int64),
+        ok=np.ones(n, dtype=bool),
+        token_gaps_ns=np.zeros(0, dtype=np.int64),
         window_s=window_s,
         warmup_n=6,
         stop_reason="targets_met",

@@ -102,6 +102,8 @@ class Engine(ABC):
             return (
                 f"{what} runs a model on at most {cap.max_tp} device(s); tp_degree={cell.tp_degree}"
             )
+        if cell.scenario.name == "capacity" and cell.tp_degree > 1:
+            return "the capacity scenario loads whole copies on one device; set tp_degree=1"
         gpus = cell.instance.gpus
         if device == "cuda" and gpus and cell.tp_degree > gpus:
             return f"tp_degree={cell.tp_degree} exceeds {cell.instance.type}'s {gpus} GPUs"
@@ -154,8 +156,18 @@ class Engine(ABC):
         """Greedy generation of exactly `new_tokens` tokens per sequence."""
         raise NotImplementedError(f"engine {self.name} does not generate")
 
+    def generate_timed(self, batch: Any, new_tokens: int) -> list[int] | None:
+        """generate(), returning the host time (perf_counter_ns) each token step was ready;
+        None from engines that cannot stream, whose rows then carry no TTFT or TPOT."""
+        self.generate(batch, new_tokens)
+        return None
+
     def synchronize(self) -> None:
         """Block until the device has finished the work issued so far."""
+
+    def own_memory(self) -> None:
+        """Make this copy hold its weights in memory of its own (capacity scenario): a copy
+        must not share pages with the copies before it."""
 
     def close(self) -> None:
         """Release the model and device memory."""

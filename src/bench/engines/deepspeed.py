@@ -168,12 +168,12 @@ class DeepSpeedEngine(HFEngine):
             self._broadcast(INFER)
             return super().infer(batch)
 
-    def generate(self, batch: dict[str, Any], new_tokens: int) -> Any:
+    def generate(self, batch: dict[str, Any], new_tokens: int, streamer: Any = None) -> Any:
         if self.cell.tp_degree == 1:
-            return super().generate(batch, new_tokens)
+            return super().generate(batch, new_tokens, streamer)
         with self._lock:
             self._broadcast(GENERATE)
-            return super().generate(batch, new_tokens)
+            return super().generate(batch, new_tokens, streamer)
 
     def follow(self) -> None:
         """Ranks 1..K-1: run each request rank 0 announces, until it says stop."""

@@ -53,6 +53,34 @@ def torch_dtype(precision: str) -> Any:
     return getattr(torch, TORCH_DTYPES[precision])
 
 
+def token_clock(synchronize: Any) -> Any:
+    """A generate() streamer that stamps the host time each step's tokens are ready.
+
+    transformers hands a streamer the prompt first, then each step's new tokens; the stamp
+    is taken after a device synchronise, so it is when the token exists on the device and
+    could be sent to a client."""
+    import time
+
+    from transformers.generation.streamers import BaseStreamer
+
+    class TokenClock(BaseStreamer):
+        def __init__(self) -> None:
+            self.times: list[int] = []
+            self._prompt_seen = False
+
+        def put(self, value: Any) -> None:
+            if not self._prompt_seen:
+                self._prompt_seen = True
+                return
+            synchronize()
+            self.times.append(time.perf_counter_ns())
+
+        def end(self) -> None:
+            pass
+
+    return TokenClock()
+
+
 class HFEngine(Engine):
     name = "hf"
     capability = Capability(ANY_PRECISION | {"int8"}, BOTH_DEVICES)
@@ -137,7 +165,7 @@ class HFEngine(Engine):
         with torch.inference_mode():
             return self.model(**batch)
 
-    def generate(self, batch: dict[str, Any], new_tokens: int) -> Any:
+    def generate(self, batch: dict[str, Any], new_tokens: int, streamer: Any = None) -> Any:
         import torch
 
         pad = self.model.config.pad_token_id
@@ -148,7 +176,25 @@ class HFEngine(Engine):
                 min_new_tokens=new_tokens,  # a fixed amount of work per request
                 do_sample=False,
                 pad_token_id=pad if pad is not None else self.model.config.eos_token_id,
+                streamer=streamer,
             )
+
+    def generate_timed(self, batch: dict[str, Any], new_tokens: int) -> list[int]:
+        clock = token_clock(self.synchronize)
+        self.generate(batch, new_tokens, streamer=clock)
+        return clock.times
+
+    def own_memory(self) -> None:
+        """On CPU, weights loaded from safetensors stay mapped from the checkpoint file, and
+        every copy of one file would share those pages; clone them into private memory."""
+        if self.device == "cpu":
+            import itertools
+
+            import torch
+
+            with torch.no_grad():
+                for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
+                    tensor.data = tensor.data.clone()
 
     def synchronize(self) -> None:
         if getattr(self, "device", "cpu").startswith("cuda"):

@@ -85,7 +85,11 @@ class AwsBatchExecutor(Executor):
             "image": self.options["image"],
             "command": ["--manifest", "Ref::manifest", "--array", "Ref::array"],
             "resourceRequirements": requirements,
-            "environment": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+            # BENCH_IMAGE: rows record the image they ran in (bench.environment.host_facts).
+            "environment": [
+                {"name": "PYTHONUNBUFFERED", "value": "1"},
+                {"name": "BENCH_IMAGE", "value": self.options["image"]},
+            ],
         }
         for key, field in (
             ("job_role_arn", "jobRoleArn"),

@@ -1,0 +1,208 @@
+"""The load scenarios a cell can run (conf/scenario/NAME.yaml), on an engine already loaded.
+
+- latency: the closed loop of `threads` clients (loadgen.run_closed_loop).
+- open_loop: Poisson arrivals at rate_per_s, or at load_fraction x the requests/s a short
+  closed loop at `threads` concurrency reaches first (that capacity is in the row).
+- ramp: one closed-loop stage per concurrency, each warmed up, failures counted rather than
+  fatal. The row names the highest concurrency whose stage met the SLA (P99 <= sla_p99_ms, no
+  failed request), the first concurrency with a failed request, and the stage with the most
+  throughput; its headline figures are those of the SLA stage (the first stage when none met
+  it). The ramp stops after the first stage with a failure: later stages only fail more.
+- capacity: copies of the model are loaded one at a time, each given memory of its own and
+  sent one request, until one more copy would take memory in use past memory_threshold x the
+  budget; then the closed loop sends every request to a random copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.config import CellConfig, ScenarioConfig
+from bench.devicemem import device_memory, host_available_mb
+from bench.engines.base import Engine
+from bench.loadgen import LoadResult, Request, run_closed_loop, run_open_loop
+from bench.metrics import nearest_rank_ms
+
+
+@dataclass
+class Measured:
+    headline: LoadResult  # the records the row's latency and throughput columns describe
+    stages: list[LoadResult] = field(default_factory=list)  # every stage, for the samples
+    columns: dict[str, Any] = field(default_factory=dict)  # scenario-specific row columns
+
+
+def request_for(engine: Engine, cell: CellConfig) -> Request:
+    """One request against `engine`: a forward pass, or a generation that stamps its tokens."""
+    batch = engine.make_batch()
+    if cell.model.task == "generate":
+        new_tokens = cell.model.new_tokens
+        return lambda: engine.generate_timed(batch, new_tokens)
+
+    def infer() -> None:
+        engine.infer(batch)
+
+    return infer
+
+
+def _fixed_length(scenario: ScenarioConfig, seconds: float) -> ScenarioConfig:
+    """A closed loop that runs exactly `seconds` (a ramp stage, a capacity calibration)."""
+    return dataclasses.replace(
+        scenario, min_requests=1, min_duration_s=seconds, max_duration_s=seconds, ci_target=0.0
+    )
+
+
+def run_open_loop_scenario(cell: CellConfig, engine: Engine, request: Request) -> Measured:
+    scenario, columns = cell.scenario, {}
+    rate = scenario.rate_per_s
+    if not rate:
+        probe = run_closed_loop(
+            request, engine.synchronize, cell.threads, _fixed_length(scenario, scenario.calibrate_s)
+        )
+        capacity = probe.n / probe.window_s
+        columns["capacity_rps"] = capacity
+        rate = capacity * scenario.load_fraction
+    seed = cell.seed * 1000 + cell.repeat
+    result = run_open_loop(request, engine.synchronize, cell.threads, rate, scenario, seed=seed)
+    return Measured(result, [result], columns)
+
+
+def _stage_summary(concurrency: int, result: LoadResult, sla_ms: float | None) -> dict[str, Any]:
+    latency = result.latency_ns
+    p99 = nearest_rank_ms(latency, 99) if latency.size else None
+    return {
+        "concurrency": concurrency,
+        "n": result.n,
+        "errors": result.errors,
+        "p50_ms": nearest_rank_ms(latency, 50) if latency.size else None,
+        "p99_ms": p99,
+        "requests_per_s": result.n / result.window_s if result.window_s > 0 else 0.0,
+        "meets_sla": bool(
+            result.errors == 0 and p99 is not None and (sla_ms is None or p99 <= sla_ms)
+        ),
+    }
+
+
+def run_ramp(cell: CellConfig, engine: Engine, request: Request) -> Measured:
+    scenario = cell.scenario
+    stage_config = _fixed_length(scenario, scenario.stage_duration_s)
+    results: list[LoadResult] = []
+    summaries: list[dict[str, Any]] = []
+    for concurrency in scenario.stages:
+        result = run_closed_loop(
+            request,
+            engine.synchronize,
+            concurrency,
+            stage_config,
+            warmup_s=scenario.stage_warmup_s,
+            tolerate_errors=True,
+        )
+        results.append(result)
+        summaries.append(_stage_summary(concurrency, result, scenario.sla_p99_ms))
+        if result.errors:
+            break
+    meeting = [i for i, s in enumerate(summaries) if s["meets_sla"]]
+    failing = [s["concurrency"] for s in summaries if s["errors"]]
+    peak = max(range(len(summaries)), key=lambda i: summaries[i]["requests_per_s"])
+    headline = results[meeting[-1] if meeting else 0]
+    headline.stop_reason = "first_failure" if failing else "stages_done"
+    return Measured(
+        headline,
+        results,
+        {
+            "sla_p99_ms": scenario.sla_p99_ms,
+            "sla_concurrency": summaries[meeting[-1]]["concurrency"] if meeting else None,
+            "first_failure_concurrency": failing[0] if failing else None,
+            "peak_concurrency": summaries[peak]["concurrency"],
+            "stages_json": json.dumps(summaries),
+        },
+    )
+
+
+def run_capacity(
+    cell: CellConfig,
+    engine: Engine,
+    base_mb: float,
+    load_copy: Callable[[], Engine],
+    copies: list[Engine],
+) -> Measured:
+    """Fill memory with copies (appended to `copies` so the caller closes them), then load
+    them all. `engine` is the copy already loaded; `base_mb` was in use before it."""
+    scenario = cell.scenario
+    memory = device_memory(getattr(engine, "device", "cpu"))
+    budget = scenario.memory_budget_mb or memory.total_mb
+    limit = scenario.memory_threshold * budget
+    host_floor = (1 - scenario.memory_threshold) * device_memory("cpu").total_mb
+
+    def settle(copy: Engine) -> float:
+        copy.own_memory()
+        request_for(copy, cell)()  # the first request allocates what serving needs
+        copy.synchronize()
+        return memory.used_mb()
+
+    trace = [{"copy": 1, "used_mb": settle(engine)}]
+    used, reason = trace[0]["used_mb"], ""
+    if used > limit:
+        reason = f"one copy already uses {used:.0f} MiB, past {limit:.0f} MiB"
+    while not reason:
+        # the latest copy's size: the first one's also carries one-off costs (CUDA context)
+        step = trace[-1]["used_mb"] - _steps(trace, base_mb)[-1][1]
+        if len(copies) + 1 >= scenario.max_copies:
+            reason = f"max_copies={scenario.max_copies} reached"
+        elif used + step > limit:
+            reason = (
+                f"one more copy (~{step:.0f} MiB) would take {used:.0f} MiB past "
+                f"{scenario.memory_threshold:.0%} of {budget:.0f} MiB"
+            )
+        elif memory.kind == "cpu" and host_available_mb() - step < host_floor:
+            reason = "the host's available memory would fall below the threshold's margin"
+        else:
+            copies.append(load_copy())
+            used = settle(copies[-1])
+            trace.append({"copy": len(trace) + 1, "used_mb": used})
+    fit = [engine, *copies]
+    requests = [request_for(copy, cell) for copy in fit]
+    chooser = random.Random(cell.seed)
+
+    def any_copy() -> Any:
+        return chooser.choice(requests)()  # each request goes to a random copy
+
+    result = run_closed_loop(any_copy, engine.synchronize, cell.threads, scenario)
+    deltas = [t["used_mb"] - p for t, p in _steps(trace, base_mb)]
+    return Measured(
+        result,
+        [result],
+        {
+            "copies_fit": len(fit),
+            "memory_per_copy_mb": float(np.median(deltas)),
+            "memory_base_mb": base_mb,
+            "memory_used_mb": used,
+            "memory_budget_mb": budget,
+            "memory_threshold": scenario.memory_threshold,
+            "capacity_reason": reason,
+            "stages_json": json.dumps(trace),
+        },
+    )
+
+
+def _steps(trace: list[dict[str, Any]], base_mb: float) -> list[tuple[dict[str, Any], float]]:
+    """Each trace entry with the memory in use before it."""
+    before = [base_mb, *(t["used_mb"] for t in trace[:-1])]
+    return list(zip(trace, before, strict=True))
+
+
+def run_scenario(cell: CellConfig, engine: Engine, request: Request) -> Measured:
+    """latency, open_loop and ramp (capacity needs the runner's loader: run_capacity)."""
+    name = cell.scenario.name
+    if name == "open_loop":
+        return run_open_loop_scenario(cell, engine, request)
+    if name == "ramp":
+        return run_ramp(cell, engine, request)
+    result = run_closed_loop(request, engine.synchronize, cell.threads, cell.scenario)
+    return Measured(result, [result])
