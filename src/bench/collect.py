@@ -165,11 +165,25 @@ SUMMARY_COLUMNS = {
 SUMMARY_MAX_ROWS = 40
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    """An interval for the summary table; an end the sample count cannot give is shown so."""
+    if low is None and high is None:
+        return ""
+    return f"{low:.4g}-{high:.4g}" if high is not None else f">={low:.4g} (few n)"
+
+
 def summary_text(collected: Collected) -> str:
     """A compact table of the aggregate plus lines naming missing, failed, unreadable cells.
     A large sweep shows its first rows and the count per status."""
-    frame = collected.table.select(list(SUMMARY_COLUMNS)).to_pandas()
-    frame = frame.rename(columns=SUMMARY_COLUMNS)
+    table = collected.table
+    frame = table.select(list(SUMMARY_COLUMNS)).to_pandas().rename(columns=SUMMARY_COLUMNS)
+    extra = table.select(["latency_ms_p99_lo", "latency_ms_p99_hi", "verdict"]).to_pylist()
+    frame.insert(
+        frame.columns.get_loc("p99_ms") + 1,
+        "p99 95% CI",
+        [_interval(e["latency_ms_p99_lo"], e["latency_ms_p99_hi"]) for e in extra],
+    )
+    frame["verdict"] = [e["verdict"] or "" for e in extra]
     shown = frame.head(SUMMARY_MAX_ROWS)
     lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     if len(frame) > len(shown):
@@ -179,6 +193,13 @@ def summary_text(collected: Collected) -> str:
         error = collected.table.filter(pc.equal(collected.table["cell_id"], cell_id))
         message = (error.column("error")[0].as_py() or "")[:200]
         lines.append(f"failed: {cell_id}: {message}")
+    flagged = table.filter(pc.is_valid(table["percentile_flags"]))
+    for cell_id, flags in zip(
+        flagged.column("cell_id").to_pylist()[:SUMMARY_MAX_ROWS],
+        flagged.column("percentile_flags").to_pylist(),
+        strict=False,
+    ):
+        lines.append(f"flagged: {cell_id}: {flags}")
     lines += [f"missing: {cell_id} (in the manifest, no row)" for cell_id in collected.missing]
     lines += [f"unreadable, skipped: {path}: {error}" for path, error in collected.unreadable]
     return "\n".join(lines)

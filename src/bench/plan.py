@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import random
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,9 +38,10 @@ SCALAR_AXES = (
 )
 DOTTED_PREFIXES = ("model.", "engine.", "scenario.")
 MANIFEST_VERSION = 1
+ORDERS = ("manifest", "shuffled")
 SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Keys that do not change what a cell measures, so they stay out of its id.
-_NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes")
+_NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat")
 _NOT_IDENTITY_COST = ("price_per_hour", "price_source")
 
 
@@ -54,6 +56,17 @@ class Plan:
     force: bool = False
     wait: bool = False  # with a scheduler: block until the jobs finish, then collect
     run_infeasible: bool = False  # run cells the memory planner rules out
+    order: str = "manifest"  # manifest | shuffled: the order cells are run or submitted in
+
+    def run_order(self, indices: list[int]) -> list[int]:
+        """`indices` in the order to run them: as listed, or shuffled with a seed taken from
+        the sweep id (the same sweep resumes in the same order), so drift over a long sweep
+        (thermals, neighbours, a cache warming) does not line up with any axis."""
+        if self.order != "shuffled":
+            return list(indices)
+        shuffled = list(indices)
+        random.Random(_digest(self.sweep_id, 16)).shuffle(shuffled)
+        return shuffled
 
     def to_manifest(self) -> dict[str, Any]:
         return {
@@ -174,6 +187,20 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
     return dataclasses.replace(cell, cell_id=cell_id_for(cell))
 
 
+def _repeats(cell: CellConfig, repeats: int, first_index: int) -> list[CellConfig]:
+    """The cell once per repeat: each its own job in a fresh process. Repeat 0 keeps the plain
+    id (a sweep that adds repeats later reuses its rows); repeat k gets `-rk`."""
+    return [
+        dataclasses.replace(
+            cell,
+            repeat=k,
+            index=first_index + k,
+            cell_id=f"{cell.cell_id}-r{k}" if k else cell.cell_id,
+        )
+        for k in range(repeats)
+    ]
+
+
 def _blocks(base: DictConfig, overrides: list[str]) -> list[dict[str, list[Any]]]:
     """The products a grid is the union of: `grid.axes`, each `grid.blocks` entry laid over it
     (a block replaces the axes it names), and command-line pins on top of all."""
@@ -214,6 +241,12 @@ def _composed_groups(
 def plan_from_overrides(overrides: list[str]) -> Plan:
     """Compose, expand the grid, validate every cell. Raises ConfigError / UsageError."""
     base = compose_one(overrides)
+    repeats = base.get("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ConfigError("repeats", repeats, "must be an integer >= 1")
+    order = base.get("order", "manifest")
+    if order not in ORDERS:
+        raise ConfigError("order", order, "allowed: " + ", ".join(ORDERS))
     products = _blocks(base, overrides)
     by_groups = _composed_groups(products, overrides)
 
@@ -239,7 +272,7 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
             cell = _cell(cfg, point, len(cells))
             if cell.cell_id not in seen:
                 seen.add(cell.cell_id)
-                cells.append(cell)
+                cells.extend(_repeats(cell, repeats, len(cells)))
 
     grid_name = str(base.grid.name)
     sweep_id = base.sweep_id
@@ -258,4 +291,5 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
         force=bool(base.force),
         wait=bool(base.wait),
         run_infeasible=bool(base.run_infeasible),
+        order=str(order),
     )

@@ -122,7 +122,7 @@ def run_sweep(plan: Plan, stream: TextIO = sys.stderr) -> Collected | None:
     _check_same_grid(store, plan)
     manifest_uri = write_manifest(store, plan)
     unsupported = write_unsupported(store, plan, this_host=executor.synchronous)
-    pending = pending_indices(store, plan, unsupported)
+    pending = plan.run_order(pending_indices(store, plan, unsupported))
     skipped = len(plan.cells) - len(pending) - len(unsupported)
     print(
         f"sweep {plan.sweep_id}: {len(plan.cells)} cells, {len(pending)} to run, "

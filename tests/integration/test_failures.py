@@ -96,7 +96,13 @@ def test_help_lists_the_verbs(bench_cli) -> None:
 
 
 def test_run_prints_one_row(bench_cli) -> None:
-    proc = bench_cli("run", "engine=sleep", "engine.service_ms=1", "scenario.min_duration_s=0.2", "scenario.ci_target=0")
+    proc = bench_cli(
+        "run",
+        "engine=sleep",
+        "engine.service_ms=1",
+        "scenario.min_duration_s=0.2",
+        "scenario.ci_target=0",
+    )
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)
     assert row["status"] == "ok" and row["engine"] == "sleep" and row["n"] >= 200

@@ -20,8 +20,12 @@ from tests.support.faultproxy import fault_proxy
 
 pytestmark = pytest.mark.aws
 
-FAST = ["scenario.warmup_requests=1", "scenario.min_requests=5", "scenario.min_duration_s=0.1",
-        "scenario.ci_target=0"]
+FAST = [
+    "scenario.warmup_requests=1",
+    "scenario.min_requests=5",
+    "scenario.min_duration_s=0.1",
+    "scenario.ci_target=0",
+]
 
 
 def _objects(root: str) -> list[str]:

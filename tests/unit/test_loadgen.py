@@ -99,7 +99,9 @@ def test_sleep_engine_calibration(threads, batch_size):
 
 
 def test_run_cell_row_fits_the_row_schema():
-    cell = _sleep_cell(**{"scenario.min_requests": 5, "scenario.min_duration_s": 0.05, "scenario.ci_target": 0})
+    cell = _sleep_cell(
+        **{"scenario.min_requests": 5, "scenario.min_duration_s": 0.05, "scenario.ci_target": 0}
+    )
     row = run_cell(cell).row
     table = rows_to_table([row])  # raises KeyError on a column the schema lacks
     assert table.num_rows == 1
@@ -245,8 +247,12 @@ def test_run_cell_turns_an_engine_error_into_a_failed_row(monkeypatch):
 
 def test_run_cell_null_engine():
     cell = plan_from_overrides(
-        ["engine=null", "scenario.min_requests=100", "scenario.min_duration_s=0.05"]
-        + ["scenario.ci_target=0"]
+        [
+            "engine=null",
+            "scenario.min_requests=100",
+            "scenario.min_duration_s=0.05",
+            "scenario.ci_target=0",
+        ]
     ).cells[0]
     row = run_cell(cell).row
     assert row["status"] == "ok", row.get("error")
