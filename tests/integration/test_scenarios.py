@@ -1,0 +1,210 @@
+"""Scenarios and measurement checked against engines whose truth we know (the sleep engine:
+a known service-time distribution, concurrency limit or slowdown), a real generating model
+on CPU, and the memory arithmetic of real model copies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from bench.engines.calibration import SleepEngine
+from bench.loadgen import run_closed_loop
+from bench.plan import plan_from_overrides
+from bench.runner import run_cell
+from bench.stats import quantile_interval
+
+
+def _cell(*overrides: str, models_dir=None):
+    extra = [f"models_dir={models_dir}"] if models_dir else []
+    return plan_from_overrides([*overrides, *extra]).cells[0]
+
+
+def test_intervals_cover_the_sleep_engines_true_percentiles_over_repeated_runs():
+    """40 short runs against lognormal service times: every run's P50/P90/P99 interval is
+    checked against the distribution's own percentile; coverage must be near 95%."""
+    cell = _cell(
+        "engine=sleep", "engine.distribution=lognormal", "engine.service_ms=20", "engine.sigma=0.5"
+    )
+    options = SleepEngine.Options(**cell.engine.options)
+    truth = {p: SleepEngine.true_quantile_ms(options, p / 100) for p in (50, 90, 99)}
+    scenario = dataclasses.replace(
+        cell.scenario, warmup_requests=1, min_requests=400, min_duration_s=0.01, ci_target=0.0
+    )
+    runs, hits = 40, dict.fromkeys(truth, 0)
+    for run in range(runs):
+        engine = SleepEngine(dataclasses.replace(cell, seed=run))
+        engine.load()
+        result = run_closed_loop(lambda e=engine: e.infer(None), lambda: None, 32, scenario)
+        ordered = np.sort(result.latency_ns) / 1e6
+        assert ordered.size >= 400
+        for p, true_ms in truth.items():
+            low, high = quantile_interval(ordered, p / 100, 0.95)
+            hits[p] += low <= true_ms <= high
+    for p, count in hits.items():
+        # 95% nominal; 34 of 40 or more happens with probability > 0.98 when it holds
+        assert count >= 34, f"P{p} interval held the true value in only {count} of {runs} runs"
+
+
+def test_injected_slowdown_mid_run_is_unstable_and_a_steady_run_is_stable():
+    common = [
+        "engine=sleep",
+        "engine.service_ms=4",
+        "scenario.warmup_requests=2",
+        "scenario.min_requests=10",
+        "scenario.min_duration_s=2.5",
+        "scenario.max_duration_s=10",
+        "scenario.ci_target=0",
+    ]
+    steady = run_cell(_cell(*common)).row
+    assert steady["verdict"] == "stable", steady["verdict_reason"]
+    # about 1.3 s of 4 ms requests, then every request takes twice as long
+    slowed = run_cell(_cell(*common, "engine.slowdown_after=320", "engine.slowdown_factor=2.0"))
+    row = slowed.row
+    assert row["status"] == "ok", row.get("error")
+    assert row["verdict"] == "unstable"
+    assert "throughput" in row["verdict_reason"] or "P50" in row["verdict_reason"]
+    windows = json.loads(row["windows_json"])
+    assert windows[-1]["per_s"] < 0.7 * windows[0]["per_s"]  # the windows show the step
+
+
+def test_open_loop_queueing_grows_as_the_rate_nears_capacity():
+    """One client in front of a 2 ms server (M/D/1): the queueing delay a closed loop would
+    hide grows with the offered load, roughly as rho / (2 (1 - rho)) service times."""
+    rows = {}
+    for fraction in (0.5, 0.8, 0.95):
+        cell = _cell(
+            "engine=sleep",
+            "engine.service_ms=2",
+            "scenario=open_loop",
+            f"scenario.load_fraction={fraction}",
+            "scenario.calibrate_s=1.0",
+            "scenario.min_requests=600",
+            "scenario.min_duration_s=2.0",
+            "scenario.max_duration_s=20",
+            "threads=1",
+        )
+        rows[fraction] = row = run_cell(cell).row
+        assert row["status"] == "ok", row.get("error")
+        assert row["target_rate_per_s"] == pytest.approx(fraction * row["capacity_rps"])
+        assert row["dropped"] == 0
+        service = row["service_ms_p50"]
+        # latency runs from the scheduled arrival: it is service plus the queueing
+        assert row["latency_ms_mean"] == pytest.approx(
+            service + row["queue_delay_ms_mean"], rel=0.15
+        )
+    waits = [rows[f]["queue_delay_ms_mean"] for f in (0.5, 0.8, 0.95)]
+    assert waits[0] < waits[1] < waits[2], waits
+    at_80 = rows[0.8]
+    theory = 0.8 / (2 * 0.2) * at_80["service_ms_p50"]
+    assert theory / 3 < at_80["queue_delay_ms_mean"] < theory * 3
+    # at 80% the generator keeps up: achieved within 15% of target (Poisson count noise)
+    assert at_80["achieved_rate_per_s"] == pytest.approx(at_80["target_rate_per_s"], rel=0.15)
+    assert at_80["dispatch_delay_ms_p50"] < 1.0
+
+
+def test_ramp_finds_the_knee_of_a_known_concurrency_limit():
+    """4 service slots of 10 ms and a waiting line of 6: up to 4 clients meet a 15 ms P99;
+    8 wait one service time (20 ms); 16 overflow the line and are refused."""
+    cell = _cell(
+        "engine=sleep",
+        "engine.service_ms=10",
+        "engine.max_concurrency=4",
+        "engine.max_waiting=6",
+        "scenario=ramp",
+        "sla.p99_ms=15",
+        "scenario.stages=[1,2,4,8,16,32]",
+        "scenario.stage_duration_s=0.6",
+        "scenario.stage_warmup_s=0.2",
+    )
+    row = run_cell(cell).row
+    assert row["status"] == "ok", row.get("error")
+    assert row["sla_concurrency"] == 4
+    assert row["first_failure_concurrency"] == 16
+    stages = json.loads(row["stages_json"])
+    assert [s["concurrency"] for s in stages] == [1, 2, 4, 8, 16]  # stops after the failure
+    assert stages[3]["p50_ms"] == pytest.approx(20, rel=0.2)
+    assert row["stop_reason"] == "first_failure"
+    assert row["latency_ms_p99"] <= 15  # the headline is the SLA stage's
+    assert row["requests_per_s"] == pytest.approx(4 / 0.010, rel=0.15)
+
+
+def test_generation_cell_ttft_and_tpot_agree_with_e2e(models_dir):
+    cell = _cell(
+        "model=opt_tiny",
+        "model.new_tokens=8",
+        "scenario.min_requests=40",
+        "scenario.min_duration_s=0.5",
+        "scenario.ci_target=0",
+        models_dir=models_dir,
+    )
+    result = run_cell(cell)
+    row = result.row
+    assert row["status"] == "ok", row.get("error")
+    samples = result.samples
+    ttft = samples.column("ttft_ns").to_numpy() / 1e6
+    e2e = samples.column("latency_ns").to_numpy() / 1e6
+    assert pc.all(pc.is_valid(samples.column("ttft_ns"))).as_py()
+    assert np.all((ttft > 0) & (ttft < e2e))
+    tpot = (e2e - ttft) / 7
+    assert row["tpot_ms_p50"] == pytest.approx(
+        float(np.percentile(tpot, 50, method="inverted_cdf"))
+    )
+    # TTFT plus seven typical token gaps is a typical request
+    rebuilt = row["ttft_ms_p50"] + 7 * row["itl_ms_p50"]
+    assert rebuilt == pytest.approx(row["latency_ms_p50"], rel=0.25)
+    assert row["decode_tokens_per_s"] == pytest.approx(1 / (tpot.mean() / 1e3), rel=1e-6)
+    assert row["prefill_tokens_per_s"] == pytest.approx(cell.model.seq_len / (ttft.mean() / 1e3))
+    assert row["usd_per_million_output_tokens"] == pytest.approx(row["usd_per_million_tokens"])
+    assert row["output_tokens_per_gpu_per_s"] is None  # CPU: no GPU to divide by
+    assert row["ttft_ms_p99"] >= row["ttft_ms_p50"]
+
+
+def test_capacity_on_cpu_matches_the_memory_arithmetic(models_dir):
+    budget = 900.0
+    cell = _cell(
+        "scenario=capacity",
+        f"scenario.memory_budget_mb={budget}",
+        "scenario.min_requests=20",
+        "scenario.min_duration_s=0.3",
+        "scenario.ci_target=0",
+        models_dir=models_dir,
+    )
+    row = run_cell(cell).row
+    assert row["status"] == "ok", row.get("error")
+    weights_mb = row["params"] * 4 / 2**20  # fp32
+    assert row["memory_per_copy_mb"] == pytest.approx(weights_mb, rel=0.1)
+    trace = json.loads(row["stages_json"])
+    limit = 0.9 * budget
+    expected = 1 + math.floor((limit - trace[0]["used_mb"]) / weights_mb)
+    assert abs(row["copies_fit"] - expected) <= 1, (row["copies_fit"], expected)
+    assert row["copies_fit"] == len(trace) >= 5
+    assert row["memory_used_mb"] <= limit < row["memory_used_mb"] + row["memory_per_copy_mb"] * 1.5
+    assert "would take" in row["capacity_reason"]
+    assert row["n"] >= 20  # then it served requests across the copies
+
+
+def test_repeats_are_separate_cells_and_shuffled_order_is_a_seeded_permutation():
+    plan = plan_from_overrides(["+grid=smoke", "repeats=3", "order=shuffled"])
+    assert len(plan.cells) == 48
+    first = plan.cells[:3]
+    assert [c.repeat for c in first] == [0, 1, 2]
+    assert first[1].cell_id == f"{first[0].cell_id}-r1"
+    order = plan.run_order(list(range(48)))
+    assert sorted(order) == list(range(48)) and order != list(range(48))
+    again = plan_from_overrides(["+grid=smoke", "repeats=3", "order=shuffled"])
+    assert again.run_order(list(range(48))) == order  # a resumed sweep keeps its order
+    row = run_cell(
+        _cell(
+            "engine=sleep",
+            "repeats=2",
+            "scenario.min_requests=5",
+            "scenario.min_duration_s=0.05",
+            "scenario.ci_target=0",
+        )
+    ).row
+    assert row["config_id"] == row["cell_id"] and row["repeat"] == 0
