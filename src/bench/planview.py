@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from bench.config import CellConfig
+from bench.config import CellConfig, ScenarioConfig
 from bench.engines import ENGINES
 from bench.feasibility import FitRow, cell_estimate, gpu_capacity_gb, infeasible_reason
 from bench.plan import Plan
@@ -50,7 +50,7 @@ def plan_report(plan: Plan, cell_overhead_s: float) -> dict[str, Any]:
             }
         )
         if verdict == "run":
-            hours = (cell_overhead_s + cell.scenario.min_duration_s) / 3600
+            hours = (cell_overhead_s + measured_seconds(cell.scenario)) / 3600
             entry = per_instance[cell.instance.type]
             entry["cells"] += 1
             entry["hours"] += hours
@@ -65,6 +65,15 @@ def plan_report(plan: Plan, cell_overhead_s: float) -> dict[str, Any]:
         "per_instance": totals,
         "usd_total": round(sum(v["usd"] for v in per_instance.values()), 2),
     }
+
+
+def measured_seconds(scenario: ScenarioConfig) -> float:
+    """The least time a cell's scenario measures (its stopping rule may take longer)."""
+    if scenario.name == "ramp":
+        return len(scenario.stages) * (scenario.stage_duration_s + scenario.stage_warmup_s)
+    if scenario.name == "open_loop" and not scenario.rate_per_s:
+        return scenario.calibrate_s + scenario.min_duration_s
+    return scenario.min_duration_s
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

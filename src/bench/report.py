@@ -5,8 +5,9 @@ Plots (PNG, matplotlib, one set per model):
 - throughput and $ per million inferences vs batch size (best client-thread count per point);
 - load time per engine (load_s with init_s stacked on it).
 Recommendation: per model, the cheapest ok configuration (by $/M inferences) whose P99 meets
-the SLA, and the Pareto front of P99 latency vs $/M (no other configuration is both faster and
-cheaper). The HTML page embeds the PNGs, so it is one self-contained file.
+the SLA (the upper end of its 95% interval, where the sample count gives one), and the Pareto
+front of P99 latency vs $/M (no other configuration is both faster and cheaper). The HTML page
+embeds the PNGs, so it is one self-contained file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ CONFIG_COLUMNS = ["model", "engine", "instance", "precision", "batch_size", "thr
 FIGURES_COLUMNS = [
     "latency_ms_p50",
     "latency_ms_p99",
+    "latency_ms_p99_hi",
+    "verdict",
     "n",
     "inferences_per_s",
     "usd_per_million_inferences",
@@ -36,11 +39,26 @@ class Report:
     pareto: pd.DataFrame
 
 
+def _with_figures(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows from before intervals and verdicts existed get those columns empty."""
+    missing = [c for c in FIGURES_COLUMNS if c not in frame.columns]
+    return frame.assign(**dict.fromkeys(missing)) if missing else frame
+
+
+def meets_sla(frame: pd.DataFrame, p99_ms: float) -> pd.Series:
+    """A row meets the SLA when the upper end of its P99 interval does: with 95% confidence,
+    not by luck of the sample. A row too small to bound its P99 is judged on the estimate
+    (its percentile_flags column says so)."""
+    upper = frame["latency_ms_p99_hi"].astype(float).fillna(frame["latency_ms_p99"])
+    return upper <= p99_ms
+
+
 def recommend(frame: pd.DataFrame, p99_ms: float | None) -> pd.DataFrame:
     """Per model, the cheapest ok row meeting the SLA (all ok rows when there is none)."""
+    frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
     if p99_ms is not None:
-        ok = ok[ok["latency_ms_p99"] <= p99_ms]
+        ok = ok[meets_sla(ok, p99_ms)]
     if ok.empty:
         return ok[CONFIG_COLUMNS + FIGURES_COLUMNS]
     best = ok.loc[ok.groupby("model")["usd_per_million_inferences"].idxmin()]
@@ -49,6 +67,7 @@ def recommend(frame: pd.DataFrame, p99_ms: float | None) -> pd.DataFrame:
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows no other row beats on both P99 latency and $/M (per model), sorted by latency."""
+    frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
     keep = []
     for _, group in ok.groupby("model"):

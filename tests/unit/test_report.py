@@ -82,3 +82,16 @@ def test_report_with_only_failed_rows(p99):
     frame = _frame().assign(status="failed")
     report = build_report(frame, "s2", p99)
     assert report.images == {} and report.recommendations.empty
+
+
+def test_the_sla_is_judged_on_the_upper_end_of_the_p99_interval():
+    """fp16 b32 has P99 37 ms but an interval reaching 41 ms: under a 40 ms SLA it is not
+    safe to recommend; with no interval (too few samples) the estimate decides."""
+    frame = _frame()
+    fp16 = (frame["precision"] == "fp16") & (frame["batch_size"] == 32)
+    frame["latency_ms_p99_hi"] = frame["latency_ms_p99"] * 1.05
+    frame.loc[fp16 & (frame["instance"] == "g5.4xlarge"), "latency_ms_p99_hi"] = 41.0
+    best = recommend(frame, p99_ms=40.0)
+    assert not (best["precision"].eq("fp16") & best["batch_size"].eq(32)).any()
+    frame["latency_ms_p99_hi"] = None
+    assert recommend(frame, p99_ms=40.0).iloc[0]["precision"] == "fp16"
