@@ -56,7 +56,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     (
         "stop_reason",
         pa.string(),
-        "why measuring stopped: intervals_tight | targets_met | max_duration | stages_done",
+        "why measuring stopped: intervals_tight | targets_met | max_duration | "
+        "stages_done | first_failure (ramp) | schedule_done (open loop)",
     ),
     ("errors", pa.int64(), "requests that raised (ramp and open loop count them and go on)"),
     ("latency_ms_p50", pa.float64(), "nearest-rank 50th percentile request latency"),

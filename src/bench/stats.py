@@ -6,7 +6,7 @@
   confidence (exact, conservative; no assumption about the latency distribution).
 - A percentile is *unsupported* below 1 / (1 - q) samples (P99 from fewer than 100 requests is
   the maximum, not a percentile); its interval is *unbounded above* below the n at which
-  x(u) exists (P99 at 95%: 367 requests). Both are flagged in the row.
+  x(u) exists (P99 at 95%: 368 requests). Both are flagged in the row.
 - Throughput intervals are a block bootstrap over equal time blocks of the measured window:
   requests in a closed loop are not independent, time blocks nearly are. $/M is a monotone
   function of throughput, so its interval is the throughput interval mapped through it.
