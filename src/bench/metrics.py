@@ -69,12 +69,19 @@ def latency_summary(latency_ns: np.ndarray, confidence: float) -> dict[str, Any]
 
 
 def stability(result: LoadResult, scenario: ScenarioConfig) -> dict[str, Any]:
-    """The windows and the verdict on the last of them."""
+    """The windows and the verdict on the last of them.
+
+    In an open loop the arrivals set the throughput and queueing makes latency bursty, so
+    the server's health is judged on service time (sent -> complete) alone."""
     ok = result.ok
+    open_loop = result.target_rate_per_s is not None
+    judged = (result.done_ns - result.sent_ns)[ok] if open_loop else result.latency_ns
     windows = stats.time_windows(
-        result.done_ns[ok], result.latency_ns, int(result.window_s * 1e9), scenario.windows
+        result.done_ns[ok], judged, int(result.window_s * 1e9), scenario.windows
     )
-    verdict, reason = stats.verdict(windows, scenario.stable_windows, scenario.stable_tolerance)
+    verdict, reason = stats.verdict(
+        windows, scenario.stable_windows, scenario.stable_tolerance, judge_rate=not open_loop
+    )
     return {
         "verdict": verdict,
         "verdict_reason": reason,

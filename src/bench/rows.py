@@ -78,7 +78,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ),
     ("verdict", pa.string(), "stable | unstable: do the last windows agree"),
     ("verdict_reason", pa.string(), "the figures behind the verdict"),
-    ("windows_json", pa.string(), "JSON: per time window, requests, throughput and P50"),
+    (
+        "windows_json",
+        pa.string(),
+        "JSON: per time window, requests, throughput and P50 (open loop: service-time P50)",
+    ),
     ("latency_ms_mean", pa.float64(), "mean request latency"),
     ("latency_ms_std", pa.float64(), "sample standard deviation of request latency"),
     ("latency_ms_min", pa.float64(), "fastest request"),

@@ -150,9 +150,12 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / median if median > 0 else math.inf
 
 
-def verdict(windows: list[Window], last: int, tolerance: float) -> tuple[str, str]:
+def verdict(
+    windows: list[Window], last: int, tolerance: float, judge_rate: bool = True
+) -> tuple[str, str]:
     """`stable` when the last `last` windows agree on throughput and P50 within `tolerance`
-    (spread = (max - min) / median); else `unstable`, with the figures that decided it."""
+    (spread = (max - min) / median); else `unstable`, with the figures that decided it.
+    Without `judge_rate` (open loop: the arrivals set the rate) only the P50 is judged."""
     tail = windows[-last:]
     sparse = [i for i, w in enumerate(tail, len(windows) - last + 1) if w.n < MIN_WINDOW_REQUESTS]
     if sparse:
@@ -165,6 +168,16 @@ def verdict(windows: list[Window], last: int, tolerance: float) -> tuple[str, st
     p50s = [w.p50_ms for w in tail if w.p50_ms is not None]
     rate_spread, p50_spread = _spread(rates), _spread(p50s)
     span = f"the last {last} of {len(windows)} windows"
+    if not judge_rate:
+        if p50_spread > tolerance:
+            return "unstable", (
+                f"service-time P50 over {span} spans {min(p50s):.4g}-{max(p50s):.4g} ms "
+                f"({p50_spread:.0%} of the median; tolerance {tolerance:.0%})"
+            )
+        return "stable", (
+            f"{span} agree: service-time P50 within {p50_spread:.1%} (tolerance "
+            f"{tolerance:.0%}; open loop, so the arrivals set the throughput)"
+        )
     if rate_spread > tolerance:
         return "unstable", (
             f"throughput over {span} spans {min(rates):.4g}-{max(rates):.4g}/s "

@@ -94,3 +94,12 @@ def test_verdict_refuses_to_judge_sparse_windows():
     windows = [stats.Window(i, n, 10.0, 5.0) for i, n in enumerate([40, 40, 40, 40, 3])]
     verdict, reason = stats.verdict(windows, 3, 0.1)
     assert verdict == "unstable" and "window 5 of 5 has 3" in reason
+
+
+def test_open_loop_verdict_judges_service_time_not_the_arrival_rate():
+    # Poisson arrivals make window rates differ; the server itself is steady
+    windows = _windows([330, 390, 330, 400, 380], [2.1, 2.1, 2.1, 2.1, 2.1])
+    verdict, reason = stats.verdict(windows, 3, 0.1, judge_rate=False)
+    assert verdict == "stable" and "service-time P50" in reason
+    windows = _windows([380] * 5, [2.1, 2.1, 2.1, 2.1, 3.0])
+    assert stats.verdict(windows, 3, 0.1, judge_rate=False)[0] == "unstable"
