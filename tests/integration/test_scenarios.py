@@ -209,3 +209,39 @@ def test_repeats_are_separate_cells_and_shuffled_order_is_a_seeded_permutation()
         )
     ).row
     assert row["config_id"] == row["cell_id"] and row["repeat"] == 0
+
+
+@pytest.mark.gpu
+def test_generation_and_capacity_on_cuda(models_dir):
+    """On a GPU: token stamps after a device synchronise, and copies counted in device memory
+    (torch's total - free, as nvidia-smi counts it)."""
+    gen = run_cell(
+        _cell(
+            "model=opt_tiny",
+            "device=cuda",
+            "scenario.min_requests=40",
+            "scenario.min_duration_s=0.5",
+            "scenario.ci_target=0",
+            models_dir=models_dir,
+        )
+    ).row
+    assert gen["status"] == "ok", gen.get("error")
+    assert 0 < gen["ttft_ms_p50"] < gen["latency_ms_p50"]
+    assert gen["output_tokens_per_gpu_per_s"] == pytest.approx(gen["tokens_per_s"])
+    assert gen["gpu_driver"] and gen["gpu_name"]
+    cap = run_cell(
+        _cell(
+            "scenario=capacity",
+            "device=cuda",
+            "scenario.memory_budget_mb=4096",
+            "scenario.min_requests=20",
+            "scenario.min_duration_s=0.3",
+            "scenario.ci_target=0",
+            models_dir=models_dir,
+        )
+    ).row
+    assert cap["status"] == "ok", cap.get("error")
+    weights_mb = cap["params"] * 4 / 2**20
+    # the caching allocator rounds each copy's blocks up; a copy is its weights and a little
+    assert weights_mb * 0.9 < cap["memory_per_copy_mb"] < weights_mb * 2 + 4
+    assert cap["memory_used_mb"] <= 0.9 * 4096
