@@ -41,7 +41,7 @@ class Report:
 
 def _with_figures(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows from before intervals and verdicts existed get those columns empty."""
-    missing = [c for c in FIGURES_COLUMNS if c not in frame.columns]
+    missing = [c for c in [*FIGURES_COLUMNS, "latency_ms_p99_lo"] if c not in frame.columns]
     return frame.assign(**dict.fromkeys(missing)) if missing else frame
 
 
@@ -109,10 +109,16 @@ def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
     best = _best_per_batch(ok)
     for (instance, precision), group in best.groupby(["instance", "precision"]):
         group = group.sort_values("batch_size")
-        axes.plot(
-            group["latency_ms_p99"],
+        p99 = group["latency_ms_p99"].astype(float)
+        # horizontal bars: the P99's 95% interval (an open end, too few samples, is left off)
+        low = (p99 - group["latency_ms_p99_lo"].astype(float)).fillna(0).clip(lower=0)
+        high = (group["latency_ms_p99_hi"].astype(float) - p99).fillna(0).clip(lower=0)
+        axes.errorbar(
+            p99,
             group["inferences_per_s"],
+            xerr=[low, high],
             marker="o",
+            capsize=2,
             label=_series_label(instance, precision),
         )
         for _, row in group.iterrows():
@@ -125,7 +131,7 @@ def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
             )
     axes.set_xlabel("P99 latency per request (ms)")
     axes.set_ylabel("throughput (inferences/s)")
-    axes.set_title(f"{model}: throughput vs P99 latency (labels: batch size)")
+    axes.set_title(f"{model}: throughput vs P99 latency, 95% interval (labels: batch size)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     data = _png(figure)
@@ -188,7 +194,8 @@ def _markdown_table(frame: pd.DataFrame) -> str:
         return "(none)"
     shown = frame.copy()
     for column in shown.select_dtypes("float").columns:
-        shown[column] = shown[column].map(lambda v: f"{v:.4g}")
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+    shown = shown.astype(object).where(shown.notna(), "")  # an absent figure is blank
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "---|" * len(shown.columns)
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
@@ -199,6 +206,7 @@ def build_report(frame: pd.DataFrame, sweep_id: str, p99_ms: float | None) -> Re
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"]
     images: dict[str, bytes] = {}
     for model, group in ok.groupby("model"):
