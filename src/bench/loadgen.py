@@ -42,7 +42,7 @@ class LoadResult:
     scheduled_ns: np.ndarray  # int64
     sent_ns: np.ndarray  # int64
     done_ns: np.ndarray  # int64
-    ttft_ns: np.ndarray  # int64: send -> first token; -1 when the request streamed none
+    ttft_ns: np.ndarray  # int64: scheduled (= send) -> first token; -1: no token times
     ok: np.ndarray  # bool: false when the request raised
     token_gaps_ns: np.ndarray  # int64: gaps between consecutive tokens, all requests pooled
     window_s: float  # window open -> last completion
@@ -104,7 +104,7 @@ class _Records:
         self.done.append(done)
         self.ok.append(True)
         if tokens:
-            self.ttft.append(tokens[0] - sent)
+            self.ttft.append(tokens[0] - scheduled)  # like latency: from the scheduled time
             self.gaps.extend(b - a for a, b in itertools.pairwise(tokens))
         else:
             self.ttft.append(-1)

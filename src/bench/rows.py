@@ -92,7 +92,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("inferences_per_s_lo", pa.float64(), "throughput interval, low end (block bootstrap)"),
     ("inferences_per_s_hi", pa.float64(), "throughput interval, high end"),
     ("tokens_per_s", pa.float64(), "generated tokens/s (generate) or input tokens/s (encode)"),
-    ("ttft_ms_p50", pa.float64(), "time to first token: send -> first generated token on host"),
+    ("ttft_ms_p50", pa.float64(), "time to first token: send (open loop: scheduled) -> first"),
     ("ttft_ms_p90", pa.float64(), "TTFT 90th percentile"),
     ("ttft_ms_p99", pa.float64(), "TTFT 99th percentile"),
     ("tpot_ms_p50", pa.float64(), "time per output token: (e2e - TTFT) / (n_out - 1), per request"),
@@ -101,7 +101,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("itl_ms_p50", pa.float64(), "inter-token gap (consecutive tokens of one request), pooled"),
     ("itl_ms_p90", pa.float64(), "inter-token gap 90th percentile"),
     ("itl_ms_p99", pa.float64(), "inter-token gap 99th percentile"),
-    ("prefill_tokens_per_s", pa.float64(), "batch x seq_len / mean TTFT (one request's prefill)"),
+    ("prefill_tokens_per_s", pa.float64(), "batch x seq_len / mean send -> first token"),
     ("decode_tokens_per_s", pa.float64(), "batch / mean TPOT (one request's decode)"),
     (
         "output_tokens_per_gpu_per_s",
@@ -205,7 +205,7 @@ SAMPLES_SCHEMA = pa.schema(
         pa.field("latency_ns", pa.int64()),  # send (open loop: scheduled) -> complete
         pa.field("stage", pa.int16()),  # ramp stage index (0 for other scenarios)
         pa.field("scheduled_ns", pa.int64()),  # open loop: scheduled arrival (else = sent_ns)
-        pa.field("ttft_ns", pa.int64()),  # generate: send -> first token (else null)
+        pa.field("ttft_ns", pa.int64()),  # generate: send (open loop: scheduled) -> first token
         pa.field("ok", pa.bool_()),  # false: the request raised
     ]
 )
