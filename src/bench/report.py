@@ -82,6 +82,31 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     return front.sort_values(["model", "latency_ms_p99"]).reset_index(drop=True)
 
 
+def repeat_spread(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration run more than once (repeats=N): how far its ok repeats disagree,
+    as (max - min) / median of P50 latency and of throughput. Drift between processes shows
+    here, where one cell's own windows cannot see it."""
+    if "config_id" not in frame.columns:
+        return pd.DataFrame()
+    ok = frame[(frame["status"] == "ok") & frame["config_id"].notna()]
+    groups = ok.groupby("config_id").filter(lambda g: len(g) > 1).groupby("config_id")
+    rows = []
+    for config_id, group in groups:
+        p50, rate = group["latency_ms_p50"], group["inferences_per_s"]
+        rows.append(
+            {
+                **{c: group.iloc[0][c] for c in CONFIG_COLUMNS},
+                "config_id": config_id,
+                "repeats": len(group),
+                "latency_ms_p50_median": float(p50.median()),
+                "p50_spread": float((p50.max() - p50.min()) / p50.median()),
+                "inferences_per_s_median": float(rate.median()),
+                "throughput_spread": float((rate.max() - rate.min()) / rate.median()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -228,9 +253,16 @@ def build_report(frame: pd.DataFrame, sweep_id: str, p99_ms: float | None) -> Re
         "## Pareto front: P99 latency vs cost",
         "No other configuration is both faster (P99) and cheaper ($/M):",
         _markdown_table(pareto),
-        "## Plots",
-        *[f"![{name}]({name})" for name in images],
     ]
+    spread = repeat_spread(frame)
+    if not spread.empty:
+        sections += [
+            "## Repeats",
+            "Configurations run more than once, each repeat in a fresh process: the spread is "
+            "(max - min) / median over the ok repeats.",
+            _markdown_table(spread.drop(columns=["config_id"])),
+        ]
+    sections += ["## Plots", *[f"![{name}]({name})" for name in images]]
     markdown = "\n\n".join(sections) + "\n"
     return Report(markdown, _html(markdown, images), images, recommendations, pareto)
 

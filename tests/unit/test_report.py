@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.report import build_report, pareto_front, recommend
+from bench.report import build_report, pareto_front, recommend, repeat_spread
 
 
 def _frame() -> pd.DataFrame:
@@ -95,3 +95,16 @@ def test_the_sla_is_judged_on_the_upper_end_of_the_p99_interval():
     assert not (best["precision"].eq("fp16") & best["batch_size"].eq(32)).any()
     frame["latency_ms_p99_hi"] = None
     assert recommend(frame, p99_ms=40.0).iloc[0]["precision"] == "fp16"
+
+
+def test_repeats_are_summarised_by_their_spread():
+    frame = _frame()
+    assert repeat_spread(frame.assign(config_id=None)).empty
+    twice = pd.concat([frame.iloc[:1], frame.iloc[:1]], ignore_index=True)
+    twice["config_id"] = "c1"
+    twice.loc[1, "inferences_per_s"] = twice.loc[0, "inferences_per_s"] * 1.2
+    others = frame.iloc[1:].assign(config_id=[f"once{i}" for i in range(len(frame) - 1)])
+    spread = repeat_spread(pd.concat([twice, others]))
+    assert list(spread["config_id"]) == ["c1"] and spread.iloc[0]["repeats"] == 2
+    assert spread.iloc[0]["throughput_spread"] == pytest.approx(0.2 / 1.1)
+    assert "## Repeats" in build_report(twice, "s3", None).markdown
