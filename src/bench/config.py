@@ -8,6 +8,7 @@ JSON (or a composed Hydra config) back into these dataclasses and checks every v
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,9 +163,13 @@ def _int_at_least(key: str, value: Any, low: int) -> int:
     return value
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _positive(key: str, value: Any) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    _require(ok, key, value, "must be a number > 0")
+    ok = _finite(value) and value > 0
+    _require(ok, key, value, "must be a finite number > 0")
     return float(value)
 
 
@@ -194,8 +199,8 @@ def model_from_dict(d: dict[str, Any]) -> ModelConfig:
 
 
 def _number(key: str, value: Any) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-    _require(ok, key, value, "must be a number >= 0")
+    ok = _finite(value) and value >= 0
+    _require(ok, key, value, "must be a finite number >= 0")
     return float(value)
 
 
@@ -236,7 +241,7 @@ def scenario_from_dict(d: dict[str, Any]) -> ScenarioConfig:
         bootstrap_resamples=_int_at_least(
             "scenario.bootstrap_resamples", got["bootstrap_resamples"], 100
         ),
-        stages=_stages(got["stages"]) if name == "ramp" else tuple(got["stages"] or ()),
+        stages=_stages(got["stages"]) if name == "ramp" or got["stages"] else (),
         stage_duration_s=_positive("scenario.stage_duration_s", got["stage_duration_s"]),
         stage_warmup_s=_number("scenario.stage_warmup_s", got["stage_warmup_s"]),
         sla_p99_ms=_positive("scenario.sla_p99_ms", sla) if sla is not None else None,

@@ -175,6 +175,10 @@ class _Shared:
             else:
                 self.finish("targets_met")
 
+    def check_deadline(self, now_ns: int) -> None:
+        if now_ns - self.start_ns >= self.max_ns:
+            self.finish("max_duration")
+
     def finish(self, reason: str) -> None:
         with self.lock:
             if not self.stop.is_set():
@@ -226,7 +230,9 @@ def _client(
             except Exception:
                 if not tolerate_errors:
                     raise
-                records.fail(t0, t0, clock())
+                failed_at = clock()
+                records.fail(t0, t0, failed_at)
+                shared.check_deadline(failed_at)  # a stage where all fail still ends on time
                 time.sleep(ERROR_BACKOFF_S)
                 continue
             t1 = clock()
@@ -343,7 +349,8 @@ def run_open_loop(
     Arrivals are scheduled over max(min_duration_s, min_requests / rate) seconds (at most
     max_duration_s). A dispatcher thread hands each arrival to a queue at its scheduled time;
     idle clients take from the queue. Latency = completion - scheduled arrival. Arrivals still
-    queued when max_duration_s has passed are dropped and counted.
+    queued half the schedule's length (at least 1 s) after the last one are dropped and
+    counted: only an overloaded server leaves any.
     """
     duration_s = min(
         scenario.max_duration_s, max(scenario.min_duration_s, scenario.min_requests / rate_per_s)
@@ -354,7 +361,9 @@ def run_open_loop(
     lateness = np.zeros(schedule.size, dtype=np.int64)
     shared = _Shared(scenario)
     barrier = threading.Barrier(threads + 1, action=shared.open_window)
-    deadline_ns = int(scenario.max_duration_s * 1e9)
+    # After the last arrival, queued requests get half the schedule again (at least a second)
+    # to be served; what is still waiting then is dropped, counted and flagged.
+    deadline_ns = int((duration_s + max(duration_s / 2, 1.0)) * 1e9)
     errors: list[BaseException] = []
     warmed: list[int] = []
 

@@ -134,6 +134,19 @@ def open_loop_summary(result: LoadResult) -> dict[str, Any]:
     }
 
 
+def _flags(result: LoadResult, confidence: float) -> str | None:
+    """The sample-count flags, plus a warning when an overloaded open loop dropped arrivals:
+    the longest waits are then missing from every percentile."""
+    flags = stats.percentile_flags(result.n, PERCENTILES, confidence)
+    if result.dropped:
+        dropped = (
+            f"{result.dropped} arrivals dropped unsent (overload): the percentiles "
+            "leave out the longest waits"
+        )
+        flags = f"{flags}; {dropped}" if flags else dropped
+    return flags
+
+
 def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     """Row columns for a measured window."""
     scenario = cell.scenario
@@ -185,4 +198,5 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
         "usd_per_million_tokens_packed": usd_per_million(per_replica, tokens_per_s),
         **generation_summary(result, cell),
         **open_loop_summary(result),
+        "percentile_flags": _flags(result, scenario.confidence),
     }

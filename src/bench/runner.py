@@ -23,7 +23,7 @@ import pyarrow as pa
 from bench.config import CellConfig
 from bench.devicemem import device_memory
 from bench.engines import ENGINES
-from bench.engines.base import Engine, Unsupported, device_kind
+from bench.engines.base import Engine, Unsupported
 from bench.environment import host_facts
 from bench.loadgen import LoadResult
 from bench.metrics import summarize
@@ -147,7 +147,12 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
             measured = run_scenario(cell, engine, request_for(engine, cell))
         else:
             base: list[float] = []  # in use once the libraries are imported, before weights
-            _load(engine, row, lambda: base.append(device_memory(device_kind(cell)).used_mb()))
+            # engines resolve their device in prepare(): measure the base on that device
+            _load(
+                engine,
+                row,
+                lambda: base.append(device_memory(getattr(engine, "device", "cpu")).used_mb()),
+            )
 
             def load_copy() -> Engine:
                 copy = engine_class(cell)
@@ -162,6 +167,10 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
         for copy in copies:
             copy.close()
         engine.close()
+
+
+class NoCompletedRequests(RuntimeError):
+    """Every request of the measured window failed (or none was sent)."""
 
 
 def unsupported_row(cell: CellConfig, reason: str) -> dict[str, Any]:
@@ -180,7 +189,12 @@ def run_cell(cell: CellConfig) -> CellResult:
     samples = None
     try:
         measured = _measure(cell, row)
-        row.update(summarize(measured.headline, cell), status="ok")
+        headline = measured.headline
+        if headline.n == 0:  # nothing to report figures from: not an ok row
+            raise NoCompletedRequests(
+                f"no request completed ({headline.errors} failed, {headline.dropped} dropped)"
+            )
+        row.update(summarize(headline, cell), status="ok")
         samples = samples_table(measured.stages)
     except Unsupported as exc:  # only the host could tell (a library missing, say)
         row.update(status="unsupported", error_class="Unsupported", error=str(exc))

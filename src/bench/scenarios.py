@@ -110,12 +110,14 @@ def run_ramp(cell: CellConfig, engine: Engine, request: Request) -> Measured:
     meeting = [i for i, s in enumerate(summaries) if s["meets_sla"]]
     failing = [s["concurrency"] for s in summaries if s["errors"]]
     peak = max(range(len(summaries)), key=lambda i: summaries[i]["requests_per_s"])
-    headline = results[meeting[-1] if meeting else 0]
+    chosen = meeting[-1] if meeting else 0
+    headline = results[chosen]
     headline.stop_reason = "first_failure" if failing else "stages_done"
     return Measured(
         headline,
         results,
         {
+            "threads": summaries[chosen]["concurrency"],  # the clients behind the headline
             "sla_p99_ms": scenario.sla_p99_ms,
             "sla_concurrency": summaries[meeting[-1]]["concurrency"] if meeting else None,
             "first_failure_concurrency": failing[0] if failing else None,
@@ -151,8 +153,7 @@ def run_capacity(
     if used > limit:
         reason = f"one copy already uses {used:.0f} MiB, past {limit:.0f} MiB"
     while not reason:
-        # the latest copy's size: the first one's also carries one-off costs (CUDA context)
-        step = trace[-1]["used_mb"] - _steps(trace, base_mb)[-1][1]
+        step = _copy_size(trace, base_mb, largest=True)
         if len(copies) + 1 >= scenario.max_copies:
             reason = f"max_copies={scenario.max_copies} reached"
         elif used + step > limit:
@@ -174,13 +175,12 @@ def run_capacity(
         return chooser.choice(requests)()  # each request goes to a random copy
 
     result = run_closed_loop(any_copy, engine.synchronize, cell.threads, scenario)
-    deltas = [t["used_mb"] - p for t, p in _steps(trace, base_mb)]
     return Measured(
         result,
         [result],
         {
-            "copies_fit": len(fit),
-            "memory_per_copy_mb": float(np.median(deltas)),
+            "copies_fit": len(fit) if trace[0]["used_mb"] <= limit else 0,
+            "memory_per_copy_mb": _copy_size(trace, base_mb, largest=False),
             "memory_base_mb": base_mb,
             "memory_used_mb": used,
             "memory_budget_mb": budget,
@@ -189,6 +189,16 @@ def run_capacity(
             "stages_json": json.dumps(trace),
         },
     )
+
+
+def _copy_size(trace: list[dict[str, Any]], base_mb: float, largest: bool) -> float:
+    """What one copy takes, from the growth after each load. The first copy's growth also
+    carries one-off costs (the CUDA context, lazily imported modules), so it stands in only
+    until a second copy is loaded. `largest` (the stopping rule) takes the biggest later
+    growth, as the allocator may have reused freed memory for one of them."""
+    deltas = [t["used_mb"] - before for t, before in _steps(trace, base_mb)]
+    later = deltas[1:] or deltas
+    return float(max(later) if largest else np.median(later))
 
 
 def _steps(trace: list[dict[str, Any]], base_mb: float) -> list[tuple[dict[str, Any], float]]:

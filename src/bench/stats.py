@@ -86,7 +86,11 @@ def percentile_flags(n: int, percentiles: tuple[int, ...], confidence: float) ->
         if n < (need := min_samples_supported(q)):
             flags.append(f"p{p} unsupported: n={n} < {need}")
         elif p in CI_PERCENTILES and n < (need := min_samples_bounded(q, confidence)):
-            flags.append(f"p{p} interval unbounded above: n={n} < {need} at {confidence:.0%}")
+            low, high = quantile_ranks(n, q, confidence)
+            end = "above" if high is None else "below"
+            if low is None and high is None:
+                end = "at both ends"
+            flags.append(f"p{p} interval unbounded {end}: n={n} < {need} at {confidence:.0%}")
     return "; ".join(flags) or None
 
 

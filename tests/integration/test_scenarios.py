@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 
 import numpy as np
 import pyarrow.compute as pc
 import pytest
 
+from bench.config import ConfigError
 from bench.engines import ENGINES
 from bench.engines.calibration import SleepEngine
 from bench.loadgen import run_closed_loop
@@ -127,6 +129,7 @@ def test_ramp_finds_the_knee_of_a_known_concurrency_limit():
     row = run_cell(cell).row
     assert row["status"] == "ok", row.get("error")
     assert row["sla_concurrency"] == 4
+    assert row["threads"] == 4  # the row's figures are the concurrency-4 stage's
     assert row["first_failure_concurrency"] == 16
     stages = json.loads(row["stages_json"])
     assert [s["concurrency"] for s in stages] == [1, 2, 4, 8, 16]  # stops after the failure
@@ -263,3 +266,59 @@ def test_generation_and_capacity_on_cuda(models_dir):
     # the caching allocator rounds each copy's blocks up; a copy is its weights and a little
     assert weights_mb * 0.9 < cap["memory_per_copy_mb"] < weights_mb * 2 + 4
     assert cap["memory_used_mb"] <= 0.9 * 4096
+
+
+def test_a_stage_where_every_request_fails_ends_on_time_and_the_row_fails(monkeypatch):
+    """Failed requests still meet the deadline check; a window with no completed request
+    is a failed row, not an ok row without figures."""
+
+    def refuse(self, batch):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(SleepEngine, "infer", refuse)
+    cell = _cell(
+        "engine=sleep",
+        "scenario=ramp",
+        "scenario.stages=[1,2]",
+        "scenario.stage_duration_s=0.3",
+        "scenario.stage_warmup_s=0",
+    )
+    started = time.perf_counter()
+    row = run_cell(cell).row
+    assert time.perf_counter() - started < 10
+    assert row["status"] == "failed" and row["error_class"] == "NoCompletedRequests"
+    assert "no request completed" in row["error"]
+
+
+def test_an_overloaded_open_loop_drops_arrivals_and_flags_its_percentiles():
+    cell = _cell(
+        "engine=sleep",
+        "engine.service_ms=10",
+        "scenario=open_loop",
+        "scenario.rate_per_s=300",
+        "scenario.min_requests=10",
+        "scenario.min_duration_s=1.0",
+        "threads=1",
+    )
+    row = run_cell(cell).row
+    assert row["status"] == "ok", row.get("error")
+    assert row["dropped"] > 0 and row["stop_reason"] == "max_duration"
+    assert "arrivals dropped" in row["percentile_flags"]
+    assert row["achieved_rate_per_s"] < 0.5 * row["target_rate_per_s"]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("engine.service_ms=.nan", "engine.service_ms"),
+        ("engine.max_waiting=3", "engine.max_waiting"),
+        ("engine.slowdown_after=-1", "engine.slowdown_after"),
+        ("engine.distribution=pareto", "engine.distribution"),
+        ("scenario.max_duration_s=.inf", "scenario.max_duration_s"),
+        ("scenario.ci_target=1.5", "scenario.ci_target"),
+    ],
+)
+def test_bad_measurement_settings_name_the_key(override, key):
+    with pytest.raises(ConfigError) as caught:
+        plan_from_overrides(["engine=sleep", override])
+    assert caught.value.key == key

@@ -78,7 +78,7 @@ def test_latency_summary():
     assert summary["latency_ms_p99"] == 4.0
     # four samples support no percentile's interval: every one is flagged, none hidden
     assert summary["percentile_flags"] == (
-        "p50 interval unbounded above: n=4 < 6 at 95%; p90 unsupported: n=4 < 10; "
+        "p50 interval unbounded at both ends: n=4 < 6 at 95%; p90 unsupported: n=4 < 10; "
         "p95 unsupported: n=4 < 20; p99 unsupported: n=4 < 100"
     )
     assert summary["latency_ms_p50_hi"] is None and summary["latency_ms_p99_hi"] is None

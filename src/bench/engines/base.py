@@ -123,6 +123,8 @@ class Engine(ABC):
                 raise ConfigError(f"engine.{key}", value, f"engine {cls.name} options: {allowed}")
             default = fields[key].default
             expected = float if isinstance(default, float) else type(default)
+            if isinstance(value, bool) and expected is not bool:
+                raise ConfigError(f"engine.{key}", value, f"must be {expected.__name__}")
             if not isinstance(value, (expected, int) if expected is float else expected):
                 raise ConfigError(f"engine.{key}", value, f"must be {expected.__name__}")
         cls.validate(cls.Options(**options))

@@ -65,19 +65,28 @@ class SleepEngine(Engine):
 
     @classmethod
     def validate(cls, options: SleepOptions) -> None:
-        if options.service_ms <= 0:
-            raise ConfigError("engine.service_ms", options.service_ms, "must be > 0")
-        if options.distribution not in DISTRIBUTIONS:
-            allowed = "allowed: " + ", ".join(DISTRIBUTIONS)
-            raise ConfigError("engine.distribution", options.distribution, allowed)
-        if options.sigma <= 0:
-            raise ConfigError("engine.sigma", options.sigma, "must be > 0")
-        if options.max_concurrency < 0 or options.max_waiting < -1:
-            raise ConfigError(
-                "engine.max_concurrency", options.max_concurrency, "must be >= 0 (0: no limit)"
-            )
-        if options.slowdown_after < 0 or options.slowdown_factor <= 0:
-            raise ConfigError("engine.slowdown_factor", options.slowdown_factor, "must be > 0")
+        def check(key: str, ok: bool, allowed: str) -> None:
+            if not ok:
+                raise ConfigError(f"engine.{key}", getattr(options, key), allowed)
+
+        positive = "must be a finite number > 0"
+        check("service_ms", math.isfinite(options.service_ms) and options.service_ms > 0, positive)
+        check(
+            "distribution",
+            options.distribution in DISTRIBUTIONS,
+            "allowed: " + ", ".join(DISTRIBUTIONS),
+        )
+        check("sigma", math.isfinite(options.sigma) and options.sigma > 0, positive)
+        check("max_concurrency", options.max_concurrency >= 0, "must be >= 0 (0: no limit)")
+        check("max_waiting", options.max_waiting >= -1, "must be >= -1 (-1: no limit)")
+        check(
+            "max_waiting",
+            options.max_waiting == -1 or options.max_concurrency > 0,
+            "a waiting line needs engine.max_concurrency > 0",
+        )
+        check("slowdown_after", options.slowdown_after >= 0, "must be >= 0 (0: never)")
+        ok = math.isfinite(options.slowdown_factor) and options.slowdown_factor > 0
+        check("slowdown_factor", ok, positive)
 
     @staticmethod
     def true_quantile_ms(options: SleepOptions, q: float) -> float:
