@@ -134,8 +134,9 @@ def run_capacity(
     load_copy: Callable[[], Engine],
     copies: list[Engine],
 ) -> Measured:
-    """Fill memory with copies (appended to `copies` so the caller closes them), then load
-    them all. `engine` is the copy already loaded; `base_mb` was in use before it."""
+    """Fill memory with copies (appended to `copies` so the caller closes them), then
+    serve requests across them all. `engine` is the copy already loaded; `base_mb` was in use
+    before it."""
     scenario = cell.scenario
     memory = device_memory(getattr(engine, "device", "cpu"))
     budget = scenario.memory_budget_mb or memory.total_mb
