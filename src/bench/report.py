@@ -3,7 +3,8 @@
 Plots (PNG, matplotlib, one set per model):
 - throughput vs P99 latency, one line per instance x precision (points: batch sizes);
 - throughput and $ per million inferences vs batch size (best client-thread count per point);
-- load time per engine (load_s with init_s stacked on it).
+- load time per engine (load_s with init_s stacked on it);
+- ramp rows: P50/P99 (with the SLA) and throughput vs concurrency, first failure marked.
 Recommendation: per model, the cheapest ok configuration (by $/M inferences) whose P99 meets
 the SLA (the upper end of its 95% interval, where the sample count gives one), and the Pareto
 front of P99 latency vs $/M (no other configuration is both faster and cheaper). The HTML page
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -192,6 +194,41 @@ def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
     return data
 
 
+def plot_ramp(ramps: pd.DataFrame, model: str) -> bytes:
+    """Ramp rows: P50 and P99 latency (with the SLA) and throughput against concurrency; an
+    x marks each ramp's first stage with a failed request."""
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for _, row in ramps.iterrows():
+        stages = json.loads(row["stages_json"])
+        label = f"{row['engine']} {row['instance']} {row['precision']} b{row['batch_size']}"
+        concurrency = [s["concurrency"] for s in stages]
+        line = left.plot(concurrency, [s["p99_ms"] for s in stages], marker="o", label=label)
+        color = line[0].get_color()
+        left.plot(concurrency, [s["p50_ms"] for s in stages], linestyle="--", color=color)
+        right.plot(concurrency, [s["requests_per_s"] for s in stages], marker="o", label=label)
+        for s in stages:
+            if s["errors"]:
+                left.plot(s["concurrency"], s["p99_ms"], marker="x", markersize=12, color=color)
+                break
+    slas = ramps["sla_p99_ms"].dropna().unique() if "sla_p99_ms" in ramps else []
+    for sla in slas:
+        left.axhline(sla, color="grey", linestyle=":", label=f"SLA P99 {sla:g} ms")
+    left.set_ylabel("latency (ms): P99 solid, P50 dashed")
+    right.set_ylabel("throughput (requests/s)")
+    for axes in (left, right):
+        axes.set_xlabel("concurrent clients")
+        axes.set_xscale("log", base=2)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    left.set_title(f"{model}: latency vs concurrency (x: first failure)")
+    right.set_title(f"{model}: throughput vs concurrency")
+    data = _png(figure)
+    plt.close(figure)
+    return data
+
+
 def plot_load_time(ok: pd.DataFrame) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -237,6 +274,10 @@ def build_report(frame: pd.DataFrame, sweep_id: str, p99_ms: float | None) -> Re
     for model, group in ok.groupby("model"):
         images[f"{model}-throughput-vs-p99.png"] = plot_throughput_vs_p99(group, str(model))
         images[f"{model}-vs-batch-size.png"] = plot_vs_batch(group, str(model))
+    if "stages_json" in ok.columns:
+        ramps = ok[(ok["scenario"] == "ramp") & ok["stages_json"].notna()]
+        for model, group in ramps.groupby("model"):
+            images[f"{model}-ramp.png"] = plot_ramp(group, str(model))
     if not ok.empty:
         images["load-time-per-engine.png"] = plot_load_time(ok)
     recommendations = recommend(frame, p99_ms)

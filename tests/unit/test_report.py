@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -108,3 +110,23 @@ def test_repeats_are_summarised_by_their_spread():
     assert list(spread["config_id"]) == ["c1"] and spread.iloc[0]["repeats"] == 2
     assert spread.iloc[0]["throughput_spread"] == pytest.approx(0.2 / 1.1)
     assert "## Repeats" in build_report(twice, "s3", None).markdown
+
+
+def test_ramp_rows_get_a_latency_and_throughput_vs_concurrency_plot():
+    stages = [
+        {
+            "concurrency": c,
+            "n": 100,
+            "errors": e,
+            "p50_ms": p,
+            "p99_ms": p * 1.1,
+            "requests_per_s": r,
+            "meets_sla": p * 1.1 <= 15,
+        }
+        for c, e, p, r in [(1, 0, 10, 98), (2, 0, 10, 196), (4, 0, 10, 390), (8, 3, 20, 391)]
+    ]
+    frame = _frame().assign(scenario="latency", stages_json=None, sla_p99_ms=None)
+    frame.loc[0, ["scenario", "stages_json", "sla_p99_ms"]] = ["ramp", json.dumps(stages), 15.0]
+    report = build_report(frame, "s4", None)
+    assert report.images["bert_base-ramp.png"].startswith(b"\x89PNG")
+    assert sum(name.endswith("-ramp.png") for name in report.images) == 1
