@@ -14,12 +14,14 @@ way a closed loop hides it (coordinated omission).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import queue
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +32,7 @@ from bench.config import ScenarioConfig
 Request = Callable[[], Sequence[int] | None]  # returns token arrival times (ns) or None
 CHECK_INTERVAL_S = 0.5  # how often the coordinator tests whether the intervals are tight ...
 CHECK_GROWTH = 1.25  # ... once the sample has grown by this factor since the last test
+GIL_SWITCH_S = 50e-6  # the interpreter's switch interval while the coordinator checks
 ERROR_BACKOFF_S = 0.001  # a client pauses after a failed request: a refusing engine is not spun
 
 
@@ -246,16 +249,48 @@ def _client(
         barrier.abort()
 
 
-def intervals_tight(records: list[_Records], start_ns: int, scenario: ScenarioConfig) -> bool:
+@contextlib.contextmanager
+def _yielding_gil() -> Iterator[None]:
+    """While the coordinator computes, hand the GIL to a waiting client every 50 us rather
+    than every 5 ms: a client stamps its completion under the GIL, so a long hold would
+    land inside that request's latency."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+class _Snapshot:
+    """The completed requests so far, as arrays grown by only the new part at each check:
+    converting Python lists holds the GIL, and a client cannot stamp its completion while
+    the coordinator holds it, so a check converts as little as it can."""
+
+    def __init__(self, records: list[_Records]) -> None:
+        self.records = records
+        self.seen = [0] * len(records)
+        self.sent: list[list[np.ndarray]] = [[] for _ in records]
+        self.done: list[list[np.ndarray]] = [[] for _ in records]
+
+    def update(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sent, done) of every ok request recorded so far."""
+        for i, r in enumerate(self.records):
+            k = len(r.ok)  # appended last: the first k entries of every list are complete
+            start, self.seen[i] = self.seen[i], k
+            ok = np.asarray(r.ok[start:k], dtype=bool)
+            self.sent[i].append(np.asarray(r.sent[start:k], dtype=np.int64)[ok])
+            self.done[i].append(np.asarray(r.done[start:k], dtype=np.int64)[ok])
+        return (
+            np.concatenate([a for parts in self.sent for a in parts]),
+            np.concatenate([a for parts in self.done for a in parts]),
+        )
+
+
+def intervals_tight(snapshot: _Snapshot, start_ns: int, scenario: ScenarioConfig) -> bool:
     """Whether every headline interval (P50, P90, P99, throughput) is within ci_target."""
-    sent, done = [], []
-    for r in records:
-        k = len(r.ok)  # appended last: the first k entries of every list are complete
-        ok = np.asarray(r.ok[:k], dtype=bool)
-        sent.append(np.asarray(r.sent[:k], dtype=np.int64)[ok])
-        done.append(np.asarray(r.done[:k], dtype=np.int64)[ok])
-    done_ns = np.concatenate(done)
-    latency = np.sort(done_ns - np.concatenate(sent))
+    sent_ns, done_ns = snapshot.update()
+    latency = np.sort(done_ns - sent_ns)
     if latency.size == 0:
         return False
     for p in stats.CI_PERCENTILES:
@@ -312,13 +347,15 @@ def run_closed_loop(
     for worker in workers:
         worker.start()
     if shared.wait_for_intervals:
-        checked_at = 0
+        checked_at, snapshot = 0, _Snapshot(records)
         while not shared.stop.wait(CHECK_INTERVAL_S):
             # Re-check only once the sample has grown by a quarter: each check sorts it all,
             # so checks cost a small multiple of one final pass however long the run.
             if shared.minimums_met.is_set() and shared.count >= CHECK_GROWTH * checked_at:
                 checked_at = shared.count
-                if intervals_tight(records, shared.start_ns, scenario):
+                with _yielding_gil():
+                    tight = intervals_tight(snapshot, shared.start_ns, scenario)
+                if tight:
                     shared.finish("intervals_tight")
     for worker in workers:
         worker.join()

@@ -27,7 +27,7 @@ BOOTSTRAP_BLOCKS = 20  # time blocks the window is cut into for the throughput b
 MIN_WINDOW_REQUESTS = 10  # below this per window, a verdict would judge noise
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)  # O(n) arrays: a run checks a handful of sizes
 def binomial_cdf(n: int, q: float) -> np.ndarray:
     """P(B <= k) for k = 0..n, B ~ Binomial(n, q), computed in log space (n up to millions)."""
     k = np.arange(1, n + 1, dtype=np.float64)
