@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,7 +55,6 @@ class LoadResult:
     dispatch_delay_ns: np.ndarray | None = None  # open loop: scheduled -> queued, per arrival
     dropped: int = 0  # open loop: arrivals never sent before the budget ran out
     target_rate_per_s: float | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -71,23 +70,6 @@ class LoadResult:
         """Latencies of the ok requests."""
         return (self.done_ns - self.scheduled_ns)[self.ok]
 
-    def select(self, mask: np.ndarray) -> LoadResult:
-        """The records under `mask`, with times and window re-based to the first send."""
-        start = int(self.scheduled_ns[mask].min()) if mask.any() else 0
-        done = self.done_ns[mask] - start
-        return LoadResult(
-            thread=self.thread[mask],
-            scheduled_ns=self.scheduled_ns[mask] - start,
-            sent_ns=self.sent_ns[mask] - start,
-            done_ns=done,
-            ttft_ns=self.ttft_ns[mask],
-            ok=self.ok[mask],
-            token_gaps_ns=self.token_gaps_ns,
-            window_s=(int(done.max()) if done.size else 0) / 1e9,
-            warmup_n=self.warmup_n,
-            stop_reason=self.stop_reason,
-        )
-
 
 class _Records:
     """One client's records; appended outside the timed bracket, read by the coordinator."""
@@ -101,23 +83,23 @@ class _Records:
         self.ok: list[bool] = []
         self.gaps: list[int] = []
 
-    def add(self, scheduled: int, sent: int, done: int, tokens: Sequence[int] | None) -> None:
+    def add(
+        self,
+        scheduled: int,
+        sent: int,
+        done: int,
+        tokens: Sequence[int] | None = None,
+        ok: bool = True,
+    ) -> None:
         self.scheduled.append(scheduled)
         self.sent.append(sent)
         self.done.append(done)
-        self.ok.append(True)
+        self.ok.append(ok)  # after sent and done: a reader takes the first len(ok) of each
         if tokens:
             self.ttft.append(tokens[0] - scheduled)  # like latency: from the scheduled time
             self.gaps.extend(b - a for a, b in itertools.pairwise(tokens))
         else:
             self.ttft.append(-1)
-
-    def fail(self, scheduled: int, sent: int, done: int) -> None:
-        self.scheduled.append(scheduled)
-        self.sent.append(sent)
-        self.done.append(done)
-        self.ttft.append(-1)
-        self.ok.append(False)
 
 
 def _assemble(
@@ -234,7 +216,7 @@ def _client(
                 if not tolerate_errors:
                     raise
                 failed_at = clock()
-                records.fail(t0, t0, failed_at)
+                records.add(t0, t0, failed_at, ok=False)
                 shared.check_deadline(failed_at)  # a stage where all fail still ends on time
                 time.sleep(ERROR_BACKOFF_S)
                 continue
@@ -424,7 +406,7 @@ def run_open_loop(
                 tokens = request()
                 sync()
             except Exception:
-                mine.fail(scheduled, t0, clock())
+                mine.add(scheduled, t0, clock(), ok=False)
                 continue
             mine.add(scheduled, t0, clock(), tokens)
 

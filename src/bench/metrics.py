@@ -19,6 +19,7 @@ import numpy as np
 
 from bench import stats
 from bench.config import CellConfig, ScenarioConfig
+from bench.engines.base import device_kind
 from bench.feasibility import packed_replicas
 from bench.loadgen import LoadResult
 
@@ -134,10 +135,9 @@ def open_loop_summary(result: LoadResult) -> dict[str, Any]:
     }
 
 
-def _flags(result: LoadResult, confidence: float) -> str | None:
+def _with_dropped(flags: str | None, result: LoadResult) -> str | None:
     """The sample-count flags, plus a warning when an overloaded open loop dropped arrivals:
     the longest waits are then missing from every percentile."""
-    flags = stats.percentile_flags(result.n, PERCENTILES, confidence)
     if result.dropped:
         dropped = (
             f"{result.dropped} arrivals dropped unsent (overload): the percentiles "
@@ -162,16 +162,18 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
         scenario.bootstrap_resamples,
         seed=cell.seed,
     )
+    latency = latency_summary(result.latency_ns, scenario.confidence)
+    latency["percentile_flags"] = _with_dropped(latency["percentile_flags"], result)
     scale = cell.batch_size
     generating = cell.model.task == "generate"
-    on_gpu = str(cell.device) != "cpu" and cell.instance.gpus > 0
+    on_gpu = device_kind(cell) == "cuda"
     return {
         "n": result.n,
         "errors": result.errors,
         "warmup_n": result.warmup_n,
         "window_s": result.window_s,
         "stop_reason": result.stop_reason,
-        **latency_summary(result.latency_ns, scenario.confidence),
+        **latency,
         **stability(result, scenario),
         "requests_per_s": requests_per_s,
         "inferences_per_s": inferences_per_s,
@@ -198,5 +200,4 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
         "usd_per_million_tokens_packed": usd_per_million(per_replica, tokens_per_s),
         **generation_summary(result, cell),
         **open_loop_summary(result),
-        "percentile_flags": _flags(result, scenario.confidence),
     }

@@ -17,6 +17,7 @@ import base64
 import io
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -166,6 +167,22 @@ def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
     return data
 
 
+def _finish_pair(figure: Any, pair: tuple[Any, Any], xlabel: str, titles: tuple[str, str]) -> bytes:
+    """Side-by-side plots over a doubling x axis (batch size, concurrency): label, grid, legend,
+    title each, then the PNG."""
+    import matplotlib.pyplot as plt
+
+    for axes, title in zip(pair, titles, strict=True):
+        axes.set_xlabel(xlabel)
+        axes.set_xscale("log", base=2)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+        axes.set_title(title)
+    data = _png(figure)
+    plt.close(figure)
+    return data
+
+
 def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -182,16 +199,9 @@ def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
     right.set_ylabel("$ per million inferences (on-demand)")
     sizes = sorted(best["batch_size"].unique())
     for axes in (left, right):
-        axes.set_xlabel("batch size")
-        axes.set_xscale("log", base=2)
         axes.set_xticks(sizes, [str(s) for s in sizes])
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-    left.set_title(f"{model}: throughput vs batch size")
-    right.set_title(f"{model}: cost vs batch size")
-    data = _png(figure)
-    plt.close(figure)
-    return data
+    titles = (f"{model}: throughput vs batch size", f"{model}: cost vs batch size")
+    return _finish_pair(figure, (left, right), "batch size", titles)
 
 
 def plot_ramp(ramps: pd.DataFrame, model: str) -> bytes:
@@ -217,16 +227,11 @@ def plot_ramp(ramps: pd.DataFrame, model: str) -> bytes:
         left.axhline(sla, color="grey", linestyle=":", label=f"SLA P99 {sla:g} ms")
     left.set_ylabel("latency (ms): P99 solid, P50 dashed")
     right.set_ylabel("throughput (requests/s)")
-    for axes in (left, right):
-        axes.set_xlabel("concurrent clients")
-        axes.set_xscale("log", base=2)
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-    left.set_title(f"{model}: latency vs concurrency (x: first failure)")
-    right.set_title(f"{model}: throughput vs concurrency")
-    data = _png(figure)
-    plt.close(figure)
-    return data
+    titles = (
+        f"{model}: latency vs concurrency (x: first failure)",
+        f"{model}: throughput vs concurrency",
+    )
+    return _finish_pair(figure, (left, right), "concurrent clients", titles)
 
 
 def plot_load_time(ok: pd.DataFrame) -> bytes:
