@@ -8,6 +8,7 @@ line naming the key, the value and what is allowed; nothing written).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -96,7 +97,10 @@ def _run(args: argparse.Namespace) -> int:
     plan = plan_from_overrides(args.overrides)
     if len(plan.cells) != 1:
         raise UsageError(f"run takes one cell; these overrides give {len(plan.cells)}: use sweep")
-    result = run_cell(plan.cells[0])
+    # stdout carries only the row (`bench run ... | jq`): what libraries print while the cell
+    # runs (DeepSpeed logs to stdout on import) goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_cell(plan.cells[0])
     print(_printable(result.row))
     return EXIT_OK if result.row["status"] == "ok" else EXIT_CELL_FAILED
 
