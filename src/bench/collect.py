@@ -169,7 +169,19 @@ def _interval(low: float | None, high: float | None) -> str:
     """An interval for the summary table; an end the sample count cannot give is shown so."""
     if low is None and high is None:
         return ""
-    return f"{low:.4g}-{high:.4g}" if high is not None else f">={low:.4g} (few n)"
+    return f"{low:.4g}-{high:.4g}" if high is not None else f"{low:.4g}-?"
+
+
+# One line per term the table may show, printed under it only when the term appears.
+LEGEND = {
+    "?": "p99 95% CI 'x-?': too few requests to bound P99 from above (it needs several "
+    "hundred); measure longer",
+    "stable": "stable: no shift between the measured window's halves beyond 10%",
+    "drifting": "drifting: latency or throughput moved during the window (or an open loop "
+    "fell behind); the number is not one steady figure",
+    "insufficient": "insufficient: too few requests to judge stability; verdict_reason in the "
+    "Parquet names the scenario.min_requests (and max_duration_s) that would do",
+}
 
 
 def summary_text(collected: Collected) -> str:
@@ -193,13 +205,13 @@ def summary_text(collected: Collected) -> str:
         error = collected.table.filter(pc.equal(collected.table["cell_id"], cell_id))
         message = (error.column("error")[0].as_py() or "")[:200]
         lines.append(f"failed: {cell_id}: {message}")
-    flagged = table.filter(pc.is_valid(table["percentile_flags"]))
-    for cell_id, flags in zip(
-        flagged.column("cell_id").to_pylist()[:SUMMARY_MAX_ROWS],
-        flagged.column("percentile_flags").to_pylist(),
-        strict=False,
-    ):
-        lines.append(f"flagged: {cell_id}: {flags}")
+    shown_terms = set(frame["verdict"]) | {"?" for v in frame["p99 95% CI"] if v.endswith("?")}
+    lines += [f"  {text}" for term, text in LEGEND.items() if term in shown_terms]
+    if flagged := table.filter(pc.is_valid(table["percentile_flags"])).num_rows:
+        lines.append(
+            f"  {flagged} of {table.num_rows} rows carry percentile_flags (a percentile from "
+            "too few requests); read them in the Parquet"
+        )
     lines += [f"missing: {cell_id} (in the manifest, no row)" for cell_id in collected.missing]
     lines += [f"unreadable, skipped: {path}: {error}" for path, error in collected.unreadable]
     return "\n".join(lines)

@@ -78,3 +78,76 @@ def device_memory(device: str) -> DeviceMemory:
     if (limit := cgroup_limit_mb()) is not None:
         total = min(total, limit)
     return DeviceMemory("cpu", total)
+
+
+# -- what the cell process itself holds (the row's memory columns) ---------------------------
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (VmRSS: anonymous and file-backed pages, so a CPU
+    model's memory-mapped safetensors weights count), MiB; None where /proc is absent."""
+    try:
+        kib = _status_kib("VmRSS", Path("/proc/self/status").read_text())
+    except OSError:
+        return None
+    return kib / 1024 if kib is not None else None
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS counter (VmHWM), so the next peak is this phase's own;
+    False where the kernel does not allow it (the peak is then the process's lifetime peak)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float | None:
+    """The peak resident memory since the last reset (or since the process started), MiB."""
+    try:
+        kib = _status_kib("VmHWM", Path("/proc/self/status").read_text())
+    except OSError:
+        kib = None
+    if kib is None:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return kib / 1024
+
+
+def _cuda() -> object | None:
+    """torch's cuda module when this process has a CUDA context (never creates one)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda
+
+
+def reset_cuda_peaks() -> None:
+    """Start every device's allocated/reserved peak afresh (after load: the peaks then say
+    what serving needs, not what loading needed)."""
+    if (cuda := _cuda()) is not None:
+        for index in range(cuda.device_count()):
+            cuda.reset_peak_memory_stats(index)
+
+
+def cuda_memory() -> list[dict[str, float | int]]:
+    """Per visible device: torch's allocated and reserved peaks since the reset, and the
+    memory in use as the driver counts it (every process and context on the device), MiB."""
+    if (cuda := _cuda()) is None:
+        return []
+    devices = []
+    for index in range(cuda.device_count()):
+        free, total = cuda.mem_get_info(index)
+        devices.append(
+            {
+                "device": index,
+                "allocated_peak_mb": cuda.max_memory_allocated(index) / MIB,
+                "reserved_peak_mb": cuda.max_memory_reserved(index) / MIB,
+                "driver_used_mb": (total - free) / MIB,
+            }
+        )
+    return devices

@@ -43,7 +43,7 @@ def precision_reason(precision: str, instance: InstanceSpec) -> str | None:
     cc = instance.compute_capability
     if (
         instance.gpus
-        and precision in ("bf16", "int8")
+        and precision in ("bf16", "amp_bf16", "int8")
         and cc is not None
         and cc < NATIVE_LOW_PRECISION_CC
     ):

@@ -272,17 +272,23 @@ class _Snapshot:
 def intervals_tight(snapshot: _Snapshot, start_ns: int, scenario: ScenarioConfig) -> bool:
     """Whether every headline interval (P50, P90, P99, throughput) is within ci_target."""
     sent_ns, done_ns = snapshot.update()
-    latency = np.sort(done_ns - sent_ns)
-    if latency.size == 0:
+    if sent_ns.size == 0:
         return False
+    order = np.argsort(sent_ns, kind="stable")  # the row's intervals see this same order
+    latency = (done_ns - sent_ns)[order]
+    ordered = np.sort(latency)
     for p in stats.CI_PERCENTILES:
-        estimate = float(np.percentile(latency, p, method="inverted_cdf"))
-        low, high = stats.quantile_interval(latency, p / 100, scenario.confidence)
+        estimate = float(np.percentile(ordered, p, method="inverted_cdf"))
+        ranks = stats.serial_quantile_ranks(
+            latency, p / 100, scenario.confidence, scenario.windows, ordered
+        )
+        low = float(ordered[ranks.low - 1]) if ranks.low is not None else None
+        high = float(ordered[ranks.high - 1]) if ranks.high is not None else None
         if stats.relative_half_width(estimate, low, high) > scenario.ci_target:
             return False
     window_ns = time.perf_counter_ns() - start_ns
-    low, high = stats.block_bootstrap_rate(
-        done_ns - start_ns, window_ns, scenario.confidence, scenario.bootstrap_resamples
+    low, high = stats.rate_interval(
+        np.sort(done_ns) - start_ns, window_ns, scenario.confidence, scenario.windows
     )
     rate = done_ns.size / (window_ns / 1e9)
     return stats.relative_half_width(rate, low, high) <= scenario.ci_target

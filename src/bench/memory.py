@@ -1,6 +1,7 @@
 """Memory estimates for hosting a model, from the SageMaker large-model-inference guide.
 
-- LBME (lower bound): parameters x bytes per parameter (int8 1, fp16/bf16 2, fp32 4).
+- LBME (lower bound): parameters x bytes per parameter (int8 1, fp16/bf16 2, fp32 4; mixed
+  precision amp_fp16 / amp_bf16 keeps fp32 weights: 4).
 - LMME (loaded, per GPU before dividing): LBME x an engine multiplier.
   Accelerate (pipeline partitioning, nothing replicated): 1.15 on one GPU,
   1.15 + 0.035 x partitions on several. DeepSpeed / FasterTransformer (tensor parallel, some
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 BYTES_PER_PARAM = {"int8": 1, "fp16": 2, "bf16": 2, "fp32": 4}
+WEIGHT_PRECISION = {"amp_fp16": "fp32", "amp_bf16": "fp32"}  # autocast: weights stay fp32
 TENSOR_PARALLEL_ENGINES = ("deepspeed", "fastertransformer")
 FAMILY_GROUPS = {
     "gpt2": "gpt",
@@ -51,12 +53,18 @@ def family_group(family: str) -> str:
 
 def lbme(params: int, precision: str) -> float:
     """Lower-bound memory estimate: bytes to hold the parameters."""
-    return float(params * BYTES_PER_PARAM[precision])
+    return float(params * BYTES_PER_PARAM[weight_precision(precision)])
+
+
+def weight_precision(precision: str) -> str:
+    """The dtype the weights are held in (mixed precision holds fp32 weights)."""
+    return WEIGHT_PRECISION.get(precision, precision)
 
 
 def lmme_multiplier(engine: str, partitions: int, family: str, precision: str) -> float:
     if engine in TENSOR_PARALLEL_ENGINES:
-        return 1.20 if partitions == 1 else TP_LMME[family_group(family)][precision]
+        table = TP_LMME[family_group(family)]
+        return 1.20 if partitions == 1 else table[weight_precision(precision)]
     return 1.15 if partitions == 1 else 1.15 + 0.035 * partitions
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -47,20 +48,27 @@ def _percentile_ms(values_ns: np.ndarray, p: float) -> float | None:
     return nearest_rank_ms(values_ns, p) if values_ns.size else None
 
 
-def latency_summary(latency_ns: np.ndarray, confidence: float) -> dict[str, Any]:
-    """Percentiles with their intervals and flags, mean, spread, extremes (ms)."""
+def latency_summary(latency_ns: np.ndarray, confidence: float, batches: int) -> dict[str, Any]:
+    """Percentiles with their intervals and flags, mean, spread, extremes (ms). `latency_ns`
+    is in the order the requests were sent: the intervals allow for serial dependence."""
     ms = latency_ns / 1e6
     summary: dict[str, Any] = {
         f"latency_ms_p{q}": _percentile_ms(latency_ns, q) for q in PERCENTILES
     }
     ordered = np.sort(latency_ns)
+    effective: dict[int, int] = {}
     for q in stats.CI_PERCENTILES:
-        low, high = stats.quantile_interval(ordered, q / 100, confidence)
-        summary[f"latency_ms_p{q}_lo"] = low / 1e6 if low is not None else None
-        summary[f"latency_ms_p{q}_hi"] = high / 1e6 if high is not None else None
+        ranks = stats.serial_quantile_ranks(latency_ns, q / 100, confidence, batches, ordered)
+        effective[q] = ranks.n_effective
+        low = ordered[ranks.low - 1] / 1e6 if ranks.low is not None else None
+        high = ordered[ranks.high - 1] / 1e6 if ranks.high is not None else None
+        summary[f"latency_ms_p{q}_lo"] = float(low) if low is not None else None
+        summary[f"latency_ms_p{q}_hi"] = float(high) if high is not None else None
+        if q == 50:
+            summary.update(n_effective=ranks.n_effective, ci_method=ranks.method)
     summary.update(
         ci_level=confidence,
-        percentile_flags=stats.percentile_flags(ordered.size, PERCENTILES, confidence),
+        percentile_flags=stats.percentile_flags(ordered.size, PERCENTILES, confidence, effective),
         latency_ms_mean=float(ms.mean()) if ms.size else None,
         latency_ms_std=float(ms.std(ddof=1)) if ms.size > 1 else None,
         latency_ms_min=float(ms.min()) if ms.size else None,
@@ -70,24 +78,45 @@ def latency_summary(latency_ns: np.ndarray, confidence: float) -> dict[str, Any]
 
 
 def stability(result: LoadResult, scenario: ScenarioConfig) -> dict[str, Any]:
-    """The windows and the verdict on the last of them.
+    """The verdict on the measured window, and its time windows for the row.
 
-    In an open loop the arrivals set the throughput and queueing makes latency bursty, so
-    the server's health is judged on service time (sent -> complete) alone."""
+    In an open loop the arrivals set the throughput and queueing makes latency bursty, so the
+    server is judged on service time (sent -> complete), and the loop on whether it kept up."""
     ok = result.ok
     open_loop = result.target_rate_per_s is not None
     judged = (result.done_ns - result.sent_ns)[ok] if open_loop else result.latency_ns
-    windows = stats.time_windows(
-        result.done_ns[ok], judged, int(result.window_s * 1e9), scenario.windows
+    window_ns = int(result.window_s * 1e9)
+    evidence = stats.Evidence(
+        latency_ns=judged,
+        done_ns=result.done_ns[ok],
+        window_ns=window_ns,
+        judge_rate=not open_loop,
+        target_rate_per_s=result.target_rate_per_s,
+        queue_ns=(result.sent_ns - result.scheduled_ns)[ok] if open_loop else None,
+        dropped=result.dropped,
     )
-    verdict, reason = stats.verdict(
-        windows, scenario.stable_windows, scenario.stable_tolerance, judge_rate=not open_loop
-    )
+    found = stats.verdict(evidence, scenario.windows, scenario.stable_tolerance)
+    reason = found.reason
+    if found.need_requests is not None:
+        reason += "; " + _how_to_measure_longer(result, scenario, found.need_requests)
+    windows = stats.time_windows(result.done_ns[ok], judged, window_ns, scenario.windows)
     return {
-        "verdict": verdict,
+        "verdict": found.state,
         "verdict_reason": reason,
         "windows_json": json.dumps([w.to_dict() for w in windows]),
     }
+
+
+def _how_to_measure_longer(result: LoadResult, scenario: ScenarioConfig, need: int) -> str:
+    """The override that would give `need` requests, at the rate this cell measured."""
+    rate = result.n / result.window_s if result.window_s > 0 else 0.0
+    if rate <= 0:
+        return f"set scenario.min_requests={need}"
+    seconds = math.ceil(need / rate * 1.1)
+    advice = f"set scenario.min_requests={need}"
+    if seconds > scenario.max_duration_s:
+        advice += f" scenario.max_duration_s={seconds}"
+    return f"{advice} (about {seconds} s at {rate:.3g} requests/s)"
 
 
 def generation_summary(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
@@ -155,14 +184,10 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     tokens_per_s = inferences_per_s * tokens_per_inference(cell)
     replicas = packed_replicas(cell.instance, cell.tp_degree)
     per_replica = cell.price_per_hour / replicas
-    low, high = stats.block_bootstrap_rate(
-        result.done_ns[result.ok],
-        int(result.window_s * 1e9),
-        scenario.confidence,
-        scenario.bootstrap_resamples,
-        seed=cell.seed,
+    low, high = stats.rate_interval(
+        result.done_ns[result.ok], int(result.window_s * 1e9), scenario.confidence, scenario.windows
     )
-    latency = latency_summary(result.latency_ns, scenario.confidence)
+    latency = latency_summary(result.latency_ns, scenario.confidence, scenario.windows)
     latency["percentile_flags"] = _with_dropped(latency["percentile_flags"], result)
     scale = cell.batch_size
     generating = cell.model.task == "generate"

@@ -10,10 +10,12 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
-# the fuller environment
+# the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
+# n_effective), verdict stable | drifting | insufficient, precision_method, memory per phase
+# and per GPU, thread policy, sync_scope
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -31,7 +33,12 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("model_family", pa.string(), "architecture family"),
     ("task", pa.string(), "encode | generate"),
     ("engine", pa.string(), "engine name"),
-    ("precision", pa.string(), "fp32 | fp16 | bf16"),
+    (
+        "precision",
+        pa.string(),
+        "fp32 | fp16 | bf16 (cast) | amp_fp16 | amp_bf16 (autocast, fp32 weights) | int8",
+    ),
+    ("precision_method", pa.string(), "none | cast | autocast | quantized"),
     ("batch_size", pa.int32(), "inputs per request"),
     ("seq_len", pa.int32(), "input tokens per sequence"),
     ("new_tokens", pa.int32(), "generated tokens per sequence (0 for encoders)"),
@@ -47,6 +54,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("checkpoint", pa.string(), "local folder the weights were loaded from"),
     ("checkpoint_build_s", pa.float64(), "seconds to build the checkpoint from config (not load)"),
     ("download_s", pa.float64(), "seconds to copy a remote (s3://) checkpoint to local disk"),
+    (
+        "import_s",
+        pa.float64(),
+        "seconds of the engine's imports (libraries, modeling code) and device context",
+    ),
     ("load_s", pa.float64(), "seconds from a local checkpoint to weights on the device"),
     ("init_s", pa.float64(), "seconds of engine transformation: compile, inject, quantize, shard"),
     ("engine_info", pa.string(), "JSON: what the engine did (device map, TP, kernels, versions)"),
@@ -65,7 +77,18 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("latency_ms_p95", pa.float64(), "nearest-rank 95th percentile"),
     ("latency_ms_p99", pa.float64(), "nearest-rank 99th percentile"),
     ("ci_level", pa.float64(), "confidence level of every *_lo / *_hi interval"),
-    ("latency_ms_p50_lo", pa.float64(), "P50 interval, low end (binomial order statistics)"),
+    (
+        "ci_method",
+        pa.string(),
+        "how the percentile intervals were made: binomial at effective n (batch means) | "
+        "binomial (too few requests for batch means)",
+    ),
+    (
+        "n_effective",
+        pa.int64(),
+        "independent requests the n correlated ones are worth, at the median",
+    ),
+    ("latency_ms_p50_lo", pa.float64(), "P50 interval, low end (valid for dependent samples)"),
     ("latency_ms_p50_hi", pa.float64(), "P50 interval, high end"),
     ("latency_ms_p90_lo", pa.float64(), "P90 interval, low end"),
     ("latency_ms_p90_hi", pa.float64(), "P90 interval, high end (null: too few samples)"),
@@ -76,12 +99,17 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         pa.string(),
         "percentiles the sample count cannot support, and why (null: all supported)",
     ),
-    ("verdict", pa.string(), "stable | unstable: do the last windows agree"),
-    ("verdict_reason", pa.string(), "the figures behind the verdict"),
+    (
+        "verdict",
+        pa.string(),
+        "stable | drifting (the window's halves differ significantly, beyond stable_tolerance;"
+        " or an open loop that could not keep up) | insufficient (too few requests to judge)",
+    ),
+    ("verdict_reason", pa.string(), "the figures behind the verdict; for insufficient, the fix"),
     (
         "windows_json",
         pa.string(),
-        "JSON: per time window, requests, throughput and P50 (open loop: service-time P50)",
+        "JSON: per time block, requests, throughput and P50 (open loop: service-time P50)",
     ),
     ("latency_ms_mean", pa.float64(), "mean request latency"),
     ("latency_ms_std", pa.float64(), "sample standard deviation of request latency"),
@@ -89,7 +117,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("latency_ms_max", pa.float64(), "slowest request"),
     ("requests_per_s", pa.float64(), "completed requests / window_s"),
     ("inferences_per_s", pa.float64(), "completed requests x batch_size / window_s"),
-    ("inferences_per_s_lo", pa.float64(), "throughput interval, low end (block bootstrap)"),
+    ("inferences_per_s_lo", pa.float64(), "throughput interval, low end (batch means)"),
     ("inferences_per_s_hi", pa.float64(), "throughput interval, high end"),
     ("tokens_per_s", pa.float64(), "generated tokens/s (generate) or input tokens/s (encode)"),
     ("ttft_ms_p50", pa.float64(), "time to first token: send (open loop: scheduled) -> first"),
@@ -144,8 +172,33 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("memory_budget_mb", pa.float64(), "capacity: the device memory the threshold applies to"),
     ("memory_threshold", pa.float64(), "capacity: share of the budget copies may fill"),
     ("capacity_reason", pa.string(), "capacity: why no further copy was loaded"),
-    ("peak_rss_mb", pa.float64(), "peak resident memory of the cell process, MiB"),
-    ("peak_gpu_mem_mb", pa.float64(), "peak CUDA memory allocated by torch, MiB"),
+    ("rss_after_import_mb", pa.float64(), "cell process resident memory after imports, MiB"),
+    ("rss_after_load_mb", pa.float64(), "... after loading (and initializing) the model, MiB"),
+    ("model_rss_mb", pa.float64(), "the model's share: rss_after_load - rss_after_import"),
+    ("peak_rss_mb", pa.float64(), "peak resident memory while measuring, MiB"),
+    (
+        "peak_rss_scope",
+        pa.string(),
+        "measurement (peak reset after load) | process (the kernel refused the reset)",
+    ),
+    (
+        "peak_gpu_mem_mb",
+        pa.float64(),
+        "peak CUDA memory allocated by torch while measuring (reset after load), MiB, "
+        "largest over devices",
+    ),
+    ("peak_gpu_reserved_mb", pa.float64(), "peak reserved by torch's caching allocator, MiB"),
+    ("gpu_used_mb", pa.float64(), "device memory in use as the driver counts it, all GPUs"),
+    (
+        "gpu_memory_json",
+        pa.string(),
+        "JSON per device: allocated_peak_mb, reserved_peak_mb, driver_used_mb",
+    ),
+    (
+        "sync_scope",
+        pa.string(),
+        "what a latency waits for: host | stream (the client's own CUDA stream) | device",
+    ),
     ("gpu_name", pa.string(), "CUDA device name"),
     ("gpu_count", pa.int32(), "CUDA devices visible"),
     ("gpu_driver", pa.string(), "NVIDIA driver version"),
@@ -157,7 +210,18 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("cpu_count", pa.int32(), "logical CPUs on the host"),
     ("cpu_physical_cores", pa.int32(), "physical CPU cores on the host"),
     ("cpu_affinity", pa.int32(), "CPUs this process may run on (containers limit it)"),
-    ("torch_threads", pa.int32(), "torch intra-op threads"),
+    (
+        "torch_threads",
+        pa.int32(),
+        "torch intra-op threads (default: CPUs free at the start // client threads)",
+    ),
+    ("omp_wait_policy", pa.string(), "OMP_WAIT_POLICY torch's OpenMP runtime read"),
+    ("cpu_affinity_list", pa.string(), "CPUs the cell process may run on, e.g. 0-1"),
+    (
+        "cpus_busy_at_start",
+        pa.float64(),
+        "CPUs other processes kept busy just before the cell loaded (null: torch_threads set)",
+    ),
     ("hostname", pa.string(), "host the cell ran on"),
     ("python_version", pa.string(), "Python version"),
     ("torch_version", pa.string(), "torch version"),

@@ -1,15 +1,19 @@
 """run_cell(cell) -> one result row (and the raw samples). Never raises past itself.
 
-Order inside a cell: prepare (checkpoint onto local disk; not timed as load), load (timed:
-load_s), make one synthetic batch (not timed), warmup + measured closed loop, summarise.
-Any exception becomes a `failed` row with its class and message.
+Order inside a cell: the thread policy (before torch is imported: see bench.threads), the
+engine's imports and device context (timed: import_s), prepare (checkpoint onto local disk;
+not timed as load), load (timed: load_s), initialize (timed: init_s), make one synthetic
+batch (not timed), warmup + measured window, summarise. Host memory is read after the
+imports and after loading, and its peak (and each GPU's) is reset after loading, so the
+peaks are the measurement's own. Any exception becomes a `failed` row with its class and
+message.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from bench import devicemem, threads
 from bench.config import CellConfig
 from bench.devicemem import device_memory
 from bench.engines import ENGINES
@@ -112,9 +117,18 @@ def samples_table(stages: list[LoadResult]) -> pa.Table:
 
 
 def _load(
-    engine: Engine, row: dict[str, Any] | None, on_prepared: Callable[[], None] | None = None
+    engine: Engine,
+    row: dict[str, Any] | None,
+    policy: threads.ThreadPolicy,
+    on_prepared: Callable[[], None] | None = None,
 ) -> None:
-    """prepare, load (timed), initialize (timed); the first copy's figures go into `row`."""
+    """imports (timed), prepare, load (timed), initialize (timed); the first copy's figures
+    go into `row`."""
+    started = time.perf_counter()
+    engine.import_libraries()
+    import_s = time.perf_counter() - started
+    threads.apply_torch_threads(policy)  # torch is loaded now, if the engine uses it
+    rss_after_import = devicemem.rss_mb()
     prepared = engine.prepare()
     if on_prepared is not None:
         on_prepared()
@@ -125,7 +139,16 @@ def _load(
     info = {**loaded.extra, **engine.initialize()}
     init_s = time.perf_counter() - started
     if row is not None:
+        rss_after_load = devicemem.rss_mb()
         row.update(
+            import_s=import_s,
+            rss_after_import_mb=rss_after_import,
+            rss_after_load_mb=rss_after_load,
+            model_rss_mb=(
+                rss_after_load - rss_after_import
+                if rss_after_load is not None and rss_after_import is not None
+                else None
+            ),
             checkpoint=prepared.checkpoint,
             checkpoint_build_s=prepared.build_s,
             download_s=prepared.download_s,
@@ -137,13 +160,48 @@ def _load(
         )
 
 
+def _start_measuring(row: dict[str, Any]) -> None:
+    """Loading is over: restart the memory peaks so they describe serving alone."""
+    row["peak_rss_reset"] = devicemem.reset_peak_rss()
+    devicemem.reset_cuda_peaks()
+
+
+def _memory_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """Peaks since _start_measuring: host RSS, and per GPU allocated / reserved / driver."""
+    devices = devicemem.cuda_memory()
+    columns: dict[str, Any] = {
+        "peak_rss_mb": devicemem.peak_rss_mb(),
+        "peak_rss_scope": "measurement" if row.pop("peak_rss_reset", False) else "process",
+    }
+    if devices:
+        columns.update(
+            peak_gpu_mem_mb=max(d["allocated_peak_mb"] for d in devices),
+            peak_gpu_reserved_mb=max(d["reserved_peak_mb"] for d in devices),
+            gpu_used_mb=sum(d["driver_used_mb"] for d in devices),
+            gpu_memory_json=json.dumps(devices),
+        )
+    return columns
+
+
+def _sync_scope(engine: Engine) -> str:
+    device = str(getattr(engine, "device", None) or "cpu")
+    return engine.cuda_sync_scope if device.startswith("cuda") else "host"
+
+
 def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
     engine_class = ENGINES[cell.engine.name]
     engine = engine_class(cell)
     copies: list[Engine] = []
+    policy = threads.plan_policy(cell.threads, cell.torch_threads)  # before torch is imported
+    row.update(
+        omp_wait_policy=policy.omp_wait_policy,
+        cpu_affinity_list=policy.cpu_affinity_list,
+        cpus_busy_at_start=policy.cpus_busy_at_start,
+    )
     try:
         if cell.scenario.name != "capacity":
-            _load(engine, row)
+            _load(engine, row, policy)
+            _start_measuring(row)
             measured = run_scenario(cell, engine, request_for(engine, cell))
         else:
             base: list[float] = []  # in use once the libraries are imported, before weights
@@ -151,17 +209,22 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
             _load(
                 engine,
                 row,
+                policy,
                 lambda: base.append(device_memory(getattr(engine, "device", "cpu")).used_mb()),
             )
+            _start_measuring(row)
 
             def load_copy() -> Engine:
                 copy = engine_class(cell)
-                _load(copy, None)
+                _load(copy, None, policy)
                 return copy
 
             measured = run_capacity(cell, engine, base[0], load_copy, copies)
-        row.update(engine.describe())
+        if "torch" in sys.modules:
+            row["torch_threads"] = policy.intra_op_threads  # describe() reads torch's own
+        row.update(engine.describe(), sync_scope=_sync_scope(engine))
         row.update(measured.columns)
+        row.update(_memory_columns(row))
         return measured
     finally:
         for copy in copies:
@@ -204,6 +267,7 @@ def run_cell(cell: CellConfig) -> CellResult:
             error_class=type(exc).__name__,
             error=str(exc)[:MAX_ERROR_CHARS] or repr(exc),
         )
-    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    row.pop("peak_rss_reset", None)
+    row.setdefault("peak_rss_mb", devicemem.peak_rss_mb())
     row["finished_at"] = now_utc()
     return CellResult(row=row, samples=samples)

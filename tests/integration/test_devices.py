@@ -23,7 +23,7 @@ def test_gpu_instance_without_cuda_fails_instead_of_measuring_the_cpu(
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "amp_fp16", "amp_bf16"])
 @pytest.mark.parametrize("model", ["bert_tiny", "opt_tiny"])
 def test_hf_on_cuda(bench_cli, models_dir: Path, model: str, precision: str) -> None:
     proc = bench_cli(
@@ -43,3 +43,13 @@ def test_hf_on_cuda(bench_cli, models_dir: Path, model: str, precision: str) -> 
     assert row["device"].startswith("cuda") and row["status"] == "ok"
     assert row["peak_gpu_mem_mb"] > 0 and row["gpu_name"]
     assert row["latency_ms_p50"] <= row["latency_ms_p99"]
+    # each client on its own stream; memory per device, peaks reset after load
+    assert row["sync_scope"] == "stream"
+    assert row["precision_method"] == {"fp32": "none", "fp16": "cast", "bf16": "cast"}.get(
+        precision, "autocast"
+    )
+    devices = json.loads(row["gpu_memory_json"])
+    assert devices and all(d["reserved_peak_mb"] >= d["allocated_peak_mb"] for d in devices)
+    assert row["peak_gpu_reserved_mb"] >= row["peak_gpu_mem_mb"]
+    assert row["gpu_used_mb"] >= row["peak_gpu_reserved_mb"]
+    assert row["import_s"] > 0 and row["load_s"] > 0

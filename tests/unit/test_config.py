@@ -257,3 +257,39 @@ def test_group_options_of_the_repo_tree(monkeypatch):
     assert {"bert_tiny", "bert_base", "opt_tiny", "opt_125m"} <= set(group_options("model"))
     assert {"hf", "null", "sleep"} <= set(group_options("engine"))
     assert {"smoke", "bert_g5"} <= set(group_options("grid"))
+
+
+@pytest.mark.parametrize("key", ["stable_windows", "bootstrap_resamples"])
+def test_removed_scenario_keys_say_what_replaced_them(key):
+    d = {
+        "name": "latency",
+        "warmup_requests": 0,
+        "min_requests": 1,
+        "min_duration_s": 1.0,
+        "max_duration_s": 2.0,
+        key: 3,
+    }
+    with pytest.raises(ConfigError) as info:
+        scenario_from_dict(d)
+    assert info.value.key == f"scenario.{key}" and "removed" in str(info.value)
+
+
+def test_too_few_batches_for_an_interval_are_rejected():
+    d = {
+        "name": "latency",
+        "warmup_requests": 0,
+        "min_requests": 1,
+        "min_duration_s": 1.0,
+        "max_duration_s": 2.0,
+        "windows": 4,
+    }
+    with pytest.raises(ConfigError) as info:
+        scenario_from_dict(d)
+    assert info.value.key == "scenario.windows" and ">= 8" in str(info.value)
+
+
+@pytest.mark.parametrize("precision", ["amp_fp16", "amp_bf16"])
+def test_mixed_precision_is_a_precision(precision):
+    from bench.plan import plan_from_overrides
+
+    assert plan_from_overrides([f"precision={precision}"]).cells[0].precision == precision

@@ -69,7 +69,7 @@ def test_usd_per_million_without_throughput_is_none(rate):
 
 
 def test_latency_summary():
-    summary = latency_summary(_ns([1, 2, 3, 4]), 0.95)
+    summary = latency_summary(_ns([1, 2, 3, 4]), 0.95, 20)
     assert summary["latency_ms_mean"] == pytest.approx(2.5)
     assert summary["latency_ms_std"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
     assert summary["latency_ms_min"] == 1.0
@@ -85,7 +85,7 @@ def test_latency_summary():
 
 
 def test_latency_summary_of_one_sample_has_no_std():
-    summary = latency_summary(_ns([3]), 0.95)
+    summary = latency_summary(_ns([3]), 0.95, 20)
     assert summary["latency_ms_std"] is None  # one sample has no spread to report
     assert summary["latency_ms_p50"] == summary["latency_ms_p99"] == 3.0
 

@@ -32,6 +32,12 @@ class AccelerateEngine(HFEngine):
     name = "accelerate"
     Options = AccelerateOptions
     capability = Capability(ANY_PRECISION, BOTH_DEVICES, max_tp=None)
+    cuda_sync_scope = "device"  # a model split over GPUs: every device's streams count
+
+    def import_libraries(self) -> None:
+        import accelerate  # noqa: F401  (device maps and offload hooks)
+
+        super().import_libraries()
 
     @classmethod
     def validate(cls, options: AccelerateOptions) -> None:

@@ -1,7 +1,9 @@
 """The Engine protocol every engine module implements.
 
-Life cycle, driven by the runner: `prepare()` once (checkpoint onto local disk: download_s or
-build time, never load_s), `load()` once (timed: load_s), `initialize()` once (timed: init_s),
+Life cycle, driven by the runner: `import_libraries()` once (timed: import_s: library and
+modeling-module imports, device context creation), `prepare()` once (checkpoint onto local
+disk: download_s or build time, never load_s), `load()` once (timed: load_s: checkpoint ->
+weights ready on the device, nothing else), `initialize()` once (timed: init_s),
 `make_batch()` once (not timed), then many `infer(batch)` or `generate(batch, new_tokens)`
 calls from the client threads, each followed by `synchronize()` inside the timed region, and
 `close()` at the end.
@@ -52,7 +54,8 @@ class Capability:
     tasks: frozenset[str] = frozenset({"encode", "generate"})
 
 
-ANY_PRECISION = frozenset({"fp32", "fp16", "bf16"})
+ANY_PRECISION = frozenset({"fp32", "fp16", "bf16"})  # fp16 / bf16: the whole model cast
+MIXED_PRECISION = frozenset({"amp_fp16", "amp_bf16"})  # fp32 weights, torch.autocast calls
 BOTH_DEVICES = frozenset({"cpu", "cuda"})
 
 
@@ -74,6 +77,10 @@ class Engine(ABC):
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     capability: ClassVar[Capability] = Capability(ANY_PRECISION, BOTH_DEVICES)
+    # On CUDA, what `synchronize()` waits for, stated in the row (sync_scope; CPU rows say
+    # host: the call returns with the result on the host): stream (the calling client's own
+    # CUDA stream) or device (every stream of the device: other clients' kernels count too).
+    cuda_sync_scope: ClassVar[str] = "device"
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
@@ -132,6 +139,10 @@ class Engine(ABC):
     @classmethod
     def validate(cls, options: Any) -> None:
         """Engine-specific checks on option values; raise ConfigError."""
+
+    def import_libraries(self) -> None:
+        """Import what loading and serving need (libraries, the architecture's modeling code)
+        and create the device context, so that none of it lands in load_s (timed: import_s)."""
 
     def prepare(self) -> PrepareInfo:
         """Put the checkpoint on local disk (build it, or later download it)."""

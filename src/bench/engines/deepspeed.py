@@ -65,6 +65,7 @@ class DeepSpeedEngine(HFEngine):
     capability = Capability(
         frozenset({"fp32", "fp16", "bf16"}), frozenset({"cpu", "cuda"}), max_tp=None
     )
+    cuda_sync_scope = "device"  # tensor parallel: the ranks' collectives run on their streams
 
     @classmethod
     def validate(cls, options: DeepSpeedOptions) -> None:
@@ -115,6 +116,11 @@ class DeepSpeedEngine(HFEngine):
             )
             for rank in range(1, world)
         ]
+
+    def import_libraries(self) -> None:
+        import deepspeed  # noqa: F401  (seconds of its own: never part of load_s or init_s)
+
+        super().import_libraries()
 
     def load(self) -> LoadInfo:
         self.followers: list[subprocess.Popen[bytes]] = []

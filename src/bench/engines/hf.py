@@ -1,4 +1,13 @@
-"""transformers eager (PyTorch): one model copy on one device, fp32 / fp16 / bf16 / int8.
+"""transformers eager (PyTorch): one model copy on one device.
+
+Precision: fp32; fp16 / bf16 cast the whole model (weights and every operation in that dtype);
+amp_fp16 / amp_bf16 keep fp32 weights and run each call under `torch.autocast` (mixed
+precision: matmuls and convolutions in the low dtype, reductions and norms in fp32), as the G5
+study's `torch.cuda.amp` did; int8 below.
+
+On CUDA each client thread issues its calls on a CUDA stream of its own and `synchronize()`
+waits for that stream alone, so one request's latency is its own kernels, not its neighbours'
+(sync_scope "stream"); engines that split a model over devices wait for the whole device.
 
 int8: on CPU, torch's dynamic quantization of every nn.Linear (weights int8, activations
 quantised per batch), applied in initialize() so it counts as init_s; on CUDA, bitsandbytes'
@@ -7,13 +16,16 @@ LLM.int8() at load time where bitsandbytes is installed (else the cell is `unsup
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import threading
 from typing import Any
 
 from bench.config import InstanceSpec
 from bench.engines.base import (
     ANY_PRECISION,
     BOTH_DEVICES,
+    MIXED_PRECISION,
     Capability,
     Engine,
     LoadInfo,
@@ -21,7 +33,16 @@ from bench.engines.base import (
     Unsupported,
 )
 
-TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
+# The dtype weights are loaded in; mixed precision keeps fp32 weights and autocasts the calls.
+TORCH_DTYPES = {
+    "fp32": "float32",
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "int8": "float32",
+    "amp_fp16": "float32",
+    "amp_bf16": "float32",
+}
+AUTOCAST_DTYPES = {"amp_fp16": "float16", "amp_bf16": "bfloat16"}
 
 
 class NoGPUError(RuntimeError):
@@ -51,6 +72,37 @@ def torch_dtype(precision: str) -> Any:
     import torch
 
     return getattr(torch, TORCH_DTYPES[precision])
+
+
+def precision_method(precision: str) -> str:
+    """How a precision is applied, for the row: none | cast | autocast | quantized."""
+    if precision in AUTOCAST_DTYPES:
+        return "autocast"
+    return {"fp32": "none", "int8": "quantized"}.get(precision, "cast")
+
+
+def import_modeling_code(model: Any) -> list[str]:
+    """Import transformers, the loading code and the architecture's modeling module, which
+    the first from_pretrained would otherwise import lazily inside load_s. Returns the
+    model classes it resolved."""
+    import json
+    from pathlib import Path
+
+    import transformers
+    import transformers.modeling_utils  # from_pretrained's loader
+    from transformers.models.auto import modeling_auto  # noqa: F401
+
+    from bench.models import auto_class
+
+    model_type = model.architecture.get("model_type")
+    config_file = Path(model.checkpoint or "").expanduser() / "config.json"
+    if model_type is None and model.checkpoint and config_file.is_file():
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type is None:
+        return []
+    config = transformers.AutoConfig.for_model(model_type)
+    model_class = auto_class(model.auto_class)._model_mapping[type(config)]
+    return [model_class.__name__]
 
 
 def token_clock(synchronize: Any) -> Any:
@@ -83,18 +135,33 @@ def token_clock(synchronize: Any) -> Any:
 
 class HFEngine(Engine):
     name = "hf"
-    capability = Capability(ANY_PRECISION | {"int8"}, BOTH_DEVICES)
+    capability = Capability(ANY_PRECISION | MIXED_PRECISION | {"int8"}, BOTH_DEVICES)
+    cuda_sync_scope = "stream"
 
-    def prepare(self) -> PrepareInfo:
+    def __init__(self, cell: Any) -> None:
+        super().__init__(cell)
+        self._local = threading.local()  # per client thread: its CUDA stream
+
+    def import_libraries(self) -> None:
+        import torch
         from transformers.utils import logging as hf_logging
-
-        from bench.models import ensure_checkpoint
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-        cell = self.cell
         # Before any build: a GPU cell on a host without one fails at once, not after minutes.
-        self.device = resolve_device(cell.device, cell.instance)
+        self.device = resolve_device(self.cell.device, self.cell.instance)
+        import_modeling_code(self.cell.model)
+        if self.device.startswith("cuda"):  # the CUDA context: once per process, not load
+            torch.cuda.init()
+            torch.empty(1, device=self.device)
+            torch.cuda.synchronize()
+
+    def prepare(self) -> PrepareInfo:
+        from bench.models import ensure_checkpoint
+
+        if not hasattr(self, "device"):  # a caller that skipped the import step
+            self.import_libraries()
+        cell = self.cell
         got = ensure_checkpoint(cell.model, cell.models_dir, cell.seed)
         self.folder = got.folder
         return PrepareInfo(
@@ -114,13 +181,9 @@ class HFEngine(Engine):
         return kwargs
 
     def load(self) -> LoadInfo:
-        import torch
-
         from bench.models import auto_class
 
         cell = self.cell
-        if cell.torch_threads:
-            torch.set_num_threads(cell.torch_threads)
         kwargs = self.load_kwargs()
         model = auto_class(cell.model.auto_class).from_pretrained(self.folder, **kwargs)
         if "device_map" not in kwargs:
@@ -159,17 +222,39 @@ class HFEngine(Engine):
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         return {k: v.to(self.input_device()) for k, v in batch.items()}
 
-    def infer(self, batch: dict[str, Any]) -> Any:
+    def _own_stream(self) -> Any:
+        """This client thread's CUDA stream, made on its first call: it first waits for the
+        default stream, where the weights and the batch were written."""
         import torch
 
-        with torch.inference_mode():
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = self._local.stream = torch.cuda.Stream(device=self.device)
+            stream.wait_stream(torch.cuda.default_stream(self.device))
+        return stream
+
+    def calling(self) -> contextlib.ExitStack:
+        """The context one call runs in: inference mode, the client's own stream (CUDA, where
+        this engine syncs per stream), autocast (mixed precision)."""
+        import torch
+
+        context = contextlib.ExitStack()
+        context.enter_context(torch.inference_mode())
+        on_cuda = self.device.startswith("cuda")
+        if on_cuda and self.cuda_sync_scope == "stream":
+            context.enter_context(torch.cuda.stream(self._own_stream()))
+        if autocast := AUTOCAST_DTYPES.get(self.cell.precision):
+            device_type = "cuda" if on_cuda else "cpu"
+            context.enter_context(torch.autocast(device_type, dtype=getattr(torch, autocast)))
+        return context
+
+    def infer(self, batch: dict[str, Any]) -> Any:
+        with self.calling():
             return self.model(**batch)
 
     def generate(self, batch: dict[str, Any], new_tokens: int, streamer: Any = None) -> Any:
-        import torch
-
         pad = self.model.config.pad_token_id
-        with torch.inference_mode():
+        with self.calling():
             return self.model.generate(
                 **batch,
                 max_new_tokens=new_tokens,
@@ -197,9 +282,14 @@ class HFEngine(Engine):
                     tensor.data = tensor.data.clone()
 
     def synchronize(self) -> None:
-        if getattr(self, "device", "cpu").startswith("cuda"):
-            import torch
+        if not getattr(self, "device", "cpu").startswith("cuda"):
+            return
+        import torch
 
+        stream = getattr(self._local, "stream", None)
+        if self.cuda_sync_scope == "stream" and stream is not None:
+            stream.synchronize()  # this client's work only
+        else:
             torch.cuda.synchronize()
 
     def close(self) -> None:
@@ -212,9 +302,11 @@ class HFEngine(Engine):
     def describe(self) -> dict[str, Any]:
         import torch
 
-        facts: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+        facts: dict[str, Any] = {
+            "torch_threads": torch.get_num_threads(),
+            "precision_method": precision_method(self.cell.precision),
+        }
         if self.device.startswith("cuda"):
             facts["gpu_name"] = torch.cuda.get_device_name()
             facts["gpu_count"] = torch.cuda.device_count()
-            facts["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
         return facts
