@@ -32,26 +32,29 @@ def _cell(*overrides: str, models_dir=None):
 
 
 def test_intervals_cover_the_sleep_engines_true_percentiles_over_repeated_runs():
-    """40 short runs against lognormal service times: every run's P50/P90/P99 interval is
-    checked against the distribution's own percentile; coverage must be near 95%."""
+    """40 short runs against lognormal service times: every run's P50/P90/P99 interval (the
+    row's method, in the order requests were sent) is checked against the distribution's own
+    percentile; coverage must be near 95%."""
     cell = _cell(
         "engine=sleep", "engine.distribution=lognormal", "engine.service_ms=50", "engine.sigma=0.5"
     )
     options = SleepEngine.Options(**cell.engine.options)
     truth = {p: SleepEngine.true_quantile_ms(options, p / 100) for p in (50, 90, 99)}
     scenario = dataclasses.replace(
-        cell.scenario, warmup_requests=1, min_requests=400, min_duration_s=0.01, ci_target=0.0
+        cell.scenario, warmup_requests=1, min_requests=1000, min_duration_s=0.01, ci_target=0.0
     )
-    runs, hits = 40, dict.fromkeys(truth, 0)
+    runs, hits, bounded = 40, dict.fromkeys(truth, 0), 0
     for run in range(runs):
         engine = SleepEngine(dataclasses.replace(cell, seed=run))
         engine.load()
         result = run_closed_loop(lambda e=engine: e.infer(None), lambda: None, 64, scenario)
         in_order = result.latency_ns / 1e6  # as sent: the row's method sees this order
-        assert in_order.size >= 400
+        assert in_order.size >= 1000
         for p, true_ms in truth.items():
             low, high, _ = serial_quantile_interval(in_order, p / 100, 0.95, 20)
-            hits[p] += low <= true_ms <= high
+            bounded += high is not None
+            hits[p] += low <= true_ms and (high is None or true_ms <= high)
+    assert bounded >= 0.9 * 3 * runs  # 1000 nearly independent requests bound even P99
     for p, count in hits.items():
         # 95% nominal; 34 of 40 or more happens with probability > 0.98 when it holds
         assert count >= 34, f"P{p} interval held the true value in only {count} of {runs} runs"

@@ -40,6 +40,16 @@ def test_smoke_sweep_leaves_one_ok_row_per_cell(smoke: dict) -> None:
     assert (frame["latency_ms_p90"] <= frame["latency_ms_p99"]).all()
     assert (frame["inferences_per_s"] > 0).all() and (frame["tokens_per_s"] > 0).all()
     assert (frame["n"] >= 30).all() and (frame["load_s"] > 0).all()
+    # load_s is the read alone, the imports counted apart, built checkpoint or not
+    assert (frame["load_s"] <= 0.5).all(), frame[["cell_id", "load_s"]]
+    assert (frame["import_s"] > frame["load_s"]).all()
+    # the grid is long enough for most cells to reach a stability verdict
+    assert set(frame["verdict"]) <= {"stable", "drifting", "insufficient"}
+    assert (frame["verdict"] != "insufficient").sum() >= 8, frame[["cell_id", "verdict_reason"]]
+    # the printed table explains the words it uses, in one line each
+    printed = smoke["first"].stdout
+    for word in set(frame["verdict"]):
+        assert f"  {word}: " in printed
     expected_cost = frame["price_per_hour"] / 3600 / frame["inferences_per_s"] * 1e6
     pd.testing.assert_series_equal(
         frame["usd_per_million_inferences"], expected_cost, check_names=False, rtol=1e-9

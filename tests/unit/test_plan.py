@@ -42,7 +42,7 @@ def test_smoke_has_16_cells_with_unique_ids(smoke):
     assert {cell.threads for cell in smoke.cells} == {1, 2}
     assert {cell.instance.type for cell in smoke.cells} == {"local-cpu"}
     # the grid's scenario block applies to every cell
-    assert {cell.scenario.min_requests for cell in smoke.cells} == {30}
+    assert {cell.scenario.min_requests for cell in smoke.cells} == {100}
     assert all(cell.sweep_id == smoke.sweep_id for cell in smoke.cells)
 
 

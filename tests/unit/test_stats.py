@@ -87,6 +87,11 @@ def ar1_log_latencies(rng: np.random.Generator, n: int, phi: float, sigma: float
     return np.exp(x)
 
 
+def test_kolmogorov_quantiles():
+    assert stats.kolmogorov_quantile(0.95) == pytest.approx(1.3581, abs=1e-3)
+    assert stats.kolmogorov_quantile(0.99) == pytest.approx(1.6276, abs=1e-3)
+
+
 def test_autocorrelation_time_of_an_ar1_series():
     rng = np.random.default_rng(3)
     for phi in (0.0, 0.5, 0.9):
@@ -154,28 +159,29 @@ def _closed_loop(latency: np.ndarray) -> stats.Evidence:
 
 
 def test_stationary_runs_are_rarely_called_drifting():
-    """400 stationary runs (autocorrelated, noisy): drifting in at most 2%, mostly stable."""
+    """400 stationary runs (autocorrelated, noisy): drifting in at most 3%, mostly stable."""
     rng = np.random.default_rng(21)
     states = [
         stats.verdict(_closed_loop(ar1_log_latencies(rng, 300, 0.5, 0.3)), 20, 0.10).state
         for _ in range(400)
     ]
-    assert states.count("drifting") <= 8
+    assert states.count("drifting") <= 12
     assert states.count("stable") >= 360
 
 
-def test_a_slowdown_half_way_is_drifting_and_named():
+def test_a_slowdown_anywhere_is_drifting_and_named():
+    """1.5x slower from the half way point, or from 80% of the way: a change point, not a
+    comparison of halves, so a late step is caught as well as a central one."""
     rng = np.random.default_rng(22)
     drifting = 0
-    for _ in range(100):
+    for run in range(100):
         latency = ar1_log_latencies(rng, 300, 0.5, 0.3)
-        latency[150:] *= 1.5
+        latency[150 if run % 2 else 240 :] *= 1.5
         found = stats.verdict(_closed_loop(latency), 20, 0.10)
         drifting += found.state == "drifting"
     assert drifting >= 95
-    assert (
-        found.reason.startswith("latency +") and "from the first half to the second" in found.reason
-    )
+    assert found.reason.startswith("latency +") and "from request 151 of 300" in found.reason
+    assert "CUSUM" in found.reason
 
 
 def test_a_shift_within_the_tolerance_is_not_drift():

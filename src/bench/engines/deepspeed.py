@@ -119,7 +119,11 @@ class DeepSpeedEngine(HFEngine):
 
     def import_libraries(self) -> None:
         import deepspeed  # noqa: F401  (seconds of its own: never part of load_s or init_s)
+        import torch
 
+        if self.cell.device != "cpu" and torch.cuda.is_available():
+            # each rank's CUDA context on its own GPU, not all of them on GPU 0
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         super().import_libraries()
 
     def load(self) -> LoadInfo:
