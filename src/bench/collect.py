@@ -176,7 +176,7 @@ def _interval(low: float | None, high: float | None) -> str:
 LEGEND = {
     "?": "p99 95% CI 'x-?': too few requests to bound P99 from above (it needs several "
     "hundred); measure longer",
-    "stable": "stable: no shift between the measured window's halves beyond "
+    "stable": "stable: no significant change in level during the window beyond "
     "scenario.stable_tolerance (10% by default)",
     "drifting": "drifting: latency or throughput moved during the window (or an open loop "
     "fell behind); the number is not one steady figure",

@@ -74,7 +74,7 @@ class EngineConfig:
 SCENARIOS = ("latency", "ramp", "open_loop", "capacity")
 # Keys an older config may still carry, and what replaced them.
 REMOVED_SCENARIO_KEYS = {
-    "stable_windows": "removed: the verdict compares the two halves of the window; drop the key",
+    "stable_windows": "removed: the verdict looks for a change point in the whole window; drop the key",
     "bootstrap_resamples": (
         "removed: the throughput interval is batch means over scenario.windows time blocks; "
         "drop the key"
@@ -97,7 +97,7 @@ class ScenarioConfig:
     # of its estimate (P50, P90, P99 latency, throughput); 0 = stop at the minimums
     windows: int = 20  # batches behind every interval: consecutive requests (percentiles)
     # and equal time blocks (throughput); also the time windows in windows_json
-    stable_tolerance: float = 0.10  # a shift between the window's halves smaller than this
+    stable_tolerance: float = 0.10  # a change in level during the window smaller than this
     # share is not drift (a larger one is, when significant)
     # ramp: one closed-loop stage per concurrency, each with its own warmup
     stages: tuple[int, ...] = ()

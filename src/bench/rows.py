@@ -102,7 +102,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     (
         "verdict",
         pa.string(),
-        "stable | drifting (the window's halves differ significantly, beyond stable_tolerance;"
+        "stable | drifting (the level changed significantly during the window, beyond "
+        "stable_tolerance;"
         " or an open loop that could not keep up) | insufficient (too few requests to judge)",
     ),
     ("verdict_reason", pa.string(), "the figures behind the verdict; for insufficient, the fix"),

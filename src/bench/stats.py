@@ -26,15 +26,17 @@ than it says (AR(1) at 0.9: a nominal 95% P50 interval held the truth 41% of the
 - Throughput: batch means over `b` equal time blocks of the measured window, mean block rate
   -+ t(b-1) x their standard error. $/M is a monotone function of throughput, so its interval
   is the throughput interval mapped through it.
-- Verdict: the second half of the window against the first. Latency (open loop: service time)
-  as the mean log latency of each half; closed-loop throughput as the mean rate of each half's
-  time blocks. The difference's standard error uses the residuals around each half's mean and
-  their integrated autocorrelation time tau (Geyer's initial positive sequence), so n
-  correlated requests count as n / tau. `drifting` when a difference is significant at 99%
-  *and* larger than the tolerance (default 10%); an open loop is also `drifting` when it is
-  overloaded (arrivals dropped, completions short of the target rate, or a queueing delay
-  that grows). `insufficient` below 40 requests or 20 effective ones (the reason says how
-  many requests would do); otherwise `stable`.
+- Verdict: has the level moved during the window? A CUSUM change-point test on the log
+  latencies (open loop: service times) in the order measured, and closed-loop throughput as
+  the gaps between consecutive completions: the peak of the cumulative deviation from the
+  mean, over the long-run standard deviation (sd x sqrt(tau), tau the integrated
+  autocorrelation time by Geyer's initial positive sequence) x sqrt(n), against the Brownian
+  bridge's supremum. Noise and tau come from the residuals around the two segments' means,
+  so a real shift does not hide itself. `drifting` when a change is significant at 99% *and*
+  larger than the tolerance (default 10%); an open loop is also `drifting` when it is
+  overloaded (arrivals dropped, completions short of the target rate, or a growing queueing
+  delay). `insufficient` below 40 requests or 20 effective ones (the reason says how many
+  requests would do); otherwise `stable`.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ CI_PERCENTILES = (50, 90, 99)
 MIN_BATCH_REQUESTS = 5  # a batch shorter than this says nothing about its own level
 MIN_BATCHES = 8  # fewer batches than this leave no spread to estimate an error from
 MIN_VERDICT_REQUESTS = 40  # below this, not even the autocorrelation can be estimated
-MIN_EFFECTIVE_REQUESTS = 20  # a verdict compares halves of at least 10 independent requests
+MIN_EFFECTIVE_REQUESTS = 20  # fewer independent requests than this judge nothing
 DRIFT_CONFIDENCE = 0.99  # a drift flag is a false alarm in at most 1 stationary run of 100
 
 
@@ -458,7 +460,7 @@ def verdict(evidence: Evidence, blocks: int, tolerance: float) -> Verdict:
     what = "latency and throughput" if evidence.judge_rate else "service time and queueing"
     return Verdict(
         "stable",
-        f"{what}: no shift beyond {tolerance:.0%} between the halves of the window "
+        f"{what}: no change in level beyond {tolerance:.0%} during the window "
         f"({DRIFT_CONFIDENCE:.0%} confidence, {shift.n_effective:.0f} effective requests)",
     )
 
