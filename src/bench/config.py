@@ -74,7 +74,7 @@ class EngineConfig:
 SCENARIOS = ("latency", "ramp", "open_loop", "capacity")
 # Keys an older config may still carry, and what replaced them.
 REMOVED_SCENARIO_KEYS = {
-    "stable_windows": "removed: the verdict looks for a change point in the whole window; drop the key",
+    "stable_windows": "removed: the verdict looks for a change point in the whole window; drop it",
     "bootstrap_resamples": (
         "removed: the throughput interval is batch means over scenario.windows time blocks; "
         "drop the key"
