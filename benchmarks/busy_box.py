@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+
+from fidelity import json_of  # scripts beside each other: run as python benchmarks/NAME.py
 
 PRECISIONS = ("fp32", "bf16")
 BATCHES = (1, 4)
@@ -57,17 +58,7 @@ def run_cell(overrides: list[str], seconds: float, legacy: bool) -> dict:
     if legacy:
         env["OMP_WAIT_POLICY"] = ""  # libgomp's default: idle workers spin before sleeping
         args.append(f"torch_threads={len(os.sched_getaffinity(0))}")
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "run", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"bench run {' '.join(args)} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return json_of([sys.executable, "-m", "bench", "run", *args], env)
 
 
 def main() -> int:

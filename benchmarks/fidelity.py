@@ -24,6 +24,14 @@ TOLERANCE = 0.10
 CELL = ["model=bert_tiny", "batch_size=4", "model.seq_len=32", "precision=fp32"]
 
 
+def json_of(command: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run a command in a fresh process; its last stdout line, as JSON (exits on failure)."""
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=600)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def bench_row(threads: int, seconds: float) -> dict:
     args = [
         *CELL,
@@ -34,16 +42,7 @@ def bench_row(threads: int, seconds: float) -> dict:
         "scenario.min_requests=1",
         "scenario.warmup_requests=5",
     ]
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "run", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"bench run failed:\n{out.stderr[-2000:]}")
-    row = json.loads(out.stdout)
+    row = json_of([sys.executable, "-m", "bench", "run", *args])
     if row["status"] != "ok":
         raise SystemExit(f"bench row is {row['status']}: {row.get('error')}")
     return row
@@ -66,17 +65,7 @@ def plain_loop(row: dict, threads: int, seconds: float) -> dict:
         "--seconds",
         str(seconds),
     ]
-    out = subprocess.run(
-        [sys.executable, __file__, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"plain loop failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json_of([sys.executable, __file__, *args], env)
 
 
 def run_plain(checkpoint: str, threads: int, torch_threads: int, seconds: float) -> None:

@@ -259,33 +259,22 @@ def test_group_options_of_the_repo_tree(monkeypatch):
     assert {"smoke", "bert_g5"} <= set(group_options("grid"))
 
 
+def _scenario_error(**extra: object) -> ConfigError:
+    d = {"name": "latency", "warmup_requests": 0, "min_requests": 1, "min_duration_s": 1.0}
+    with pytest.raises(ConfigError) as info:
+        scenario_from_dict({**d, "max_duration_s": 2.0, **extra})
+    return info.value
+
+
 @pytest.mark.parametrize("key", ["stable_windows", "bootstrap_resamples"])
 def test_removed_scenario_keys_say_what_replaced_them(key):
-    d = {
-        "name": "latency",
-        "warmup_requests": 0,
-        "min_requests": 1,
-        "min_duration_s": 1.0,
-        "max_duration_s": 2.0,
-        key: 3,
-    }
-    with pytest.raises(ConfigError) as info:
-        scenario_from_dict(d)
-    assert info.value.key == f"scenario.{key}" and "removed" in str(info.value)
+    error = _scenario_error(**{key: 3})
+    assert error.key == f"scenario.{key}" and "removed" in str(error)
 
 
 def test_too_few_batches_for_an_interval_are_rejected():
-    d = {
-        "name": "latency",
-        "warmup_requests": 0,
-        "min_requests": 1,
-        "min_duration_s": 1.0,
-        "max_duration_s": 2.0,
-        "windows": 4,
-    }
-    with pytest.raises(ConfigError) as info:
-        scenario_from_dict(d)
-    assert info.value.key == "scenario.windows" and ">= 8" in str(info.value)
+    error = _scenario_error(windows=4)
+    assert error.key == "scenario.windows" and ">= 8" in str(error)
 
 
 @pytest.mark.parametrize("precision", ["amp_fp16", "amp_bf16"])
