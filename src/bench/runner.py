@@ -160,18 +160,19 @@ def _load(
         )
 
 
-def _start_measuring(row: dict[str, Any]) -> None:
-    """Loading is over: restart the memory peaks so they describe serving alone."""
-    row["peak_rss_reset"] = devicemem.reset_peak_rss()
+def _start_measuring() -> bool:
+    """Loading is over: restart the memory peaks so they describe serving alone. False when
+    the kernel would not reset the host's peak."""
     devicemem.reset_cuda_peaks()
+    return devicemem.reset_peak_rss()
 
 
-def _memory_columns(row: dict[str, Any]) -> dict[str, Any]:
+def _memory_columns(host_peak_reset: bool) -> dict[str, Any]:
     """Peaks since _start_measuring: host RSS, and per GPU allocated / reserved / driver."""
     devices = devicemem.cuda_memory()
     columns: dict[str, Any] = {
         "peak_rss_mb": devicemem.peak_rss_mb(),
-        "peak_rss_scope": "measurement" if row.pop("peak_rss_reset", False) else "process",
+        "peak_rss_scope": "measurement" if host_peak_reset else "process",
     }
     if devices:
         columns.update(
@@ -201,18 +202,18 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
     try:
         if cell.scenario.name != "capacity":
             _load(engine, row, policy)
-            _start_measuring(row)
+            host_peak_reset = _start_measuring()
             measured = run_scenario(cell, engine, request_for(engine, cell))
         else:
             base: list[float] = []  # in use once the libraries are imported, before weights
-            # engines resolve their device in prepare(): measure the base on that device
+            # engines resolve their device in their import step: measure the base there
             _load(
                 engine,
                 row,
                 policy,
                 lambda: base.append(device_memory(getattr(engine, "device", "cpu")).used_mb()),
             )
-            _start_measuring(row)
+            host_peak_reset = _start_measuring()
 
             def load_copy() -> Engine:
                 copy = engine_class(cell)
@@ -224,7 +225,7 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
             row["torch_threads"] = policy.intra_op_threads  # describe() reads torch's own
         row.update(engine.describe(), sync_scope=_sync_scope(engine))
         row.update(measured.columns)
-        row.update(_memory_columns(row))
+        row.update(_memory_columns(host_peak_reset))
         return measured
     finally:
         for copy in copies:
@@ -267,7 +268,6 @@ def run_cell(cell: CellConfig) -> CellResult:
             error_class=type(exc).__name__,
             error=str(exc)[:MAX_ERROR_CHARS] or repr(exc),
         )
-    row.pop("peak_rss_reset", None)
-    row.setdefault("peak_rss_mb", devicemem.peak_rss_mb())
+    row.setdefault("peak_rss_mb", devicemem.peak_rss_mb())  # a failed cell: the process's
     row["finished_at"] = now_utc()
     return CellResult(row=row, samples=samples)
