@@ -176,7 +176,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("rss_after_import_mb", pa.float64(), "cell process resident memory after imports, MiB"),
     ("rss_after_load_mb", pa.float64(), "... after loading (and initializing) the model, MiB"),
     ("model_rss_mb", pa.float64(), "the model's share: rss_after_load - rss_after_import"),
-    ("peak_rss_mb", pa.float64(), "peak resident memory while measuring, MiB"),
+    (
+        "peak_rss_mb",
+        pa.float64(),
+        "most resident memory while measuring (imports and model included), MiB",
+    ),
     (
         "peak_rss_scope",
         pa.string(),
