@@ -25,11 +25,14 @@ CELL = ["model=bert_tiny", "batch_size=4", "model.seq_len=32", "precision=fp32"]
 
 
 def json_of(command: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run a command in a fresh process; its last stdout line, as JSON (exits on failure)."""
+    """Run a command in a fresh process; its stdout (or last line) as JSON; exits on failure."""
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=600)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(out.stdout)  # `bench run` prints its row as one JSON document
+    except json.JSONDecodeError:
+        return json.loads(out.stdout.strip().splitlines()[-1])  # after a library's chatter
 
 
 def bench_row(threads: int, seconds: float) -> dict:
