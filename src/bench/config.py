@@ -172,6 +172,13 @@ def _int_at_least(key: str, value: Any, low: int) -> int:
     return value
 
 
+def flag(key: str, value: Any) -> bool:
+    """A true/false switch. Only a real boolean: `force=no` or `force="0"` would be truthy
+    strings, and a switch like force that re-runs cells must never flip by accident."""
+    _require(isinstance(value, bool), key, value, "must be true or false")
+    return value
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

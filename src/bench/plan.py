@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench.compose import check_group_choice, compose_many, compose_one
-from bench.config import CellConfig, ConfigError, cell_from_dict, instance_from_catalog
+from bench.config import CellConfig, ConfigError, cell_from_dict, flag, instance_from_catalog
 
 GROUP_AXES = ("model", "engine")
 SCALAR_AXES = (
@@ -288,8 +288,8 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
         cells=cells,
         store_root=str(base.store.root),
         executor=OmegaConf.to_container(base.executor, resolve=True),  # type: ignore[arg-type]
-        force=bool(base.force),
-        wait=bool(base.wait),
-        run_infeasible=bool(base.run_infeasible),
+        force=flag("force", base.force),
+        wait=flag("wait", base.wait),
+        run_infeasible=flag("run_infeasible", base.run_infeasible),
         order=str(order),
     )

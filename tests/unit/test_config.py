@@ -282,3 +282,15 @@ def test_mixed_precision_is_a_precision(precision):
     from bench.plan import plan_from_overrides
 
     assert plan_from_overrides([f"precision={precision}"]).cells[0].precision == precision
+
+
+@pytest.mark.parametrize("key", ["force", "wait", "run_infeasible"])
+@pytest.mark.parametrize("value", ["no", "off", "'0'", "1"])
+def test_a_switch_takes_only_true_or_false(key, value):
+    """`force=no` must not mean force=true (a truthy string would re-run every ok cell)."""
+    from bench.plan import plan_from_overrides
+
+    with pytest.raises(ConfigError) as info:
+        plan_from_overrides([f"{key}={value}"])
+    assert info.value.key == key and "must be true or false" in str(info.value)
+    assert plan_from_overrides([f"{key}=false"]).cells  # the real booleans still work
