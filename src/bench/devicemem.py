@@ -83,14 +83,19 @@ def device_memory(device: str) -> DeviceMemory:
 # -- what the cell process itself holds (the row's memory columns) ---------------------------
 
 
-def rss_mb() -> float | None:
-    """This process's resident memory now (VmRSS: anonymous and file-backed pages, so a CPU
-    model's memory-mapped safetensors weights count), MiB; None where /proc is absent."""
+def _own_status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status, MiB; None where /proc is absent."""
     try:
-        kib = _status_kib("VmRSS", Path("/proc/self/status").read_text())
+        kib = _status_kib(field, Path("/proc/self/status").read_text())
     except OSError:
         return None
     return kib / 1024 if kib is not None else None
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (VmRSS: anonymous and file-backed pages, so a CPU
+    model's memory-mapped safetensors weights count), MiB; None where /proc is absent."""
+    return _own_status_mb("VmRSS")
 
 
 def reset_peak_rss() -> bool:
@@ -105,15 +110,11 @@ def reset_peak_rss() -> bool:
 
 def peak_rss_mb() -> float | None:
     """The peak resident memory since the last reset (or since the process started), MiB."""
-    try:
-        kib = _status_kib("VmHWM", Path("/proc/self/status").read_text())
-    except OSError:
-        kib = None
-    if kib is None:
-        import resource
+    if (peak := _own_status_mb("VmHWM")) is not None:
+        return peak
+    import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return kib / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _cuda() -> object | None:

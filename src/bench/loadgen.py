@@ -282,13 +282,11 @@ def intervals_tight(snapshot: _Snapshot, start_ns: int, scenario: ScenarioConfig
         ranks = stats.serial_quantile_ranks(
             latency, p / 100, scenario.confidence, scenario.windows, ordered
         )
-        low = float(ordered[ranks.low - 1]) if ranks.low is not None else None
-        high = float(ordered[ranks.high - 1]) if ranks.high is not None else None
-        if stats.relative_half_width(estimate, low, high) > scenario.ci_target:
+        if stats.relative_half_width(estimate, *ranks.values(ordered)) > scenario.ci_target:
             return False
     window_ns = time.perf_counter_ns() - start_ns
     low, high = stats.rate_interval(
-        np.sort(done_ns) - start_ns, window_ns, scenario.confidence, scenario.windows
+        done_ns - start_ns, window_ns, scenario.confidence, scenario.windows
     )
     rate = done_ns.size / (window_ns / 1e9)
     return stats.relative_half_width(rate, low, high) <= scenario.ci_target

@@ -60,10 +60,9 @@ def latency_summary(latency_ns: np.ndarray, confidence: float, batches: int) -> 
     for q in stats.CI_PERCENTILES:
         ranks = stats.serial_quantile_ranks(latency_ns, q / 100, confidence, batches, ordered)
         effective[q] = ranks.n_effective
-        low = ordered[ranks.low - 1] / 1e6 if ranks.low is not None else None
-        high = ordered[ranks.high - 1] / 1e6 if ranks.high is not None else None
-        summary[f"latency_ms_p{q}_lo"] = float(low) if low is not None else None
-        summary[f"latency_ms_p{q}_hi"] = float(high) if high is not None else None
+        low, high = ranks.values(ordered)
+        summary[f"latency_ms_p{q}_lo"] = low / 1e6 if low is not None else None
+        summary[f"latency_ms_p{q}_hi"] = high / 1e6 if high is not None else None
         if q == 50:
             summary.update(n_effective=ranks.n_effective, ci_method=ranks.method)
     summary.update(
@@ -95,7 +94,7 @@ def stability(result: LoadResult, scenario: ScenarioConfig) -> dict[str, Any]:
         queue_ns=(result.sent_ns - result.scheduled_ns)[ok] if open_loop else None,
         dropped=result.dropped,
     )
-    found = stats.verdict(evidence, scenario.windows, scenario.stable_tolerance)
+    found = stats.verdict(evidence, scenario.stable_tolerance)
     reason = found.reason
     if found.need_requests is not None:
         reason += "; " + _how_to_measure_longer(result, scenario, found.need_requests)

@@ -160,6 +160,13 @@ class SerialRanks:
     n_effective: int  # independent samples the dependent ones are worth, at this quantile
     method: str
 
+    def values(self, ordered: np.ndarray) -> tuple[float | None, float | None]:
+        """The interval's ends, read off the ascending-sorted samples."""
+        return (
+            float(ordered[self.low - 1]) if self.low is not None else None,
+            float(ordered[self.high - 1]) if self.high is not None else None,
+        )
+
 
 def serial_quantile_ranks(
     values: np.ndarray,
@@ -199,13 +206,9 @@ def serial_quantile_interval(
     values: np.ndarray, q: float, confidence: float, batches: int
 ) -> tuple[float | None, float | None, str]:
     """Interval for the q-quantile from samples in the order measured (see the module doc)."""
-    ranks = serial_quantile_ranks(values, q, confidence, batches)
     ordered = np.sort(values)
-    return (
-        float(ordered[ranks.low - 1]) if ranks.low is not None else None,
-        float(ordered[ranks.high - 1]) if ranks.high is not None else None,
-        ranks.method,
-    )
+    ranks = serial_quantile_ranks(values, q, confidence, batches, ordered)
+    return (*ranks.values(ordered), ranks.method)
 
 
 def block_rates(done_ns: np.ndarray, window_ns: int, blocks: int) -> np.ndarray:
@@ -431,7 +434,7 @@ def _overload_clauses(evidence: Evidence, tolerance: float) -> list[str]:
     return clauses
 
 
-def verdict(evidence: Evidence, blocks: int, tolerance: float) -> Verdict:
+def verdict(evidence: Evidence, tolerance: float) -> Verdict:
     """stable | drifting | insufficient, with the figures that decided it (module doc)."""
     n = evidence.latency_ns.size
     if n < MIN_VERDICT_REQUESTS:

@@ -81,16 +81,14 @@ def precision_method(precision: str) -> str:
     return {"fp32": "none", "int8": "quantized"}.get(precision, "cast")
 
 
-def import_modeling_code(model: Any) -> list[str]:
+def import_modeling_code(model: Any) -> None:
     """Import transformers, the loading code and the architecture's modeling module, which
-    the first from_pretrained would otherwise import lazily inside load_s. Returns the
-    model classes it resolved."""
+    the first from_pretrained would otherwise import lazily inside load_s."""
     import json
     from pathlib import Path
 
     import transformers
     import transformers.modeling_utils  # from_pretrained's loader
-    from transformers.models.auto import modeling_auto  # noqa: F401
 
     from bench.models import auto_class
 
@@ -98,11 +96,9 @@ def import_modeling_code(model: Any) -> list[str]:
     config_file = Path(model.checkpoint or "").expanduser() / "config.json"
     if model_type is None and model.checkpoint and config_file.is_file():
         model_type = json.loads(config_file.read_text()).get("model_type")
-    if model_type is None:
-        return []
-    config = transformers.AutoConfig.for_model(model_type)
-    model_class = auto_class(model.auto_class)._model_mapping[type(config)]
-    return [model_class.__name__]
+    if model_type is not None:  # resolving the class imports its modeling module
+        config = transformers.AutoConfig.for_model(model_type)
+        auto_class(model.auto_class)._model_mapping[type(config)]
 
 
 def token_clock(synchronize: Any) -> Any:
