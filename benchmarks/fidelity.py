@@ -1,14 +1,23 @@
 """Does bench measure what a plain timing loop measures? The same cell, both ways, alternating.
 
-Each pair runs the cell through `bench run` (its own process: thread policy, imports, load,
-warmup, closed loop, summary) and through a plain loop in a fresh process of its own: load
-the same checkpoint, run a few warmup calls, then call the model in `threads` Python threads
-for the same number of seconds, each call bracketed by `time.perf_counter_ns()`. The plain
-loop gets the intra-op threads and OpenMP wait policy bench's row reports, so the comparison
-is of the measuring, not of the thread settings. Prints bench / plain for P50 and throughput
-per pair, and their medians; both must be within 10%.
+Two long-lived processes, one each, take turns measuring (the other one idle, blocked on its
+stdin): a bench worker that runs the cell through `bench.runner.run_cell`, what `bench run`
+calls (thread policy, engine imports, load, warmup, the closed loop, the summary), and a
+plain loop that loads the same checkpoint once, runs a few warmup calls, then calls the model
+in `threads` Python threads for the same number of seconds, each call bracketed by
+`time.perf_counter_ns()`. The plain loop uses the intra-op threads and OpenMP wait policy the
+bench row reports, so the comparison is of the measuring, not of the thread settings.
 
-Usage: python benchmarks/fidelity.py [--pairs 7] [--seconds 5] [--threads 1,2]
+Why turns, not a fresh process per run: on a shared 2-core VM the speed of the same loop
+wanders by +-25% over tens of seconds (one process, 1 s windows: 2.3-4.2 ms), whatever the
+process. Back-to-back windows of the two sides see nearly the same machine; a fresh process
+per run spends ~8 s in imports between them, and the ratios then measure the host's drift.
+Which side goes first alternates, so a steady drift cancels in the median.
+
+Prints bench / plain for P50 and throughput per pair and their medians; both must be within
+10%.
+
+Usage: python benchmarks/fidelity.py [--pairs 9] [--seconds 5] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+from typing import IO, Any
 
 TOLERANCE = 0.10
 CELL = ["model=bert_tiny", "batch_size=4", "model.seq_len=32", "precision=fp32"]
@@ -35,8 +45,8 @@ def json_of(command: list[str], env: dict[str, str] | None = None) -> dict:
         return json.loads(out.stdout.strip().splitlines()[-1])  # after a library's chatter
 
 
-def bench_row(threads: int, seconds: float) -> dict:
-    args = [
+def cell_overrides(threads: int, seconds: float) -> list[str]:
+    return [
         *CELL,
         f"threads={threads}",
         f"scenario.min_duration_s={seconds}",
@@ -45,33 +55,62 @@ def bench_row(threads: int, seconds: float) -> dict:
         "scenario.min_requests=1",
         "scenario.warmup_requests=5",
     ]
-    row = json_of([sys.executable, "-m", "bench", "run", *args])
-    if row["status"] != "ok":
-        raise SystemExit(f"bench row is {row['status']}: {row.get('error')}")
-    return row
 
 
-def plain_loop(row: dict, threads: int, seconds: float) -> dict:
-    """The plain loop in a fresh process, with the row's thread settings."""
-    env = dict(os.environ)
-    if row["omp_wait_policy"].startswith("default"):  # bench left libgomp's default
-        env.pop("OMP_WAIT_POLICY", None)
-    else:
-        env["OMP_WAIT_POLICY"] = row["omp_wait_policy"]
-    args = [
-        "--plain",
-        row["checkpoint"],
-        "--threads",
-        str(threads),
-        "--torch-threads",
-        str(row["torch_threads"]),
-        "--seconds",
-        str(seconds),
-    ]
-    return json_of([sys.executable, __file__, *args], env)
+class Worker:
+    """A child process that answers each line on its stdin with one JSON line."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+
+    def measure(self) -> dict[str, Any]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write("measure\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            raise SystemExit(f"worker {self.process.args[2:4]} exited ({self.process.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
-def run_plain(checkpoint: str, threads: int, torch_threads: int, seconds: float) -> None:
+def serve(measure: Any, out: IO[str]) -> None:
+    """Measure once per line on stdin; one JSON line each on `out`."""
+    for _ in sys.stdin:
+        out.write(json.dumps(measure(), default=str) + "\n")
+        out.flush()
+
+
+def run_bench_worker(overrides: list[str]) -> None:
+    from bench.plan import plan_from_overrides
+    from bench.runner import run_cell
+
+    cell = plan_from_overrides(overrides).cells[0]
+    out = sys.stdout
+    sys.stdout = sys.stderr  # libraries' chatter must not interleave with the JSON lines
+
+    def measure() -> dict[str, Any]:
+        row = run_cell(cell).row
+        if row["status"] != "ok":
+            raise SystemExit(f"bench row is {row['status']}: {row.get('error')}")
+        keep = ("latency_ms_p50", "inferences_per_s", "checkpoint", "torch_threads")
+        return {k: row[k] for k in (*keep, "omp_wait_policy")}
+
+    serve(measure, out)
+
+
+def run_plain_worker(checkpoint: str, threads: int, torch_threads: int, seconds: float) -> None:
     """The loop itself: what an engineer would write to time a model by hand."""
     import threading
     import time
@@ -85,70 +124,105 @@ def run_plain(checkpoint: str, threads: int, torch_threads: int, seconds: float)
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, model.config.vocab_size, (4, 32), generator=generator)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    latencies: list[list[int]] = [[] for _ in range(threads)]
-    start = threading.Barrier(threads)
 
-    def client(mine: list[int]) -> None:
-        with torch.inference_mode():
-            for _ in range(5):
-                model(**batch)
-            start.wait()
-            deadline = time.perf_counter_ns() + int(seconds * 1e9)
-            while (t0 := time.perf_counter_ns()) < deadline:
-                model(**batch)
-                mine.append(time.perf_counter_ns() - t0)
+    def measure() -> dict[str, float]:
+        latencies: list[list[int]] = [[] for _ in range(threads)]
+        start = threading.Barrier(threads)
 
-    workers = [threading.Thread(target=client, args=(m,)) for m in latencies]
-    began = time.perf_counter_ns()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    elapsed = (time.perf_counter_ns() - began) / 1e9
-    pooled = np.concatenate([np.asarray(m) for m in latencies])
-    p50 = float(np.percentile(pooled, 50, method="inverted_cdf")) / 1e6
-    print(json.dumps({"p50_ms": p50, "inferences_per_s": pooled.size * 4 / elapsed}))
+        def client(mine: list[int]) -> None:
+            with torch.inference_mode():
+                for _ in range(5):
+                    model(**batch)
+                start.wait()
+                deadline = time.perf_counter_ns() + int(seconds * 1e9)
+                while (t0 := time.perf_counter_ns()) < deadline:
+                    model(**batch)
+                    mine.append(time.perf_counter_ns() - t0)
+
+        workers = [threading.Thread(target=client, args=(m,)) for m in latencies]
+        began = time.perf_counter_ns()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        elapsed = (time.perf_counter_ns() - began) / 1e9
+        pooled = np.concatenate([np.asarray(m) for m in latencies])
+        p50 = float(np.percentile(pooled, 50, method="inverted_cdf")) / 1e6
+        return {"p50_ms": p50, "inferences_per_s": pooled.size * 4 / elapsed}
+
+    serve(measure, sys.stdout)
+
+
+def plain_worker(row: dict, threads: int, seconds: float) -> Worker:
+    """The plain loop's process, with the bench row's thread settings."""
+    env = dict(os.environ)
+    if row["omp_wait_policy"].startswith("default"):  # bench left libgomp's default
+        env.pop("OMP_WAIT_POLICY", None)
+    else:
+        env["OMP_WAIT_POLICY"] = row["omp_wait_policy"]
+    args = ["--plain", row["checkpoint"], "--threads", str(threads)]
+    args += ["--torch-threads", str(row["torch_threads"]), "--seconds", str(seconds)]
+    return Worker(args, env)
+
+
+def compare(threads: int, pairs: int, seconds: float) -> list[str]:
+    """Alternating windows of both workers; the failures, as lines."""
+    print(f"tiny BERT b4 s32, CPU, {seconds:g} s, {threads} client(s): bench / plain")
+    bench = Worker(["--bench", json.dumps(cell_overrides(threads, seconds))])
+    first = bench.measure()  # also tells the plain loop its checkpoint and thread settings
+    plain = plain_worker(first, threads, seconds)
+    plain.measure()  # its first window pays one-off costs too; neither side's first counts
+    p50_ratios, rate_ratios, plain_p50s = [], [], []
+    try:
+        for pair in range(pairs):
+            if pair % 2 == 0:
+                row, loop = bench.measure(), plain.measure()
+            else:
+                loop, row = plain.measure(), bench.measure()
+            plain_p50s.append(loop["p50_ms"])
+            p50_ratios.append(row["latency_ms_p50"] / loop["p50_ms"])
+            rate_ratios.append(row["inferences_per_s"] / loop["inferences_per_s"])
+            print(
+                f"  pair {pair + 1}: P50 {row['latency_ms_p50']:.3f} vs {loop['p50_ms']:.3f} ms"
+                f" ({p50_ratios[-1]:.3f}); throughput {row['inferences_per_s']:.1f} vs "
+                f"{loop['inferences_per_s']:.1f}/s ({rate_ratios[-1]:.3f}); torch threads "
+                f"{row['torch_threads']}, {row['omp_wait_policy']}"
+            )
+    finally:
+        bench.close()
+        plain.close()
+    print(
+        f"  the plain loop alone, window to window: P50 {min(plain_p50s):.3f}-"
+        f"{max(plain_p50s):.3f} ms (the noise floor these ratios sit on)"
+    )
+    failures = []
+    for name, ratios in (("P50", p50_ratios), ("throughput", rate_ratios)):
+        median = statistics.median(ratios)
+        verdict = "within" if abs(median - 1) <= TOLERANCE else "OUTSIDE"
+        print(f"  median {name} ratio {median:.3f}: {verdict} {TOLERANCE:.0%}")
+        if verdict != "within":
+            failures.append(f"{threads} client(s) {name} {median:.3f}")
+    return failures
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    # Process-to-process spread on a 2-core VM is about +-25% for a 2-thread team (the plain
-    # loop alone, 7 fresh processes: 1.56-3.02 ms), so 3 pairs decide little; 7 do.
-    parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--pairs", type=int, default=9)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--threads", default="1,2", help="client-thread counts to compare")
+    parser.add_argument("--bench", metavar="OVERRIDES", help=argparse.SUPPRESS)
     parser.add_argument("--plain", metavar="CHECKPOINT", help=argparse.SUPPRESS)
     parser.add_argument("--torch-threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bench:
+        run_bench_worker(json.loads(args.bench))
+        return 0
     if args.plain:
-        run_plain(args.plain, int(args.threads), args.torch_threads, args.seconds)
+        run_plain_worker(args.plain, int(args.threads), args.torch_threads, args.seconds)
         return 0
     failures = []
     for threads in [int(t) for t in args.threads.split(",")]:
-        print(f"tiny BERT b4 s32, CPU, {args.seconds:g} s, {threads} client(s): bench / plain")
-        p50_ratios, rate_ratios, plain_p50s = [], [], []
-        for pair in range(args.pairs):
-            row = bench_row(threads, args.seconds)
-            plain = plain_loop(row, threads, args.seconds)
-            plain_p50s.append(plain["p50_ms"])
-            p50_ratios.append(row["latency_ms_p50"] / plain["p50_ms"])
-            rate_ratios.append(row["inferences_per_s"] / plain["inferences_per_s"])
-            print(
-                f"  pair {pair + 1}: P50 {row['latency_ms_p50']:.3f} vs {plain['p50_ms']:.3f} ms"
-                f" ({p50_ratios[-1]:.3f}); throughput {row['inferences_per_s']:.1f} vs "
-                f"{plain['inferences_per_s']:.1f}/s ({rate_ratios[-1]:.3f}); torch threads "
-                f"{row['torch_threads']}, {row['omp_wait_policy']}"
-            )
-        print(
-            f"  the plain loop alone, process to process: P50 {min(plain_p50s):.3f}-"
-            f"{max(plain_p50s):.3f} ms (the noise floor these ratios sit on)"
-        )
-        for name, ratios in (("P50", p50_ratios), ("throughput", rate_ratios)):
-            median = statistics.median(ratios)
-            verdict = "within" if abs(median - 1) <= TOLERANCE else "OUTSIDE"
-            print(f"  median {name} ratio {median:.3f}: {verdict} {TOLERANCE:.0%}")
-            if verdict != "within":
-                failures.append(f"{threads} client(s) {name} {median:.3f}")
+        failures += compare(threads, args.pairs, args.seconds)
     for failure in failures:
         print(f"FAIL {failure}")
     return 1 if failures else 0
