@@ -110,9 +110,12 @@ def _cell(args: argparse.Namespace) -> int:
     from bench.job import run_job
 
     index = args.index if args.index is not None else index_from_environment()
-    result = run_job(args.manifest, index, args.array)
-    row = result.row
-    print(json.dumps({k: row.get(k) for k in ("cell_id", "status", "error")}))
+    outcome = run_job(args.manifest, index, args.array)
+    if outcome.result is None:  # stood down: nothing wrong, nothing written
+        print(json.dumps({"cell_id": outcome.cell_id, "stood_down": outcome.stood_down}))
+        return EXIT_OK
+    row = outcome.result.row
+    print(json.dumps({k: row.get(k) for k in ("cell_id", "status", "error", "attempt_id")}))
     return EXIT_OK if row["status"] == "ok" else EXIT_CELL_FAILED
 
 
@@ -124,7 +127,7 @@ def _collect(args: argparse.Namespace) -> int:
     root = str(compose_one(args.overrides).store.root)
     store = open_store(root)
     store.check()
-    if not store.list(SweepPaths(args.sweep_id).cells_dir, ".parquet"):
+    if not store.list_tree(SweepPaths(args.sweep_id).cells_dir, ".parquet"):
         raise ConfigError(
             "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
         )
@@ -189,7 +192,7 @@ def _report(args: argparse.Namespace) -> int:
     store = open_store(str(cfg.store.root))
     store.check()
     paths = SweepPaths(args.sweep_id)
-    if not store.list(paths.cells_dir, ".parquet"):
+    if not store.list_tree(paths.cells_dir, ".parquet"):
         raise ConfigError(
             "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
         )

@@ -1,4 +1,4 @@
-"""cells/*.parquet -> aggregated.parquet: one row per cell, tidy dtypes.
+"""cells/<cell_id>/<attempt>.<status>.parquet -> aggregated.parquet: one row per cell.
 
 Scale: decoding a one-row Parquet file is ~1 ms of mostly-metadata work, so a 10,000-cell
 sweep is CPU-bound. The files are split into chunks; worker processes (one per CPU) read their
@@ -6,8 +6,11 @@ chunks, each with a few I/O threads to overlap S3 round trips, and return one co
 chunk. Only chunk tables cross back, so memory stays proportional to the aggregate itself.
 
 Each file is cast to the current row schema (older files get the newer columns as nulls); one
-row per cell is kept (an ok row over any other, then the latest); cells the manifest lists with
-no row are named. An unreadable file is reported by name and skipped (strict: fatal).
+row per cell is kept, its best attempt (an ok row over any other, then the latest), and the
+other attempts are listed; cells the manifest lists with no row are named. A file that cannot
+be read, or is not a bench row file (no schema_version and identity columns), is reported by
+name and skipped (strict: fatal). Files of the older one-row-per-cell layout
+(`cells/<cell_id>.parquet`) collect the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from bench.store import Store, SweepPaths, open_store
 
 CHUNK_FILES = 500
 NOT_OK_FAILURES = ("failed", "timeout")
+# What makes a Parquet file a bench row file: a schema version and the columns a row is
+# identified and judged by. Anything else in cells/ is somebody else's file.
+REQUIRED_COLUMNS = ("schema_version", "sweep_id", "cell_id", "status")
+MAX_ATTEMPT_LINES = 20
 
 
 @dataclass
@@ -36,15 +43,27 @@ class Collected:
     missing: list[str]  # in the manifest, no row
     failed: list[str]  # status failed or timeout
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, error)
+    # attempts that are not their cell's row in the aggregate: (cell_id, attempt_id, status)
+    superseded: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class UnreadableCellFile(RuntimeError):
     pass
 
 
+class ForeignFile(ValueError):
+    """A readable Parquet file that is not a bench row file."""
+
+
 def _read(store: Store, path: str) -> pa.Table | Exception:
     try:
-        return conform(store.read_table(path))
+        table = store.read_table(path)
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ForeignFile(f"not a bench row file (no {', '.join(missing)} column)")
+        if table.num_rows and table.column("cell_id").null_count:
+            raise ForeignFile("not a bench row file (a row without a cell_id)")
+        return conform(table)
     except Exception as exc:  # reported per file; one bad file must not sink the collection
         return exc
 
@@ -91,8 +110,9 @@ def _read_all(store: Store, files: list[str]) -> list[ChunkResult]:
         return list(pool.map(reader, chunks))
 
 
-def _latest_per_cell(table: pa.Table) -> pa.Table:
-    """One row per cell_id: prefer status ok, then the latest finished_at."""
+def _best_per_cell(table: pa.Table) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    """One row per cell_id, its best attempt: status ok over any other, then the latest
+    finished_at; and (cell_id, attempt_id, status) of every other attempt."""
     ids = table.column("cell_id").to_pylist()
     statuses = table.column("status").to_pylist()
     finished = table.column("finished_at").to_pylist()
@@ -102,7 +122,12 @@ def _latest_per_cell(table: pa.Table) -> pa.Table:
         if cell_id not in best or key > best[cell_id][0]:
             best[cell_id] = (key, i)
     keep = sorted(i for _, i in best.values())
-    return table.take(pa.array(keep, type=pa.int64()))
+    kept = set(keep)
+    attempts = table.column("attempt_id").to_pylist()
+    others = [
+        (ids[i], str(attempts[i]), str(statuses[i])) for i in range(len(ids)) if i not in kept
+    ]
+    return table.take(pa.array(keep, type=pa.int64())), sorted(others)
 
 
 def _expected_cells(store: Store, sweep_id: str) -> list[str]:
@@ -117,7 +142,7 @@ def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = Tru
     """Aggregate a sweep's cell rows and write `<sweep_id>/aggregated.parquet` (unless not
     `write`: `bench status` only reads)."""
     paths = SweepPaths(sweep_id)
-    files = store.list(paths.cells_dir, ".parquet")
+    files = store.list_tree(paths.cells_dir, ".parquet")
     tables, unreadable = [], []
     for table, failures in _read_all(store, files):
         unreadable += failures
@@ -127,7 +152,7 @@ def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = Tru
         path, error = unreadable[0]
         raise UnreadableCellFile(f"{store.uri(path)}: {error}")
     table = pa.concat_tables(tables) if tables else ROW_SCHEMA.empty_table()
-    table = _latest_per_cell(table)
+    table, superseded = _best_per_cell(table)
     table = table.sort_by([("cell_index", "ascending"), ("cell_id", "ascending")])
     if write:
         store.write_table(paths.aggregated, table)
@@ -143,6 +168,7 @@ def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = Tru
         missing=[cell_id for cell_id in expected if cell_id not in present],
         failed=[cell_id for cell_id, status in statuses if status in NOT_OK_FAILURES],
         unreadable=unreadable,
+        superseded=superseded,
     )
 
 
@@ -185,6 +211,18 @@ LEGEND = {
 }
 
 
+def _attempt_lines(collected: Collected) -> list[str]:
+    """The attempts the aggregate does not show (a failed re-run beside an ok row, say)."""
+    others = collected.superseded
+    lines = [
+        f"other attempt, not in the aggregate: {cell_id}: {status} (attempt {attempt})"
+        for cell_id, attempt, status in others[:MAX_ATTEMPT_LINES]
+    ]
+    if len(others) > MAX_ATTEMPT_LINES:
+        lines.append(f"... and {len(others) - MAX_ATTEMPT_LINES} more other attempts")
+    return lines
+
+
 def summary_text(collected: Collected) -> str:
     """A compact table of the aggregate plus lines naming missing, failed, unreadable cells.
     A large sweep shows its first rows and the count per status."""
@@ -215,4 +253,5 @@ def summary_text(collected: Collected) -> str:
         )
     lines += [f"missing: {cell_id} (in the manifest, no row)" for cell_id in collected.missing]
     lines += [f"unreadable, skipped: {path}: {error}" for path, error in collected.unreadable]
+    lines += _attempt_lines(collected)
     return "\n".join(lines)

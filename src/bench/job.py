@@ -1,17 +1,22 @@
 """The job entry point: `python -m bench cell --manifest URI [--index N]`.
 
-A job needs only the manifest's URI and its index. It runs its cell in this process and writes
-the samples, then the row (the row last: a row present means the cell's files are complete).
+A job needs only the manifest's URI and its index. It takes the cell's lease (bench.lease),
+stands down if another attempt holds it or (unless the sweep forces re-runs) the cell already
+has an ok row, runs its cell in this process and writes its attempt's samples, then its row
+(the row last: a row present means the attempt's files are complete), then gives the lease
+back. Every attempt writes files of its own: no attempt's row is ever written over.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
+from dataclasses import dataclass
 
+from bench import lease
 from bench.plan import Plan
-from bench.runner import CellResult, run_cell
-from bench.store import Store, SweepPaths, open_store
+from bench.runner import CellResult, attempt_id, run_cell
+from bench.store import Store, SweepPaths, open_store, row_file
 
 MANIFEST_NAME = "manifest.json"
 
@@ -37,13 +42,42 @@ def read_manifest(store: Store, sweep_id: str) -> Plan:
 def save_result(store: Store, result: CellResult) -> None:
     from bench.rows import rows_to_table
 
-    paths = SweepPaths(result.row["sweep_id"])
-    cell_id = result.row["cell_id"]
+    row = result.row
+    paths = SweepPaths(row["sweep_id"])
+    cell_id, attempt = row["cell_id"], row["attempt_id"]
     if result.samples is not None:
-        store.write_table(paths.samples(cell_id), result.samples)
+        store.write_table(paths.samples(cell_id, attempt), result.samples)
     # A one-row file is all metadata: snappy decodes faster than zstd, and the collector
     # reads thousands of these.
-    store.write_table(paths.cell(cell_id), rows_to_table([result.row]), compression="snappy")
+    store.write_table(
+        paths.attempt_row(cell_id, attempt, row["status"]),
+        rows_to_table([row]),
+        compression="snappy",
+    )
+
+
+def cell_statuses(store: Store, sweep_id: str) -> dict[str, set[str]]:
+    """The statuses of every attempt of every cell, from one listing (files of the older
+    one-row-per-cell layout are read)."""
+    found: dict[str, set[str]] = {}
+    for path in store.list_tree(SweepPaths(sweep_id).cells_dir, ".parquet"):
+        parsed = row_file(path)
+        status = parsed.status
+        if status is None:
+            try:
+                status = store.read_table(path).column("status")[0].as_py()
+            except Exception:  # an unreadable file is no ok row; collect names it
+                continue
+        found.setdefault(parsed.cell_id, set()).add(str(status))
+    return found
+
+
+def has_ok_row(store: Store, sweep_id: str, cell_id: str) -> bool:
+    paths = SweepPaths(sweep_id)
+    if store.list(paths.cell_attempts_dir(cell_id), ".ok.parquet"):
+        return True
+    legacy = paths.legacy_cell(cell_id)
+    return store.exists(legacy) and store.read_table(legacy).column("status")[0].as_py() == "ok"
 
 
 def array_map_path(sweep_id: str, name: str) -> str:
@@ -69,14 +103,36 @@ def resolve_index(store: Store, sweep_id: str, child: int, array: str | None) ->
     return int(indices[child])
 
 
-def run_job(manifest_uri: str, index: int, array: str | None = None) -> CellResult:
-    """Run cell `index` of the manifest (or child `index` of array map `array`) and store its
-    row; returns what it stored."""
+@dataclass
+class JobOutcome:
+    """What a job did: the result it stored, or why it stood down (and stored nothing)."""
+
+    cell_id: str
+    attempt: str
+    result: CellResult | None
+    stood_down: str = ""  # "busy: ..." (another attempt holds the lease) or "ok: ..."
+
+
+def run_job(manifest_uri: str, index: int, array: str | None = None) -> JobOutcome:
+    """Run cell `index` of the manifest (or child `index` of array map `array`) under the
+    cell's lease and store its row, unless another attempt holds the lease or (without force)
+    the cell has an ok row already."""
     store, sweep_id = manifest_location(manifest_uri)
     index = resolve_index(store, sweep_id, index, array)
     plan = read_manifest(store, sweep_id)
     if not 0 <= index < len(plan.cells):
         raise IndexError(f"--index {index} is outside the manifest's 0..{len(plan.cells) - 1}")
-    result = run_cell(plan.cells[index])
-    save_result(store, result)
-    return result
+    cell, attempt = plan.cells[index], attempt_id()
+    try:
+        lease.acquire(store, sweep_id, cell.cell_id, attempt, lease.lease_seconds(plan.executor))
+    except lease.CellBusy as busy:
+        return JobOutcome(cell.cell_id, attempt, None, f"busy: {busy}")
+    try:
+        if not plan.force and has_ok_row(store, sweep_id, cell.cell_id):
+            return JobOutcome(cell.cell_id, attempt, None, "ok: the cell has an ok row already")
+        result = run_cell(cell)
+        result.row["attempt_id"] = attempt  # the lease's id names the files
+        save_result(store, result)
+        return JobOutcome(cell.cell_id, attempt, result)
+    finally:
+        lease.release(store, sweep_id, cell.cell_id, attempt)

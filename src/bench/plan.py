@@ -77,6 +77,7 @@ class Plan:
             "axes": self.axes,
             "store_root": self.store_root,
             "executor": self.executor,
+            "force": self.force,  # a job stands down on a cell with an ok row unless forced
             "cells": [cell.to_dict() for cell in self.cells],
         }
 
@@ -88,6 +89,7 @@ class Plan:
             axes=manifest.get("axes", {}),
             store_root=manifest.get("store_root", ""),
             executor=manifest.get("executor", {}),
+            force=bool(manifest.get("force", False)),
             cells=[cell_from_dict(d) for d in manifest["cells"]],
         )
 

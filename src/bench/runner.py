@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -44,11 +45,23 @@ class CellResult:
     samples: pa.Table | None  # None when nothing was measured
 
 
+# Each scheduler's job id, and the variable that numbers a retry of that same job (Batch
+# keeps the job id across attempts; Slurm keeps it across requeues).
+ATTEMPT_VARIABLES = (
+    ("BENCH_ATTEMPT_ID", None),
+    ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT"),
+    ("SLURM_JOB_ID", "SLURM_RESTART_COUNT"),
+)
+
+
 def attempt_id() -> str:
-    """One id per execution: the scheduler's job id where there is one, else a fresh uuid."""
-    for var in ("BENCH_ATTEMPT_ID", "AWS_BATCH_JOB_ID", "SLURM_JOB_ID"):
-        if value := os.environ.get(var):
-            return value
+    """One id per execution: the scheduler's job id (and retry number) where there is one,
+    else a fresh uuid; only letters, digits, '-' and '_', since it names the attempt's files."""
+    for variable, retry in ATTEMPT_VARIABLES:
+        if value := os.environ.get(variable):
+            if retry and (number := os.environ.get(retry)):
+                value = f"{value}-{number}"
+            return re.sub(r"[^A-Za-z0-9_-]", "-", value)[:128]
     return uuid.uuid4().hex
 
 

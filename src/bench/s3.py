@@ -134,26 +134,19 @@ class S3Store(Store):
             raise self._fail("write", rel, exc) from exc
 
     def read_bytes(self, rel: str) -> bytes:
-        from botocore.exceptions import ClientError
+        return self.read_versioned(rel)[0]
 
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
-                raise FileNotFoundError(self.uri(rel)) from exc
-            raise self._fail("read", rel, exc) from exc
-
-    def list(self, rel_dir: str, suffix: str = "") -> list[str]:
+    def _keys(self, rel_dir: str, suffix: str, delimiter: str | None) -> list[str]:
         from botocore.exceptions import ClientError
 
         prefix = self._key(rel_dir).rstrip("/") + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
         found = []
+        listing = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            listing["Delimiter"] = delimiter
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
-            )
-            for page in pages:
+            for page in self.client.get_paginator("list_objects_v2").paginate(**listing):
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     if key.endswith(suffix):
@@ -161,6 +154,42 @@ class S3Store(Store):
         except ClientError as exc:
             raise self._fail("list", rel_dir, exc) from exc
         return sorted(found)
+
+    def list(self, rel_dir: str, suffix: str = "") -> list[str]:
+        return self._keys(rel_dir, suffix, "/")
+
+    def list_tree(self, rel_dir: str, suffix: str = "") -> list[str]:
+        return self._keys(rel_dir, suffix, None)  # no delimiter: every key under the prefix
+
+    def _put_if(self, rel: str, data: bytes, condition: dict[str, str]) -> bool:
+        """A conditional PUT (S3 has them since 2024); False when the condition fails."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data, **condition)
+        except ClientError as exc:
+            # 409: another conditional write to the key was in flight; it won
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise self._fail("write", rel, exc) from exc
+        return True
+
+    def create(self, rel: str, data: bytes) -> bool:
+        return self._put_if(rel, data, {"IfNoneMatch": "*"})
+
+    def read_versioned(self, rel: str) -> tuple[bytes, str]:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                raise FileNotFoundError(self.uri(rel)) from exc
+            raise self._fail("read", rel, exc) from exc
+        return answer["Body"].read(), answer["ETag"]
+
+    def replace_if(self, rel: str, data: bytes, version: str) -> bool:
+        return self._put_if(rel, data, {"IfMatch": version})
 
     def delete(self, rel: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(rel))

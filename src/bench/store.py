@@ -2,20 +2,27 @@
 
 Layout under the root (see DESIGN.md):
     <sweep_id>/manifest.json
-    <sweep_id>/cells/<cell_id>.parquet      one summary row (any status)
-    <sweep_id>/samples/<cell_id>.parquet    raw per-request latencies
-    <sweep_id>/logs/<cell_id>.log           the cell process's output
-    <sweep_id>/aggregated.parquet           collector output
+    <sweep_id>/cells/<cell_id>/<attempt>.<status>.parquet   one row per attempt (any status)
+    <sweep_id>/samples/<cell_id>/<attempt>.parquet          its raw per-request latencies
+    <sweep_id>/logs/<cell_id>/<attempt>.log                 its process's output
+    <sweep_id>/leases/<cell_id>.json                        who measures the cell right now
+    <sweep_id>/aggregated.parquet                           collector output
+Stores written before attempts had files of their own hold `cells/<cell_id>.parquet`; they
+still collect and resume.
 
 A reader never sees a half-written file: local writes go to a temp file in the same folder
-and are renamed into place; S3 writes are one PUT each (bench.s3).
+and are renamed into place; S3 writes are one PUT each (bench.s3). No attempt's file is ever
+written over: an attempt writes its own names, and a lease is only created where there is
+none or replaced where it is still the one its taker read (compare and swap).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +62,23 @@ class Store(ABC):
         """Paths (relative to the root) of the files directly in `rel_dir` ending in suffix."""
 
     @abstractmethod
+    def list_tree(self, rel_dir: str, suffix: str = "") -> list[str]:
+        """Paths of every file under `rel_dir`, in subfolders too, ending in suffix."""
+
+    @abstractmethod
     def delete(self, rel: str) -> None: ...
+
+    @abstractmethod
+    def create(self, rel: str, data: bytes) -> bool:
+        """Write `data` only where nothing is yet (atomically); False when something is."""
+
+    @abstractmethod
+    def read_versioned(self, rel: str) -> tuple[bytes, str]:
+        """(bytes, version token); FileNotFoundError when there is none."""
+
+    @abstractmethod
+    def replace_if(self, rel: str, data: bytes, version: str) -> bool:
+        """Write `data` only if the object is still at `version`; False when it is not."""
 
     def check(self) -> None:
         """Raise StoreError, in one line, when the store cannot be used at all."""
@@ -71,6 +94,21 @@ class Store(ABC):
         return pq.ParquetFile(pa.BufferReader(self.read_bytes(rel))).read(use_threads=False)
 
 
+_UMASK: list[int] = []
+_UMASK_LOCK = threading.Lock()
+
+
+def file_mode() -> int:
+    """The mode a plain `open()` would give a new file (0644 under umask 022): temp files
+    start at 0600, which would keep a team's shared results folder from its readers."""
+    with _UMASK_LOCK:
+        if not _UMASK:
+            mask = os.umask(0o022)  # the only portable way to read it is to set it
+            os.umask(mask)
+            _UMASK.append(mask)
+    return 0o666 & ~_UMASK[0]
+
+
 class LocalStore(Store):
     """A store rooted at a local folder."""
 
@@ -84,19 +122,63 @@ class LocalStore(Store):
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
 
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        path = self.root / rel
+    def _staged(self, path: Path, data: bytes) -> str:
+        """A complete temp file beside `path` holding `data`, with the user's file mode."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), file_mode())
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        path = self.root / rel
+        tmp = self._staged(path, data)
+        try:
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def create(self, rel: str, data: bytes) -> bool:
+        path = self.root / rel
+        tmp = self._staged(path, data)
+        try:
+            os.link(tmp, path)  # atomic, and fails where a file is: the exclusive create
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def read_versioned(self, rel: str) -> tuple[bytes, str]:
+        data = self.read_bytes(rel)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def replace_if(self, rel: str, data: bytes, version: str) -> bool:
+        # Takers of the same version serialise on an exclusive marker named by it; the one
+        # that gets it re-reads before replacing, so a taker that comes later sees the new
+        # content and backs off. (A lease's content names its taker, so versions differ.)
+        marker = f"{rel}.{version[:16]}.swap"
+        if not self.create(marker, b""):
+            return False
+        try:
+            try:
+                _, current = self.read_versioned(rel)
+            except FileNotFoundError:
+                return False
+            if current != version:
+                return False
+            self.write_bytes(rel, data)
+            return True
+        finally:
+            self.delete(marker)
 
     def read_bytes(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
@@ -110,6 +192,18 @@ class LocalStore(Store):
             for entry in os.scandir(folder)
             if entry.is_file() and entry.name.endswith(suffix) and not entry.name.startswith(".")
         )
+
+    def list_tree(self, rel_dir: str, suffix: str = "") -> list[str]:
+        found = []
+        for folder, dirs, files in os.walk(self.root / rel_dir):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel_folder = Path(folder).relative_to(self.root).as_posix()
+            found += [
+                f"{rel_folder}/{name}"
+                for name in files
+                if name.endswith(suffix) and not name.startswith(".")
+            ]
+        return sorted(found)
 
     def delete(self, rel: str) -> None:
         (self.root / rel).unlink(missing_ok=True)
@@ -151,11 +245,41 @@ class SweepPaths:
     def aggregated(self) -> str:
         return f"{self.sweep_id}/aggregated.parquet"
 
-    def cell(self, cell_id: str) -> str:
+    def cell_attempts_dir(self, cell_id: str) -> str:
+        return f"{self.cells_dir}/{cell_id}"
+
+    def attempt_row(self, cell_id: str, attempt: str, status: str) -> str:
+        """An attempt's row; its status is in the name so resume can decide from a listing."""
+        return f"{self.cells_dir}/{cell_id}/{attempt}.{status}.parquet"
+
+    def legacy_cell(self, cell_id: str) -> str:
+        """Where stores from before per-attempt files kept a cell's one row."""
         return f"{self.cells_dir}/{cell_id}.parquet"
 
-    def samples(self, cell_id: str) -> str:
-        return f"{self.sweep_id}/samples/{cell_id}.parquet"
+    def samples(self, cell_id: str, attempt: str) -> str:
+        return f"{self.sweep_id}/samples/{cell_id}/{attempt}.parquet"
 
-    def log(self, cell_id: str) -> str:
-        return f"{self.sweep_id}/logs/{cell_id}.log"
+    def log(self, cell_id: str, attempt: str) -> str:
+        return f"{self.sweep_id}/logs/{cell_id}/{attempt}.log"
+
+    def lease(self, cell_id: str) -> str:
+        return f"{self.sweep_id}/leases/{cell_id}.json"
+
+
+@dataclass(frozen=True)
+class RowFile:
+    """What a row file's path says: its cell, and (per-attempt layout) attempt and status."""
+
+    cell_id: str
+    attempt: str | None  # None: the older one-row-per-cell layout
+    status: str | None
+
+
+def row_file(path: str) -> RowFile:
+    """Parse `.../cells/<cell_id>/<attempt>.<status>.parquet` or `.../cells/<cell_id>.parquet`."""
+    parts = path.rsplit("/", 3)
+    name = parts[-1].removesuffix(".parquet")
+    if len(parts) >= 3 and parts[-3] == "cells" and "." in name:
+        attempt, status = name.rsplit(".", 1)
+        return RowFile(parts[-2], attempt, status)
+    return RowFile(name, None, None)

@@ -1,7 +1,8 @@
 """`bench sweep`: plan -> manifest -> run the pending cells -> collect.
 
-Resume: a cell whose row in the store is `ok` is not run again (force=true runs it anyway);
-a cell with any other row, or none, runs.
+Resume: a cell with an `ok` attempt in the store is not run again (force=true runs it anyway);
+a cell with only other attempts, or none, runs. A job stands down when another attempt holds
+the cell's lease (another sweep, an orphan), so a cell is never measured twice at once.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from bench.engines import ENGINES
 from bench.executors import EXECUTORS, Executor, JobHandle
 from bench.executors.base import ProgressFn, record_submissions
 from bench.feasibility import infeasible_reason
-from bench.job import save_result, write_manifest
+from bench.job import cell_statuses, save_result, write_manifest
 from bench.plan import Plan
 from bench.runner import CellResult, failure_row, unsupported_row
 from bench.store import Store, SweepPaths, open_store
+
+PLANNER_ATTEMPT = "planner"  # the attempt id of rows the planner writes (nothing was run)
 
 
 def _check_same_grid(store: Store, plan: Plan) -> None:
@@ -48,29 +51,25 @@ def write_unsupported(store: Store, plan: Plan, this_host: bool) -> set[int]:
         if reason is None and this_host:
             reason = engine_class.host_reason(cell)
         if reason:
-            save_result(store, CellResult(row=unsupported_row(cell, reason), samples=None))
-            done.add(index)
+            row = unsupported_row(cell, reason)
         elif not plan.run_infeasible and (why := infeasible_reason(cell)):
             row = failure_row(cell, "infeasible", "Infeasible", why)
-            save_result(store, CellResult(row=row, samples=None))
-            done.add(index)
+        else:
+            continue
+        row["attempt_id"] = PLANNER_ATTEMPT  # one per cell and verdict, written again on resume
+        save_result(store, CellResult(row=row, samples=None))
+        done.add(index)
     return done
 
 
 def pending_indices(store: Store, plan: Plan, settled: set[int] = frozenset()) -> list[int]:
-    """Cells to run: all with force, else those without an ok row; never `settled` ones."""
-    paths = SweepPaths(plan.sweep_id)
-    pending = []
-    for index, cell in enumerate(plan.cells):
-        if index in settled:
-            continue
-        path = paths.cell(cell.cell_id)
-        if not plan.force and store.exists(path):
-            status = store.read_table(path).column("status")[0].as_py()
-            if status == "ok":
-                continue
-        pending.append(index)
-    return pending
+    """Cells to run: all with force, else those without an ok attempt; never `settled` ones."""
+    statuses = {} if plan.force else cell_statuses(store, plan.sweep_id)
+    return [
+        index
+        for index, cell in enumerate(plan.cells)
+        if index not in settled and "ok" not in statuses.get(cell.cell_id, ())
+    ]
 
 
 def progress_printer(stream: TextIO) -> ProgressFn:
@@ -81,9 +80,10 @@ def progress_printer(stream: TextIO) -> ProgressFn:
         spent.append(seconds)
         left = (total - done) * sum(spent) / len(spent)
         width = len(str(total))
+        why = f"  {handle.detail}" if handle.state == "skipped" else ""
         print(
             f"[{done:>{width}}/{total}] {handle.state:<8} {handle.cell_id}  "
-            f"({seconds:.1f} s, ~{left:.0f} s left)",
+            f"({seconds:.1f} s, ~{left:.0f} s left){why}",
             file=stream,
             flush=True,
         )

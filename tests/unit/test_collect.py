@@ -55,7 +55,7 @@ def _manifest(store: LocalStore, cell_ids: list[str]) -> None:
 
 
 def _write(store: LocalStore, name: str, rows: list[dict]) -> None:
-    store.write_table(PATHS.cell(name), rows_to_table(rows))
+    store.write_table(PATHS.legacy_cell(name), rows_to_table(rows))
 
 
 def _ids(table: pa.Table) -> list[str]:
@@ -91,20 +91,20 @@ def test_a_corrupt_file_is_reported_and_skipped(store):
     _manifest(store, ["a", "b", "c"])
     _write(store, "a", [_row("a", 0)])
     _write(store, "b", [_row("b", 1)])
-    store.write_bytes(PATHS.cell("x"), b"this is not parquet at all")
+    store.write_bytes(PATHS.legacy_cell("x"), b"this is not parquet at all")
     got = collect(store, SWEEP)
-    assert [path for path, _ in got.unreadable] == [PATHS.cell("x")]
+    assert [path for path, _ in got.unreadable] == [PATHS.legacy_cell("x")]
     assert got.unreadable[0][1]  # the error is described
     assert _ids(got.table) == ["a", "b"]
     assert got.missing == ["c"]
     assert store.exists(PATHS.aggregated)
-    assert f"unreadable, skipped: {PATHS.cell('x')}" in summary_text(got)
+    assert f"unreadable, skipped: {PATHS.legacy_cell('x')}" in summary_text(got)
 
 
 def test_strict_makes_a_corrupt_file_fatal(store):
     _manifest(store, ["a"])
     _write(store, "a", [_row("a", 0)])
-    store.write_bytes(PATHS.cell("x"), b"\x00garbage")
+    store.write_bytes(PATHS.legacy_cell("x"), b"\x00garbage")
     with pytest.raises(UnreadableCellFile) as info:
         collect(store, SWEEP, strict=True)
     assert "x.parquet" in str(info.value)
@@ -164,7 +164,7 @@ def test_older_file_without_newer_columns_loads_with_nulls(store):
         "cell_index",
         pa.array([1], pa.int64()),
     )
-    store.write_table(PATHS.cell("b"), old)
+    store.write_table(PATHS.legacy_cell("b"), old)
     got = collect(store, SWEEP)
     assert got.unreadable == []
     assert got.table.schema == ROW_SCHEMA
@@ -210,7 +210,7 @@ def test_rerunning_collect_is_idempotent(store):
     second = collect(store, SWEEP).table
     assert first.equals(second)
     # aggregated.parquet is not a cell file
-    assert store.list(PATHS.cells_dir, ".parquet") == [PATHS.cell("a")]
+    assert store.list(PATHS.cells_dir, ".parquet") == [PATHS.legacy_cell("a")]
 
 
 def test_empty_sweep_reports_every_cell_missing(store):
@@ -225,9 +225,9 @@ def test_empty_sweep_reports_every_cell_missing(store):
 
 def test_only_unreadable_files_reports_them_and_every_cell_missing(store):
     _manifest(store, ["a"])
-    store.write_bytes(PATHS.cell("a"), b"truncated")
+    store.write_bytes(PATHS.legacy_cell("a"), b"truncated")
     got = collect(store, SWEEP)
-    assert [path for path, _ in got.unreadable] == [PATHS.cell("a")]
+    assert [path for path, _ in got.unreadable] == [PATHS.legacy_cell("a")]
     assert got.table.num_rows == 0
     assert got.missing == ["a"]
 
@@ -243,3 +243,42 @@ def test_no_manifest_means_nothing_expected(store):
 def test_rows_to_table_rejects_unknown_columns():
     with pytest.raises(KeyError, match="colour"):
         rows_to_table([{"cell_id": "a", "colour": "red"}])
+
+
+def _attempt(store: LocalStore, row: dict) -> None:
+    path = PATHS.attempt_row(row["cell_id"], row["attempt_id"], row["status"])
+    store.write_table(path, rows_to_table([row]))
+
+
+def test_per_attempt_files_keep_the_ok_one_and_list_the_rest(store):
+    _manifest(store, ["a", "b"])
+    _attempt(store, _row("a", 0, minutes=0))
+    _attempt(store, _row("a", 0, status="timeout", minutes=5))  # a forced re-run that failed
+    _attempt(store, _row("b", 1, status="failed", minutes=1))
+    _write(store, "b", [_row("b", 1, minutes=0)])  # the older layout beside the newer
+    got = collect(store, SWEEP)
+    assert got.table.column("status").to_pylist() == ["ok", "ok"]
+    assert got.table.column("attempt_id").to_pylist() == ["a-ok-0", "b-ok-0"]
+    assert got.superseded == [("a", "a-timeout-5", "timeout"), ("b", "b-failed-1", "failed")]
+    text = summary_text(got)
+    assert "other attempt, not in the aggregate: a: timeout (attempt a-timeout-5)" in text
+
+
+def test_a_parquet_file_that_is_not_a_bench_row_is_named_and_skipped(store):
+    _manifest(store, ["a"])
+    _attempt(store, _row("a", 0))
+    store.write_table(f"{PATHS.cells_dir}/notes.parquet", pa.table({"x": [1, 2]}))
+    no_cell = rows_to_table([_row("a", 0)]).set_column(
+        ROW_SCHEMA.get_field_index("cell_id"), "cell_id", pa.nulls(1, pa.string())
+    )
+    store.write_table(f"{PATHS.cells_dir}/a/x.ok.parquet", no_cell)
+    got = collect(store, SWEEP)
+    assert _ids(got.table) == ["a"]
+    assert dict(got.unreadable) == {
+        f"{PATHS.cells_dir}/a/x.ok.parquet": "ForeignFile: not a bench row file (a row without "
+        "a cell_id)",
+        f"{PATHS.cells_dir}/notes.parquet": "ForeignFile: not a bench row file (no "
+        "schema_version, sweep_id, cell_id, status column)",
+    }
+    with pytest.raises(UnreadableCellFile, match="not a bench row file"):
+        collect(store, SWEEP, strict=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import pyarrow as pa
 import pytest
 
 from bench.config import ConfigError
-from bench.store import LocalStore, SweepPaths, open_store
+from bench.store import LocalStore, RowFile, SweepPaths, open_store, row_file
 
 
 @pytest.fixture
@@ -115,7 +116,54 @@ def test_sweep_paths():
     paths = SweepPaths("run-1")
     assert paths.manifest == "run-1/manifest.json"
     assert paths.cells_dir == "run-1/cells"
-    assert paths.cell("c1") == "run-1/cells/c1.parquet"
-    assert paths.samples("c1") == "run-1/samples/c1.parquet"
-    assert paths.log("c1") == "run-1/logs/c1.log"
+    assert paths.attempt_row("c1", "a1", "ok") == "run-1/cells/c1/a1.ok.parquet"
+    assert paths.legacy_cell("c1") == "run-1/cells/c1.parquet"
+    assert paths.samples("c1", "a1") == "run-1/samples/c1/a1.parquet"
+    assert paths.log("c1", "a1") == "run-1/logs/c1/a1.log"
+    assert paths.lease("c1") == "run-1/leases/c1.json"
     assert paths.aggregated == "run-1/aggregated.parquet"
+
+
+def test_row_file_reads_both_layouts():
+    # cell ids carry dots (an instance type); attempt ids never do
+    attempt = row_file("run-1/cells/bert-g5.xlarge-ab12/9f3e.timeout.parquet")
+    assert attempt == RowFile("bert-g5.xlarge-ab12", "9f3e", "timeout")
+    assert row_file("run-1/cells/bert-g5.xlarge-ab12.parquet") == RowFile(
+        "bert-g5.xlarge-ab12", None, None
+    )
+
+
+def test_create_is_exclusive_and_replace_if_is_compare_and_swap(tmp_path):
+    store = LocalStore(str(tmp_path))
+    assert store.create("s/leases/c.json", b"first")
+    assert not store.create("s/leases/c.json", b"second")
+    data, version = store.read_versioned("s/leases/c.json")
+    assert data == b"first"
+    assert store.replace_if("s/leases/c.json", b"mine", version)
+    assert not store.replace_if("s/leases/c.json", b"late", version)  # read before "mine"
+    assert store.read_bytes("s/leases/c.json") == b"mine"
+    assert sorted(p.name for p in (tmp_path / "s" / "leases").iterdir()) == ["c.json"]
+
+
+def test_files_get_the_users_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        store = LocalStore(str(tmp_path))
+        store.write_bytes("s/a.bin", b"x")
+        store.create("s/b.bin", b"y")
+    finally:
+        os.umask(previous)
+    for name in ("a.bin", "b.bin"):
+        assert stat.S_IMODE((tmp_path / "s" / name).stat().st_mode) == 0o644
+
+
+def test_list_tree_descends_and_skips_temp_files(tmp_path):
+    store = LocalStore(str(tmp_path))
+    store.write_bytes("s/cells/old.parquet", b"1")
+    store.write_bytes("s/cells/c1/a.ok.parquet", b"2")
+    (tmp_path / "s" / "cells" / "c1" / ".a.ok.parquet.x.tmp").write_bytes(b"half")
+    assert store.list_tree("s/cells", ".parquet") == [
+        "s/cells/c1/a.ok.parquet",
+        "s/cells/old.parquet",
+    ]
+    assert store.list_tree("s/nothing") == []

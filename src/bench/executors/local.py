@@ -7,6 +7,7 @@ measures (it never polls), so it takes no CPU from the measurement.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,21 +15,57 @@ import tempfile
 import time
 import uuid
 
+from bench import lease
 from bench.executors.base import Executor, JobHandle, ProgressFn
 from bench.job import save_result
 from bench.plan import Plan
 from bench.runner import CellResult, failure_row
-from bench.store import Store, SweepPaths
+from bench.store import Store, SweepPaths, row_file
 
 LOG_TAIL_CHARS = 1500
 
 
-def _row_attempt(store: Store, path: str) -> tuple[str | None, str | None]:
-    """(attempt_id, status) of the row at path, or (None, None) if there is none."""
-    if not store.exists(path):
-        return None, None
-    row = store.read_table(path).select(["attempt_id", "status"]).to_pylist()[0]
-    return row["attempt_id"], row["status"]
+def _run_child(
+    cmd: list[str], env: dict[str, str], timeout_s: float
+) -> tuple[str, int | None, bytes]:
+    """Run the cell's process to its end: (exited | timeout, exit code, its output)."""
+    with tempfile.TemporaryFile() as log:
+        try:
+            proc = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout_s,
+                check=False,
+            )
+            outcome, code = "exited", proc.returncode
+        except subprocess.TimeoutExpired:  # run() has killed the child
+            outcome, code = "timeout", None
+        log.seek(0)
+        return outcome, code, log.read()
+
+
+def _attempt_status(store: Store, paths: SweepPaths, cell_id: str, attempt: str) -> str | None:
+    """The status of the row `attempt` wrote, or None if it wrote none."""
+    for path in store.list(paths.cell_attempts_dir(cell_id), ".parquet"):
+        parsed = row_file(path)
+        if parsed.attempt == attempt:
+            return parsed.status
+    return None
+
+
+def _stood_down(log_bytes: bytes) -> str:
+    """Why a child that wrote no row stood down ('busy: ...', 'ok: ...'), from the one JSON
+    line `bench cell` prints last; "" when it did not say so."""
+    for line in reversed(log_bytes.decode(errors="replace").splitlines()):
+        if line.startswith('{"cell_id"'):
+            try:
+                return str(json.loads(line).get("stood_down") or "")
+            except json.JSONDecodeError:
+                return ""
+    return ""
 
 
 class LocalExecutor(Executor):
@@ -43,26 +80,17 @@ class LocalExecutor(Executor):
         cmd = [sys.executable, "-m", "bench", "cell", "--manifest", store.uri(paths.manifest)]
         cmd += ["--index", str(index)]
         timeout_s = float(self.options.get("timeout_s", 1800))
-        with tempfile.TemporaryFile() as log:
-            try:
-                proc = subprocess.run(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    timeout=timeout_s,
-                    check=False,
-                )
-                outcome, code = "exited", proc.returncode
-            except subprocess.TimeoutExpired:  # run() has killed the child
-                outcome, code = "timeout", None
-            log.seek(0)
-            log_bytes = log.read()
-        store.write_bytes(paths.log(cell.cell_id), log_bytes)
-        row_attempt, status = _row_attempt(store, paths.cell(cell.cell_id))
-        if row_attempt == attempt:
-            return JobHandle(cell.cell_id, index, status or "failed", job_id=attempt)
+        try:
+            outcome, code, log_bytes = _run_child(cmd, env, timeout_s)
+        finally:  # killed on timeout (or by Ctrl-C): its lease must not outlive it
+            lease.release(store, plan.sweep_id, cell.cell_id, attempt)
+        store.write_bytes(paths.log(cell.cell_id, attempt), log_bytes)
+        status = _attempt_status(store, paths, cell.cell_id, attempt)
+        if status is not None:
+            return JobHandle(cell.cell_id, index, status, job_id=attempt)
+        if outcome == "exited" and code == 0 and (why := _stood_down(log_bytes)):
+            # another attempt measures it, or already has: this one wrote nothing, rightly
+            return JobHandle(cell.cell_id, index, "skipped", job_id=attempt, detail=why)
         tail = log_bytes.decode(errors="replace")[-LOG_TAIL_CHARS:]
         if outcome == "timeout":
             status, error_class = "timeout", "Timeout"
@@ -71,7 +99,7 @@ class LocalExecutor(Executor):
             status, error_class = "failed", "CellProcessDied"
             message = f"cell process exited with code {code} and wrote no row; log tail: {tail}"
         row = failure_row(cell, status, error_class, message)
-        row["attempt_id"] = attempt
+        row["attempt_id"] = attempt  # its own attempt's file: never over another attempt's row
         save_result(store, CellResult(row=row, samples=None))
         return JobHandle(cell.cell_id, index, status, job_id=attempt, detail=message)
 

@@ -1,0 +1,95 @@
+"""One owner per cell: taking, refusing, taking over a stale lease, releasing only one's own."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from bench import lease
+from bench.store import LocalStore, SweepPaths
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalStore:
+    return LocalStore(str(tmp_path))
+
+
+def _write_lease(store: LocalStore, holder: lease.Lease) -> None:
+    store.write_bytes(SweepPaths("s").lease("c"), holder.to_bytes())
+
+
+def test_a_held_lease_refuses_a_second_attempt(store):
+    first = lease.acquire(store, "s", "c", "a1", 60)
+    assert first.attempt == "a1"
+    with pytest.raises(lease.CellBusy, match="cell c is being measured by attempt a1"):
+        lease.acquire(store, "s", "c", "a2", 60)
+
+
+def test_release_gives_back_only_ones_own(store):
+    lease.acquire(store, "s", "c", "a1", 60)
+    lease.release(store, "s", "c", "a2")  # not a2's: stays
+    assert lease.holder_of(store, "s", "c").attempt == "a1"
+    lease.release(store, "s", "c", "a1")
+    assert lease.holder_of(store, "s", "c") is None
+    assert lease.acquire(store, "s", "c", "a2", 60).attempt == "a2"
+
+
+def test_an_expired_lease_is_taken_over(store):
+    now = time.time()
+    _write_lease(store, lease.Lease("old", "elsewhere", 1, now - 100, now - 1))
+    assert lease.acquire(store, "s", "c", "new", 60).attempt == "new"
+
+
+def test_a_lease_whose_process_is_gone_is_taken_over(store):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True)
+    now = time.time()
+    gone = lease.Lease("old", socket.gethostname(), int(dead.stdout), now, now + 3600)
+    _write_lease(store, gone)
+    assert gone.stale_reason(now) == f"process {gone.pid} on {gone.host} is gone"
+    assert lease.acquire(store, "s", "c", "new", 60).attempt == "new"
+
+
+def test_a_live_lease_on_another_host_is_respected_until_it_expires(store):
+    now = time.time()
+    _write_lease(store, lease.Lease("batch-7", "ip-10-0-0-1", 1, now, now + 3600))
+    with pytest.raises(lease.CellBusy):
+        lease.acquire(store, "s", "c", "new", 60)
+
+
+def test_a_torn_lease_file_is_taken_over(store):
+    store.write_bytes(SweepPaths("s").lease("c"), b"{not json")
+    assert lease.acquire(store, "s", "c", "new", 60).attempt == "new"
+
+
+def test_of_many_takers_of_one_stale_lease_exactly_one_wins(store):
+    now = time.time()
+    _write_lease(store, lease.Lease("old", "elsewhere", 1, now - 100, now - 1))
+    winners, start = [], threading.Barrier(8)
+
+    def take(name: str) -> None:
+        start.wait()
+        try:
+            winners.append(lease.acquire(store, "s", "c", name, 60).attempt)
+        except lease.CellBusy:
+            pass
+
+    takers = [threading.Thread(target=take, args=(f"t{i}",)) for i in range(8)]
+    for t in takers:
+        t.start()
+    for t in takers:
+        t.join()
+    assert len(winners) == 1
+    assert lease.holder_of(store, "s", "c").attempt == winners[0]
+
+
+def test_lease_lasts_the_executors_attempt_limit_plus_a_margin():
+    assert lease.lease_seconds({"name": "local", "timeout_s": 30}) == 30 + lease.MARGIN_S
+    assert lease.lease_seconds({"attempt_duration_s": 3600}) == 3600 + lease.MARGIN_S
+    assert lease.lease_seconds({"time_limit_s": 600}) == 600 + lease.MARGIN_S
+    assert lease.lease_seconds({}) == lease.DEFAULT_LIMIT_S + lease.MARGIN_S
