@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -46,8 +47,12 @@ def test_an_expired_lease_is_taken_over(store):
 
 
 def test_a_lease_whose_process_is_gone_is_taken_over(store):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
-                          capture_output=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
     now = time.time()
     gone = lease.Lease("old", socket.gethostname(), int(dead.stdout), now, now + 3600)
     _write_lease(store, gone)
@@ -74,10 +79,8 @@ def test_of_many_takers_of_one_stale_lease_exactly_one_wins(store):
 
     def take(name: str) -> None:
         start.wait()
-        try:
+        with contextlib.suppress(lease.CellBusy):
             winners.append(lease.acquire(store, "s", "c", name, 60).attempt)
-        except lease.CellBusy:
-            pass
 
     takers = [threading.Thread(target=take, args=(f"t{i}",)) for i in range(8)]
     for t in takers:
