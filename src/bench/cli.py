@@ -1,8 +1,9 @@
 """Command line: `python -m bench VERB [options] [hydra overrides]`. Verbs only; the work is
 in the modules they call.
 
-Exit codes: 0 all good; 1 some cell failed or timed out (its row says why); 2 bad input (one
-line naming the key, the value and what is allowed; nothing written).
+Exit codes: 0 all good; 1 some cell failed or timed out (its row says why); 2 bad input or an
+unusable store (one line naming the key, the value and what is allowed; nothing written); 130
+interrupted (Ctrl-C: the running cell's process is ended, and the same command resumes).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from typing import Any
 
@@ -17,7 +19,9 @@ from bench.compose import UsageError
 from bench.config import ConfigError
 from bench.store import StoreError
 
-EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+VERBS_WITH_OVERRIDES = ("sweep", "run", "plan", "fit", "report", "status", "collect")
+_USER_INFO = re.compile(r"(?<=://)[^/@\s\"']+@")  # user:password@ in a URL
 
 VERBS_HELP = {
     "sweep": "expand +grid=NAME into cells, run them (local: a subprocess each), collect",
@@ -107,9 +111,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _cell(args: argparse.Namespace) -> int:
     from bench.executors import index_from_environment
-    from bench.job import run_job
+    from bench.job import check_manifest_store, run_job
 
     index = args.index if args.index is not None else index_from_environment()
+    check_manifest_store(args.manifest)  # unreachable or missing: one line, not 80 s of retries
     outcome = run_job(args.manifest, index, args.array)
     if outcome.result is None:  # stood down: nothing wrong, nothing written
         print(json.dumps({"cell_id": outcome.cell_id, "stood_down": outcome.stood_down}))
@@ -242,7 +247,7 @@ def _status(args: argparse.Namespace) -> int:
 
     cfg = compose_one(args.overrides)
     store = open_store(str(cfg.store.root))
-    store.check()
+    store.check(writing=False)
     if not store.exists(SweepPaths(args.sweep_id).manifest):
         raise ConfigError(
             "sweep_id", args.sweep_id, f"no manifest under {store.uri(args.sweep_id)}"
@@ -277,13 +282,44 @@ HANDLERS = {
 }
 
 
+def redact(text: str) -> str:
+    """A message with any URL's user-info (user:password@) blanked: errors echo endpoints."""
+    return _USER_INFO.sub("***@", text)
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Parsed arguments; overrides may come before or after the verb's options
+    (`collect SWEEP --strict store.root=DIR` as well as `collect SWEEP store.root=DIR --strict`)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-")]
+    if stray or (extra and args.verb not in VERBS_WITH_OVERRIDES):
+        parser.parse_args(argv)  # argparse's own one-line error and exit 2
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from bench.collect import UnreadableCellFile
+
+    args = _arguments(argv)
     try:
+        if getattr(args, "sweep_id", None) is not None:  # collect, report, status
+            from bench.plan import check_sweep_id
+
+            check_sweep_id(args.sweep_id)  # a path under the store, never outside it
         return HANDLERS[args.verb](args)
-    except (ConfigError, UsageError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, UsageError, StoreError, UnreadableCellFile) as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, IndexError, ValueError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the running cell was stopped and wrote no row; run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED

@@ -29,6 +29,11 @@ def manifest_location(uri: str) -> tuple[Store, str]:
     return open_store(posixpath.dirname(sweep_dir) or "."), posixpath.basename(sweep_dir)
 
 
+def check_manifest_store(uri: str) -> None:
+    """StoreError in one line when the manifest's store cannot be used (before any retries)."""
+    manifest_location(uri)[0].check()
+
+
 def write_manifest(store: Store, plan: Plan) -> str:
     paths = SweepPaths(plan.sweep_id)
     store.write_bytes(paths.manifest, json.dumps(plan.to_manifest(), indent=1).encode())

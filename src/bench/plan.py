@@ -100,6 +100,15 @@ def _digest(obj: Any, length: int) -> str:
     ]
 
 
+def check_sweep_id(sweep_id: Any) -> str:
+    """A sweep id names a folder directly under the store's root: nothing that leaves it."""
+    if not SWEEP_ID_PATTERN.match(str(sweep_id)) or ".." in str(sweep_id):
+        raise ConfigError(
+            "sweep_id", sweep_id, "use letters, digits, '.', '_' and '-' only (no '..')"
+        )
+    return str(sweep_id)
+
+
 def cell_id_for(cell: CellConfig) -> str:
     """Stable id: a readable prefix plus a hash of everything that shapes the measurement."""
     identity = {
@@ -280,8 +289,7 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
     sweep_id = base.sweep_id
     if sweep_id is None:
         sweep_id = f"{grid_name}-{_digest(sorted(seen), 8)}"
-    if not SWEEP_ID_PATTERN.match(str(sweep_id)):
-        raise ConfigError("sweep_id", sweep_id, "use letters, digits, '.', '_' and '-' only")
+    check_sweep_id(sweep_id)
     cells = [dataclasses.replace(c, sweep_id=str(sweep_id)) for c in cells]
     return Plan(
         sweep_id=str(sweep_id),

@@ -81,7 +81,7 @@ class S3Store(Store):
             why = f"{type(exc).__name__}: {exc}"
         return StoreError(f"{action} {target}: {why}")
 
-    def check(self) -> None:
+    def check(self, writing: bool = True) -> None:
         """Fail early, in one line, when the bucket is missing, denied or unreachable."""
         from botocore.exceptions import BotoCoreError, ClientError
 

@@ -80,8 +80,9 @@ class Store(ABC):
     def replace_if(self, rel: str, data: bytes, version: str) -> bool:
         """Write `data` only if the object is still at `version`; False when it is not."""
 
-    def check(self) -> None:
-        """Raise StoreError, in one line, when the store cannot be used at all."""
+    def check(self, writing: bool = True) -> None:
+        """Raise StoreError, in one line, when the store cannot be used at all (or, `writing`,
+        cannot be written: a read-only folder is still fine to read)."""
 
     def write_table(self, rel: str, table: pa.Table, compression: str = "zstd") -> None:
         buffer = io.BytesIO()
@@ -137,23 +138,35 @@ class LocalStore(Store):
             raise
         return tmp
 
+    def _unwritable(self, rel: str, exc: OSError) -> StoreError:
+        """A full disk, a read-only folder ...: one line naming the file and the reason."""
+        return StoreError(f"cannot write {self.root / rel}: {exc.strerror or exc}")
+
     def write_bytes(self, rel: str, data: bytes) -> None:
         path = self.root / rel
-        tmp = self._staged(path, data)
         try:
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            tmp = self._staged(path, data)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise self._unwritable(rel, exc) from exc
 
     def create(self, rel: str, data: bytes) -> bool:
         path = self.root / rel
-        tmp = self._staged(path, data)
+        try:
+            tmp = self._staged(path, data)
+        except OSError as exc:
+            raise self._unwritable(rel, exc) from exc
         try:
             os.link(tmp, path)  # atomic, and fails where a file is: the exclusive create
             return True
         except FileExistsError:
             return False
+        except OSError as exc:
+            raise self._unwritable(rel, exc) from exc
         finally:
             Path(tmp).unlink(missing_ok=True)
 
@@ -208,9 +221,14 @@ class LocalStore(Store):
     def delete(self, rel: str) -> None:
         (self.root / rel).unlink(missing_ok=True)
 
-    def check(self) -> None:
+    def check(self, writing: bool = True) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store.root={str(self.root)!r} exists and is not a folder")
+        if not writing:
+            return
+        nearest = next(p for p in (self.root, *self.root.parents) if p.exists())
+        if not os.access(nearest, os.W_OK | os.X_OK):
+            raise StoreError(f"store.root={str(self.root)!r}: {nearest} is not writable")
 
 
 def open_store(root: str) -> Store:
