@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from omegaconf import DictConfig
 
-from bench.config import CONFIG_GROUPS, ConfigError, conf_dir, group_options
+from bench.config import CONFIG_GROUPS, ConfigError, check_root, conf_dir, group_options, root_keys
 
 
 def check_group_choice(group: str, choice: str) -> None:
@@ -64,16 +64,21 @@ def compose_many(override_sets: list[list[str]]) -> list[DictConfig]:
     """Compose the root config once per override list (one Hydra initialisation for all)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
 
     override_sets = [_normalise(overrides) for overrides in override_sets]
     GlobalHydra.instance().clear()
-    configs = []
+    configs, known = [], root_keys()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         for overrides in override_sets:
             try:
-                configs.append(compose(config_name="config", overrides=list(overrides)))
+                cfg = compose(config_name="config", overrides=list(overrides))
             except Exception as exc:  # Hydra raises several unrelated exception types here
                 raise _struct_key_error(exc, overrides) or UsageError(_one_line(exc)) from exc
+            # `+key=` and grid files can add keys Hydra's struct mode never sees: check the
+            # whole composed config against what the config files declare
+            check_root(OmegaConf.to_container(cfg, resolve=False), known)  # type: ignore[arg-type]
+            configs.append(cfg)
     return configs
 
 

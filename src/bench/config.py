@@ -166,10 +166,19 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
     return value
 
 
-def _int_at_least(key: str, value: Any, low: int) -> int:
+def _int_at_least(key: str, value: Any, low: int, high: int | None = None) -> int:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    _require(ok, key, value, f"must be an integer >= {low}")
+    if high is None:
+        _require(ok, key, value, f"must be an integer >= {low}")
+    else:
+        _require(ok and value <= high, key, value, f"must be an integer from {low} to {high}")
     return value
+
+
+# Upper bounds that only catch typos (threads=1e9 would start a billion threads).
+MAX_BATCH_SIZE = 1 << 20
+MAX_THREADS = 4096
+MAX_TP_DEGREE = 256
 
 
 def flag(key: str, value: Any) -> bool:
@@ -194,6 +203,9 @@ def model_from_dict(d: dict[str, Any]) -> ModelConfig:
     new_tokens = d.get("new_tokens", 0)
     if task == "generate":
         _int_at_least("model.new_tokens", new_tokens, 1)
+    known = [f.name for f in dataclasses.fields(ModelConfig)]
+    if unknown := sorted(set(d) - set(known)):
+        raise ConfigError(f"model.{unknown[0]}", d[unknown[0]], "keys: " + ", ".join(known))
     arch = d.get("architecture") or {}
     checkpoint = d.get("checkpoint")
     _require(
@@ -306,8 +318,8 @@ def cell_from_dict(d: dict[str, Any]) -> CellConfig:
     price = d.get("price_per_hour")
     if price is None:
         price = instance.usd_per_hour
-    ok = isinstance(price, (int, float)) and not isinstance(price, bool) and price >= 0
-    _require(ok, "price_per_hour", price, "must be a number >= 0 (USD per hour)")
+    ok = _finite(price) and price >= 0
+    _require(ok, "price_per_hour", price, "must be a finite number >= 0 (USD per hour)")
     torch_threads = d.get("torch_threads")
     if torch_threads is not None:
         _int_at_least("torch_threads", torch_threads, 1)
@@ -325,15 +337,110 @@ def cell_from_dict(d: dict[str, Any]) -> CellConfig:
         scenario=scenario_from_dict(d["scenario"]),
         instance=instance,
         precision=_choice("precision", d.get("precision"), PRECISIONS),
-        batch_size=_int_at_least("batch_size", d.get("batch_size"), 1),
-        threads=_int_at_least("threads", d.get("threads"), 1),
-        tp_degree=_int_at_least("tp_degree", d.get("tp_degree"), 1),
+        batch_size=_int_at_least("batch_size", d.get("batch_size"), 1, MAX_BATCH_SIZE),
+        threads=_int_at_least("threads", d.get("threads"), 1, MAX_THREADS),
+        tp_degree=_int_at_least("tp_degree", d.get("tp_degree"), 1, MAX_TP_DEGREE),
         device=_choice("device", d.get("device"), DEVICES),
         price_per_hour=float(price),
         price_source=str(d.get("price_source") or ""),
         torch_threads=torch_threads,
-        seed=int(d.get("seed") or 0),
+        seed=_int_at_least("seed", d.get("seed") or 0, 0),
         models_dir=str(d.get("models_dir")),
         axes=dict(d.get("axes") or {}),
         repeat=_int_at_least("repeat", d.get("repeat") or 0, 0),
     )
+
+
+# The keys of the root config besides the config groups' (conf/config.yaml), and of the
+# sections that are not groups: a grid file or a `+key=` that adds any other key is a typo.
+ROOT_SECTIONS = {"sla": {"p99_ms"}, "fit": {"margin", "partitions"}, "plan": {"cell_overhead_s"}}
+GRID_KEYS = ("name", "axes", "blocks")
+FORMATS = ("table", "json")
+# Executor options that are numbers: (integer?, lowest allowed).
+EXECUTOR_NUMBERS = {
+    "timeout_s": (False, 0.0),
+    "attempt_duration_s": (True, 60),  # AWS Batch refuses shorter attempt timeouts
+    "time_limit_s": (True, 1),
+    "poll_s": (False, 0.0),
+    "attempts": (True, 1),
+    "parallelism": (True, 1),
+}
+
+
+def _optional_positive(key: str, value: Any) -> None:
+    if value is not None:
+        _positive(key, value)
+
+
+def _yaml_keys(path: Path) -> set[str]:
+    from omegaconf import OmegaConf
+
+    loaded = OmegaConf.to_container(OmegaConf.load(path))
+    return set(loaded) if isinstance(loaded, dict) else set()
+
+
+def check_group_keys(group: str, options: dict[str, Any], choice: str | None) -> None:
+    """A group's keys are those its YAML files declare (the chosen one's, where there is a
+    file per choice): `+executor.timeout=5` is a typo of timeout_s, not a new option."""
+    folder = conf_dir() / group
+    chosen = folder / f"{choice}.yaml"
+    files = [chosen] if choice and chosen.exists() else sorted(folder.glob("*.yaml"))
+    known = set().union(*(_yaml_keys(f) for f in files)) if files else set(options)
+    if unknown := sorted(set(options) - known):
+        raise ConfigError(
+            f"{group}.{unknown[0]}", options[unknown[0]], "keys: " + ", ".join(sorted(known))
+        )
+
+
+def check_executor_options(options: dict[str, Any]) -> None:
+    """The executor's numeric options are finite and in range (before anything is written)."""
+    for key, (integer, low) in EXECUTOR_NUMBERS.items():
+        if key not in options:
+            continue
+        value, name = options[key], f"executor.{key}"
+        if integer:
+            _int_at_least(name, value, int(low))
+        else:
+            _require(_finite(value) and value > low, name, value, "must be a finite number > 0")
+
+
+def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
+    """The composed root config's own keys: no unknown ones, every value in range."""
+    for key in cfg:
+        _require(key in known_root, key, cfg[key], "no such config key")
+    for section, keys in ROOT_SECTIONS.items():
+        for key in cfg.get(section) or {}:
+            _require(key in keys, f"{section}.{key}", cfg[section][key], "no such config key")
+    for key in cfg.get("grid") or {}:
+        _require(
+            key in GRID_KEYS, f"grid.{key}", cfg["grid"][key], "allowed: " + ", ".join(GRID_KEYS)
+        )
+    _choice("format", cfg.get("format"), FORMATS)
+    _int_at_least("seed", cfg.get("seed"), 0)
+    if (price := cfg.get("price_per_hour")) is not None:
+        _require(
+            _finite(price) and price >= 0, "price_per_hour", price, "must be a finite number >= 0"
+        )
+    _optional_positive("sla.p99_ms", (cfg.get("sla") or {}).get("p99_ms"))
+    fit = cfg.get("fit") or {}
+    margin = fit.get("margin")
+    _require(_finite(margin) and 0 <= margin <= 1, "fit.margin", margin, "must be from 0 to 1")
+    partitions = fit.get("partitions")
+    ok = isinstance(partitions, list) and bool(partitions)
+    _require(ok, "fit.partitions", partitions, "must be a list of integers >= 1, e.g. [1,2,4,8]")
+    for value in partitions:
+        _int_at_least("fit.partitions", value, 1, MAX_TP_DEGREE)
+    _positive("plan.cell_overhead_s", (cfg.get("plan") or {}).get("cell_overhead_s"))
+    executor = dict(cfg.get("executor") or {})
+    check_group_keys("executor", executor, executor.get("name"))
+    check_group_keys("store", dict(cfg.get("store") or {}), None)
+    check_executor_options(executor)
+
+
+def root_keys() -> set[str]:
+    """The keys the root config may have: conf/config.yaml's own and the config groups'."""
+    return (_yaml_keys(conf_dir() / "config.yaml") - {"defaults"}) | {
+        *CONFIG_GROUPS,
+        "catalog",
+        "grid",
+    }
