@@ -40,7 +40,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(store, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(StoreError, match="cannot write .*x.bin: disk full"):
+    with pytest.raises(StoreError, match=r"cannot write .*x.bin: disk full"):
         store.write_bytes("x.bin", b"new")
     monkeypatch.undo()
     assert store.read_bytes("x.bin") == b"old"
