@@ -302,6 +302,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.collect import UnreadableCellFile
+    from bench.executors.base import SubmissionFailed
 
     args = _arguments(argv)
     try:
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
             check_sweep_id(args.sweep_id)  # a path under the store, never outside it
         return HANDLERS[args.verb](args)
-    except (ConfigError, UsageError, StoreError, UnreadableCellFile) as exc:
+    except (ConfigError, UsageError, StoreError, UnreadableCellFile, SubmissionFailed) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, IndexError, ValueError) as exc:

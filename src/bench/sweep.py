@@ -15,7 +15,7 @@ from bench.collect import Collected, collect
 from bench.config import ConfigError
 from bench.engines import ENGINES
 from bench.executors import EXECUTORS, Executor, JobHandle
-from bench.executors.base import ProgressFn, record_submissions
+from bench.executors.base import ProgressFn, read_submissions
 from bench.feasibility import infeasible_reason
 from bench.job import cell_statuses, save_result, write_manifest
 from bench.plan import Plan
@@ -110,12 +110,32 @@ def submissions_table(states: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(plan: Plan, stream: TextIO = sys.stderr) -> Collected | None:
+def _leave_to_active_submissions(
+    executor: Executor, store: Store, plan: Plan, pending: list[int], stream: TextIO
+) -> list[int]:
+    """Pending cells less those an earlier submission of this sweep may still be running."""
+    active = executor.still_active(read_submissions(store, plan.sweep_id))
+    covered = {index for sub in active for index in sub.indices}
+    left = [index for index in pending if index not in covered]
+    if len(left) < len(pending):
+        jobs = ", ".join(sub.job_id for sub in active)
+        print(
+            f"{len(pending) - len(left)} cells are in submissions still queued or running "
+            f"({jobs}): not submitted again (force=true submits them anyway)",
+            file=stream,
+            flush=True,
+        )
+    return left
+
+
+def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     """Write the manifest, run the pending cells with the plan's executor, collect.
 
     With a scheduler, returns None right after submitting unless plan.wait, in which case it
-    waits for the jobs and collects.
+    waits for the jobs and collects. Progress goes to `stream` (stderr when None, looked up at
+    the call: a default bound at import would outlive a replaced sys.stderr).
     """
+    stream = stream or sys.stderr
     store = open_store(plan.store_root)
     executor = make_executor(plan.executor)
     executor.check(plan, store)
@@ -131,10 +151,10 @@ def run_sweep(plan: Plan, stream: TextIO = sys.stderr) -> Collected | None:
         file=stream,
         flush=True,
     )
+    if not executor.synchronous and not plan.force:
+        pending = _leave_to_active_submissions(executor, store, plan, pending, stream)
     executor.submit(plan, store, pending, progress=progress_printer(stream))
-    if not executor.synchronous:
-        if executor.submissions:
-            record_submissions(store, plan.sweep_id, executor.submissions)
+    if not executor.synchronous:  # each submission was journaled as it was made
         for sub in executor.submissions:
             print(
                 f"submitted {sub.job_id}  {sub.name}  {sub.instance}  cells={len(sub.indices)}"

@@ -151,3 +151,112 @@ def test_bad_executor_input_is_one_line_and_nothing_written(bench_cli, s3_root, 
     assert not (tmp_path / "results").exists()
     keys = boto3.client("s3").list_objects_v2(Bucket=s3_root.split("/")[2]).get("KeyCount", 0)
     assert keys == 0
+
+
+class StillQueued:
+    """The real (emulator) Batch client, except that every job reads RUNNABLE: moto's simple
+    Batch finishes each job the moment it is submitted, where real ones wait while their
+    instances start. Everything else (submissions, definitions, queues) is the emulator's."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def describe_jobs(self, jobs: list[str]) -> dict:
+        found = self.client.describe_jobs(jobs=jobs)
+        return {"jobs": [{**job, "status": "RUNNABLE"} for job in found["jobs"]]}
+
+
+@pytest.fixture
+def jobs_held_pending(monkeypatch):
+    from bench.executors.aws_batch import AwsBatchExecutor
+
+    real = boto3.client("batch")
+    monkeypatch.setattr(AwsBatchExecutor, "client", property(lambda self: StillQueued(real)))
+
+
+NULL_SWEEP = [
+    "sweep",
+    "engine=null",
+    "grid.axes.instance=[g5.xlarge,g5.2xlarge,g5.4xlarge]",
+    "grid.axes.threads=[1,2]",
+    "executor=aws_batch",
+    f"executor.image={IMAGE}",
+]
+
+
+def _parents(queues: list[str], sweep_id: str) -> list[str]:
+    """The sweep's array jobs in any state (the queues are shared by the module's tests)."""
+    batch = boto3.client("batch")
+    return [
+        j["jobId"]
+        for q in queues
+        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "RUNNING", "SUCCEEDED", "FAILED")
+        for j in batch.list_jobs(jobQueue=q, jobStatus=status)["jobSummaryList"]
+        if ":" not in j["jobId"] and j["jobName"].startswith(f"{sweep_id}-")
+    ]
+
+
+def test_submitting_twice_leaves_queued_cells_to_the_first_submission(
+    s3_root, batch_queues, jobs_held_pending, capsys
+):
+    from bench.plan import plan_from_overrides
+    from bench.sweep import run_sweep
+
+    def sweep(*extra: str) -> tuple[str, int]:
+        run_sweep(plan_from_overrides([*NULL_SWEEP[1:], f"store.root={s3_root}", *extra]))
+        err = capsys.readouterr().err
+        return err, sum(line.startswith("submitted ") for line in err.splitlines())
+
+    _, submitted = sweep("sweep_id=twice")
+    arrays = _parents(batch_queues, "twice")
+    assert len(arrays) == 3 and submitted == 3
+    again, submitted = sweep("sweep_id=twice")
+    assert "6 cells are in submissions still queued or running" in again
+    assert submitted == 0
+    assert sorted(_parents(batch_queues, "twice")) == sorted(arrays)  # no duplicate array
+    assert sweep("sweep_id=twice", "force=true")[1] == 3
+
+
+def test_a_missing_queue_is_one_line_and_nothing_is_written(bench_cli, s3_root, batch_queues):
+    proc = bench_cli(
+        *NULL_SWEEP[:2], "grid.axes.instance=[g5.xlarge,p4d.24xlarge]", *NULL_SWEEP[3:],
+        f"store.root={s3_root}",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no job queue bench-p4d-24xlarge" in lines[0], proc.stderr
+    keys = boto3.client("s3").list_objects_v2(Bucket=s3_root.split("/")[2]).get("KeyCount", 0)
+    assert keys == 0
+
+
+def test_a_failure_part_way_leaves_the_submitted_arrays_on_record(
+    bench_cli, s3_root, batch_queues, monkeypatch
+):
+    # The queue check passes, then one queue is gone by the time its array is submitted (as
+    # when someone tears a stack down mid-sweep): the arrays before it are running.
+    from bench.executors.aws_batch import AwsBatchExecutor
+    from bench.plan import plan_from_overrides
+    from bench.sweep import run_sweep
+
+    plan = plan_from_overrides([*NULL_SWEEP[1:], f"store.root={s3_root}", "sweep_id=partway"])
+    submit = AwsBatchExecutor._submit_job
+
+    def queue_gone(self, request, submitted_before):
+        if request["jobQueue"] == "bench-g5-4xlarge":
+            request = {**request, "jobQueue": "bench-torn-down"}
+        return submit(self, request, submitted_before)
+
+    from bench.executors.base import SubmissionFailed
+
+    with monkeypatch.context() as patched:  # only this; the store's environment stays
+        patched.setattr(AwsBatchExecutor, "_submit_job", queue_gone)
+        with pytest.raises(SubmissionFailed, match="the 2 arrays submitted before it are recorded"):
+            run_sweep(plan)
+    status = bench_cli("status", "partway", f"store.root={s3_root}")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert sum("SUCCEEDED" in line for line in lines) == 2, status.stdout  # moto: done at once
+    assert sum("UNCONFIRMED" in line and "g5.4xlarge" in line for line in lines) == 1

@@ -74,7 +74,7 @@ def test_samples_hold_every_measured_request(smoke: dict) -> None:
     sweep_dir = smoke["aggregated"][0].parent
     frame = pd.read_parquet(smoke["aggregated"][0])
     for row in frame.itertuples():
-        samples = pd.read_parquet(sweep_dir / "samples" / f"{row.cell_id}.parquet")
+        samples = pd.read_parquet(sweep_dir / "samples" / row.cell_id / f"{row.attempt_id}.parquet")
         assert len(samples) == row.n
         assert samples["latency_ns"].quantile(0.5, interpolation="lower") / 1e6 == pytest.approx(
             row.latency_ms_p50, rel=0.05
@@ -88,10 +88,10 @@ def test_rerun_runs_nothing_and_deleting_one_row_reruns_only_it(smoke: dict) -> 
     assert _ran(again) == []
 
     sweep_dir = smoke["aggregated"][0].parent
-    victim = sorted((sweep_dir / "cells").glob("*.parquet"))[5]
+    victim = sorted((sweep_dir / "cells").glob("*/*.ok.parquet"))[5]  # a cell's one attempt
     victim.unlink()
     third = run_cli(smoke["args"], smoke["work"])
     assert third.returncode == 0, third.stderr[-2000:]
-    assert _ran(third) == [victim.stem]
-    assert victim.exists()
+    assert _ran(third) == [victim.parent.name]
+    assert len(list(victim.parent.glob("*.ok.parquet"))) == 1  # its new attempt's row
     assert len(pd.read_parquet(smoke["aggregated"][0])) == 16

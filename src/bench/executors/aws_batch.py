@@ -24,12 +24,15 @@ from typing import Any
 
 from bench.config import ConfigError, InstanceSpec
 from bench.executors.base import (
+    UNCONFIRMED,
     Executor,
     JobHandle,
     ProgressFn,
     Submission,
+    SubmissionFailed,
     group_by_instance,
     handles_for,
+    journal_submission,
 )
 from bench.job import write_array_map
 from bench.plan import Plan
@@ -38,6 +41,17 @@ from bench.store import Store, SweepPaths
 MAX_ARRAY_SIZE = 10_000
 MEMORY_SHARE = 0.9  # of the instance's RAM; the rest is the OS's and the ECS agent's
 DONE_STATES = ("SUCCEEDED", "FAILED")
+ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+QUEUES_PER_CALL = 100  # DescribeJobQueues takes at most this many names
+
+
+def _aws_error(exc: Exception) -> str:
+    error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    if error:
+        return f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
 RETRY_ON_EXIT = [
     {"onStatusReason": "Host EC2*", "action": "RETRY"},  # Spot reclaim, host failure
     {"onReason": "*", "action": "EXIT"},
@@ -59,6 +73,7 @@ def _chunks(indices: list[int], size: int) -> list[list[int]]:
 
 class AwsBatchExecutor(Executor):
     name = "aws_batch"
+    active_states = ACTIVE_STATES
 
     def __init__(self, options: dict[str, Any], client: Any | None = None) -> None:
         super().__init__(options)
@@ -148,11 +163,24 @@ class AwsBatchExecutor(Executor):
                 request["containerOverrides"] = {
                     "command": ["--manifest", manifest, "--array", name, "--index", "0"]
                 }
-            job_id = self.client.submit_job(**request)["jobId"]
-            submissions.append(
-                Submission(self.name, job_id, name, instance.type, chunk, array=name, queue=queue)
-            )
+            sub = Submission(self.name, "", name, instance.type, chunk, array=name, queue=queue)
+            journal_submission(store, plan.sweep_id, sub)  # before: a lost answer is on record
+            sub.job_id = self._submit_job(request, len(self.submissions) + len(submissions))
+            journal_submission(store, plan.sweep_id, sub)
+            submissions.append(sub)
         return submissions
+
+    def _submit_job(self, request: dict[str, Any], submitted_before: int) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return str(self.client.submit_job(**request)["jobId"])
+        except (ClientError, BotoCoreError) as exc:
+            raise SubmissionFailed(
+                f"submitting {request['jobName']} to queue {request['jobQueue']} failed "
+                f"({_aws_error(exc)}); the {submitted_before} arrays submitted before it are "
+                "recorded: see `bench status`, and run the same sweep again to submit the rest"
+            ) from exc
 
     def submit(
         self,
@@ -177,20 +205,49 @@ class AwsBatchExecutor(Executor):
             raise ConfigError(
                 "store.root", plan.store_root, "executor=aws_batch needs s3://BUCKET/prefix"
             )
+        self._check_queues(plan)
+
+    def _check_queues(self, plan: Plan) -> None:
+        """Every instance type's queue exists and is enabled, before anything is written."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        prefix = self.options.get("queue_prefix", "bench-")
+        wanted = sorted({queue_name(prefix, cell.instance.type) for cell in plan.cells})
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            for start in range(0, len(wanted), QUEUES_PER_CALL):
+                names = wanted[start : start + QUEUES_PER_CALL]
+                for queue in self.client.describe_job_queues(jobQueues=names)["jobQueues"]:
+                    found[queue["jobQueueName"]] = queue
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(
+                "executor", "aws_batch", f"cannot list AWS Batch job queues ({_aws_error(exc)})"
+            ) from exc
+        if missing := [q for q in wanted if q not in found]:
+            raise ConfigError(
+                "executor.queue_prefix",
+                prefix,
+                f"no job queue {missing[0]}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                + "; deploy jobs/batch.yaml for these instance types, or narrow grid.axes.instance",
+            )
+        if off := [q for q in wanted if found[q].get("state") != "ENABLED"]:
+            raise ConfigError("executor.queue_prefix", prefix, f"job queue {off[0]} is not ENABLED")
 
     def describe(self, submissions: list[Submission]) -> list[dict[str, Any]]:
         """Batch's view of each submitted job: status and, for arrays, children per status."""
         states = []
         for start in range(0, len(submissions), 100):  # describe_jobs takes 100 ids
             batch = submissions[start : start + 100]
-            found = self.client.describe_jobs(jobs=[s.job_id for s in batch])["jobs"]
+            ids = [s.job_id for s in batch if s.job_id]
+            found = self.client.describe_jobs(jobs=ids)["jobs"] if ids else []
             by_id = {job["jobId"]: job for job in found}
             for sub in batch:
                 job = by_id.get(sub.job_id, {})
                 summary = job.get("arrayProperties", {}).get("statusSummary", {})
                 states.append(
                     sub.state(
-                        job.get("status", "UNKNOWN"),
+                        job.get("status", "UNKNOWN") if sub.job_id else UNCONFIRMED,
                         {k: v for k, v in summary.items() if v},
                         job.get("statusReason", ""),
                     )

@@ -54,6 +54,9 @@ class Executor(ABC):
 
     name: str
     synchronous: bool = False
+    # The scheduler states (as `describe` reports them) in which a submission may still run
+    # its cells: a re-submitted sweep leaves those cells to it.
+    active_states: tuple[str, ...] = ()
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
@@ -68,6 +71,16 @@ class Executor(ABC):
 
     def wait(self, submissions: list[Submission], poll_s: float) -> None:
         """Block until every submission has finished."""
+
+    def still_active(self, submissions: list[Submission]) -> list[Submission]:
+        """This executor's submissions the scheduler may still be running."""
+        mine = [s for s in submissions if s.executor == self.name]
+        states = self.describe(mine)
+        return [
+            s
+            for s, state in zip(mine, states, strict=True)
+            if state["status"] in self.active_states
+        ]
 
     @abstractmethod
     def submit(
@@ -106,24 +119,34 @@ class Submission:
         }
 
 
-def record_submissions(store: Store, sweep_id: str, submissions: list[Submission]) -> str:
-    """Keep what was submitted next to the sweep, for `bench status` and `wait`."""
+class SubmissionFailed(RuntimeError):
+    """The scheduler refused or did not answer a submission; what was submitted before it is
+    journaled."""
+
+
+UNCONFIRMED = "UNCONFIRMED"  # journaled, but the scheduler never answered with a job id
+
+
+def journal_submission(store: Store, sweep_id: str, submission: Submission) -> str:
+    """Keep one submission next to the sweep (for `bench status`, `wait` and re-submission):
+    written before the scheduler is asked (job_id "") and again once it answers, so a failure
+    part-way still leaves a record of every array that may be running."""
     import json
     from dataclasses import asdict
-    from datetime import datetime, timezone
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    rel = f"{sweep_id}/submissions/{stamp}.json"
-    store.write_bytes(rel, json.dumps([asdict(s) for s in submissions], indent=1).encode())
+    rel = f"{sweep_id}/submissions/{submission.name}.json"
+    store.write_bytes(rel, json.dumps(asdict(submission), indent=1).encode())
     return rel
 
 
 def read_submissions(store: Store, sweep_id: str) -> list[Submission]:
+    """Every journaled submission (files of one, and older files listing several)."""
     import json
 
     found = []
     for rel in store.list(f"{sweep_id}/submissions", ".json"):
-        found += [Submission(**d) for d in json.loads(store.read_bytes(rel))]
+        data = json.loads(store.read_bytes(rel))
+        found += [Submission(**d) for d in (data if isinstance(data, list) else [data])]
     return found
 
 

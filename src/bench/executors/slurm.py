@@ -28,6 +28,7 @@ from bench.executors.base import (
     Submission,
     group_by_instance,
     handles_for,
+    journal_submission,
 )
 from bench.job import write_array_map
 from bench.plan import Plan
@@ -81,6 +82,8 @@ def render_script(
 
 class SlurmExecutor(Executor):
     name = "slurm"
+    # UNKNOWN too: when squeue cannot answer, submitting the same cells again risks paying twice
+    active_states = ("ACTIVE", "UNKNOWN")
 
     def _sbatch(self, script: str, script_path: Path) -> str:
         script_path.write_text(script)
@@ -129,12 +132,11 @@ class SlurmExecutor(Executor):
                 python=str(self.options.get("python") or sys.executable),
                 extra=list(self.options.get("sbatch_args") or []),
             )
-            job_id = self._sbatch(script, log_dir / f"{name}.sbatch")
-            self.submissions.append(
-                Submission(
-                    self.name, job_id, name, instance_type, group, array=name, queue=partition
-                )
-            )
+            sub = Submission(self.name, "", name, instance_type, group, array=name, queue=partition)
+            journal_submission(store, plan.sweep_id, sub)  # before: a lost answer is on record
+            sub.job_id = self._sbatch(script, log_dir / f"{name}.sbatch")
+            journal_submission(store, plan.sweep_id, sub)
+            self.submissions.append(sub)
         return handles_for(plan, self.submissions)
 
     def check(self, plan: Plan, store: Store) -> None:
@@ -171,7 +173,8 @@ class SlurmExecutor(Executor):
         try:
             if shutil.which("squeue") is None:
                 raise SqueueError("squeue is not on PATH")
-            queued, error = self._squeue([s.job_id for s in submissions]), ""
+            ids = [s.job_id for s in submissions if s.job_id]
+            queued, error = (self._squeue(ids) if ids else {}), ""
         except SqueueError as exc:
             queued, error = None, str(exc)
         states = []
