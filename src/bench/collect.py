@@ -1,9 +1,12 @@
 """cells/<cell_id>/<attempt>.<status>.parquet -> aggregated.parquet: one row per cell.
 
-Scale: decoding a one-row Parquet file is ~1 ms of mostly-metadata work, so a 10,000-cell
-sweep is CPU-bound. The files are split into chunks; worker processes (one per CPU) read their
-chunks, each with a few I/O threads to overlap S3 round trips, and return one compact table per
-chunk. Only chunk tables cross back, so memory stays proportional to the aggregate itself.
+Scale: a one-row file of ~140 columns is nearly all metadata, and decoding it is the cost of
+a 10,000-cell sweep. A local store is read by polars, many files per scan (its Parquet reader
+decodes such files ~3x faster than pyarrow's and spreads them over the CPUs), cast to the row
+schema as it reads; a chunk it cannot read in one go (a corrupt or foreign file, an older
+column type it will not widen) is read file by file, so the bad file is named. An S3 store,
+or a machine without polars, is read file by file by worker processes (one per CPU), each with
+a few I/O threads to overlap S3 round trips, returning one compact table per chunk.
 
 Each file is cast to the current row schema (older files get the newer columns as nulls); one
 row per cell is kept, its best attempt (an ok row over any other, then the latest), and the
@@ -21,14 +24,17 @@ import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.rows import ROW_SCHEMA, conform
-from bench.store import Store, SweepPaths, open_store
+from bench.store import LocalStore, Store, SweepPaths, open_store
 
 CHUNK_FILES = 500
+SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
+FILE_COLUMN = "__bench_file"
 NOT_OK_FAILURES = ("failed", "timeout")
 # What makes a Parquet file a bench row file: a schema version and the columns a row is
 # identified and judged by. Anything else in cells/ is somebody else's file.
@@ -98,7 +104,57 @@ def _read_chunk_in_worker(root: str, paths: list[str]) -> ChunkResult:
     return read_chunk(_worker_store(root), paths)
 
 
+def _polars_row_schema() -> Any:
+    import polars as pl
+
+    return pl.from_arrow(ROW_SCHEMA.empty_table()).schema
+
+
+def _scan_chunk(store: Store, paths: list[str]) -> ChunkResult:
+    """One polars scan of `paths` (local files), or file by file where the scan fails."""
+    import polars as pl
+
+    by_uri = {store.uri(p): p for p in paths}
+    try:
+        frame = pl.scan_parquet(
+            list(by_uri),
+            schema=_polars_row_schema(),
+            missing_columns="insert",  # an older file: the newer columns are null
+            extra_columns="ignore",
+            cast_options=pl.ScanCastOptions(integer_cast="upcast", float_cast="upcast"),
+            include_file_paths=FILE_COLUMN,
+            glob=False,
+            hive_partitioning=False,
+        ).collect()
+    except Exception:  # any failure: the per-file path says which file and why
+        return read_chunk(store, paths)
+    table = frame.rechunk().to_arrow()  # one chunk per column, not one per file
+    # A file without bench's identity columns reads as rows of nulls: re-read those alone
+    # so they are named (and skipped) as the per-file path would.
+    identity = pc.and_(pc.is_valid(table["schema_version"]), pc.is_valid(table["cell_id"]))
+    identity = pc.and_(identity, pc.is_valid(table["status"]))
+    suspect = sorted(set(table.filter(pc.invert(identity))[FILE_COLUMN].to_pylist()))
+    good = table.filter(pc.invert(pc.is_in(table[FILE_COLUMN], pa.array(suspect, pa.string()))))
+    rest, unreadable = read_chunk(store, [by_uri[u] for u in suspect]) if suspect else (None, [])
+    parts = [conform(good)] + ([rest] if rest is not None else [])
+    return pa.concat_tables(parts).combine_chunks(), unreadable
+
+
+def _polars() -> bool:
+    try:
+        import polars  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _read_all(store: Store, files: list[str]) -> list[ChunkResult]:
+    if isinstance(store, LocalStore) and _polars():
+        # polars spreads one scan over the CPUs itself; no worker processes (forking after
+        # polars has started its threads is unsafe anyway)
+        return [
+            _scan_chunk(store, files[i : i + SCAN_FILES]) for i in range(0, len(files), SCAN_FILES)
+        ]
     chunks = [files[i : i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
     workers = min(len(chunks), os.cpu_count() or 1)
     if workers <= 1:

@@ -282,3 +282,19 @@ def test_a_parquet_file_that_is_not_a_bench_row_is_named_and_skipped(store):
     }
     with pytest.raises(UnreadableCellFile, match="not a bench row file"):
         collect(store, SWEEP, strict=True)
+
+
+def test_a_clean_local_store_is_read_in_one_scan_not_file_by_file(store, monkeypatch):
+    pytest.importorskip("polars")
+    import bench.collect as collector
+
+    _manifest(store, ["a", "b"])
+    _attempt(store, _row("a", 0))
+    _attempt(store, _row("b", 1, status="failed"))
+    slow = []
+    monkeypatch.setattr(collector, "read_chunk", lambda s, paths: slow.append(paths) or (None, []))
+    got = collect(store, SWEEP)
+    assert slow == []  # the fast path read every file
+    assert _ids(got.table) == ["a", "b"]
+    assert got.table.schema == ROW_SCHEMA
+    assert got.table.column("finished_at").type == ROW_SCHEMA.field("finished_at").type
