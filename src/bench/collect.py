@@ -1,12 +1,13 @@
 """cells/<cell_id>/<attempt>.<status>.parquet -> aggregated.parquet: one row per cell.
 
 Scale: a one-row file of ~140 columns is nearly all metadata, and decoding it is the cost of
-a 10,000-cell sweep. A local store is read by polars, many files per scan (its Parquet reader
-decodes such files ~3x faster than pyarrow's and spreads them over the CPUs), cast to the row
-schema as it reads; a chunk it cannot read in one go (a corrupt or foreign file, an older
-column type it will not widen) is read file by file, so the bad file is named. An S3 store,
-or a machine without polars, is read file by file by worker processes (one per CPU), each with
-a few I/O threads to overlap S3 round trips, returning one compact table per chunk.
+a 10,000-cell sweep. The files are read by polars, many per scan (its Parquet reader decodes such
+files ~3x faster than pyarrow's and spreads them over the CPUs; on S3 its own client overlaps
+the GETs, given the endpoint and credentials boto3 resolved), cast to the row schema as it
+reads; a chunk it cannot read in one go (a corrupt or foreign file, an older column type it
+will not widen, a failed GET) is read file by file through the store, so the bad file is
+named. Without polars, files are read file by file by worker processes (one per CPU), each
+with a few I/O threads to overlap S3 round trips, returning one compact table per chunk.
 
 Each file is cast to the current row schema (older files get the newer columns as nulls); one
 row per cell is kept, its best attempt (an ok row over any other, then the latest), and the
@@ -30,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.rows import ROW_SCHEMA, conform
-from bench.store import LocalStore, Store, SweepPaths, open_store
+from bench.store import Store, SweepPaths, open_store
 
 CHUNK_FILES = 500
 SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
@@ -118,6 +119,7 @@ def _scan_chunk(store: Store, paths: list[str]) -> ChunkResult:
     try:
         frame = pl.scan_parquet(
             list(by_uri),
+            storage_options=store.scan_options(),
             schema=_polars_row_schema(),
             missing_columns="insert",  # an older file: the newer columns are null
             extra_columns="ignore",
@@ -149,9 +151,9 @@ def _polars() -> bool:
 
 
 def _read_all(store: Store, files: list[str]) -> list[ChunkResult]:
-    if isinstance(store, LocalStore) and _polars():
-        # polars spreads one scan over the CPUs itself; no worker processes (forking after
-        # polars has started its threads is unsafe anyway)
+    if _polars():
+        # polars spreads one scan over the CPUs (and S3 GETs) itself; no worker processes
+        # (forking after polars has started its threads is unsafe anyway)
         return [
             _scan_chunk(store, files[i : i + SCAN_FILES]) for i in range(0, len(files), SCAN_FILES)
         ]

@@ -62,6 +62,25 @@ class S3Store(Store):
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         return boto3.session.Session().client("s3", config=config, region_name=region)
 
+    def scan_options(self) -> dict[str, str] | None:
+        """The endpoint, region and credentials boto3 resolved, for polars' own S3 client
+        (held in memory only, like boto3's)."""
+        import boto3
+
+        options = {"aws_region": self.client.meta.region_name or "us-east-1"}
+        endpoint = self.client.meta.endpoint_url
+        if endpoint:
+            options["aws_endpoint_url"] = endpoint
+            options["aws_allow_http"] = "true" if endpoint.startswith("http://") else "false"
+        credentials = boto3.session.Session().get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            options["aws_access_key_id"] = frozen.access_key
+            options["aws_secret_access_key"] = frozen.secret_key
+            if frozen.token:
+                options["aws_session_token"] = frozen.token
+        return options
+
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 

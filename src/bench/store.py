@@ -43,6 +43,11 @@ class Store(ABC):
     root_uri: str  # what open_store() was given, normalised: rebuilds the same store
     io_threads: int = 1  # concurrent reads worth issuing (remote stores hide latency)
 
+    def scan_options(self) -> dict[str, str] | None:
+        """What a Parquet scanner (polars) needs to read this store's URIs itself; None: the
+        URIs are local paths."""
+        return None
+
     @abstractmethod
     def uri(self, rel: str) -> str: ...
 

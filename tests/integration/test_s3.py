@@ -167,3 +167,30 @@ def test_s3_checkpoint_is_downloaded_once_and_timed(bench_cli, s3_root, tmp_path
     assert first["download_s"] > 0 and first["load_s"] > 0
     second = json.loads(bench_cli(*args).stdout)
     assert second["status"] == "ok" and "download_s" not in second  # cached: no download
+
+
+def test_collect_on_s3_reads_every_file_in_one_scan(s3_root: str, monkeypatch) -> None:
+    pytest.importorskip("polars")
+    import bench.collect as collector
+    from bench.rows import ROW_SCHEMA, SCHEMA_VERSION, rows_to_table
+    from bench.store import SweepPaths, open_store
+
+    store, paths = open_store(s3_root), SweepPaths("scan")
+    for i in range(3):
+        row = {"schema_version": SCHEMA_VERSION, "sweep_id": "scan", "cell_id": f"c{i}"}
+        row.update(attempt_id=f"a{i}", cell_index=i, status="ok", n=10 + i)
+        store.write_table(paths.attempt_row(f"c{i}", f"a{i}", "ok"), rows_to_table([row]))
+    store.write_bytes(paths.attempt_row("c9", "bad", "ok"), b"not parquet")
+    slow: list[list[str]] = []
+    real = collector.read_chunk
+    monkeypatch.setattr(collector, "read_chunk", lambda s, p: slow.append(p) or real(s, p))
+    got = collector.collect(store, "scan")
+    assert got.table.column("n").to_pylist() == [10, 11, 12]
+    assert got.table.schema == ROW_SCHEMA
+    assert [path for path, _ in got.unreadable] == [paths.attempt_row("c9", "bad", "ok")]
+    # the scan failed on the corrupt file only once; that chunk was read file by file
+    assert len(slow) == 1
+    store.delete(paths.attempt_row("c9", "bad", "ok"))
+    slow.clear()
+    assert collector.collect(store, "scan").table.num_rows == 3
+    assert slow == []  # a clean bucket: one polars scan through the emulator
