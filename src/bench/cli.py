@@ -239,6 +239,7 @@ def _prices(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
+    from bench import lease
     from bench.collect import collect
     from bench.compose import compose_one
     from bench.executors.base import read_submissions
@@ -259,6 +260,8 @@ def _status(args: argparse.Namespace) -> int:
     for name, subs in by_executor.items():
         options = {**(cfg.executor if cfg.executor.name == name else {}), "name": name}
         print(submissions_table(make_executor(dict(options)).describe(subs)))
+    for cell_id, holder in lease.holders(store, args.sweep_id):
+        print(f"measuring now: {cell_id}: {holder.describe()}")
     collected = collect(store, args.sweep_id, write=False)
     counts = Counter(collected.table.column("status").to_pylist())
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"

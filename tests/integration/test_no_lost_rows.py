@@ -130,6 +130,14 @@ def test_a_rerun_beside_an_orphaned_cell_stands_down(conf_copy: Path, tmp_path: 
     assert list(leases.glob("*.json")), "the first cell never took its lease"
     os.kill(orphaned.pid, signal.SIGKILL)  # the parent dies; its cell process runs on
     orphaned.communicate()
+    status = subprocess.run(
+        [sys.executable, "-m", "bench", "status", "conc"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.stdout.count("measuring now: ") == 1, status.stdout + status.stderr
 
     rerun = _sweep(tmp_path, "executor.timeout_s=60")
     _, err = rerun.communicate(timeout=300)

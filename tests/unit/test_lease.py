@@ -96,3 +96,11 @@ def test_lease_lasts_the_executors_attempt_limit_plus_a_margin():
     assert lease.lease_seconds({"attempt_duration_s": 3600}) == 3600 + lease.MARGIN_S
     assert lease.lease_seconds({"time_limit_s": 600}) == 600 + lease.MARGIN_S
     assert lease.lease_seconds({}) == lease.DEFAULT_LIMIT_S + lease.MARGIN_S
+
+
+def test_holders_lists_only_live_leases(store):
+    lease.acquire(store, "s", "live", "a1", 60)
+    now = time.time()
+    expired = lease.Lease("old", "elsewhere", 1, now - 100, now - 1)
+    store.write_bytes(SweepPaths("s").lease("gone"), expired.to_bytes())
+    assert [(cell, h.attempt) for cell, h in lease.holders(store, "s")] == [("live", "a1")]
