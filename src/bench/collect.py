@@ -36,6 +36,7 @@ from bench.store import Store, SweepPaths, open_store
 CHUNK_FILES = 500
 SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
 FILE_COLUMN = "__bench_file"
+VERSION_COLUMN = "__bench_file_version"
 NOT_OK_FAILURES = ("failed", "timeout")
 # What makes a Parquet file a bench row file: a schema version and the columns a row is
 # identified and judged by. Anything else in cells/ is somebody else's file.
@@ -96,9 +97,14 @@ def read_chunk(store: Store, paths: list[str]) -> ChunkResult:
         if isinstance(result, Exception):
             unreadable.append((path, f"{type(result).__name__}: {result}"))
         else:
-            tables.append(result)
+            tables.append(_with_files(result, [path] * result.num_rows))
     table = pa.concat_tables(tables).combine_chunks() if tables else None
     return table, unreadable
+
+
+def _with_files(table: pa.Table, files: list[str]) -> pa.Table:
+    """A conformed table with the file each row came from (the collected-rows cache's key)."""
+    return table.append_column(FILE_COLUMN, pa.array(files, pa.string()))
 
 
 def _read_chunk_in_worker(root: str, paths: list[str]) -> ChunkResult:
@@ -138,7 +144,8 @@ def _scan_chunk(store: Store, paths: list[str]) -> ChunkResult:
     suspect = sorted(set(table.filter(pc.invert(identity))[FILE_COLUMN].to_pylist()))
     good = table.filter(pc.invert(pc.is_in(table[FILE_COLUMN], pa.array(suspect, pa.string()))))
     rest, unreadable = read_chunk(store, [by_uri[u] for u in suspect]) if suspect else (None, [])
-    parts = [conform(good)] + ([rest] if rest is not None else [])
+    files = [by_uri[u] for u in good[FILE_COLUMN].to_pylist()]
+    parts = [_with_files(conform(good), files)] + ([rest] if rest is not None else [])
     return pa.concat_tables(parts).combine_chunks(), unreadable
 
 
@@ -196,21 +203,57 @@ def _expected_cells(store: Store, sweep_id: str) -> list[str]:
     return [cell["cell_id"] for cell in manifest["cells"]]
 
 
+READ_SCHEMA = ROW_SCHEMA.append(pa.field(FILE_COLUMN, pa.string()))
+CACHE_SCHEMA = READ_SCHEMA.append(pa.field(VERSION_COLUMN, pa.string()))
+
+
+def _cached_rows(
+    store: Store, paths: SweepPaths, versions: dict[str, str]
+) -> tuple[pa.Table | None, bool]:
+    """(the rows an earlier collect read from files still here and unchanged, whether it held
+    any other); None when there is no usable cache (none yet, another schema version,
+    unreadable: it is rebuilt)."""
+    try:
+        if not store.exists(paths.collected_rows):
+            return None, False
+        cached = store.read_table(paths.collected_rows)
+    except Exception:  # a torn or foreign cache costs a full read, never a wrong row
+        return None, False
+    if not cached.schema.equals(CACHE_SCHEMA):
+        return None, False
+    current = [
+        versions.get(f) == v
+        for f, v in zip(
+            cached[FILE_COLUMN].to_pylist(), cached[VERSION_COLUMN].to_pylist(), strict=True
+        )
+    ]
+    kept = cached.filter(pa.array(current, pa.bool_())).drop_columns([VERSION_COLUMN])
+    return kept, kept.num_rows < cached.num_rows
+
+
 def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = True) -> Collected:
     """Aggregate a sweep's cell rows and write `<sweep_id>/aggregated.parquet` (unless not
-    `write`: `bench status` only reads)."""
+    `write`: `bench status` only reads). Rows read before are taken from the collected-rows
+    cache when their file is unchanged; only new or rewritten files are decoded."""
     paths = SweepPaths(sweep_id)
-    files = store.list_tree(paths.cells_dir, ".parquet")
-    tables, unreadable = [], []
-    for table, failures in _read_all(store, files):
+    versions = store.list_versions(paths.cells_dir, ".parquet")
+    cached, dropped = _cached_rows(store, paths, versions)
+    seen = set(cached[FILE_COLUMN].to_pylist()) if cached is not None else set()
+    tables, unreadable = ([cached] if cached is not None else []), []
+    new_files = sorted(f for f in versions if f not in seen)
+    for table, failures in _read_all(store, new_files):
         unreadable += failures
         if table is not None:
             tables.append(table)
     if unreadable and strict:
         path, error = unreadable[0]
         raise UnreadableCellFile(f"{store.uri(path)}: {error}")
-    table = pa.concat_tables(tables) if tables else ROW_SCHEMA.empty_table()
-    table, superseded = _best_per_cell(table)
+    rows = pa.concat_tables(tables) if tables else READ_SCHEMA.empty_table()
+    if write and (cached is None or dropped or rows.num_rows > cached.num_rows):
+        files = rows[FILE_COLUMN].to_pylist()
+        versions_column = pa.array([versions[f] for f in files], pa.string())
+        store.write_table(paths.collected_rows, rows.append_column(VERSION_COLUMN, versions_column))
+    table, superseded = _best_per_cell(rows.drop_columns([FILE_COLUMN]))
     table = table.sort_by([("cell_index", "ascending"), ("cell_id", "ascending")])
     if write:
         store.write_table(paths.aggregated, table)

@@ -155,12 +155,13 @@ class S3Store(Store):
     def read_bytes(self, rel: str) -> bytes:
         return self.read_versioned(rel)[0]
 
-    def _keys(self, rel_dir: str, suffix: str, delimiter: str | None) -> list[str]:
+    def _keys(self, rel_dir: str, suffix: str, delimiter: str | None) -> dict[str, str]:
+        """Keys under rel_dir (relative to the root) ending in suffix, with size:ETag."""
         from botocore.exceptions import ClientError
 
         prefix = self._key(rel_dir).rstrip("/") + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
-        found = []
+        found = {}
         listing = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
             listing["Delimiter"] = delimiter
@@ -169,15 +170,15 @@ class S3Store(Store):
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     if key.endswith(suffix):
-                        found.append(key[strip:])
+                        found[key[strip:]] = f"{item.get('Size', '')}:{item.get('ETag', '')}"
         except ClientError as exc:
             raise self._fail("list", rel_dir, exc) from exc
-        return sorted(found)
+        return found
 
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
-        return self._keys(rel_dir, suffix, "/")
+        return sorted(self._keys(rel_dir, suffix, "/"))
 
-    def list_tree(self, rel_dir: str, suffix: str = "") -> list[str]:
+    def list_versions(self, rel_dir: str, suffix: str = "") -> dict[str, str]:
         return self._keys(rel_dir, suffix, None)  # no delimiter: every key under the prefix
 
     def _put_if(self, rel: str, data: bytes, condition: dict[str, str]) -> bool:

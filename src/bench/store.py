@@ -66,9 +66,14 @@ class Store(ABC):
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Paths (relative to the root) of the files directly in `rel_dir` ending in suffix."""
 
-    @abstractmethod
     def list_tree(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Paths of every file under `rel_dir`, in subfolders too, ending in suffix."""
+        return sorted(self.list_versions(rel_dir, suffix))
+
+    @abstractmethod
+    def list_versions(self, rel_dir: str, suffix: str = "") -> dict[str, str]:
+        """Every file under `rel_dir` (subfolders too) ending in suffix, with a version that
+        changes whenever the file is written (size and modification time; S3: size and ETag)."""
 
     @abstractmethod
     def delete(self, rel: str) -> None: ...
@@ -211,17 +216,19 @@ class LocalStore(Store):
             if entry.is_file() and entry.name.endswith(suffix) and not entry.name.startswith(".")
         )
 
-    def list_tree(self, rel_dir: str, suffix: str = "") -> list[str]:
-        found = []
+    def list_versions(self, rel_dir: str, suffix: str = "") -> dict[str, str]:
+        found = {}
         for folder, dirs, files in os.walk(self.root / rel_dir):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             rel_folder = Path(folder).relative_to(self.root).as_posix()
-            found += [
-                f"{rel_folder}/{name}"
-                for name in files
-                if name.endswith(suffix) and not name.startswith(".")
-            ]
-        return sorted(found)
+            for name in files:
+                if name.endswith(suffix) and not name.startswith("."):
+                    try:
+                        info = os.stat(os.path.join(folder, name))
+                    except FileNotFoundError:  # deleted since the walk listed it
+                        continue
+                    found[f"{rel_folder}/{name}"] = f"{info.st_size}:{info.st_mtime_ns}"
+        return found
 
     def delete(self, rel: str) -> None:
         (self.root / rel).unlink(missing_ok=True)
@@ -267,6 +274,12 @@ class SweepPaths:
     @property
     def aggregated(self) -> str:
         return f"{self.sweep_id}/aggregated.parquet"
+
+    @property
+    def collected_rows(self) -> str:
+        """Every attempt row the collector has read, with its file and version: attempt files
+        are never written over, so a later collect reads only files it has not seen."""
+        return f"{self.sweep_id}/collected/attempts.parquet"
 
     def cell_attempts_dir(self, cell_id: str) -> str:
         return f"{self.cells_dir}/{cell_id}"

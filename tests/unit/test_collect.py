@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -298,3 +299,57 @@ def test_a_clean_local_store_is_read_in_one_scan_not_file_by_file(store, monkeyp
     assert _ids(got.table) == ["a", "b"]
     assert got.table.schema == ROW_SCHEMA
     assert got.table.column("finished_at").type == ROW_SCHEMA.field("finished_at").type
+
+
+def _reads(monkeypatch) -> list[list[str]]:
+    """Record the files each collect decodes (the cache's whole point is that it is few)."""
+    import bench.collect as collector
+
+    calls: list[list[str]] = []
+    real = collector._read_all
+    monkeypatch.setattr(
+        collector, "_read_all", lambda s, files: calls.append(files) or real(s, files)
+    )
+    return calls
+
+
+def test_a_later_collect_decodes_only_new_or_rewritten_files(store, monkeypatch):
+    _manifest(store, ["a", "b", "c"])
+    _attempt(store, _row("a", 0))
+    _attempt(store, _row("b", 1, status="failed"))
+    reads = _reads(monkeypatch)
+    first = collect(store, SWEEP)
+    assert len(reads[-1]) == 2 and store.exists(PATHS.collected_rows)
+    again = collect(store, SWEEP)
+    assert reads[-1] == [] and again.table.equals(first.table)  # nothing decoded twice
+
+    _attempt(store, _row("b", 1, minutes=3))  # a new attempt: ok this time
+    _attempt(store, _row("c", 2))
+    third = collect(store, SWEEP)
+    assert sorted(reads[-1]) == sorted(
+        [PATHS.attempt_row("b", "b-ok-3", "ok"), PATHS.attempt_row("c", "c-ok-0", "ok")]
+    )
+    assert third.table.column("status").to_pylist() == ["ok", "ok", "ok"]
+    assert third.superseded == [("b", "b-failed-0", "failed")]
+
+    planner = PATHS.attempt_row("c", "c-ok-0", "ok")  # rewritten in place (a planner row)
+    store.write_table(planner, rows_to_table([_row("c", 2, n=7)]))
+    os.utime(store.uri(planner), ns=(1, 1))  # a different modification time, whatever the clock
+    assert collect(store, SWEEP).table.column("n").to_pylist()[2] == 7
+    assert reads[-1] == [planner]
+
+    (store.root / PATHS.attempt_row("a", "a-ok-0", "ok")).unlink()  # a deleted file
+    fourth = collect(store, SWEEP)
+    assert reads[-1] == [] and _ids(fourth.table) == ["b", "c"] and fourth.missing == ["a"]
+
+
+def test_a_torn_cache_is_rebuilt_and_status_writes_none(store, monkeypatch):
+    _manifest(store, ["a"])
+    _attempt(store, _row("a", 0))
+    got = collect(store, SWEEP, write=False)
+    assert _ids(got.table) == ["a"] and not store.exists(PATHS.collected_rows)
+    store.write_bytes(PATHS.collected_rows, b"torn")
+    reads = _reads(monkeypatch)
+    assert _ids(collect(store, SWEEP).table) == ["a"]
+    assert len(reads[-1]) == 1  # read again, and the cache rewritten
+    assert collect(store, SWEEP).table.num_rows == 1 and reads[-1] == []
