@@ -111,6 +111,7 @@ def _read_chunk_in_worker(root: str, paths: list[str]) -> ChunkResult:
     return read_chunk(_worker_store(root), paths)
 
 
+@functools.cache
 def _polars_row_schema() -> Any:
     import polars as pl
 
@@ -118,7 +119,7 @@ def _polars_row_schema() -> Any:
 
 
 def _scan_chunk(store: Store, paths: list[str]) -> ChunkResult:
-    """One polars scan of `paths` (local files), or file by file where the scan fails."""
+    """One polars scan of `paths` (local files or S3 keys), or file by file where it fails."""
     import polars as pl
 
     by_uri = {store.uri(p): p for p in paths}
@@ -139,8 +140,7 @@ def _scan_chunk(store: Store, paths: list[str]) -> ChunkResult:
     table = frame.rechunk().to_arrow()  # one chunk per column, not one per file
     # A file without bench's identity columns reads as rows of nulls: re-read those alone
     # so they are named (and skipped) as the per-file path would.
-    identity = pc.and_(pc.is_valid(table["schema_version"]), pc.is_valid(table["cell_id"]))
-    identity = pc.and_(identity, pc.is_valid(table["status"]))
+    identity = functools.reduce(pc.and_, [pc.is_valid(table[c]) for c in REQUIRED_COLUMNS])
     suspect = sorted(set(table.filter(pc.invert(identity))[FILE_COLUMN].to_pylist()))
     good = table.filter(pc.invert(pc.is_in(table[FILE_COLUMN], pa.array(suspect, pa.string()))))
     rest, unreadable = read_chunk(store, [by_uri[u] for u in suspect]) if suspect else (None, [])

@@ -61,11 +61,11 @@ def save_result(store: Store, result: CellResult) -> None:
     )
 
 
-def cell_statuses(store: Store, sweep_id: str) -> dict[str, set[str]]:
-    """The statuses of every attempt of every cell, from one listing (files of the older
-    one-row-per-cell layout are read)."""
+def _statuses(store: Store, row_files: list[str]) -> dict[str, set[str]]:
+    """The statuses of the attempts these row files hold, per cell: from the name, or (files
+    of the older one-row-per-cell layout) from the file; an unreadable file holds none."""
     found: dict[str, set[str]] = {}
-    for path in store.list_tree(SweepPaths(sweep_id).cells_dir, ".parquet"):
+    for path in row_files:
         parsed = row_file(path)
         status = parsed.status
         if status is None:
@@ -77,12 +77,18 @@ def cell_statuses(store: Store, sweep_id: str) -> dict[str, set[str]]:
     return found
 
 
+def cell_statuses(store: Store, sweep_id: str) -> dict[str, set[str]]:
+    """The statuses of every attempt of every cell, from one listing."""
+    return _statuses(store, store.list_tree(SweepPaths(sweep_id).cells_dir, ".parquet"))
+
+
 def has_ok_row(store: Store, sweep_id: str, cell_id: str) -> bool:
+    """Whether one cell has an ok attempt (its own folder and the older layout's file)."""
     paths = SweepPaths(sweep_id)
-    if store.list(paths.cell_attempts_dir(cell_id), ".ok.parquet"):
-        return True
-    legacy = paths.legacy_cell(cell_id)
-    return store.exists(legacy) and store.read_table(legacy).column("status")[0].as_py() == "ok"
+    files = store.list(paths.cell_attempts_dir(cell_id), ".parquet")
+    if store.exists(legacy := paths.legacy_cell(cell_id)):
+        files.append(legacy)
+    return "ok" in _statuses(store, files).get(cell_id, set())
 
 
 def array_map_path(sweep_id: str, name: str) -> str:

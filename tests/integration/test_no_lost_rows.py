@@ -41,6 +41,17 @@ def _attempts(sweep_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ARGS` to its end, in the test's folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def _sweep(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "bench", "sweep", "+grid=conc", "sweep_id=conc", *args],
@@ -100,13 +111,7 @@ def test_a_forced_rerun_that_fails_keeps_the_ok_row(conf_copy: Path, tmp_path: P
     assert err.count("] timeout ") == 4, err
     assert rerun.returncode == 0, err  # every cell still has its ok row
 
-    collect = subprocess.run(
-        [sys.executable, "-m", "bench", "collect", "conc"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    collect = _bench(tmp_path, "collect", "conc")
     frame = pd.read_parquet(tmp_path / "results" / "conc" / "aggregated.parquet")
     assert frame["status"].tolist() == ["ok"] * 4  # the ok rows, not the later timeouts
     assert frame["n"].min() > 0
@@ -130,13 +135,7 @@ def test_a_rerun_beside_an_orphaned_cell_stands_down(conf_copy: Path, tmp_path: 
     assert list(leases.glob("*.json")), "the first cell never took its lease"
     os.kill(orphaned.pid, signal.SIGKILL)  # the parent dies; its cell process runs on
     orphaned.communicate()
-    status = subprocess.run(
-        [sys.executable, "-m", "bench", "status", "conc"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    status = _bench(tmp_path, "status", "conc")
     assert status.stdout.count("measuring now: ") == 1, status.stdout + status.stderr
 
     rerun = _sweep(tmp_path, "executor.timeout_s=60")
