@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any, TextIO
 
+from bench import lease
 from bench.collect import Collected, collect
 from bench.config import ConfigError
 from bench.engines import ENGINES
@@ -128,6 +130,23 @@ def _leave_to_active_submissions(
     return left
 
 
+LEASE_POLL_S = 1.0
+
+
+def _wait_for_other_attempts(
+    store: Store, plan: Plan, handles: list[JobHandle], stream: TextIO
+) -> None:
+    """Cells this sweep left to another attempt (it held their lease): wait until it gives
+    them back, so the collect that follows sees their rows rather than calling them missing.
+    Bounded by each lease's own expiry."""
+    busy = [h.cell_id for h in handles if h.state == "skipped" and h.detail.startswith("busy:")]
+    if not busy:
+        return
+    print(f"waiting for {len(busy)} cells another attempt is measuring", file=stream, flush=True)
+    while any(lease.holder_of(store, plan.sweep_id, cell_id) for cell_id in busy):
+        time.sleep(LEASE_POLL_S)  # a blocking sleep between polls; nothing spins
+
+
 def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     """Write the manifest, run the pending cells with the plan's executor, collect.
 
@@ -153,7 +172,8 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     )
     if not executor.synchronous and not plan.force:
         pending = _leave_to_active_submissions(executor, store, plan, pending, stream)
-    executor.submit(plan, store, pending, progress=progress_printer(stream))
+    handles = executor.submit(plan, store, pending, progress=progress_printer(stream))
+    _wait_for_other_attempts(store, plan, handles, stream)
     if not executor.synchronous:  # each submission was journaled as it was made
         for sub in executor.submissions:
             print(
