@@ -17,7 +17,13 @@ Which side goes first alternates, so a steady drift cancels in the median.
 Prints bench / plain for P50 and throughput per pair and their medians; both must be within
 10%.
 
-Usage: python benchmarks/fidelity.py [--pairs 9] [--seconds 5] [--threads 1,2]
+`--same-process` separates bench's measuring from everything a process brings (allocation,
+imports, the host's drift between turns): one process loads the model through the bench
+engine, then alternates short windows of bench's closed loop (`run_closed_loop` over the
+engine's request) and the plain loop over the very same model object.
+
+Usage: python benchmarks/fidelity.py [--pairs 15] [--seconds 5] [--threads 1,2]
+       python benchmarks/fidelity.py --same-process [--pairs 15] [--seconds 1]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 TOLERANCE = 0.10
@@ -110,12 +117,41 @@ def run_bench_worker(overrides: list[str]) -> None:
     serve(measure, out)
 
 
-def run_plain_worker(checkpoint: str, threads: int, torch_threads: int, seconds: float) -> None:
+def plain_loop(model: Any, batch: dict[str, Any], threads: int, seconds: float) -> dict[str, float]:
     """The loop itself: what an engineer would write to time a model by hand."""
     import threading
     import time
 
     import numpy as np
+    import torch
+
+    latencies: list[list[int]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def client(mine: list[int]) -> None:
+        with torch.inference_mode():
+            for _ in range(5):
+                model(**batch)
+            start.wait()
+            deadline = time.perf_counter_ns() + int(seconds * 1e9)
+            while (t0 := time.perf_counter_ns()) < deadline:
+                model(**batch)
+                mine.append(time.perf_counter_ns() - t0)
+
+    workers = [threading.Thread(target=client, args=(m,)) for m in latencies]
+    began = time.perf_counter_ns()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = (time.perf_counter_ns() - began) / 1e9
+    pooled = np.concatenate([np.asarray(m) for m in latencies])
+    p50 = float(np.percentile(pooled, 50, method="inverted_cdf")) / 1e6
+    return {"p50_ms": p50, "inferences_per_s": pooled.size * 4 / elapsed}
+
+
+def run_plain_worker(checkpoint: str, threads: int, torch_threads: int, seconds: float) -> None:
+    """The plain side: load the checkpoint by hand, then time it on every line of stdin."""
     import torch
     from transformers import AutoModelForQuestionAnswering
 
@@ -124,33 +160,51 @@ def run_plain_worker(checkpoint: str, threads: int, torch_threads: int, seconds:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, model.config.vocab_size, (4, 32), generator=generator)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    serve(lambda: plain_loop(model, batch, threads, seconds), sys.stdout)
 
-    def measure() -> dict[str, float]:
-        latencies: list[list[int]] = [[] for _ in range(threads)]
-        start = threading.Barrier(threads)
 
-        def client(mine: list[int]) -> None:
-            with torch.inference_mode():
-                for _ in range(5):
-                    model(**batch)
-                start.wait()
-                deadline = time.perf_counter_ns() + int(seconds * 1e9)
-                while (t0 := time.perf_counter_ns()) < deadline:
-                    model(**batch)
-                    mine.append(time.perf_counter_ns() - t0)
+def same_process(threads: int, pairs: int, seconds: float) -> list[str]:
+    """bench's closed loop and the plain loop over one model object, alternating windows."""
+    import dataclasses
 
-        workers = [threading.Thread(target=client, args=(m,)) for m in latencies]
-        began = time.perf_counter_ns()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        elapsed = (time.perf_counter_ns() - began) / 1e9
-        pooled = np.concatenate([np.asarray(m) for m in latencies])
-        p50 = float(np.percentile(pooled, 50, method="inverted_cdf")) / 1e6
-        return {"p50_ms": p50, "inferences_per_s": pooled.size * 4 / elapsed}
+    import numpy as np
 
-    serve(measure, sys.stdout)
+    from bench import threads as thread_policy
+    from bench.engines import ENGINES
+    from bench.loadgen import run_closed_loop
+    from bench.plan import plan_from_overrides
+    from bench.scenarios import request_for
+
+    cell = plan_from_overrides(cell_overrides(threads, seconds)).cells[0]
+    policy = thread_policy.plan_policy(cell.threads, cell.torch_threads)
+    engine = ENGINES[cell.engine.name](cell)
+    engine.import_libraries()
+    thread_policy.apply_torch_threads(policy)
+    engine.prepare()
+    engine.load()
+    batch = engine.make_batch()
+    request = request_for(engine, cell)
+    scenario = dataclasses.replace(cell.scenario, warmup_requests=5)
+
+    def bench_window() -> Window:
+        result = run_closed_loop(request, engine.synchronize, threads, scenario)
+        p50 = float(np.percentile(result.latency_ns, 50, method="inverted_cdf")) / 1e6
+        return {"p50_ms": p50, "inferences_per_s": result.n * 4 / result.window_s}
+
+    print(
+        f"same process, {seconds:g} s windows, {threads} client(s), torch threads "
+        f"{policy.intra_op_threads}: bench loop / plain loop"
+    )
+    plain_loop(engine.model, batch, threads, seconds)  # first windows pay one-off costs
+    bench_window()
+
+    def plain() -> Window:
+        return plain_loop(engine.model, batch, threads, seconds)
+
+    try:
+        return report(threads, alternate(bench_window, plain, pairs))
+    finally:
+        engine.close()
 
 
 def plain_worker(row: dict, threads: int, seconds: float) -> Worker:
@@ -165,32 +219,20 @@ def plain_worker(row: dict, threads: int, seconds: float) -> Worker:
     return Worker(args, env)
 
 
-def compare(threads: int, pairs: int, seconds: float) -> list[str]:
-    """Alternating windows of both workers; the failures, as lines."""
-    print(f"tiny BERT b4 s32, CPU, {seconds:g} s, {threads} client(s): bench / plain")
-    bench = Worker(["--bench", json.dumps(cell_overrides(threads, seconds))])
-    first = bench.measure()  # also tells the plain loop its checkpoint and thread settings
-    plain = plain_worker(first, threads, seconds)
-    plain.measure()  # its first window pays one-off costs too; neither side's first counts
-    p50_ratios, rate_ratios, plain_p50s = [], [], []
-    try:
-        for pair in range(pairs):
-            if pair % 2 == 0:
-                row, loop = bench.measure(), plain.measure()
-            else:
-                loop, row = plain.measure(), bench.measure()
-            plain_p50s.append(loop["p50_ms"])
-            p50_ratios.append(row["latency_ms_p50"] / loop["p50_ms"])
-            rate_ratios.append(row["inferences_per_s"] / loop["inferences_per_s"])
-            print(
-                f"  pair {pair + 1}: P50 {row['latency_ms_p50']:.3f} vs {loop['p50_ms']:.3f} ms"
-                f" ({p50_ratios[-1]:.3f}); throughput {row['inferences_per_s']:.1f} vs "
-                f"{loop['inferences_per_s']:.1f}/s ({rate_ratios[-1]:.3f}); torch threads "
-                f"{row['torch_threads']}, {row['omp_wait_policy']}"
-            )
-    finally:
-        bench.close()
-        plain.close()
+Window = dict[str, float]  # p50_ms, inferences_per_s
+
+
+def report(threads: int, pairs: list[tuple[Window, Window]]) -> list[str]:
+    """Print each (bench, plain) pair and the medians of their ratios; the failures, as lines."""
+    p50_ratios = [b["p50_ms"] / p["p50_ms"] for b, p in pairs]
+    rate_ratios = [b["inferences_per_s"] / p["inferences_per_s"] for b, p in pairs]
+    for k, (b, p) in enumerate(pairs):
+        print(
+            f"  pair {k + 1}: P50 {b['p50_ms']:.3f} vs {p['p50_ms']:.3f} ms ({p50_ratios[k]:.3f});"
+            f" throughput {b['inferences_per_s']:.1f} vs {p['inferences_per_s']:.1f}/s"
+            f" ({rate_ratios[k]:.3f})"
+        )
+    plain_p50s = [p["p50_ms"] for _, p in pairs]
     print(
         f"  the plain loop alone, window to window: P50 {min(plain_p50s):.3f}-"
         f"{max(plain_p50s):.3f} ms (the noise floor these ratios sit on)"
@@ -205,10 +247,47 @@ def compare(threads: int, pairs: int, seconds: float) -> list[str]:
     return failures
 
 
+def alternate(
+    bench: Callable[[], Window], plain: Callable[[], Window], pairs: int
+) -> list[tuple[Window, Window]]:
+    """`pairs` turns of both sides; who goes first alternates, so a steady drift cancels."""
+    measured = []
+    for pair in range(pairs):
+        if pair % 2 == 0:
+            measured.append((bench(), plain()))
+        else:
+            loop = plain()
+            measured.append((bench(), loop))
+    return measured
+
+
+def compare(threads: int, pairs: int, seconds: float) -> list[str]:
+    """Alternating windows of both workers; the failures, as lines."""
+    bench = Worker(["--bench", json.dumps(cell_overrides(threads, seconds))])
+    first = bench.measure()  # also tells the plain loop its checkpoint and thread settings
+    print(
+        f"tiny BERT b4 s32, CPU, {seconds:g} s, {threads} client(s), torch threads "
+        f"{first['torch_threads']}, {first['omp_wait_policy']}: bench / plain"
+    )
+    plain = plain_worker(first, threads, seconds)
+    plain.measure()  # its first window pays one-off costs too; neither side's first counts
+
+    def bench_window() -> Window:
+        row = bench.measure()
+        return {"p50_ms": row["latency_ms_p50"], "inferences_per_s": row["inferences_per_s"]}
+
+    try:
+        return report(threads, alternate(bench_window, plain.measure, pairs))
+    finally:
+        bench.close()
+        plain.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=9)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--pairs", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=None, help="window (5 s; 1 s in-process)")
+    parser.add_argument("--same-process", action="store_true", help="one process")
     parser.add_argument("--threads", default="1,2", help="client-thread counts to compare")
     parser.add_argument("--bench", metavar="OVERRIDES", help=argparse.SUPPRESS)
     parser.add_argument("--plain", metavar="CHECKPOINT", help=argparse.SUPPRESS)
@@ -220,9 +299,11 @@ def main() -> int:
     if args.plain:
         run_plain_worker(args.plain, int(args.threads), args.torch_threads, args.seconds)
         return 0
+    measure = same_process if args.same_process else compare
+    seconds = args.seconds or (1.0 if args.same_process else 5.0)
     failures = []
     for threads in [int(t) for t in args.threads.split(",")]:
-        failures += compare(threads, args.pairs, args.seconds)
+        failures += measure(threads, args.pairs, seconds)
     for failure in failures:
         print(f"FAIL {failure}")
     return 1 if failures else 0
