@@ -88,10 +88,13 @@ class ScenarioConfig:
     keys after them belong to one scenario each (conf/scenario/NAME.yaml sets them)."""
 
     name: str  # latency | ramp | open_loop | capacity
-    warmup_requests: int  # per client thread, excluded from every figure
+    warmup_requests: int  # per client thread, excluded from every figure ...
     min_requests: int  # measured requests needed before stopping ...
     min_duration_s: float  # ... and measured seconds needed before stopping
     max_duration_s: float  # hard cap on the measured window (the budget)
+    # ... and at least this many seconds of it: a freshly loaded model runs ~10% slower for
+    # its first second (fidelity.py measured it), more than a few requests cover
+    warmup_s: float = 1.0
     confidence: float = 0.95  # level of every confidence interval
     ci_target: float = 0.0  # stop once each headline interval's half-width <= this share
     # of its estimate (P50, P90, P99 latency, throughput); 0 = stop at the minimums
@@ -264,6 +267,7 @@ def scenario_from_dict(d: dict[str, Any]) -> ScenarioConfig:
         min_requests=_int_at_least("scenario.min_requests", got["min_requests"], 1),
         min_duration_s=_positive("scenario.min_duration_s", got["min_duration_s"]),
         max_duration_s=_positive("scenario.max_duration_s", got["max_duration_s"]),
+        warmup_s=_number("scenario.warmup_s", got["warmup_s"]),
         confidence=_share("scenario.confidence", got["confidence"]),
         ci_target=_share("scenario.ci_target", got["ci_target"], low_open=False),
         windows=_int_at_least("scenario.windows", got["windows"], 8),

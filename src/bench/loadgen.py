@@ -298,10 +298,11 @@ def run_closed_loop(
     threads: int,
     scenario: ScenarioConfig,
     *,
-    warmup_s: float = 0.0,
+    warmup_s: float | None = None,
     tolerate_errors: bool = False,
 ) -> LoadResult:
-    """Warm up, then measure `threads` closed-loop clients until the stopping rule holds.
+    """Warm up (per client: warmup_requests and at least `warmup_s`, by default the
+    scenario's), then measure `threads` closed-loop clients until the stopping rule holds.
 
     Stops when min_requests and min_duration_s are met and (with ci_target > 0) every headline
     interval is tight, or when max_duration_s has passed; requests in flight then complete and
@@ -319,7 +320,7 @@ def run_closed_loop(
                 records[tid],
                 request,
                 sync,
-                (scenario.warmup_requests, warmup_s),
+                (scenario.warmup_requests, scenario.warmup_s if warmup_s is None else warmup_s),
                 barrier,
                 shared,
                 tolerate_errors,
@@ -392,7 +393,9 @@ def run_open_loop(
 
     def client(mine: _Records) -> None:
         try:
-            warmed.append(_warm_up(request, sync, scenario.warmup_requests, 0.0))
+            warmed.append(
+                _warm_up(request, sync, scenario.warmup_requests, scenario.warmup_s)
+            )
             barrier.wait()
         except threading.BrokenBarrierError:
             return

@@ -71,9 +71,9 @@ def measured_seconds(scenario: ScenarioConfig) -> float:
     """The least time a cell's scenario measures (its stopping rule may take longer)."""
     if scenario.name == "ramp":
         return len(scenario.stages) * (scenario.stage_duration_s + scenario.stage_warmup_s)
-    if scenario.name == "open_loop" and not scenario.rate_per_s:
-        return scenario.calibrate_s + scenario.min_duration_s
-    return scenario.min_duration_s
+    if scenario.name == "open_loop" and not scenario.rate_per_s:  # calibration warms up too
+        return 2 * scenario.warmup_s + scenario.calibrate_s + scenario.min_duration_s
+    return scenario.warmup_s + scenario.min_duration_s
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

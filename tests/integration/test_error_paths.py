@@ -18,6 +18,7 @@ import pytest
 SLEEP_CELL = [
     "engine=sleep",
     "scenario.warmup_requests=1",
+    "scenario.warmup_s=0",
     "scenario.min_requests=5",
     "scenario.ci_target=0",
     "scenario.min_duration_s=0.3",

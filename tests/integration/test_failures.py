@@ -17,6 +17,7 @@ grid:
     batch_size: [1]
 scenario:
   warmup_requests: 1
+  warmup_s: 0
   min_requests: 5
   min_duration_s: 0.1
   ci_target: 0.0
@@ -53,6 +54,7 @@ def test_cell_past_its_timeout_becomes_a_timeout_row(bench_cli, tmp_path: Path) 
         "engine=sleep",
         "engine.service_ms=20000",
         "scenario.warmup_requests=0",
+        "scenario.warmup_s=0",
         "executor.timeout_s=3",
         "sweep_id=slow",
     )

@@ -24,6 +24,7 @@ engine:
   service_ms: 5.0
 scenario:
   warmup_requests: 1
+  warmup_s: 0
   min_requests: 5
   min_duration_s: 1.5
   max_duration_s: 1.5

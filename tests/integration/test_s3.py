@@ -22,6 +22,7 @@ pytestmark = pytest.mark.aws
 
 FAST = [
     "scenario.warmup_requests=1",
+    "scenario.warmup_s=0",
     "scenario.min_requests=5",
     "scenario.min_duration_s=0.1",
     "scenario.ci_target=0",

@@ -41,7 +41,12 @@ def test_intervals_cover_the_sleep_engines_true_percentiles_over_repeated_runs()
     options = SleepEngine.Options(**cell.engine.options)
     truth = {p: SleepEngine.true_quantile_ms(options, p / 100) for p in (50, 90, 99)}
     scenario = dataclasses.replace(
-        cell.scenario, warmup_requests=1, min_requests=1000, min_duration_s=0.01, ci_target=0.0
+        cell.scenario,
+        warmup_requests=1,
+        warmup_s=0.0,
+        min_requests=1000,
+        min_duration_s=0.01,
+        ci_target=0.0,
     )
     runs, hits, bounded = 40, dict.fromkeys(truth, 0), 0
     for run in range(runs):
@@ -65,6 +70,7 @@ def test_injected_slowdown_mid_run_is_drifting_and_a_steady_run_is_stable():
         "engine=sleep",
         "engine.service_ms=4",
         "scenario.warmup_requests=2",
+        "scenario.warmup_s=0",
         "scenario.min_requests=10",
         "scenario.min_duration_s=2.5",
         "scenario.max_duration_s=10",
@@ -84,6 +90,7 @@ def test_injected_slowdown_mid_run_is_drifting_and_a_steady_run_is_stable():
 
 SMOKE_LENGTH = [  # the smoke grid's scenario (conf/grid/smoke.yaml)
     "scenario.warmup_requests=3",
+    "scenario.warmup_s=0",
     "scenario.min_requests=100",
     "scenario.min_duration_s=1.0",
     "scenario.max_duration_s=4.0",

@@ -28,6 +28,7 @@ def _scenario(warmup=0, min_requests=1, min_s=0.05, max_s=2.0) -> ScenarioConfig
     return ScenarioConfig(
         name="latency",
         warmup_requests=warmup,
+        warmup_s=0.0,
         min_requests=min_requests,
         min_duration_s=min_s,
         max_duration_s=max_s,
@@ -70,6 +71,7 @@ def test_sleep_engine_calibration(threads, batch_size):
         batch_size=batch_size,
         **{
             "scenario.warmup_requests": 2,
+            "scenario.warmup_s": 0,
             "scenario.min_requests": 50,
             "scenario.min_duration_s": 0.8,
             "scenario.max_duration_s": 5.0,
@@ -227,6 +229,7 @@ def test_run_cell_turns_an_engine_error_into_a_failed_row(monkeypatch):
     cell = _sleep_cell(
         **{
             "scenario.warmup_requests": 1,
+            "scenario.warmup_s": 0,
             "scenario.min_requests": 10**6,
             "scenario.min_duration_s": 10,
             "scenario.max_duration_s": 20,
