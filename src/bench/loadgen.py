@@ -393,9 +393,7 @@ def run_open_loop(
 
     def client(mine: _Records) -> None:
         try:
-            warmed.append(
-                _warm_up(request, sync, scenario.warmup_requests, scenario.warmup_s)
-            )
+            warmed.append(_warm_up(request, sync, scenario.warmup_requests, scenario.warmup_s))
             barrier.wait()
         except threading.BrokenBarrierError:
             return
