@@ -132,7 +132,7 @@ def _collect(args: argparse.Namespace) -> int:
     root = str(compose_one(args.overrides).store.root)
     store = open_store(root)
     store.check()
-    if not store.list_tree(SweepPaths(args.sweep_id).cells_dir, ".parquet"):
+    if not store.has_files(SweepPaths(args.sweep_id).cells_dir, ".parquet"):
         raise ConfigError(
             "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
         )
@@ -197,7 +197,7 @@ def _report(args: argparse.Namespace) -> int:
     store = open_store(str(cfg.store.root))
     store.check()
     paths = SweepPaths(args.sweep_id)
-    if not store.list_tree(paths.cells_dir, ".parquet"):
+    if not store.has_files(paths.cells_dir, ".parquet"):
         raise ConfigError(
             "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 from bench.config import ConfigError
@@ -155,13 +156,14 @@ class S3Store(Store):
     def read_bytes(self, rel: str) -> bytes:
         return self.read_versioned(rel)[0]
 
-    def _keys(self, rel_dir: str, suffix: str, delimiter: str | None) -> dict[str, str]:
-        """Keys under rel_dir (relative to the root) ending in suffix, with size:ETag."""
+    def _iter_keys(
+        self, rel_dir: str, suffix: str, delimiter: str | None
+    ) -> Iterator[tuple[str, str]]:
+        """(key relative to the root, size:ETag) under rel_dir ending in suffix, page by page."""
         from botocore.exceptions import ClientError
 
         prefix = self._key(rel_dir).rstrip("/") + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
-        found = {}
         listing = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
             listing["Delimiter"] = delimiter
@@ -170,10 +172,15 @@ class S3Store(Store):
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     if key.endswith(suffix):
-                        found[key[strip:]] = f"{item.get('Size', '')}:{item.get('ETag', '')}"
+                        yield key[strip:], f"{item.get('Size', '')}:{item.get('ETag', '')}"
         except ClientError as exc:
             raise self._fail("list", rel_dir, exc) from exc
-        return found
+
+    def _keys(self, rel_dir: str, suffix: str, delimiter: str | None) -> dict[str, str]:
+        return dict(self._iter_keys(rel_dir, suffix, delimiter))
+
+    def has_files(self, rel_dir: str, suffix: str = "") -> bool:
+        return next(self._iter_keys(rel_dir, suffix, None), None) is not None
 
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         return sorted(self._keys(rel_dir, suffix, "/"))

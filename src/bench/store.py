@@ -24,6 +24,7 @@ import os
 import tempfile
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,10 @@ class Store(ABC):
     def list_versions(self, rel_dir: str, suffix: str = "") -> dict[str, str]:
         """Every file under `rel_dir` (subfolders too) ending in suffix, with a version that
         changes whenever the file is written (size and modification time; S3: size and ETag)."""
+
+    def has_files(self, rel_dir: str, suffix: str = "") -> bool:
+        """Whether any file under `rel_dir` ends in suffix (stops at the first)."""
+        return bool(self.list_versions(rel_dir, suffix))
 
     @abstractmethod
     def delete(self, rel: str) -> None: ...
@@ -216,19 +221,38 @@ class LocalStore(Store):
             if entry.is_file() and entry.name.endswith(suffix) and not entry.name.startswith(".")
         )
 
+    def _files(self, rel_dir: str, suffix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(relative path, entry) of every file under rel_dir ending in suffix, hidden names
+        skipped. Plain strings and scandir, not pathlib: 10,000 cell folders list in a
+        fraction of the time."""
+        pending = [(str(self.root / rel_dir), rel_dir.rstrip("/"))]
+        while pending:
+            folder, rel_folder = pending.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                rel = f"{rel_folder}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, rel))
+                elif entry.name.endswith(suffix) and entry.is_file():
+                    yield rel, entry
+
     def list_versions(self, rel_dir: str, suffix: str = "") -> dict[str, str]:
         found = {}
-        for folder, dirs, files in os.walk(self.root / rel_dir):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            rel_folder = Path(folder).relative_to(self.root).as_posix()
-            for name in files:
-                if name.endswith(suffix) and not name.startswith("."):
-                    try:
-                        info = os.stat(os.path.join(folder, name))
-                    except FileNotFoundError:  # deleted since the walk listed it
-                        continue
-                    found[f"{rel_folder}/{name}"] = f"{info.st_size}:{info.st_mtime_ns}"
+        for rel, entry in self._files(rel_dir, suffix):
+            try:
+                info = entry.stat()
+            except FileNotFoundError:  # deleted since the folder was listed
+                continue
+            found[rel] = f"{info.st_size}:{info.st_mtime_ns}"
         return found
+
+    def has_files(self, rel_dir: str, suffix: str = "") -> bool:
+        return next(self._files(rel_dir, suffix), None) is not None
 
     def delete(self, rel: str) -> None:
         (self.root / rel).unlink(missing_ok=True)

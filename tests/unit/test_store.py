@@ -167,3 +167,19 @@ def test_list_tree_descends_and_skips_temp_files(tmp_path):
         "s/cells/old.parquet",
     ]
     assert store.list_tree("s/nothing") == []
+    assert store.has_files("s/cells", ".parquet")
+    assert not store.has_files("s/cells", ".json")
+    assert not store.has_files("s/nothing", ".parquet")
+    (tmp_path / "s" / "cells" / "c2" / ".hidden").mkdir(parents=True)
+    (tmp_path / "s" / "cells" / "c2" / ".hidden" / "x.parquet").write_bytes(b"3")
+    assert "s/cells/c2/.hidden/x.parquet" not in store.list_tree("s/cells", ".parquet")
+
+
+def test_versions_change_when_a_file_is_rewritten(tmp_path):
+    store = LocalStore(str(tmp_path))
+    store.write_bytes("s/cells/c1/a.ok.parquet", b"1")
+    before = store.list_versions("s/cells", ".parquet")
+    store.write_bytes("s/cells/c1/a.ok.parquet", b"22")
+    after = store.list_versions("s/cells", ".parquet")
+    assert list(after) == ["s/cells/c1/a.ok.parquet"]
+    assert after != before
