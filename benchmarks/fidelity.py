@@ -22,8 +22,13 @@ imports, the host's drift between turns): one process loads the model through th
 engine, then alternates short windows of bench's closed loop (`run_closed_loop` over the
 engine's request) and the plain loop over the very same model object.
 
+`--control` is the A/A test of this check: the plain loop against a second, identical plain
+loop process, alternating the same way. Its ratios would be 1.000 on a quiet machine; how far
+they stray is the noise floor of the bench / plain ratios on this one.
+
 Usage: python benchmarks/fidelity.py [--pairs 15] [--seconds 5] [--threads 1,2]
        python benchmarks/fidelity.py --same-process [--pairs 15] [--seconds 1]
+       python benchmarks/fidelity.py --control [--pairs 15] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -283,11 +288,28 @@ def compare(threads: int, pairs: int, seconds: float) -> list[str]:
         plain.close()
 
 
+def control(threads: int, pairs: int, seconds: float) -> list[str]:
+    """The A/A test: two identical plain-loop processes, with bench's thread settings."""
+    bench = Worker(["--bench", json.dumps(cell_overrides(threads, seconds))])
+    settings = bench.measure()  # the checkpoint and the thread settings a bench row reports
+    bench.close()
+    print(f"A/A control, {seconds:g} s, {threads} client(s): plain / an identical plain")
+    one, other = plain_worker(settings, threads, seconds), plain_worker(settings, threads, seconds)
+    one.measure()
+    other.measure()
+    try:
+        return report(threads, alternate(one.measure, other.measure, pairs))
+    finally:
+        one.close()
+        other.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=None, help="window (5 s; 1 s in-process)")
     parser.add_argument("--same-process", action="store_true", help="one process")
+    parser.add_argument("--control", action="store_true", help="plain vs plain (A/A)")
     parser.add_argument("--threads", default="1,2", help="client-thread counts to compare")
     parser.add_argument("--bench", metavar="OVERRIDES", help=argparse.SUPPRESS)
     parser.add_argument("--plain", metavar="CHECKPOINT", help=argparse.SUPPRESS)
@@ -299,7 +321,7 @@ def main() -> int:
     if args.plain:
         run_plain_worker(args.plain, int(args.threads), args.torch_threads, args.seconds)
         return 0
-    measure = same_process if args.same_process else compare
+    measure = same_process if args.same_process else control if args.control else compare
     seconds = args.seconds or (1.0 if args.same_process else 5.0)
     failures = []
     for threads in [int(t) for t in args.threads.split(",")]:

@@ -472,17 +472,30 @@ def test_deepspeed_is_pinned_and_builds_no_ops() -> None:
         if ins.keyword == "RUN" and "deepspeed" in ins.args and "pip install" in ins.args
     ]
     assert installs, "deepspeed is never pip-installed"
-    assert re.search(r"deepspeed==\d+\.\d+\.\d+", installs[0]), installs[0]
     assert "ninja" in installs[0]
+    _installs_under_the_lock(final, "deepspeed")
     # JIT-compiled ops need nvcc: the devel flavour of the base.
     assert stages(instructions)[-1][0].endswith("-devel")
 
 
-def test_hf_image_installs_accelerate() -> None:
-    instructions = load("Dockerfile.hf")
-    variables = stage_variables(instructions, 0, len(instructions))
-    runs = [substitute(i.args, variables) for i in instructions if i.keyword == "RUN"]
-    assert any(re.search(r"pip install\b.*accelerate==\d+\.\d+", run) for run in runs), runs
+def _installs_under_the_lock(stage: list, package: str) -> None:
+    """The project's lock is copied in and made a pip constraint before the stage's first pip
+    install, so `package` (which the lock pins) installs at the version CI tested."""
+    steps = [(i.keyword, i.args) for i in stage]
+
+    def first(found) -> int:
+        return next(k for k, (keyword, args) in enumerate(steps) if found(keyword, args))
+
+    copy = first(lambda kw, args: kw == "COPY" and "requirements.lock" in args)
+    env = first(lambda kw, args: kw == "ENV" and re.search(r"PIP_CONSTRAINT=.*requirements", args))
+    install = first(lambda kw, args: kw == "RUN" and "pip install" in args)
+    assert copy < env < install, (copy, env, install)
+    lock = (REPO / "requirements.lock").read_text()
+    assert re.search(rf"^{package}==\d", lock, re.M), f"the lock does not pin {package}"
+
+
+def test_hf_image_installs_accelerate_at_the_locks_version() -> None:
+    _installs_under_the_lock(final_stage(load("Dockerfile.hf")), "accelerate")
 
 
 def test_fastertransformer_builds_a_pinned_release_in_its_own_stage() -> None:
