@@ -233,6 +233,42 @@ class AwsBatchExecutor(Executor):
             )
         if off := [q for q in wanted if found[q].get("state") != "ENABLED"]:
             raise ConfigError("executor.queue_prefix", prefix, f"job queue {off[0]} is not ENABLED")
+        self._check_compute_environments(prefix, [found[q] for q in wanted])
+
+    def _check_compute_environments(self, prefix: str, queues: list[dict[str, Any]]) -> None:
+        """A queue whose compute environments are all disabled or invalid would hold its jobs
+        RUNNABLE forever: refuse it now, naming the environment."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        by_queue = {
+            q["jobQueueName"]: [
+                e["computeEnvironment"] for e in q.get("computeEnvironmentOrder", [])
+            ]
+            for q in queues
+        }
+        arns = sorted({arn for names in by_queue.values() for arn in names})
+        try:
+            described = self.client.describe_compute_environments(computeEnvironments=arns)
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(
+                "executor",
+                "aws_batch",
+                f"cannot list AWS Batch compute environments ({_aws_error(exc)})",
+            ) from exc
+        usable = {
+            key
+            for env in described.get("computeEnvironments", [])
+            if env.get("state") == "ENABLED" and env.get("status", "VALID") == "VALID"
+            for key in (env.get("computeEnvironmentArn"), env.get("computeEnvironmentName"))
+        }
+        for queue, names in by_queue.items():
+            if not any(name in usable for name in names):
+                raise ConfigError(
+                    "executor.queue_prefix",
+                    prefix,
+                    f"job queue {queue} has no ENABLED, VALID compute environment "
+                    f"({', '.join(n.rsplit('/', 1)[-1] for n in names) or 'none attached'})",
+                )
 
     def describe(self, submissions: list[Submission]) -> list[dict[str, Any]]:
         """Batch's view of each submitted job: status and, for arrays, children per status."""
