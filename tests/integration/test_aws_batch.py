@@ -232,9 +232,7 @@ def test_a_missing_queue_is_one_line_and_nothing_is_written(bench_cli, s3_root, 
     assert keys == 0
 
 
-def test_a_queue_without_a_usable_compute_environment_is_refused(
-    bench_cli, s3_root, batch_queues
-):
+def test_a_queue_without_a_usable_compute_environment_is_refused(bench_cli, s3_root, batch_queues):
     batch = boto3.client("batch")
     batch.update_compute_environment(computeEnvironment="bench-ce-g5-xlarge", state="DISABLED")
     try:
@@ -247,8 +245,9 @@ def test_a_queue_without_a_usable_compute_environment_is_refused(
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert "bench-g5-xlarge has no ENABLED, VALID compute environment (bench-ce-g5-xlarge)" in (
-        lines[0]
+    assert (
+        "bench-g5-xlarge has no ENABLED, VALID compute environment (bench-ce-g5-xlarge)"
+        in (lines[0])
     )
     keys = boto3.client("s3").list_objects_v2(Bucket=s3_root.split("/")[2]).get("KeyCount", 0)
     assert keys == 0

@@ -85,7 +85,7 @@ def test_this_environment_was_installed_from_the_lock():
         if name in LEFT_TO_THE_INSTALL:
             continue
         installed = Version(importlib.metadata.version(name))
-        assert installed == pins[name], f"{name} {installed} is installed; the lock has {pins[name]}"
+        assert installed == pins[name], f"{name} {installed} installed; the lock: {pins[name]}"
 
 
 def test_a_pin_outside_pyproject_is_caught():
