@@ -328,7 +328,8 @@ def torch_pin_problems(instructions: list[Instruction]) -> list[str]:
                 problems.append(f"line {ins.line}: pip install without PIP_CONSTRAINT or -c")
                 continue
             before = [*earlier, ins.args[: match.start()]]
-            if not any(_writes_torch_constraints(text, constraint) for text in before):
+            files = constraint.strip("\"'").split()  # PIP_CONSTRAINT may list several files
+            if not any(_writes_torch_constraints(t, f) for t in before for f in files):
                 problems.append(f"line {ins.line}: nothing writes torch into {constraint} first")
     return problems
 
