@@ -269,17 +269,21 @@ def test_token_stamps_fit_inside_the_timed_bracket(models_dir):
     assert 0.8 * after_first <= spanned <= after_first
 
 
-def test_capacity_on_cpu_matches_the_memory_arithmetic(models_dir):
+def test_capacity_on_cpu_matches_the_memory_arithmetic(models_dir, bench_cli):
     budget = 900.0
-    cell = _cell(
+    # In a fresh process, as every cell runs: in the test process, memory earlier tests freed
+    # would be reused by the copies and their RSS steps would read small.
+    proc = bench_cli(
+        "run",
         "scenario=capacity",
         f"scenario.memory_budget_mb={budget}",
         "scenario.min_requests=20",
         "scenario.min_duration_s=0.3",
         "scenario.ci_target=0",
-        models_dir=models_dir,
+        f"models_dir={models_dir}",
     )
-    row = run_cell(cell).row
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout)
     assert row["status"] == "ok", row.get("error")
     weights_mb = row["params"] * 4 / 2**20  # fp32
     assert row["memory_per_copy_mb"] == pytest.approx(weights_mb, rel=0.1)
