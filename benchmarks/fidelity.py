@@ -170,13 +170,10 @@ def run_plain_worker(checkpoint: str, threads: int, torch_threads: int, seconds:
 
 def same_process(threads: int, pairs: int, seconds: float) -> list[str]:
     """bench's closed loop and the plain loop over one model object, alternating windows."""
-    import dataclasses
-
-    import numpy as np
-
     from bench import threads as thread_policy
     from bench.engines import ENGINES
     from bench.loadgen import run_closed_loop
+    from bench.metrics import nearest_rank_ms
     from bench.plan import plan_from_overrides
     from bench.scenarios import request_for
 
@@ -189,11 +186,10 @@ def same_process(threads: int, pairs: int, seconds: float) -> list[str]:
     engine.load()
     batch = engine.make_batch()
     request = request_for(engine, cell)
-    scenario = dataclasses.replace(cell.scenario, warmup_requests=5)
 
-    def bench_window() -> Window:
-        result = run_closed_loop(request, engine.synchronize, threads, scenario)
-        p50 = float(np.percentile(result.latency_ns, 50, method="inverted_cdf")) / 1e6
+    def bench_window() -> Window:  # the row's P50 and throughput, as bench computes them
+        result = run_closed_loop(request, engine.synchronize, threads, cell.scenario)
+        p50 = nearest_rank_ms(result.latency_ns, 50)
         return {"p50_ms": p50, "inferences_per_s": result.n * 4 / result.window_s}
 
     print(

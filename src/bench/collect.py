@@ -118,17 +118,18 @@ def _polars_row_schema() -> Any:
     (0.4 s of a cold collect)."""
     import polars as pl
 
+    simple = {
+        pa.float64(): pl.Float64,
+        pa.string(): pl.String,
+        pa.int16(): pl.Int16,
+        pa.int32(): pl.Int32,
+        pa.int64(): pl.Int64,
+        pa.bool_(): pl.Boolean,
+    }
+
     def polars_type(arrow: pa.DataType) -> Any:
         if pa.types.is_timestamp(arrow):
             return pl.Datetime(arrow.unit, arrow.tz)
-        simple = {
-            pa.float64(): pl.Float64,
-            pa.string(): pl.String,
-            pa.int16(): pl.Int16,
-            pa.int32(): pl.Int32,
-            pa.int64(): pl.Int64,
-            pa.bool_(): pl.Boolean,
-        }
         if arrow not in simple:
             raise TypeError(f"no polars type for the row column type {arrow}")
         return simple[arrow]

@@ -42,7 +42,7 @@ MAX_ARRAY_SIZE = 10_000
 MEMORY_SHARE = 0.9  # of the instance's RAM; the rest is the OS's and the ECS agent's
 DONE_STATES = ("SUCCEEDED", "FAILED")
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-QUEUES_PER_CALL = 100  # DescribeJobQueues takes at most this many names
+NAMES_PER_CALL = 100  # DescribeJobQueues and DescribeComputeEnvironments take at most this many
 
 
 def _aws_error(exc: Exception) -> str:
@@ -207,22 +207,34 @@ class AwsBatchExecutor(Executor):
             )
         self._check_queues(plan)
 
-    def _check_queues(self, plan: Plan) -> None:
-        """Every instance type's queue exists and is enabled, before anything is written."""
+    def _describe(self, what: str, names: list[str]) -> list[dict[str, Any]]:
+        """Batch's description of the named job queues or compute environments, a call per
+        NAMES_PER_CALL; an API failure is one line."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        prefix = self.options.get("queue_prefix", "bench-")
-        wanted = sorted({queue_name(prefix, cell.instance.type) for cell in plan.cells})
-        found: dict[str, dict[str, Any]] = {}
+        call, argument, answer = {
+            "job queues": (self.client.describe_job_queues, "jobQueues", "jobQueues"),
+            "compute environments": (
+                self.client.describe_compute_environments,
+                "computeEnvironments",
+                "computeEnvironments",
+            ),
+        }[what]
+        found: list[dict[str, Any]] = []
         try:
-            for start in range(0, len(wanted), QUEUES_PER_CALL):
-                names = wanted[start : start + QUEUES_PER_CALL]
-                for queue in self.client.describe_job_queues(jobQueues=names)["jobQueues"]:
-                    found[queue["jobQueueName"]] = queue
+            for start in range(0, len(names), NAMES_PER_CALL):
+                found += call(**{argument: names[start : start + NAMES_PER_CALL]})[answer]
         except (ClientError, BotoCoreError) as exc:
             raise ConfigError(
-                "executor", "aws_batch", f"cannot list AWS Batch job queues ({_aws_error(exc)})"
+                "executor", "aws_batch", f"cannot list AWS Batch {what} ({_aws_error(exc)})"
             ) from exc
+        return found
+
+    def _check_queues(self, plan: Plan) -> None:
+        """Every instance type's queue exists and is enabled, before anything is written."""
+        prefix = self.options.get("queue_prefix", "bench-")
+        wanted = sorted({queue_name(prefix, cell.instance.type) for cell in plan.cells})
+        found = {q["jobQueueName"]: q for q in self._describe("job queues", wanted)}
         if missing := [q for q in wanted if q not in found]:
             raise ConfigError(
                 "executor.queue_prefix",
@@ -238,8 +250,6 @@ class AwsBatchExecutor(Executor):
     def _check_compute_environments(self, prefix: str, queues: list[dict[str, Any]]) -> None:
         """A queue whose compute environments are all disabled or invalid would hold its jobs
         RUNNABLE forever: refuse it now, naming the environment."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         by_queue = {
             q["jobQueueName"]: [
                 e["computeEnvironment"] for e in q.get("computeEnvironmentOrder", [])
@@ -247,17 +257,9 @@ class AwsBatchExecutor(Executor):
             for q in queues
         }
         arns = sorted({arn for names in by_queue.values() for arn in names})
-        try:
-            described = self.client.describe_compute_environments(computeEnvironments=arns)
-        except (ClientError, BotoCoreError) as exc:
-            raise ConfigError(
-                "executor",
-                "aws_batch",
-                f"cannot list AWS Batch compute environments ({_aws_error(exc)})",
-            ) from exc
         usable = {
             key
-            for env in described.get("computeEnvironments", [])
+            for env in self._describe("compute environments", arns)
             if env.get("state") == "ENABLED" and env.get("status", "VALID") == "VALID"
             for key in (env.get("computeEnvironmentArn"), env.get("computeEnvironmentName"))
         }
