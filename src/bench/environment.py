@@ -198,6 +198,29 @@ def cuda_version() -> str | None:
     return None
 
 
+# Files container engines create inside every container they run: podman, and docker (which
+# AWS Batch's ECS agent drives).
+CONTAINER_MARKERS = (Path("/run/.containerenv"), Path("/.dockerenv"))
+
+
+def in_container() -> bool:
+    """Whether this process runs in a container (podman's or docker's marker file is there)."""
+    return any(marker.exists() for marker in CONTAINER_MARKERS)
+
+
+def image_pins() -> str | None:
+    """The image's installed versions, `name==version` space-separated, from the file bench's
+    images write at build time ($BENCH_IMAGE_PINS); None outside them or when unreadable."""
+    path = os.environ.get("BENCH_IMAGE_PINS")
+    if not path:
+        return None
+    try:
+        pins = Path(path).read_text().split()
+    except OSError:
+        return None
+    return " ".join(sorted(pins, key=str.lower)) or None
+
+
 def host_facts() -> dict[str, object]:
     """Row columns describing the host, the software versions, the GPUs and the image."""
     cpuinfo = _cpuinfo()
@@ -216,5 +239,7 @@ def host_facts() -> dict[str, object]:
         "git_sha": git_sha(),
         "image": os.environ.get("BENCH_IMAGE") or None,
         "image_digest": os.environ.get("BENCH_IMAGE_DIGEST") or None,
+        "in_container": in_container(),
+        "image_pins": image_pins(),
         **gpu_facts(),
     }

@@ -10,12 +10,12 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
 # n_effective), verdict stable | drifting | insufficient, precision_method, memory per phase
-# and per GPU, thread policy, sync_scope
+# and per GPU, thread policy, sync_scope; 6: in_container, image_pins
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -236,6 +236,12 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("os_kernel", pa.string(), "operating system and kernel release"),
     ("image", pa.string(), "container image the cell ran in ($BENCH_IMAGE)"),
     ("image_digest", pa.string(), "its digest ($BENCH_IMAGE_DIGEST), when set"),
+    ("in_container", pa.bool_(), "whether the cell ran inside a container (podman or docker)"),
+    (
+        "image_pins",
+        pa.string(),
+        "the image's installed versions, name==version space-separated (bench's images)",
+    ),
     ("started_at", _TS, "UTC time the cell started"),
     ("finished_at", _TS, "UTC time the cell finished"),
     ("config_json", pa.string(), "the cell's full resolved config, as JSON"),

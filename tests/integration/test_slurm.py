@@ -4,6 +4,7 @@ collect. The script rendering is checked without a cluster."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -181,3 +182,45 @@ def test_render_script_execs_bench_cell_on_the_array_map(gpus: int) -> None:
         "--array",
         "sw-g5.12xlarge",
     ]
+
+
+def test_an_image_runs_the_cell_in_a_container_with_the_task_environment(tmp_path: Path) -> None:
+    from bench.executors.slurm import container_command
+    from bench.store import open_store
+
+    local = container_command({"image": "bench-hf:1"}, open_store(str(tmp_path)), gpus=2)
+    assert local[:4] == ["podman", "run", "--rm", "--network"] and local[-1] == "bench-hf:1"
+    assert f"{tmp_path}:{tmp_path}" in local  # the local store, at its own path
+    assert local[local.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
+    assert local[-3:-1] == ["--device", "nvidia.com/gpu=all"]
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "AWS_ENDPOINT_URL"):
+        assert name in local
+    script = render_script(
+        name="sw",
+        size=2,
+        parallelism=1,
+        gpus=0,
+        time_limit_s=60,
+        log_dir=tmp_path,
+        manifest_uri="s3://b/r/sw/manifest.json",
+        array="sw-a",
+        container=["docker", "run", "--rm", "img:1"],
+    )
+    assert "exec docker run --rm img:1 --manifest s3://b/r/sw/manifest.json --array sw-a" in script
+    assert container_command({"image": None}, open_store(str(tmp_path)), gpus=0) == []
+
+
+def test_an_unknown_container_runtime_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "sbatch"  # present, so the runtime is what is refused
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 99\n")
+    fake.chmod(0o755)
+    proc = run_cli(
+        ["sweep", "engine=null", "executor=slurm", "executor.image=img:1",
+         "executor.container_runtime=lxc"],
+        tmp_path,
+        env={"PATH": f"{fake.parent}:/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "executor.container_runtime" in proc.stderr and "podman or docker" in proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -139,7 +139,9 @@ def stage_variables(instructions: list[Instruction], stage: int, upto: int) -> d
         if ins.stage != stage or ins.keyword not in ("ARG", "ENV"):
             continue
         for key, value in key_values(ins.args).items():
-            # `ARG NAME` inside a stage re-imports the global default.
+            # `ARG NAME` inside a stage re-imports the global default; a default may use the
+            # variables before it (`ARG BASE_IMAGE=pytorch/pytorch:${PYTORCH_TAG}-runtime`).
+            value = substitute(value, variables)
             variables[key] = value if value or ins.keyword == "ENV" else defaults.get(key, "")
     return variables
 
@@ -322,6 +324,8 @@ def torch_pin_problems(instructions: list[Instruction]) -> list[str]:
         ]
         for match in PIP_INSTALL.finditer(ins.args):
             command = re.split(r"&&|\|\||;", ins.args[match.start() :])[0]
+            if installs_only_torch(command, variables):
+                continue  # where the base has no torch, this is what chooses it
             flag = re.search(r"\s(?:-c|--constraint)[\s=]+(\S+)", command)
             constraint = flag.group(1).strip("\"'") if flag else variables.get("PIP_CONSTRAINT")
             if not constraint:
@@ -332,6 +336,13 @@ def torch_pin_problems(instructions: list[Instruction]) -> list[str]:
             if not any(_writes_torch_constraints(t, f) for t in before for f in files):
                 problems.append(f"line {ins.line}: nothing writes torch into {constraint} first")
     return problems
+
+
+def installs_only_torch(command: str, variables: dict[str, str]) -> bool:
+    """`pip install [flags] torch==X`: the one install that may run before the constraints."""
+    words = substitute(command, variables).replace('"', "").split()[2:]
+    packages = [w for w in words if not w.startswith("-")]
+    return len(packages) == 1 and re.fullmatch(r"torch(==[\w.+]+)?", packages[0]) is not None
 
 
 def _writes_torch_constraints(text: str, path: str) -> bool:
@@ -489,7 +500,15 @@ def _installs_under_the_lock(stage: list, package: str) -> None:
 
     copy = first(lambda kw, args: kw == "COPY" and "requirements.lock" in args)
     env = first(lambda kw, args: kw == "ENV" and re.search(r"PIP_CONSTRAINT=.*requirements", args))
-    install = first(lambda kw, args: kw == "RUN" and "pip install" in args)
+    install = first(
+        lambda kw, args: (
+            kw == "RUN"
+            and any(
+                not installs_only_torch(c, {"TORCH": "torch==2"})
+                for c in re.findall(r"pip install[^&;|]*", args)
+            )
+        )
+    )
     assert copy < env < install, (copy, env, install)
     lock = (REPO / "requirements.lock").read_text()
     assert re.search(rf"^{package}==\d", lock, re.M), f"the lock does not pin {package}"
@@ -660,6 +679,11 @@ def test_torch_pin_check_rejects_unconstrained_installs() -> None:
     assert any("nothing writes torch" in p for p in torch_pin_problems(parse(unwritten)))
     written = "FROM a:1\nRUN pip freeze | grep ^torch== > /x.txt && pip install -c /x.txt foo\n"
     assert torch_pin_problems(parse(written)) == []
+    # Installing torch itself (the base had none) is the one install allowed before it; a
+    # second package in that command is not.
+    torch_first = 'FROM a:1\nARG TORCH=torch==2.13.0\nRUN pip install "${TORCH}"\n'
+    assert torch_pin_problems(parse(torch_first)) == []
+    assert torch_pin_problems(parse(torch_first.replace('"${TORCH}"', '"${TORCH}" numpy')))
     # A constraint set in an earlier stage does not carry over.
     two_stages = GOOD.replace("COPY pyproject.toml", "FROM pytorch/pytorch:2.5.1-runtime\nCOPY x")
     assert torch_pin_problems(parse(two_stages))
@@ -692,3 +716,17 @@ def test_dockerignore_matching() -> None:
     assert not dockerignored("src/results", patterns)  # patterns are anchored at the root
     assert dockerignored("docs/a.md", patterns)
     assert not dockerignored("docs/keep.md", patterns)
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_hadolint_is_clean(name: str) -> None:
+    # Each exception is an inline `# hadolint ignore=...` with its reason beside it.
+    hadolint = Path(sys.executable).parent / "hadolint"
+    done = subprocess.run(
+        [str(hadolint), "--no-color", str(CONTAINERS / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -100,12 +100,16 @@ class AwsBatchExecutor(Executor):
             "image": self.options["image"],
             "command": ["--manifest", "Ref::manifest", "--array", "Ref::array"],
             "resourceRequirements": requirements,
-            # BENCH_IMAGE: rows record the image they ran in (bench.environment.host_facts).
+            # BENCH_IMAGE (and its digest when the URI pins one): rows record the image they
+            # ran in (bench.environment.host_facts).
             "environment": [
                 {"name": "PYTHONUNBUFFERED", "value": "1"},
                 {"name": "BENCH_IMAGE", "value": self.options["image"]},
             ],
         }
+        _, at, digest = self.options["image"].partition("@")
+        if at:
+            props["environment"].append({"name": "BENCH_IMAGE_DIGEST", "value": digest})
         for key, field in (
             ("job_role_arn", "jobRoleArn"),
             ("execution_role_arn", "executionRoleArn"),

@@ -1,7 +1,9 @@
 """executor=slurm: one `sbatch --array` job per instance type, each task one cell.
 
-The rendered script runs `python -m bench cell --manifest URI --array NAME`; the task's index
-comes from SLURM_ARRAY_TASK_ID. `%parallelism` caps how many tasks run at once (default 1:
+The rendered script runs `python -m bench cell --manifest URI --array NAME`, or with
+`executor.image` set, `podman run ... IMAGE --manifest URI --array NAME` (the image's entry
+point is the cell verb; `container_runtime: docker` works the same); the task's index comes
+from SLURM_ARRAY_TASK_ID. `%parallelism` caps how many tasks run at once (default 1:
 cells sharing a node would skew each other's measurements). GPUs are asked for with
 `--gres=gpu:K` where a cell needs them. Per-task logs go to `log_dir` (a filesystem the
 compute nodes share). Status comes from squeue while jobs are queued or running, and from
@@ -10,6 +12,7 @@ sacct where accounting is on; the rows in the store are the truth either way.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -32,9 +35,29 @@ from bench.executors.base import (
 )
 from bench.job import write_array_map
 from bench.plan import Plan
-from bench.store import Store, SweepPaths
+from bench.store import LocalStore, Store, SweepPaths
 
 SQUEUE_FAILURES_BEFORE_GIVING_UP = 10
+# What a cell in a container reads from its Slurm task, passed in by name (a name the task
+# does not have is skipped): its index and attempt, the GPUs Slurm gave it, the credentials
+# and endpoint of an S3 store.
+CONTAINER_ENV = (
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_JOB_ID",
+    "SLURM_RESTART_COUNT",
+    "CUDA_VISIBLE_DEVICES",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_EC2_METADATA_DISABLED",
+    "HF_TOKEN",
+)
+# How each runtime hands the node's GPUs to a container (podman: through CDI).
+GPU_FLAGS = {"podman": ["--device", "nvidia.com/gpu=all"], "docker": ["--gpus", "all"]}
 
 
 class SqueueError(RuntimeError):
@@ -44,6 +67,28 @@ class SqueueError(RuntimeError):
 def _time_limit(seconds: int) -> str:
     minutes = max(1, (seconds + 59) // 60)
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def container_command(options: dict[str, Any], store: Store, gpus: int) -> list[str]:
+    """`podman run ... IMAGE` for `executor.image`, to which the cell's arguments are appended
+    (the image's entry point is `python -m bench cell`); [] when no image is set. A local
+    store is mounted at its own path and written as the submitting user, so its files stay
+    theirs."""
+    image = options.get("image")
+    if not image:
+        return []
+    runtime = options.get("container_runtime") or "podman"
+    if runtime not in GPU_FLAGS:
+        allowed = " or ".join(GPU_FLAGS)
+        raise ConfigError("executor.container_runtime", runtime, f"use {allowed}")
+    argv = [runtime, "run", "--rm", "--network", "host", "--env", f"BENCH_IMAGE={image}"]
+    argv += [arg for name in CONTAINER_ENV for arg in ("--env", name)]
+    if isinstance(store, LocalStore):
+        argv += ["--volume", f"{store.root}:{store.root}", "--user", f"{os.getuid()}:{os.getgid()}"]
+        argv += ["--env", "HOME=/tmp"]  # that user has no home in the image
+    if gpus:
+        argv += GPU_FLAGS[runtime]
+    return [*argv, *(options.get("container_args") or []), image]
 
 
 def render_script(
@@ -59,6 +104,7 @@ def render_script(
     partition: str | None = None,
     python: str = sys.executable,
     extra: list[str] | None = None,
+    container: list[str] | None = None,
 ) -> str:
     """The sbatch script for one array job of `size` cells."""
     directives = [
@@ -74,7 +120,8 @@ def render_script(
     if partition:
         directives.append(f"--partition={partition}")
     directives += extra or []
-    command = [python, "-m", "bench", "cell", "--manifest", manifest_uri, "--array", array]
+    cell = container or [python, "-m", "bench", "cell"]
+    command = [*cell, "--manifest", manifest_uri, "--array", array]
     lines = ["#!/bin/bash", *(f"#SBATCH {d}" for d in directives), ""]
     lines += ["set -euo pipefail", f"exec {shlex.join(command)}", ""]
     return "\n".join(lines)
@@ -131,6 +178,7 @@ class SlurmExecutor(Executor):
                 partition=partition,
                 python=str(self.options.get("python") or sys.executable),
                 extra=list(self.options.get("sbatch_args") or []),
+                container=container_command(self.options, store, gpus),
             )
             sub = Submission(self.name, "", name, instance_type, group, array=name, queue=partition)
             journal_submission(store, plan.sweep_id, sub)  # before: a lost answer is on record
@@ -142,6 +190,7 @@ class SlurmExecutor(Executor):
     def check(self, plan: Plan, store: Store) -> None:
         if shutil.which("sbatch") is None:
             raise ConfigError("executor", "slurm", "needs sbatch on PATH (a Slurm client)")
+        container_command(self.options, store, 0)  # a bad container_runtime: before any write
 
     @staticmethod
     def _squeue(job_ids: list[str]) -> dict[str, dict[str, int]]:
