@@ -1,6 +1,6 @@
 """Does bench measure what a plain timing loop measures? The same cell, both ways, alternating.
 
-Two long-lived processes, one each, take turns measuring (the other one idle, blocked on its
+Pairs of processes, one of each kind, take turns measuring (the other one idle, blocked on its
 stdin): a bench worker that runs the cell through `bench.runner.run_cell`, what `bench run`
 calls (thread policy, engine imports, load, warmup, the closed loop, the summary), and a
 plain loop that loads the same checkpoint once, runs a few warmup calls, then calls the model
@@ -8,14 +8,21 @@ in `threads` Python threads for the same number of seconds, each call bracketed 
 `time.perf_counter_ns()`. The plain loop uses the intra-op threads and OpenMP wait policy the
 bench row reports, so the comparison is of the measuring, not of the thread settings.
 
-Why turns, not a fresh process per run: on a shared 2-core VM the speed of the same loop
-wanders by +-25% over tens of seconds (one process, 1 s windows: 2.3-4.2 ms), whatever the
-process. Back-to-back windows of the two sides see nearly the same machine; a fresh process
-per run spends ~8 s in imports between them, and the ratios then measure the host's drift.
-Which side goes first alternates, so a steady drift cancels in the median.
+Why turns within a pair of processes: on a shared 2-core VM the speed of the same loop wanders
+by +-25% over tens of seconds (one process, 1 s windows: 2.3-4.2 ms), whatever the process.
+Back-to-back windows of the two sides see nearly the same machine; a fresh process per window
+spends ~8 s in imports between them, and the ratios then measure the host's drift. Which side
+goes first alternates, so a steady drift cancels in the median.
 
-Prints bench / plain for P50 and throughput per pair and their medians; both must be within
-10%.
+Why several pairs of processes (`--processes`, default 7, each `--windows` 3 turns after one
+discarded window per side): a process keeps its own speed for its whole life. Two identical
+plain loops in two long-lived processes differed by 0.90-1.11 in their medians (the A/A
+control below), so one pair of processes cannot tell a 10% difference from which process got
+the luckier memory layout. Fresh pairs make that offset a random draw per pair, which the
+median over pairs averages out.
+
+Prints bench / plain for P50 and throughput per turn and the medians of their ratios over all
+turns; both must be within 10%.
 
 `--same-process` separates bench's measuring from everything a process brings (allocation,
 imports, the host's drift between turns): one process loads the model through the bench
@@ -23,12 +30,12 @@ engine, then alternates short windows of bench's closed loop (`run_closed_loop` 
 engine's request) and the plain loop over the very same model object.
 
 `--control` is the A/A test of this check: the plain loop against a second, identical plain
-loop process, alternating the same way. Its ratios would be 1.000 on a quiet machine; how far
-they stray is the noise floor of the bench / plain ratios on this one.
+loop process, in the same pairs and turns. Its ratios would be 1.000 on a quiet machine; how
+far they stray is the noise floor of the bench / plain ratios on this one.
 
-Usage: python benchmarks/fidelity.py [--pairs 15] [--seconds 5] [--threads 1,2]
-       python benchmarks/fidelity.py --same-process [--pairs 15] [--seconds 1]
-       python benchmarks/fidelity.py --control [--pairs 15] [--seconds 5]
+Usage: python benchmarks/fidelity.py [--processes 7] [--windows 3] [--seconds 5] [--threads 1,2]
+       python benchmarks/fidelity.py --same-process [--windows 15] [--seconds 1]
+       python benchmarks/fidelity.py --control [--processes 7] [--windows 3] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -262,47 +269,79 @@ def alternate(
     return measured
 
 
-def compare(threads: int, pairs: int, seconds: float) -> list[str]:
-    """Alternating windows of both workers; the failures, as lines."""
-    bench = Worker(["--bench", json.dumps(cell_overrides(threads, seconds))])
-    first = bench.measure()  # also tells the plain loop its checkpoint and thread settings
+def bench_worker(threads: int, seconds: float) -> tuple[Worker, dict[str, Any]]:
+    """A bench worker and its first row (checkpoint, thread settings; a discarded window)."""
+    worker = Worker(["--bench", json.dumps(cell_overrides(threads, seconds))])
+    return worker, worker.measure()
+
+
+def in_process_pairs(
+    start: Callable[[], tuple[Worker, Worker]], processes: int, windows: int
+) -> list[tuple[Window, Window]]:
+    """`windows` alternating turns in each of `processes` fresh pairs of workers."""
+    turns = []
+    for _ in range(processes):
+        first, second = start()
+        try:
+            second.measure()  # each side's first window pays one-off costs: neither counts
+            turns += alternate(first.measure, second.measure, windows)
+        finally:
+            first.close()
+            second.close()
+    return turns
+
+
+def as_window(row: dict[str, Any]) -> Window:
+    return {"p50_ms": row["latency_ms_p50"], "inferences_per_s": row["inferences_per_s"]}
+
+
+class BenchSide(Worker):
+    """A bench worker whose measure() answers a Window, like the plain loop's."""
+
+    def measure(self) -> dict[str, Any]:
+        return as_window(super().measure())
+
+
+def compare(threads: int, processes: int, windows: int, seconds: float) -> list[str]:
+    """Alternating windows of a bench and a plain worker, in fresh pairs; the failures."""
+    probe, settings = bench_worker(threads, seconds)  # the row's checkpoint and thread settings
+    probe.close()
     print(
         f"tiny BERT b4 s32, CPU, {seconds:g} s, {threads} client(s), torch threads "
-        f"{first['torch_threads']}, {first['omp_wait_policy']}: bench / plain"
+        f"{settings['torch_threads']}, {settings['omp_wait_policy']}: bench / plain, "
+        f"{processes} pairs of processes x {windows} turns"
     )
-    plain = plain_worker(first, threads, seconds)
-    plain.measure()  # its first window pays one-off costs too; neither side's first counts
 
-    def bench_window() -> Window:
-        row = bench.measure()
-        return {"p50_ms": row["latency_ms_p50"], "inferences_per_s": row["inferences_per_s"]}
+    def start() -> tuple[Worker, Worker]:
+        bench = BenchSide(["--bench", json.dumps(cell_overrides(threads, seconds))])
+        plain = plain_worker(settings, threads, seconds)
+        bench.measure()
+        return bench, plain
 
-    try:
-        return report(threads, alternate(bench_window, plain.measure, pairs))
-    finally:
-        bench.close()
-        plain.close()
+    return report(threads, in_process_pairs(start, processes, windows))
 
 
-def control(threads: int, pairs: int, seconds: float) -> list[str]:
+def control(threads: int, processes: int, windows: int, seconds: float) -> list[str]:
     """The A/A test: two identical plain-loop processes, with bench's thread settings."""
-    bench = Worker(["--bench", json.dumps(cell_overrides(threads, seconds))])
-    settings = bench.measure()  # the checkpoint and the thread settings a bench row reports
-    bench.close()
-    print(f"A/A control, {seconds:g} s, {threads} client(s): plain / an identical plain")
-    one, other = plain_worker(settings, threads, seconds), plain_worker(settings, threads, seconds)
-    one.measure()
-    other.measure()
-    try:
-        return report(threads, alternate(one.measure, other.measure, pairs))
-    finally:
-        one.close()
-        other.close()
+    probe, settings = bench_worker(threads, seconds)
+    probe.close()
+    print(
+        f"A/A control, {seconds:g} s, {threads} client(s): plain / an identical plain, "
+        f"{processes} pairs of processes x {windows} turns"
+    )
+
+    def start() -> tuple[Worker, Worker]:
+        one = plain_worker(settings, threads, seconds)
+        one.measure()
+        return one, plain_worker(settings, threads, seconds)
+
+    return report(threads, in_process_pairs(start, processes, windows))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=15)
+    parser.add_argument("--processes", type=int, default=7, help="fresh pairs of processes")
+    parser.add_argument("--windows", type=int, default=None, help="turns (3; 15 in-process)")
     parser.add_argument("--seconds", type=float, default=None, help="window (5 s; 1 s in-process)")
     parser.add_argument("--same-process", action="store_true", help="one process")
     parser.add_argument("--control", action="store_true", help="plain vs plain (A/A)")
@@ -317,11 +356,15 @@ def main() -> int:
     if args.plain:
         run_plain_worker(args.plain, int(args.threads), args.torch_threads, args.seconds)
         return 0
-    measure = same_process if args.same_process else control if args.control else compare
     seconds = args.seconds or (1.0 if args.same_process else 5.0)
+    windows = args.windows or (15 if args.same_process else 3)
     failures = []
     for threads in [int(t) for t in args.threads.split(",")]:
-        failures += measure(threads, args.pairs, seconds)
+        if args.same_process:
+            failures += same_process(threads, windows, seconds)
+        else:
+            measure = control if args.control else compare
+            failures += measure(threads, args.processes, windows, seconds)
     for failure in failures:
         print(f"FAIL {failure}")
     return 1 if failures else 0

@@ -14,19 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import tasks as _tasks
+
 # fp16 / bf16 cast the whole model; amp_fp16 / amp_bf16 keep fp32 weights and autocast each call
 PRECISIONS = ("fp32", "fp16", "bf16", "amp_fp16", "amp_bf16", "int8")
 DEVICES = ("auto", "cpu", "cuda")
-TASKS = ("encode", "generate")
-# The transformers auto classes a model config may name: an explicit list, never a getattr
-# on user input.
-AUTO_CLASSES = (
-    "AutoModel",
-    "AutoModelForCausalLM",
-    "AutoModelForQuestionAnswering",
-    "AutoModelForSequenceClassification",
-    "AutoModelForMaskedLM",
-)
+# Tasks and the auto classes each may name live in bench.tasks (an explicit list, never a
+# getattr on user input).
+TASKS = tuple(_tasks.TASKS)
+AUTO_CLASSES = _tasks.AUTO_CLASSES
 CONFIG_GROUPS = ("model", "engine", "executor", "store", "scenario")
 
 
@@ -57,12 +53,13 @@ def group_options(group: str) -> list[str]:
 class ModelConfig:
     name: str  # the conf/model/NAME.yaml it came from
     family: str  # architecture family (bert, opt, gpt2, t5, ...)
-    task: str  # encode: one forward pass per request; generate: greedy decode of new_tokens
+    task: str  # a key of bench.tasks.TASKS: encode, generate, seq2seq, classify_image
     auto_class: str  # transformers auto class used to build and load it
-    seq_len: int  # synthetic input tokens per sequence
-    new_tokens: int  # tokens generated per sequence (generate only; min = max)
+    seq_len: int  # synthetic input tokens per sequence (text tasks; 0 for images)
+    new_tokens: int  # tokens generated per sequence (generating tasks only; min = max)
     checkpoint: str | None  # local HF checkpoint folder; None = build from `architecture`
     architecture: dict[str, Any]  # transformers config kwargs (model_type + sizes)
+    image_size: int | None = None  # pixels per side (images; None: the architecture's or 224)
 
 
 @dataclass(frozen=True)
@@ -102,6 +99,10 @@ class ScenarioConfig:
     # and equal time blocks (throughput); also the time windows in windows_json
     stable_tolerance: float = 0.10  # a change in level during the window smaller than this
     # share is not drift (a larger one is, when significant)
+    # the engine as a server with limits (bench.admission); None = no limit
+    request_timeout_s: float | None = None  # wait + service past this: the request failed
+    server_workers: int | None = None  # requests served at once; the rest wait in line
+    max_waiting: int | None = None  # a request finding this many waiting is refused
     # ramp: one closed-loop stage per concurrency, each with its own warmup
     stages: tuple[int, ...] = ()
     stage_duration_s: float = 5.0
@@ -164,8 +165,10 @@ def _require(cond: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(key, value, allowed)
 
 
-def _choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
-    _require(value in allowed, key, value, "allowed: " + ", ".join(allowed))
+def _choice(
+    key: str, value: Any, allowed: tuple[str, ...] | list[str], what: str = "allowed"
+) -> str:
+    _require(value in allowed, key, value, f"{what}: " + ", ".join(allowed))
     return value
 
 
@@ -202,10 +205,14 @@ def _positive(key: str, value: Any) -> float:
 
 
 def model_from_dict(d: dict[str, Any]) -> ModelConfig:
-    task = _choice("model.task", d.get("task"), TASKS)
+    task = _tasks.TASKS[_choice("model.task", d.get("task"), TASKS)]
     new_tokens = d.get("new_tokens", 0)
-    if task == "generate":
+    if task.generates:
         _int_at_least("model.new_tokens", new_tokens, 1)
+    seq_len = d.get("seq_len") if task.text else (d.get("seq_len") or 0)
+    image_size = d.get("image_size")
+    if image_size is not None:
+        _int_at_least("model.image_size", image_size, 1)
     known = [f.name for f in dataclasses.fields(ModelConfig)]
     if unknown := sorted(set(d) - set(known)):
         raise ConfigError(f"model.{unknown[0]}", d[unknown[0]], "keys: " + ", ".join(known))
@@ -220,12 +227,15 @@ def model_from_dict(d: dict[str, Any]) -> ModelConfig:
     return ModelConfig(
         name=str(d.get("name")),
         family=str(d.get("family") or arch.get("model_type")),
-        task=task,
-        auto_class=_choice("model.auto_class", d.get("auto_class"), AUTO_CLASSES),
-        seq_len=_int_at_least("model.seq_len", d.get("seq_len"), 1),
+        task=task.name,
+        auto_class=_choice(
+            "model.auto_class", d.get("auto_class"), task.auto_classes, f"task {task.name} takes"
+        ),
+        seq_len=_int_at_least("model.seq_len", seq_len, 1 if task.text else 0),
         new_tokens=int(new_tokens or 0),
         checkpoint=str(checkpoint) if checkpoint else None,
         architecture=dict(arch),
+        image_size=int(image_size) if image_size is not None else None,
     )
 
 
@@ -250,6 +260,12 @@ def _stages(value: Any) -> tuple[int, ...]:
     return tuple(values)
 
 
+def _optional(check: Any, key: str, d: dict[str, Any], *bounds: int) -> Any:
+    """d's value for `key` (scenario.NAME) checked by `check`, or None when unset."""
+    value = d.get(key.rsplit(".", 1)[1])
+    return None if value is None else check(key, value, *bounds)
+
+
 def scenario_from_dict(d: dict[str, Any]) -> ScenarioConfig:
     name = _choice("scenario.name", d.get("name"), SCENARIOS)
     defaults = ScenarioConfig(name, 0, 1, 1.0, 1.0)
@@ -272,6 +288,9 @@ def scenario_from_dict(d: dict[str, Any]) -> ScenarioConfig:
         ci_target=_share("scenario.ci_target", got["ci_target"], low_open=False),
         windows=_int_at_least("scenario.windows", got["windows"], 8),
         stable_tolerance=_positive("scenario.stable_tolerance", got["stable_tolerance"]),
+        request_timeout_s=_optional(_positive, "scenario.request_timeout_s", d),
+        server_workers=_optional(_int_at_least, "scenario.server_workers", d, 1),
+        max_waiting=_optional(_int_at_least, "scenario.max_waiting", d, 0),
         stages=_stages(got["stages"]) if name == "ramp" or got["stages"] else (),
         stage_duration_s=_positive("scenario.stage_duration_s", got["stage_duration_s"]),
         stage_warmup_s=_number("scenario.stage_warmup_s", got["stage_warmup_s"]),

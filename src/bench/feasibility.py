@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.config import CellConfig, InstanceSpec, ModelConfig
 from bench.memory import Estimate, estimate
+from bench.tasks import task_of
 
 GB_PER_GIB = 2**30 / 1e9
 NATIVE_LOW_PRECISION_CC = 7.5  # bf16 and int8 tensor cores from compute capability 7.5 on
@@ -60,7 +61,7 @@ def cell_estimate(cell: CellConfig) -> Estimate | None:
     params = model_parameters(cell.model) if cell.instance.gpus else None
     if params is None:
         return None
-    tokens = cell.model.seq_len + cell.model.new_tokens
+    tokens = task_of(cell.model).memory_tokens(cell.model)
     return estimate(
         params,
         cell.precision,
@@ -86,7 +87,7 @@ def infeasible_reason(cell: CellConfig) -> str | None:
     if est is None:
         return None
     capacity = gpu_capacity_gb(instance)
-    tokens = cell.model.seq_len + cell.model.new_tokens
+    tokens = task_of(cell.model).memory_tokens(cell.model)
     if est.rmme_per_gpu_gb > capacity:
         return (
             f"needs ~{est.rmme_per_gpu_gb:.1f} GB per GPU (RMME, {est.params / 1e9:.2f}B params, "
@@ -128,7 +129,7 @@ def fit_table(
     params = model_parameters(model)
     if params is None:
         raise ValueError(f"model {model.name} has no architecture to count parameters from")
-    tokens = model.seq_len + model.new_tokens
+    tokens = task_of(model).memory_tokens(model)
     rows = []
     for instance in catalog:
         for p in partitions:

@@ -393,7 +393,10 @@ def run_open_loop(
 
     def client(mine: _Records) -> None:
         try:
-            warmed.append(_warm_up(request, sync, scenario.warmup_requests, scenario.warmup_s))
+            # failures are results here (recorded below), in warmup too
+            warmed.append(
+                _warm_up(request, sync, scenario.warmup_requests, scenario.warmup_s, True)
+            )
             barrier.wait()
         except threading.BrokenBarrierError:
             return

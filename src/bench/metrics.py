@@ -4,7 +4,7 @@
   (`numpy.percentile(..., method="inverted_cdf")`), always reported with n.
 - inferences_per_s = completed requests x batch_size / window_s.
 - tokens_per_s = inferences_per_s x tokens per inference: new_tokens when generating,
-  seq_len input tokens when encoding.
+  seq_len input tokens when encoding; none for images (their rate is inferences_per_s).
 - usd_per_million_inferences = price_per_hour / 3600 / inferences_per_s x 1e6.
 - packed: the instance holds replicas = floor(GPUs / TP degree) copies, each serving what the
   measured copy served: price_per_hour / replicas / 3600 / inferences_per_s x 1e6.
@@ -23,6 +23,7 @@ from bench.config import CellConfig, ScenarioConfig
 from bench.engines.base import device_kind
 from bench.feasibility import packed_replicas
 from bench.loadgen import LoadResult
+from bench.tasks import task_of
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -32,16 +33,16 @@ def nearest_rank_ms(latency_ns: np.ndarray, q: float) -> float:
     return float(np.percentile(latency_ns, q, method="inverted_cdf")) / 1e6
 
 
-def usd_per_million(price_per_hour: float, per_second: float) -> float | None:
-    """Dollars per million units served at `per_second` on an instance at `price_per_hour`."""
-    if per_second <= 0:
+def usd_per_million(price_per_hour: float, per_second: float | None) -> float | None:
+    """Dollars per million units served at `per_second` on an instance at `price_per_hour`
+    (None when nothing is served, or the unit does not apply)."""
+    if per_second is None or per_second <= 0:
         return None
     return price_per_hour / 3600.0 / per_second * 1e6
 
 
-def tokens_per_inference(cell: CellConfig) -> int:
-    model = cell.model
-    return model.new_tokens if model.task == "generate" else model.seq_len
+def tokens_per_inference(cell: CellConfig) -> int | None:
+    return task_of(cell.model).tokens_per_inference(cell.model)
 
 
 def _percentile_ms(values_ns: np.ndarray, p: float) -> float | None:
@@ -124,7 +125,7 @@ def generation_summary(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     Only for generating cells whose engine streamed token times; every value in ms per
     request, speeds in tokens/s of one request (batch x tokens it carries)."""
     ok = result.ok & (result.ttft_ns >= 0)
-    if cell.model.task != "generate" or not ok.any():
+    if not task_of(cell.model).generates or not ok.any():
         return {}
     # TTFT and e2e both run from the scheduled time (= the send in a closed loop), so an
     # open loop's queueing counts in them as it does in latency; TPOT is their difference.
@@ -180,7 +181,8 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     scenario = cell.scenario
     requests_per_s = result.n / result.window_s if result.window_s > 0 else 0.0
     inferences_per_s = requests_per_s * cell.batch_size
-    tokens_per_s = inferences_per_s * tokens_per_inference(cell)
+    per_inference = tokens_per_inference(cell)
+    tokens_per_s = inferences_per_s * per_inference if per_inference is not None else None
     replicas = packed_replicas(cell.instance, cell.tp_degree)
     per_replica = cell.price_per_hour / replicas
     low, high = stats.rate_interval(
@@ -189,7 +191,7 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     latency = latency_summary(result.latency_ns, scenario.confidence, scenario.windows)
     latency["percentile_flags"] = _with_dropped(latency["percentile_flags"], result)
     scale = cell.batch_size
-    generating = cell.model.task == "generate"
+    generating = task_of(cell.model).generates
     on_gpu = device_kind(cell) == "cuda"
     return {
         "n": result.n,

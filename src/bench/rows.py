@@ -15,7 +15,8 @@ SCHEMA_VERSION = 6
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
 # n_effective), verdict stable | drifting | insufficient, precision_method, memory per phase
-# and per GPU, thread policy, sync_scope; 6: in_container, image_pins
+# and per GPU, thread policy, sync_scope; 6: in_container, image_pins, image_size, tasks
+# seq2seq and classify_image
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -31,7 +32,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("repeat", pa.int32(), "which repeat of the configuration (0 .. repeats-1)"),
     ("model", pa.string(), "conf/model name"),
     ("model_family", pa.string(), "architecture family"),
-    ("task", pa.string(), "encode | generate"),
+    ("task", pa.string(), "encode | generate | seq2seq | classify_image (bench.tasks)"),
     ("engine", pa.string(), "engine name"),
     (
         "precision",
@@ -40,7 +41,8 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ),
     ("precision_method", pa.string(), "none | cast | autocast | quantized"),
     ("batch_size", pa.int32(), "inputs per request"),
-    ("seq_len", pa.int32(), "input tokens per sequence"),
+    ("seq_len", pa.int32(), "input tokens per sequence (0 for images)"),
+    ("image_size", pa.int32(), "pixels per side of each input image (image tasks)"),
     ("new_tokens", pa.int32(), "generated tokens per sequence (0 for encoders)"),
     ("threads", pa.int32(), "concurrent closed-loop client threads"),
     ("tp_degree", pa.int32(), "GPUs one model copy spans"),

@@ -35,6 +35,7 @@ from bench.loadgen import LoadResult
 from bench.metrics import summarize
 from bench.rows import SAMPLES_SCHEMA, SCHEMA_VERSION
 from bench.scenarios import Measured, request_for, run_capacity, run_scenario
+from bench.tasks import image_size, task_of
 
 MAX_ERROR_CHARS = 2000
 
@@ -86,6 +87,7 @@ def base_row(cell: CellConfig) -> dict[str, Any]:
         "precision": cell.precision,
         "batch_size": cell.batch_size,
         "seq_len": cell.model.seq_len,
+        "image_size": image_size(cell.model) if not task_of(cell.model).text else None,
         "new_tokens": cell.model.new_tokens,
         "threads": cell.threads,
         "tp_degree": cell.tp_degree,

@@ -24,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from bench.admission import Admission, limits_set
 from bench.config import CellConfig, ScenarioConfig
 from bench.devicemem import device_memory, host_available_mb
 from bench.engines.base import Engine
 from bench.loadgen import LoadResult, Request, run_closed_loop, run_open_loop
 from bench.metrics import nearest_rank_ms
+from bench.tasks import task_of
 
 
 @dataclass
@@ -41,14 +43,19 @@ class Measured:
 def request_for(engine: Engine, cell: CellConfig) -> Request:
     """One request against `engine`: a forward pass, or a generation that stamps its tokens."""
     batch = engine.make_batch()
-    if cell.model.task == "generate":
+    if task_of(cell.model).generates:
         new_tokens = cell.model.new_tokens
-        return lambda: engine.generate_timed(batch, new_tokens)
 
-    def infer() -> None:
-        engine.infer(batch)
+        def request() -> Any:
+            return engine.generate_timed(batch, new_tokens)
+    else:
 
-    return infer
+        def request() -> Any:
+            engine.infer(batch)
+
+    if limits_set(cell.scenario):  # behind the server's gate: timeouts, a bounded line
+        return Admission.of(cell.scenario).wrap(request, engine.synchronize)
+    return request
 
 
 def _fixed_length(scenario: ScenarioConfig, seconds: float) -> ScenarioConfig:
@@ -215,5 +222,11 @@ def run_scenario(cell: CellConfig, engine: Engine, request: Request) -> Measured
         return run_open_loop_scenario(cell, engine, request)
     if name == "ramp":
         return run_ramp(cell, engine, request)
-    result = run_closed_loop(request, engine.synchronize, cell.threads, cell.scenario)
+    result = run_closed_loop(
+        request,
+        engine.synchronize,
+        cell.threads,
+        cell.scenario,
+        tolerate_errors=limits_set(cell.scenario),  # a refused or late request is a result
+    )
     return Measured(result, [result])

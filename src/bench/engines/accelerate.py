@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.engines.base import ANY_PRECISION, BOTH_DEVICES, Capability, Unsupported
+from bench.engines.base import (
+    ALL_TASKS,
+    ANY_PRECISION,
+    BOTH_DEVICES,
+    Capability,
+    Unsupported,
+)
 from bench.engines.hf import HFEngine
 
 GPU_HEADROOM = 0.9  # share of a GPU's memory given to weights; the rest is for activations
@@ -31,7 +37,7 @@ class AccelerateOptions:
 class AccelerateEngine(HFEngine):
     name = "accelerate"
     Options = AccelerateOptions
-    capability = Capability(ANY_PRECISION, BOTH_DEVICES, max_tp=None)
+    capability = Capability(ANY_PRECISION, BOTH_DEVICES, max_tp=None, tasks=ALL_TASKS)
     cuda_sync_scope = "device"  # a model split over GPUs: every device's streams count
 
     def import_libraries(self) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bench.config import CellConfig, ConfigError
+from bench.tasks import TASKS
 
 
 @dataclass
@@ -51,12 +52,15 @@ class Capability:
     devices: frozenset[str]  # "cpu", "cuda"
     families: frozenset[str] | None = None  # None: any transformers architecture
     max_tp: int | None = 1  # None: any TP degree
-    tasks: frozenset[str] = frozenset({"encode", "generate"})
+    tasks: frozenset[str] = frozenset({"encode", "generate"})  # keys of bench.tasks.TASKS
+    # why a task outside `tasks` is not run (the unsupported row says it), when known
+    task_notes: tuple[tuple[str, str], ...] = ()
 
 
 ANY_PRECISION = frozenset({"fp32", "fp16", "bf16"})  # fp16 / bf16: the whole model cast
 MIXED_PRECISION = frozenset({"amp_fp16", "amp_bf16"})  # fp32 weights, torch.autocast calls
 BOTH_DEVICES = frozenset({"cpu", "cuda"})
+ALL_TASKS = frozenset(TASKS)
 
 
 def device_kind(cell: CellConfig) -> str:
@@ -76,7 +80,7 @@ class Engine(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
-    capability: ClassVar[Capability] = Capability(ANY_PRECISION, BOTH_DEVICES)
+    capability: ClassVar[Capability] = Capability(ANY_PRECISION, BOTH_DEVICES, tasks=ALL_TASKS)
     # On CUDA, what `synchronize()` waits for, stated in the row (sync_scope; CPU rows say
     # host: the call returns with the result on the host): stream (the calling client's own
     # CUDA stream) or device (every stream of the device: other clients' kernels count too).
@@ -95,7 +99,9 @@ class Engine(ABC):
         cap, device = cls.capability, device_kind(cell)
         family, what = cell.model.family, f"engine {cls.name}"
         if cell.model.task not in cap.tasks:
-            return f"{what} does not run {cell.model.task} models"
+            note = dict(cap.task_notes).get(cell.model.task)
+            runs = ", ".join(sorted(cap.tasks))
+            return f"{what} does not run {cell.model.task} models ({note or f'it runs {runs}'})"
         if device not in cap.devices:
             return f"{what} does not run on {device}"
         if cell.precision not in cap.precisions:
@@ -159,7 +165,7 @@ class Engine(ABC):
 
     @abstractmethod
     def make_batch(self) -> Any:
-        """One request's inputs: batch_size synthetic sequences of seq_len token ids."""
+        """One request's inputs, as the cell's task (bench.tasks) makes them."""
 
     @abstractmethod
     def infer(self, batch: Any) -> Any:

@@ -63,7 +63,17 @@ class DeepSpeedEngine(HFEngine):
     name = "deepspeed"
     Options = DeepSpeedOptions
     capability = Capability(
-        frozenset({"fp32", "fp16", "bf16"}), frozenset({"cpu", "cuda"}), max_tp=None
+        frozenset({"fp32", "fp16", "bf16"}),
+        frozenset({"cpu", "cuda"}),
+        max_tp=None,
+        tasks=frozenset({"encode", "generate", "seq2seq"}),
+        task_notes=(
+            (
+                "classify_image",
+                "DeepSpeed inference shards and fuses transformer text layers; its kernel "
+                "injection and AutoTP have no policy for image models",
+            ),
+        ),
     )
     cuda_sync_scope = "device"  # tensor parallel: the ranks' collectives run on their streams
 

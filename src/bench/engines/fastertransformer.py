@@ -124,6 +124,14 @@ class FasterTransformerEngine(Engine):
         devices=frozenset({"cuda"}),
         families=frozenset({"gpt2", "opt", "t5"}),
         max_tp=None,
+        task_notes=(
+            ("classify_image", "FasterTransformer v5.3's torch ops are text models only"),
+            (
+                "seq2seq",
+                "bench drives only FasterTransformer's T5 encoder op (T5Encoder) so far; its "
+                "encoder-decoder op is not wired up",
+            ),
+        ),
     )
 
     @classmethod

@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.config import InstanceSpec
 from bench.engines.base import (
+    ALL_TASKS,
     ANY_PRECISION,
     BOTH_DEVICES,
     MIXED_PRECISION,
@@ -32,6 +33,7 @@ from bench.engines.base import (
     PrepareInfo,
     Unsupported,
 )
+from bench.tasks import task_of
 
 # The dtype weights are loaded in; mixed precision keeps fp32 weights and autocasts the calls.
 TORCH_DTYPES = {
@@ -43,6 +45,7 @@ TORCH_DTYPES = {
     "amp_bf16": "float32",
 }
 AUTOCAST_DTYPES = {"amp_fp16": "float16", "amp_bf16": "bfloat16"}
+CAST = frozenset({"fp16", "bf16"})  # the whole model in that dtype: float inputs must match
 
 
 class NoGPUError(RuntimeError):
@@ -131,7 +134,9 @@ def token_clock(synchronize: Any) -> Any:
 
 class HFEngine(Engine):
     name = "hf"
-    capability = Capability(ANY_PRECISION | MIXED_PRECISION | {"int8"}, BOTH_DEVICES)
+    capability = Capability(
+        ANY_PRECISION | MIXED_PRECISION | {"int8"}, BOTH_DEVICES, tasks=ALL_TASKS
+    )
     cuda_sync_scope = "stream"
 
     def __init__(self, cell: Any) -> None:
@@ -207,16 +212,15 @@ class HFEngine(Engine):
         return self.device
 
     def make_batch(self) -> dict[str, Any]:
-        import torch
+        """The task's inputs (bench.tasks), on the device the model reads them from, in the
+        dtype of its weights where they are floating point (pixels)."""
 
-        cell = self.cell
-        generator = torch.Generator().manual_seed(cell.seed)
-        vocab = int(self.model.config.vocab_size)
-        # Ids from 3 up avoid the special tokens (pad/bos/eos) of the common tokenizers.
-        shape = (cell.batch_size, cell.model.seq_len)
-        ids = torch.randint(3, vocab, shape, generator=generator)
-        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        return {k: v.to(self.input_device()) for k, v in batch.items()}
+        batch = task_of(self.cell.model).inputs(self.cell, self.model.config)
+        dtype = torch_dtype(self.cell.precision) if self.cell.precision in CAST else None
+        return {
+            k: v.to(self.input_device(), dtype=dtype if dtype and v.is_floating_point() else None)
+            for k, v in batch.items()
+        }
 
     def _own_stream(self) -> Any:
         """This client thread's CUDA stream, made on its first call: it first waits for the

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config import ConfigError
-from bench.engines.base import ANY_PRECISION, BOTH_DEVICES, Capability
+from bench.engines.base import ALL_TASKS, ANY_PRECISION, BOTH_DEVICES, Capability
 from bench.engines.hf import HFEngine
+from bench.tasks import task_of
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -29,7 +30,7 @@ class CompileOptions:
 class TorchCompileEngine(HFEngine):
     name = "torch_compile"
     Options = CompileOptions
-    capability = Capability(ANY_PRECISION, BOTH_DEVICES)
+    capability = Capability(ANY_PRECISION, BOTH_DEVICES, tasks=ALL_TASKS)
 
     @classmethod
     def validate(cls, options: CompileOptions) -> None:
@@ -48,7 +49,7 @@ class TorchCompileEngine(HFEngine):
             fullgraph=options.fullgraph,
         )
         batch = self.make_batch()  # compile now, at the cell's shapes: this is init_s
-        if self.cell.model.task == "generate":
+        if task_of(self.cell.model).generates:
             self.generate(batch, self.cell.model.new_tokens)
         else:
             self.infer(batch)
