@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bench.compose import check_group_choice, compose_many, compose_one
 from bench.config import CellConfig, ConfigError, cell_from_dict, flag, instance_from_catalog
 
-GROUP_AXES = ("model", "engine")
+GROUP_AXES = ("model", "engine", "scenario")
 SCALAR_AXES = (
     "precision",
     "batch_size",

@@ -179,6 +179,9 @@ def test_model_from_dict_accepts_a_valid_model():
         ({"auto_class": "os.system"}, "model.auto_class"),
         ({"seq_len": 0}, "model.seq_len"),
         ({"task": "generate", "new_tokens": 0}, "model.new_tokens"),
+        ({"task": "seq2seq", "auto_class": "AutoModelForSeq2SeqLM"}, "model.new_tokens"),
+        ({"task": "generate", "new_tokens": 4}, "model.auto_class"),  # AutoModel cannot generate
+        ({"task": "classify_image", "image_size": 0}, "model.image_size"),
         ({"architecture": {}}, "model.architecture.model_type"),
     ],
 )
@@ -186,6 +189,18 @@ def test_model_from_dict_rejects(changes, key):
     with pytest.raises(ConfigError) as info:
         model_from_dict(_model(**changes))
     assert info.value.key == key
+
+
+def test_an_image_model_needs_no_seq_len():
+    d = _model(task="classify_image", auto_class="AutoModelForImageClassification")
+    del d["seq_len"], d["new_tokens"]
+    model = model_from_dict({**d, "image_size": 64})
+    assert (model.seq_len, model.new_tokens, model.image_size) == (0, 0, 64)
+
+
+def test_a_wrong_auto_class_names_the_ones_the_task_takes():
+    with pytest.raises(ConfigError, match="task generate takes: AutoModelForCausalLM"):
+        model_from_dict(_model(task="generate", new_tokens=4))
 
 
 def test_model_with_checkpoint_needs_no_model_type():

@@ -89,6 +89,9 @@ class DeepSpeedEngine(HFEngine):
         reason = super().unsupported_reason(cell)
         if reason:
             return reason
+        if device_kind(cell) == "cpu" and cell.precision == "fp16":
+            # its CPU accelerator refuses the dtype at init_inference, after every rank loaded
+            return "DeepSpeed's CPU accelerator runs fp32 and bf16, not fp16"
         inject = wants_injection(cell, cell.engine.options.get("kernel_inject", "auto"))
         if inject and device_kind(cell) != "cuda":
             return "DeepSpeed kernel injection needs CUDA (its fused kernels are GPU-only)"
