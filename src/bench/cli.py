@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from bench.compose import UsageError
-from bench.config import ConfigError
+from bench.config import ConfigError, add_config_dir
 from bench.store import StoreError
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="Measure model inference across a grid of engines, precisions, batch sizes "
         "and instance types. Options after the verb are Hydra overrides (key=value, +grid=NAME).",
+        epilog="Anywhere on the line: --config-dir DIR adds DIR's model/, grid/, engine/, "
+        "scenario/ ... files to the package's (repeatable); --cfg job (sweep, run, plan) "
+        "prints the composed config of the first cell and runs nothing.",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in ("sweep", "run", "plan", "fit"):
@@ -155,18 +158,18 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
     from bench.compose import compose_one
-    from bench.config import instance_from_catalog
+    from bench.config import catalog_entries, instance_from_catalog
     from bench.feasibility import fit_table
     from bench.plan import plan_from_overrides
     from bench.planview import format_fit
 
     cfg = compose_one(args.overrides)
     cell = plan_from_overrides(args.overrides).cells[0]
-    catalog = [
-        instance_from_catalog(list(cfg.catalog.instances), entry.type)
-        for entry in cfg.catalog.instances
-    ]
+    entries = catalog_entries(OmegaConf.to_container(cfg.catalog, resolve=True))  # type: ignore[arg-type]
+    catalog = [instance_from_catalog(entries, entry["type"]) for entry in entries]
     rows = fit_table(
         cell.model,
         cell.precision,
@@ -272,6 +275,21 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_cfg(args: argparse.Namespace) -> int:
+    """`--cfg job`: the first cell's full config, as its job will get it (YAML)."""
+    from omegaconf import OmegaConf
+
+    from bench.plan import plan_from_overrides
+
+    if args.verb not in ("sweep", "run", "plan"):
+        raise UsageError(f"--cfg job goes with sweep, run or plan, not {args.verb}")
+    plan = plan_from_overrides(args.overrides)
+    print(OmegaConf.to_yaml(plan.cells[0].to_dict()), end="")
+    if len(plan.cells) > 1:
+        print(f"(cell 1 of {len(plan.cells)}; `plan` lists them all)", file=sys.stderr)
+    return EXIT_OK
+
+
 HANDLERS = {
     "sweep": _sweep,
     "run": _run,
@@ -290,11 +308,42 @@ def redact(text: str) -> str:
     return _USER_INFO.sub("***@", text)
 
 
+GLOBAL_FLAGS = ("--config-dir", "--cfg")
+CFG_CHOICES = ("job",)
+
+
+def _global_flags(argv: list[str]) -> tuple[list[str], list[str], str | None]:
+    """Take `--config-dir DIR` (repeatable) and `--cfg job` from anywhere on the line, as
+    Hydra's own CLI does: (the rest, the config dirs, the --cfg value)."""
+    rest, dirs, cfg = [], [], None
+    words = iter(argv)
+    for word in words:
+        flag, eq, value = word.partition("=")
+        if flag not in GLOBAL_FLAGS:
+            rest.append(word)
+            continue
+        if not eq:
+            value = next(words, "")
+        if not value or value.startswith("-"):
+            raise UsageError(f"{flag} needs a value")
+        if flag == "--cfg":
+            if value not in CFG_CHOICES:
+                raise ConfigError("--cfg", value, "allowed: " + ", ".join(CFG_CHOICES))
+            cfg = value
+        else:
+            dirs.append(value)
+    return rest, dirs, cfg
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """Parsed arguments; overrides may come before or after the verb's options
     (`collect SWEEP --strict store.root=DIR` as well as `collect SWEEP store.root=DIR --strict`)."""
+    argv, config_dirs, cfg = _global_flags(list(sys.argv[1:] if argv is None else argv))
+    for folder in config_dirs:
+        add_config_dir(folder)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    args.cfg = cfg
     stray = [a for a in extra if a.startswith("-")]
     if stray or (extra and args.verb not in VERBS_WITH_OVERRIDES):
         parser.parse_args(argv)  # argparse's own one-line error and exit 2
@@ -307,8 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     from bench.collect import UnreadableCellFile
     from bench.executors.base import SubmissionFailed
 
-    args = _arguments(argv)
     try:
+        args = _arguments(argv)
+    except (ConfigError, UsageError) as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.cfg is not None:
+            return _print_cfg(args)
         if getattr(args, "sweep_id", None) is not None:  # collect, report, status
             from bench.plan import check_sweep_id
 

@@ -10,7 +10,18 @@ from collections.abc import Iterable
 
 from omegaconf import DictConfig
 
-from bench.config import CONFIG_GROUPS, ConfigError, check_root, conf_dir, group_options, root_keys
+from bench.config import (
+    CONFIG_GROUPS,
+    ConfigError,
+    add_config_dir,
+    check_root,
+    conf_dir,
+    group_options,
+    root_keys,
+    user_config_dirs,
+)
+
+SEARCHPATH = "hydra.searchpath"
 
 
 def check_group_choice(group: str, choice: str) -> None:
@@ -20,12 +31,47 @@ def check_group_choice(group: str, choice: str) -> None:
         raise ConfigError(group, choice, "allowed: " + ", ".join(options))
 
 
+def take_searchpath(overrides: list[str]) -> list[str]:
+    """`hydra.searchpath=[file:///DIR,...]` adds those folders like `--config-dir DIR` (so
+    their grids and models are known before Hydra runs); the rest of the overrides."""
+    rest = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") != SEARCHPATH:
+            rest.append(override)
+            continue
+        for entry in value.strip("[]'\"").split(","):
+            entry = entry.strip().strip("'\"")
+            if entry and not entry.startswith("file://"):
+                raise ConfigError(SEARCHPATH, entry, "use file:///absolute/folder entries")
+            if entry:
+                add_config_dir(entry)
+    return rest
+
+
+def _searchpath() -> list[str]:
+    dirs = user_config_dirs()
+    return [f"{SEARCHPATH}=[{','.join(f'file://{d}' for d in dirs)}]"] if dirs else []
+
+
+def _replacing_mapping(override: str) -> list[str] | None:
+    """`model.architecture={...}` replaces the chosen model's architecture: Hydra would merge
+    the new mapping into the old one (keeping, say, gpt_neox's keys under a BLOOM)."""
+    key, sep, value = override.partition("=")
+    if sep and key.lstrip("+") == "model.architecture" and value.strip().startswith("{"):
+        return ["~model.architecture", f"+model.architecture={value}"]
+    return None
+
+
 def _normalise(overrides: Iterable[str]) -> list[str]:
     """Check group choices and quote them (Hydra would read `engine=null` as None); let
     `grid.axes.KEY=[...]` add an axis as well as replace one."""
     out = []
-    for override in overrides:
+    for override in take_searchpath(list(overrides)):
         key, sep, value = override.partition("=")
+        if (replaced := _replacing_mapping(override)) is not None:
+            out += replaced
+            continue
         group = key.lstrip("+~")
         if sep and group in (*CONFIG_GROUPS, "grid"):
             value = value.strip("'\"")
@@ -72,7 +118,7 @@ def compose_many(override_sets: list[list[str]]) -> list[DictConfig]:
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         for overrides in override_sets:
             try:
-                cfg = compose(config_name="config", overrides=list(overrides))
+                cfg = compose(config_name="config", overrides=[*overrides, *_searchpath()])
             except Exception as exc:  # Hydra raises several unrelated exception types here
                 raise _struct_key_error(exc, overrides) or UsageError(_one_line(exc)) from exc
             # `+key=` and grid files can add keys Hydra's struct mode never sees: check the

@@ -44,9 +44,51 @@ def conf_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "conf"
 
 
+# Users' own config folders (`--config-dir DIR`, `hydra.searchpath=[file://DIR]`, or
+# $BENCH_CONFIG_DIRS, os.pathsep-separated): their models, grids, engines and scenarios are
+# added to the package's. A name both define is refused, never silently one or the other.
+USER_DIRS_ENV = "BENCH_CONFIG_DIRS"
+_user_dirs: list[Path] = []
+
+
+def add_config_dir(path: str) -> Path:
+    """Add a user config folder (for this process and the processes it starts)."""
+    folder = Path(path.removeprefix("file://")).expanduser().resolve()
+    _require(folder.is_dir(), "--config-dir", path, "must be an existing folder")
+    if folder not in user_config_dirs():
+        _user_dirs.append(folder)
+        os.environ[USER_DIRS_ENV] = os.pathsep.join(str(d) for d in user_config_dirs())
+    return folder
+
+
+def user_config_dirs() -> list[Path]:
+    from_env = [Path(p) for p in os.environ.get(USER_DIRS_ENV, "").split(os.pathsep) if p]
+    return list(dict.fromkeys([*from_env, *_user_dirs]))
+
+
+def config_dirs() -> list[Path]:
+    """Where config files are found: the package's tree, then the user's folders."""
+    return [conf_dir(), *user_config_dirs()]
+
+
+def group_files(group: str) -> dict[str, Path]:
+    """name -> file of every option of a config group, over all config folders."""
+    found: dict[str, Path] = {}
+    for folder in config_dirs():
+        for path in sorted((folder / group).glob("*.yaml")):
+            if path.stem in found:
+                raise ConfigError(
+                    group,
+                    path.stem,
+                    f"defined twice, in {found[path.stem]} and {path}: rename one",
+                )
+            found[path.stem] = path
+    return found
+
+
 def group_options(group: str) -> list[str]:
     """Names selectable for a config group, e.g. group_options("model") -> ["bert_base", ...]."""
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    return sorted(group_files(group))
 
 
 @dataclass(frozen=True)
@@ -326,6 +368,22 @@ def engine_from_dict(d: dict[str, Any]) -> EngineConfig:
     return EngineConfig(name=name, options=options)
 
 
+def catalog_entries(catalog: dict[str, Any]) -> list[dict[str, Any]]:
+    """The catalog's instance types and those a user's config added (catalog.extra)."""
+    entries = [*catalog["instances"], *(catalog.get("extra") or [])]
+    seen: set[str] = set()
+    for entry in entries:
+        _require(
+            isinstance(entry, dict) and "type" in entry,
+            "catalog.extra",
+            entry,
+            "each entry is a mapping with a type",
+        )
+        _require(entry["type"] not in seen, "catalog.extra", entry["type"], "already a type")
+        seen.add(entry["type"])
+    return entries
+
+
 def instance_from_catalog(catalog: list[dict[str, Any]], type_: str) -> InstanceSpec:
     by_type = {entry["type"]: entry for entry in catalog}
     _choice("instance", type_, list(by_type))
@@ -405,9 +463,8 @@ def _yaml_keys(path: Path) -> set[str]:
 def check_group_keys(group: str, options: dict[str, Any], choice: str | None) -> None:
     """A group's keys are those its YAML files declare (the chosen one's, where there is a
     file per choice): `+executor.timeout=5` is a typo of timeout_s, not a new option."""
-    folder = conf_dir() / group
-    chosen = folder / f"{choice}.yaml"
-    files = [chosen] if choice and chosen.exists() else sorted(folder.glob("*.yaml"))
+    choices = group_files(group)
+    files = [choices[choice]] if choice in choices else sorted(choices.values())
     known = set().union(*(_yaml_keys(f) for f in files)) if files else set(options)
     if unknown := sorted(set(options) - known):
         raise ConfigError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -112,6 +113,47 @@ def download_s3_folder(uri: str, target: Path) -> None:
         client.download_file(bucket, key, str(local), Config=transfer)
 
 
+# A Hugging Face Hub repo id: `name` or `owner/name`, not a path that exists here.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json"]
+
+
+def is_hub_id(source: str) -> bool:
+    return bool(_HUB_ID.match(source)) and not Path(source).expanduser().exists()
+
+
+class HubUnavailable(RuntimeError):
+    """A hub id as model.checkpoint, and the Hub cannot be reached (or has no such repo)."""
+
+
+def _from_hub(repo_id: str, root: Path) -> Checkpoint:
+    """The repo's config and safetensors weights, fetched once into models_dir (download_s);
+    one clear line when the network, the repo or its safetensors are not there."""
+    folder = root / f"hub-{repo_id.replace('/', '--')}"
+    if _is_complete(folder):
+        return Checkpoint(folder)
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise HubUnavailable(f"model.checkpoint={repo_id!r}: huggingface_hub missing") from exc
+
+    def fetch(tmp: Path) -> None:
+        snapshot_download(repo_id, local_dir=tmp, allow_patterns=HUB_FILES)
+
+    try:
+        seconds = _in_temp_folder(root, folder, fetch)
+    except Exception as exc:  # offline, no such repo, gated: one line, the cause named
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HubUnavailable(
+            f"model.checkpoint={repo_id!r}: not a local folder, and fetching it from the "
+            f"Hugging Face Hub failed ({type(exc).__name__}: {cause[:200]}); give a local "
+            "checkpoint folder or an s3:// prefix"
+        ) from exc
+    if not _is_complete(folder):
+        raise HubUnavailable(f"model.checkpoint={repo_id!r}: the repo has no safetensors weights")
+    return Checkpoint(folder, download_s=seconds)
+
+
 def ensure_checkpoint(model: ModelConfig, models_dir: str, seed: int) -> Checkpoint:
     """The model's checkpoint on local disk: a given folder, an s3:// copy (downloaded once
     into models_dir), or one built once from the architecture.
@@ -130,6 +172,8 @@ def ensure_checkpoint(model: ModelConfig, models_dir: str, seed: int) -> Checkpo
         if not _is_complete(folder):
             raise FileNotFoundError(f"model.checkpoint={source!r}: no config.json + safetensors")
         return Checkpoint(folder, download_s=seconds)
+    if source and is_hub_id(source):
+        return _from_hub(source, root)
     if source:
         folder = Path(source).expanduser()
         if not _is_complete(folder):

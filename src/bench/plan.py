@@ -22,7 +22,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench.compose import check_group_choice, compose_many, compose_one
-from bench.config import CellConfig, ConfigError, cell_from_dict, flag, instance_from_catalog
+from bench.config import (
+    CellConfig,
+    ConfigError,
+    catalog_entries,
+    cell_from_dict,
+    flag,
+    instance_from_catalog,
+)
 
 GROUP_AXES = ("model", "engine", "scenario")
 SCALAR_AXES = (
@@ -179,7 +186,7 @@ def _price(cfg: dict[str, Any], instance: Any) -> tuple[float | None, str]:
 def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfig:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
-    instance = instance_from_catalog(resolved["catalog"]["instances"], resolved["instance"])
+    instance = instance_from_catalog(catalog_entries(resolved["catalog"]), resolved["instance"])
     price, price_source = _price(resolved, instance)
     cell = cell_from_dict(
         {

@@ -115,7 +115,11 @@ def _flow(entry: dict[str, Any]) -> str:
 def catalog_yaml(catalog: dict[str, Any], note: str) -> str:
     """The catalog as conf/catalog.yaml writes it: one line per instance type."""
     lines = [f"# {line}" for line in note.splitlines()]
-    lines += ["catalog:", f"  price_source: {json.dumps(catalog['price_source'])}", "  instances:"]
+    lines += ["catalog:", f"  price_source: {json.dumps(catalog['price_source'])}"]
+    # instance types a user's own config adds (see conf/catalog.yaml); kept as they were
+    extra = catalog.get("extra") or []
+    lines += ["  extra: []"] if not extra else ["  extra:", *(f"    - {_flow(e)}" for e in extra)]
+    lines += ["  instances:"]
     lines += [f"    - {_flow(entry)}" for entry in catalog["instances"]]
     text = "\n".join(lines) + "\n"
     OmegaConf.create(text)  # what we write must load back
