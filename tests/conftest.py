@@ -122,25 +122,26 @@ def batch_queues(s3_root: str, s3_server: str) -> list[str]:
         role = iam.create_role(RoleName="bench-batch-service", AssumeRolePolicyDocument="{}")[
             "Role"
         ]["Arn"]
-    queues = []
-    existing = {q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]}
-    for instance_type in G5_TYPES:
-        name = f"bench-{instance_type.replace('.', '-')}"
-        queues.append(name)
-        if name in existing:
-            continue
-        env = batch.create_compute_environment(
-            computeEnvironmentName=f"bench-ce-{instance_type.replace('.', '-')}",
-            type="UNMANAGED",
-            state="ENABLED",
-            serviceRole=role,
-        )
-        batch.create_job_queue(
-            jobQueueName=name,
-            state="ENABLED",
-            priority=1,
-            computeEnvironmentOrder=[
-                {"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}
-            ],
-        )
-    return queues
+    return [batch_queue(batch, role, instance_type) for instance_type in G5_TYPES]
+
+
+def batch_queue(batch, service_role: str, instance_type: str) -> str:
+    """The queue and compute environment jobs/batch.yaml makes for one instance type, on the
+    emulator (made once; its name is returned)."""
+    suffix = instance_type.replace(".", "-")
+    name = f"bench-{suffix}"
+    if batch.describe_job_queues(jobQueues=[name])["jobQueues"]:
+        return name
+    env = batch.create_compute_environment(
+        computeEnvironmentName=f"bench-ce-{suffix}",
+        type="UNMANAGED",
+        state="ENABLED",
+        serviceRole=service_role,
+    )
+    batch.create_job_queue(
+        jobQueueName=name,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
+    )
+    return name

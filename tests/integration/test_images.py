@@ -21,7 +21,7 @@ import pytest
 
 from bench.executors.base import read_submissions
 from bench.store import open_store
-from tests.conftest import REPO
+from tests.conftest import REPO, batch_queue
 
 pytestmark = [pytest.mark.aws, pytest.mark.slow, pytest.mark.container]
 
@@ -70,26 +70,10 @@ def built_images() -> dict[str, str]:
 
 @pytest.fixture
 def cpu_queue(batch_queues: list[str]) -> str:
-    """A queue for the CPU instance type, created as jobs/batch.yaml creates the G5 ones."""
+    """A queue for the CPU instance type, made as jobs/batch.yaml makes the G5 ones."""
     batch = boto3.client("batch")
-    name = f"bench-{CPU_INSTANCE}"
-    if batch.describe_job_queues(jobQueues=[name])["jobQueues"]:
-        return name
     template = batch.describe_compute_environments(computeEnvironments=["bench-ce-g5-xlarge"])
-    role = template["computeEnvironments"][0]["serviceRole"]
-    env = batch.create_compute_environment(
-        computeEnvironmentName=f"bench-ce-{CPU_INSTANCE}",
-        type="UNMANAGED",
-        state="ENABLED",
-        serviceRole=role,
-    )
-    batch.create_job_queue(
-        jobQueueName=name,
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
-    )
-    return name
+    return batch_queue(batch, template["computeEnvironments"][0]["serviceRole"], CPU_INSTANCE)
 
 
 def container_run(job: dict, index: int) -> list[str]:
