@@ -47,23 +47,22 @@ def conf_dir() -> Path:
 # Users' own config folders (`--config-dir DIR`, `hydra.searchpath=[file://DIR]`, or
 # $BENCH_CONFIG_DIRS, os.pathsep-separated): their models, grids, engines and scenarios are
 # added to the package's. A name both define is refused, never silently one or the other.
+# The variable is the one record of them, so the processes a command starts see them too.
 USER_DIRS_ENV = "BENCH_CONFIG_DIRS"
-_user_dirs: list[Path] = []
 
 
 def add_config_dir(path: str) -> Path:
     """Add a user config folder (for this process and the processes it starts)."""
     folder = Path(path.removeprefix("file://")).expanduser().resolve()
     _require(folder.is_dir(), "--config-dir", path, "must be an existing folder")
-    if folder not in user_config_dirs():
-        _user_dirs.append(folder)
-        os.environ[USER_DIRS_ENV] = os.pathsep.join(str(d) for d in user_config_dirs())
+    dirs = user_config_dirs()
+    if folder not in dirs:
+        os.environ[USER_DIRS_ENV] = os.pathsep.join(str(d) for d in [*dirs, folder])
     return folder
 
 
 def user_config_dirs() -> list[Path]:
-    from_env = [Path(p) for p in os.environ.get(USER_DIRS_ENV, "").split(os.pathsep) if p]
-    return list(dict.fromkeys([*from_env, *_user_dirs]))
+    return [Path(p) for p in os.environ.get(USER_DIRS_ENV, "").split(os.pathsep) if p]
 
 
 def config_dirs() -> list[Path]:

@@ -19,6 +19,7 @@ import boto3
 import pandas as pd
 import pytest
 
+from bench.emulator import aws_env
 from bench.executors.base import read_submissions
 from bench.store import open_store
 from tests.conftest import REPO, batch_queue
@@ -38,15 +39,7 @@ CELLS = [
     "scenario.ci_target=0",
 ]
 # What the job role gives a container on AWS: here the emulator's dummy credentials.
-AWS_KEYS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_EC2_METADATA_DISABLED",
-)
+AWS_KEYS = tuple(aws_env("http://127.0.0.1"))
 
 
 @pytest.fixture(scope="session")

@@ -37,10 +37,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bench.config import CellConfig
 from bench.engines.base import Capability, Engine, LoadInfo, PrepareInfo, Unsupported
+from bench.tasks import task_of
 
 LIB_ENV = "BENCH_FT_LIB"
 DEFAULT_LIB = "/opt/fastertransformer/lib/libth_transformer.so"
@@ -447,12 +449,13 @@ class FasterTransformerEngine(Engine):
         return self.ini[section].getint("vocab_size")
 
     def make_batch(self) -> dict[str, Any]:
+        """The task's token ids (seeded: the same on every MPI rank), as the int32 ids and
+        lengths FT's ops take."""
         import torch
 
         cell = self.cell
-        generator = torch.Generator().manual_seed(cell.seed)  # same ids on every MPI rank
-        shape = (cell.batch_size, cell.model.seq_len)
-        ids = torch.randint(3, self._vocab(), shape, generator=generator, dtype=torch.int32)
+        vocab = SimpleNamespace(vocab_size=self._vocab())  # FT's config.ini, not transformers'
+        ids = task_of(cell.model).inputs(cell, vocab)["input_ids"].to(torch.int32)
         lengths = torch.full((cell.batch_size,), cell.model.seq_len, dtype=torch.int32)
         return {"input_ids": ids.to(self.device), "input_lengths": lengths.to(self.device)}
 
