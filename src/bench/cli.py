@@ -129,10 +129,10 @@ def _cell(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace) -> int:
     from bench.collect import collect, summary_text
-    from bench.compose import compose_one
+    from bench.compose import store_root
     from bench.store import SweepPaths, open_store
 
-    root = str(compose_one(args.overrides).store.root)
+    root = store_root(args.overrides)
     store = open_store(root)
     store.check()
     if not store.has_files(SweepPaths(args.sweep_id).cells_dir, ".parquet"):

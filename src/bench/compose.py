@@ -6,6 +6,7 @@ the rest here with Hydra's compose API.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from omegaconf import DictConfig
@@ -130,3 +131,18 @@ def compose_many(override_sets: list[list[str]]) -> list[DictConfig]:
 
 def compose_one(overrides: list[str]) -> DictConfig:
     return compose_many([overrides])[0]
+
+
+# A root Hydra would pass through unchanged: no quotes, interpolation, escapes or spaces.
+PLAIN_ROOT = re.compile(r"[A-Za-z0-9_./:@+=,-]+")
+
+
+def store_root(overrides: list[str]) -> str:
+    """The store root the overrides select. `collect`, `status` and `report` need nothing
+    else, and the README's form (`store.root=DIR` alone) is answered without composing the
+    whole config: Hydra's import and composition are 0.3-0.4 s of a 10,000-cell collect."""
+    if len(overrides) == 1 and overrides[0].startswith("store.root="):
+        value = overrides[0].removeprefix("store.root=")
+        if PLAIN_ROOT.fullmatch(value):
+            return value
+    return str(compose_one(overrides).store.root)

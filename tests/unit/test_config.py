@@ -309,3 +309,19 @@ def test_a_switch_takes_only_true_or_false(key, value):
         plan_from_overrides([f"{key}={value}"])
     assert info.value.key == key and "must be true or false" in str(info.value)
     assert plan_from_overrides([f"{key}=false"]).cells  # the real booleans still work
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["store.root=/tmp/results"],
+        ["store.root=s3://bucket/prefix"],
+        ["store.root='/tmp/a b'"],  # quoted: Hydra's reading, not the fast path
+        ["store.root=/tmp/x", "format=json"],
+        [],
+    ],
+)
+def test_store_root_fast_path_agrees_with_composing(overrides):
+    from bench.compose import compose_one, store_root
+
+    assert store_root(overrides) == str(compose_one(overrides).store.root)
