@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config import CellConfig, InstanceSpec, ModelConfig
-from bench.memory import Estimate, estimate
+from bench.memory import Estimate, bytes_per_sequence, estimate
 from bench.tasks import task_of
 
 GB_PER_GIB = 2**30 / 1e9
 NATIVE_LOW_PRECISION_CC = 7.5  # bf16 and int8 tensor cores from compute capability 7.5 on
+# Over GPU memory by at most this share: `borderline`, which runs (the guide's estimate is
+# "intentionally cautious", and it advises trying instances that are barely excluded).
+BORDERLINE_MARGIN = 0.2
 
 
 @functools.cache
@@ -25,6 +28,28 @@ def _params(auto_class: str, architecture_key: str) -> int:
     from bench.memory import count_parameters
 
     return count_parameters(auto_class, json.loads(architecture_key))
+
+
+@functools.cache
+def _shape(architecture_key: str) -> dict[str, int]:
+    import json
+
+    from bench.memory import architecture_shape
+
+    return architecture_shape(json.loads(architecture_key))
+
+
+def per_sequence_bytes(model: ModelConfig, precision: str) -> float:
+    """What one more sequence adds at run time (KV cache for generation, activations for an
+    encoder); 0 for image models and checkpoint-only models (nothing to read it from)."""
+    import json
+
+    task = task_of(model)
+    if not model.architecture.get("model_type") or task.name == "classify_image":
+        return 0.0
+    shape = _shape(json.dumps(model.architecture, sort_keys=True))
+    kv_cache = task.name in ("generate", "seq2seq")
+    return bytes_per_sequence(shape, task.memory_tokens(model), precision, kv_cache)
 
 
 def model_parameters(model: ModelConfig) -> int | None:
@@ -70,6 +95,7 @@ def cell_estimate(cell: CellConfig) -> Estimate | None:
         cell.model.family,
         tokens,
         cell.batch_size,
+        per_sequence_bytes(cell.model, cell.precision),
     )
 
 
@@ -88,13 +114,27 @@ def infeasible_reason(cell: CellConfig) -> str | None:
         return None
     capacity = gpu_capacity_gb(instance)
     tokens = task_of(cell.model).memory_tokens(cell.model)
-    if est.rmme_per_gpu_gb > capacity:
+    if est.rmme_per_gpu_gb > capacity * (1 + BORDERLINE_MARGIN):
         return (
             f"needs ~{est.rmme_per_gpu_gb:.1f} GB per GPU (RMME, {est.params / 1e9:.2f}B params, "
             f"{cell.precision}, {cell.tp_degree}-way, {tokens} tokens x {cell.batch_size}) but "
             f"{instance.gpu_model} has {capacity:.1f} GB"
         )
     return None
+
+
+def borderline_reason(cell: CellConfig) -> str | None:
+    """Why a cell that runs may not fit: its estimate is over GPU memory, by no more than
+    BORDERLINE_MARGIN."""
+    if not cell.instance.gpus or infeasible_reason(cell) or (est := cell_estimate(cell)) is None:
+        return None
+    capacity = gpu_capacity_gb(cell.instance)
+    if est.rmme_per_gpu_gb <= capacity:
+        return None
+    return (
+        f"borderline: ~{est.rmme_per_gpu_gb:.1f} GB per GPU against {capacity:.1f} GB "
+        f"({est.rmme_per_gpu_gb / capacity - 1:.0%} over the cautious estimate; worth a try)"
+    )
 
 
 @dataclass(frozen=True)
@@ -130,12 +170,13 @@ def fit_table(
     if params is None:
         raise ValueError(f"model {model.name} has no architecture to count parameters from")
     tokens = task_of(model).memory_tokens(model)
+    extra = per_sequence_bytes(model, precision)
     rows = []
     for instance in catalog:
         for p in partitions:
             if not instance.gpus or p > instance.gpus:
                 continue
-            est = estimate(params, precision, engine, p, model.family, tokens, batch_size)
+            est = estimate(params, precision, engine, p, model.family, tokens, batch_size, extra)
             capacity = gpu_capacity_gb(instance)
             over = est.rmme_per_gpu_gb / capacity - 1
             verdict = "fits" if over <= 0 else "borderline" if over <= margin else "no"

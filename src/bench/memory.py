@@ -12,6 +12,14 @@
   sequences of 1024 tokens (GPT 1.1 + 0.05 (p-1), BLOOM 1.15 + 0.05 (p-1), OPT 1.2 + 0.1 (p-1)),
   scaled by sequence length / 1024 and by batch size.
 
+The guide then multiplies the whole multiplier by the batch size, which multiplies the weights
+too (GPT-NeoX-20B at batch 8 would ask 8 copies of itself per GPU). bench keeps the seed's
+figure at batch 1 and adds, per extra sequence, what a sequence adds at run time, from the
+architecture: for generation its KV cache (2 x layers x kv-heads x head-dim x tokens x bytes),
+for an encoder the largest activation of one layer (tokens x max(intermediate, 4 x hidden) plus
+the attention scores heads x tokens^2), divided over the partitions. The literal batch-scaled
+figure is still reported beside it (`rmme_literal_per_gpu_gb`).
+
 Taken literally, the sequence scaling puts a short sequence's RMME below the weights
 themselves (128 tokens: x 0.125); `rmme_per_gpu` therefore never returns less than
 LMME / partitions unless `literal=True`. Units: bytes; GB below means 1e9 bytes.
@@ -91,12 +99,29 @@ def rmme_per_gpu(
     return estimate if literal else max(estimate, lmme_bytes / partitions)
 
 
+def runtime_per_gpu(
+    lmme_bytes: float,
+    family: str,
+    partitions: int,
+    seq_len: int,
+    batch_size: int,
+    bytes_per_sequence: float,
+) -> float:
+    """Runtime memory per GPU, bytes: the seed's RMME at batch 1 plus what each further
+    sequence adds (`bytes_per_sequence`, split over the partitions); weights are never
+    multiplied by the batch size."""
+    first = rmme_per_gpu(lmme_bytes, family, partitions, seq_len, 1)
+    return first + (batch_size - 1) * bytes_per_sequence / partitions
+
+
 @dataclass(frozen=True)
 class Estimate:
     params: int
     lbme_gb: float
     lmme_gb: float
     rmme_per_gpu_gb: float
+    rmme_literal_per_gpu_gb: float = 0.0  # the guide's batch-scaled figure, for comparison
+    per_sequence_gb: float = 0.0  # KV cache or activations one more sequence adds (all GPUs)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +129,8 @@ class Estimate:
             "lbme_gb": round(self.lbme_gb, 2),
             "lmme_gb": round(self.lmme_gb, 2),
             "rmme_per_gpu_gb": round(self.rmme_per_gpu_gb, 2),
+            "rmme_literal_per_gpu_gb": round(self.rmme_literal_per_gpu_gb, 2),
+            "per_sequence_gb": round(self.per_sequence_gb, 3),
         }
 
 
@@ -115,11 +142,59 @@ def estimate(
     family: str,
     seq_len: int,
     batch_size: int,
+    bytes_per_sequence: float = 0.0,
 ) -> Estimate:
     """All three estimates for one configuration, in GB (1e9 bytes)."""
     loaded = lmme(params, precision, engine, partitions, family)
-    runtime = rmme_per_gpu(loaded, family, partitions, seq_len, batch_size)
-    return Estimate(params, lbme(params, precision) / 1e9, loaded / 1e9, runtime / 1e9)
+    runtime = runtime_per_gpu(loaded, family, partitions, seq_len, batch_size, bytes_per_sequence)
+    literal = rmme_per_gpu(loaded, family, partitions, seq_len, batch_size, literal=True)
+    return Estimate(
+        params,
+        lbme(params, precision) / 1e9,
+        loaded / 1e9,
+        runtime / 1e9,
+        literal / 1e9,
+        bytes_per_sequence / 1e9,
+    )
+
+
+def bytes_per_sequence(shape: dict[str, int], tokens: int, precision: str, kv_cache: bool) -> float:
+    """What one more sequence of `tokens` adds at run time: its KV cache for generation, the
+    largest one-layer activation for an encoder. `shape`: layers, hidden, heads, kv_heads,
+    intermediate (0 where unknown: nothing is added)."""
+    element = BYTES_PER_PARAM.get(precision, 2)  # autocast: activations in fp16/bf16
+    hidden, heads = shape.get("hidden", 0), max(1, shape.get("heads", 1))
+    if kv_cache:
+        head_dim = hidden / heads
+        kv_heads = shape.get("kv_heads") or heads
+        return 2.0 * shape.get("layers", 0) * kv_heads * head_dim * tokens * element
+    widest = max(shape.get("intermediate", 0), 4 * hidden)
+    return float(tokens * widest * element + heads * tokens * tokens * element)
+
+
+def architecture_shape(architecture: dict[str, Any]) -> dict[str, int]:
+    """Layers, hidden size, heads, KV heads and intermediate size of an architecture, read
+    through transformers' config (which maps each family's own key names)."""
+    import transformers
+
+    arch = dict(architecture)
+    config = transformers.AutoConfig.for_model(arch.pop("model_type"), **arch)
+    config = getattr(config, "text_config", None) or config  # multimodal configs nest it
+
+    def first(*names: str) -> int:
+        for name in names:
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                return value
+        return 0
+
+    return {
+        "layers": first("num_hidden_layers", "num_layers", "n_layer"),
+        "hidden": first("hidden_size", "d_model", "n_embd", "word_embed_proj_dim"),
+        "heads": first("num_attention_heads", "num_heads", "n_head"),
+        "kv_heads": first("num_key_value_heads"),
+        "intermediate": first("intermediate_size", "ffn_dim", "d_ff", "n_inner"),
+    }
 
 
 def count_parameters(auto_class_name: str, architecture: dict[str, Any]) -> int:

@@ -8,7 +8,13 @@ from typing import Any
 
 from bench.config import CellConfig, ScenarioConfig
 from bench.engines import ENGINES
-from bench.feasibility import FitRow, cell_estimate, gpu_capacity_gb, infeasible_reason
+from bench.feasibility import (
+    FitRow,
+    borderline_reason,
+    cell_estimate,
+    gpu_capacity_gb,
+    infeasible_reason,
+)
 from bench.plan import Plan
 
 
@@ -18,11 +24,13 @@ def _estimate_gb(cell: CellConfig) -> float | None:
 
 
 def cell_verdict(cell: CellConfig) -> tuple[str, str]:
-    """(run | unsupported | infeasible, reason)."""
+    """(run | borderline | unsupported | infeasible, reason); borderline cells run."""
     if reason := ENGINES[cell.engine.name].unsupported_reason(cell):
         return "unsupported", reason
     if reason := infeasible_reason(cell):
         return "infeasible", reason
+    if reason := borderline_reason(cell):
+        return "borderline", reason
     return "run", ""
 
 
@@ -49,7 +57,7 @@ def plan_report(plan: Plan, cell_overhead_s: float) -> dict[str, Any]:
                 "reason": reason,
             }
         )
-        if verdict == "run":
+        if verdict in ("run", "borderline"):
             hours = (cell_overhead_s + measured_seconds(cell.scenario)) / 3600
             entry = per_instance[cell.instance.type]
             entry["cells"] += 1

@@ -104,3 +104,39 @@ def test_plan_and_fit_verbs():
     assert report["usd_total"] > 0
     table = run("fit", "model=gpt_neox_20b", "precision=fp16")
     assert "p4de.24xlarge" in table and "borderline" in table
+
+
+def _seed002_cells():
+    from bench.planview import cell_verdict
+
+    plan = plan_from_overrides(["+grid=seed002_lmi"])
+    return {(c.model.name, c.engine.name, c.precision): (c, cell_verdict(c)) for c in plan.cells}
+
+
+def test_seed002_configurations_fit_or_are_borderline_never_infeasible():
+    cells = _seed002_cells()
+    for engine in ("deepspeed", "accelerate"):
+        cell, (verdict, reason) = cells[("opt_30b", engine, "fp16")]
+        assert (cell.tp_degree, cell.instance.type, cell.batch_size) == (4, "g5.24xlarge", 4)
+        assert verdict in ("run", "borderline"), reason
+    bloom, _ = cells[("bloom_176b", "deepspeed", "int8")]
+    assert (bloom.tp_degree, bloom.instance.type) == (8, "p4d.24xlarge")
+    assert infeasible_reason(bloom) is None  # the memory fits; int8 on CUDA is the engine's gap
+
+
+def test_batch_adds_the_kv_cache_not_copies_of_the_weights():
+    from bench.feasibility import cell_estimate
+
+    one, eight = (
+        cell_estimate(
+            plan_from_overrides(
+                ["model=gpt_neox_20b", "precision=fp16", f"batch_size={b}", "instance=p4de.24xlarge"]
+            ).cells[0]
+        )
+        for b in (1, 8)
+    )
+    # 2 x 44 layers x 6144 x 1024 tokens x 2 bytes = 1.107 GB per sequence; 7 more sequences
+    assert eight.per_sequence_gb == pytest.approx(1.107, abs=0.01)
+    assert eight.rmme_per_gpu_gb - one.rmme_per_gpu_gb == pytest.approx(7 * 1.107, abs=0.05)
+    assert eight.lmme_gb == one.lmme_gb  # weights are not multiplied by the batch
+    assert eight.rmme_literal_per_gpu_gb == pytest.approx(8 * one.rmme_literal_per_gpu_gb)
