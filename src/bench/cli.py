@@ -162,23 +162,15 @@ def _fit(args: argparse.Namespace) -> int:
 
     from bench.compose import compose_one
     from bench.config import catalog_entries, instance_from_catalog
-    from bench.feasibility import fit_table
     from bench.plan import plan_from_overrides
-    from bench.planview import format_fit
+    from bench.planview import fit_rows, format_fit
 
     cfg = compose_one(args.overrides)
     cell = plan_from_overrides(args.overrides).cells[0]
     entries = catalog_entries(OmegaConf.to_container(cfg.catalog, resolve=True))  # type: ignore[arg-type]
     catalog = [instance_from_catalog(entries, entry["type"]) for entry in entries]
-    rows = fit_table(
-        cell.model,
-        cell.precision,
-        cell.engine.name,
-        cell.batch_size,
-        catalog,
-        float(cfg.fit.margin),
-        tuple(int(p) for p in cfg.fit.partitions),
-    )
+    partitions = tuple(int(p) for p in cfg.fit.partitions)
+    rows = fit_rows(cell, catalog, float(cfg.fit.margin), partitions)
     header = (
         f"{cell.model.name} {cell.precision} engine={cell.engine.name} "
         f"{cell.model.seq_len}+{cell.model.new_tokens} tokens x batch {cell.batch_size}; "

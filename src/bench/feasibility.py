@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,10 +163,12 @@ def fit_table(
     catalog: list[InstanceSpec],
     margin: float,
     partitions: tuple[int, ...] = (1, 2, 4, 8),
+    unsupported: Callable[[InstanceSpec, int], str | None] | None = None,
 ) -> list[FitRow]:
-    """Every GPU instance type x partition degree: does the model fit, and at what price per
-    replica. `borderline`: over capacity by less than `margin` (the guide advises trying
-    instances that are barely excluded). Cheapest per replica first, fits before borderline."""
+    """Every GPU instance type x partition degree the engine can run (`unsupported`: why it
+    cannot, None when it can): does the model fit, and at what price per replica.
+    `borderline`: over capacity by less than `margin` (the guide advises trying instances that
+    are barely excluded). Cheapest per replica first, fits before borderline."""
     params = model_parameters(model)
     if params is None:
         raise ValueError(f"model {model.name} has no architecture to count parameters from")
@@ -176,6 +179,8 @@ def fit_table(
         for p in partitions:
             if not instance.gpus or p > instance.gpus:
                 continue
+            if unsupported is not None and unsupported(instance, p):
+                continue  # `plan` would refuse it: never offer it
             est = estimate(params, precision, engine, p, model.family, tokens, batch_size, extra)
             capacity = gpu_capacity_gb(instance)
             over = est.rmme_per_gpu_gb / capacity - 1

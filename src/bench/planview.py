@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from typing import Any
 
-from bench.config import CellConfig, ScenarioConfig
+from bench.config import CellConfig, InstanceSpec, ScenarioConfig
 from bench.engines import ENGINES
 from bench.feasibility import (
     FitRow,
     borderline_reason,
     cell_estimate,
+    fit_table,
     gpu_capacity_gb,
     infeasible_reason,
 )
@@ -32,6 +34,30 @@ def cell_verdict(cell: CellConfig) -> tuple[str, str]:
     if reason := borderline_reason(cell):
         return "borderline", reason
     return "run", ""
+
+
+def fit_rows(
+    cell: CellConfig, catalog: list[InstanceSpec], margin: float, partitions: tuple[int, ...]
+) -> list[FitRow]:
+    """`fit` for the model, precision, engine and batch of `cell`: only the instance types and
+    partition degrees its engine can run, so `fit` never offers what `plan` would refuse."""
+    engine = ENGINES[cell.engine.name]
+
+    def unsupported(instance: InstanceSpec, partitions: int) -> str | None:
+        return engine.unsupported_reason(
+            dataclasses.replace(cell, instance=instance, tp_degree=partitions)
+        )
+
+    return fit_table(
+        cell.model,
+        cell.precision,
+        cell.engine.name,
+        cell.batch_size,
+        catalog,
+        margin,
+        partitions,
+        unsupported,
+    )
 
 
 def plan_report(plan: Plan, cell_overhead_s: float) -> dict[str, Any]:

@@ -127,16 +127,33 @@ def test_seed002_configurations_fit_or_are_borderline_never_infeasible():
 def test_batch_adds_the_kv_cache_not_copies_of_the_weights():
     from bench.feasibility import cell_estimate
 
+    base = ["model=gpt_neox_20b", "precision=fp16", "instance=p4de.24xlarge"]
     one, eight = (
-        cell_estimate(
-            plan_from_overrides(
-                ["model=gpt_neox_20b", "precision=fp16", f"batch_size={b}", "instance=p4de.24xlarge"]
-            ).cells[0]
-        )
-        for b in (1, 8)
+        cell_estimate(plan_from_overrides([*base, f"batch_size={b}"]).cells[0]) for b in (1, 8)
     )
     # 2 x 44 layers x 6144 x 1024 tokens x 2 bytes = 1.107 GB per sequence; 7 more sequences
     assert eight.per_sequence_gb == pytest.approx(1.107, abs=0.01)
     assert eight.rmme_per_gpu_gb - one.rmme_per_gpu_gb == pytest.approx(7 * 1.107, abs=0.05)
     assert eight.lmme_gb == one.lmme_gb  # weights are not multiplied by the batch
     assert eight.rmme_literal_per_gpu_gb == pytest.approx(8 * one.rmme_literal_per_gpu_gb)
+
+
+@pytest.mark.parametrize("engine", ["hf", "accelerate", "deepspeed"])
+def test_fit_offers_nothing_plan_would_call_unsupported(catalog, engine):
+    from bench.planview import cell_verdict, fit_rows
+
+    cell = plan_from_overrides(["model=gpt_neox_20b", "precision=fp16", f"engine={engine}"]).cells[
+        0
+    ]
+    rows = fit_rows(cell, list(catalog.values()), 0.2, (1, 2, 4, 8))
+    assert rows
+    for row in rows:
+        planned = dataclasses.replace(
+            cell, instance=catalog[row.instance], tp_degree=row.partitions
+        )
+        verdict, reason = cell_verdict(planned)
+        assert verdict != "unsupported", (row.instance, row.partitions, reason)
+    if engine == "hf":  # one device only
+        assert {row.partitions for row in rows} == {1}
+    else:
+        assert max(row.partitions for row in rows) > 1
