@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     prices.add_argument("action", choices=["refresh"])
     prices.add_argument("--region", default="us-east-1", help="region whose prices to read")
     prices.add_argument("--spot", action="store_true", help="also read current Spot prices")
-    prices.add_argument("--out", default=None, help="catalog to write (default: the config's)")
+    prices.add_argument("--out", default=None, help="catalog file to write (required)")
     status = verbs.add_parser("status", help=VERBS_HELP["status"], description=VERBS_HELP["status"])
     status.add_argument("sweep_id", help="the sweep's folder name in the store")
     status.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. store.root=s3://b/p")
@@ -218,12 +218,23 @@ def _prices(args: argparse.Namespace) -> int:
     from bench.config import conf_dir
     from bench.prices import PRICING_API_REGION, refresh_catalog, write_catalog
 
+    if not args.out:  # the installed package's catalog is never rewritten in place
+        raise ConfigError("--out", None, "give the file to write the refreshed catalog to")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ConfigError("--out", args.out, "its folder must exist")
+    if boto3.Session().get_credentials() is None:
+        raise ConfigError(
+            "credentials",
+            None,
+            "the Price List API needs AWS credentials (environment, "
+            "profile or instance role); none were found",
+        )
     source = conf_dir() / "catalog.yaml"
     catalog = OmegaConf.to_container(OmegaConf.load(source))["catalog"]  # type: ignore[index]
     pricing = boto3.client("pricing", region_name=PRICING_API_REGION)
     ec2 = boto3.client("ec2", region_name=args.region) if args.spot else None
     refreshed = refresh_catalog(catalog, pricing, args.region, ec2)
-    out = Path(args.out) if args.out else source
     write_catalog(out, refreshed)
     print(f"updated {len(refreshed.updated)} prices in {out}")
     for instance in refreshed.unanswered:

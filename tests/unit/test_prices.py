@@ -126,3 +126,38 @@ def test_the_shipped_catalog_round_trips_through_the_writer():
     catalog = OmegaConf.to_container(OmegaConf.load(conf_dir() / "catalog.yaml"))["catalog"]
     text = catalog_yaml(catalog, "note")
     assert OmegaConf.to_container(OmegaConf.create(text))["catalog"] == catalog
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--out", "OUT"], "credentials="),
+        ([], "--out="),
+        (["--out", "/no/such/dir/c.yaml"], "--out="),
+    ],
+)
+def test_refresh_without_credentials_or_out_is_one_line_and_writes_nothing(tmp_path, args, key):
+    import subprocess
+    import sys
+
+    args = [str(tmp_path / "catalog.yaml") if a == "OUT" else a for a in args]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance-role lookup off loopback
+    }
+    before = (conf_dir() / "catalog.yaml").read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "prices", "refresh", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert (conf_dir() / "catalog.yaml").read_bytes() == before
