@@ -162,17 +162,24 @@ def _fit(args: argparse.Namespace) -> int:
 
     from bench.compose import compose_one
     from bench.config import catalog_entries, instance_from_catalog
+    from bench.memory import given_parameters
     from bench.plan import plan_from_overrides
     from bench.planview import fit_rows, format_fit
 
-    cfg = compose_one(args.overrides)
-    cell = plan_from_overrides(args.overrides).cells[0]
+    # `fit params=15e9` / `fit lbme_gb=30`: the fit section's keys, said the short way
+    overrides = [
+        f"fit.{o}" if o.split("=", 1)[0] in ("params", "lbme_gb") else o for o in args.overrides
+    ]
+    cfg = compose_one(overrides)
+    cell = plan_from_overrides(overrides).cells[0]
     entries = catalog_entries(OmegaConf.to_container(cfg.catalog, resolve=True))  # type: ignore[arg-type]
     catalog = [instance_from_catalog(entries, entry["type"]) for entry in entries]
     partitions = tuple(int(p) for p in cfg.fit.partitions)
-    rows = fit_rows(cell, catalog, float(cfg.fit.margin), partitions)
+    params = given_parameters(cfg.fit.params, cfg.fit.lbme_gb, cell.precision)
+    rows = fit_rows(cell, catalog, float(cfg.fit.margin), partitions, params)
+    what = f"{params / 1e9:.3g}B params" if params else cell.model.name
     header = (
-        f"{cell.model.name} {cell.precision} engine={cell.engine.name} "
+        f"{what} {cell.precision} engine={cell.engine.name} "
         f"{cell.model.seq_len}+{cell.model.new_tokens} tokens x batch {cell.batch_size}; "
         f"borderline = over by < {float(cfg.fit.margin):.0%}"
     )

@@ -433,7 +433,11 @@ def cell_from_dict(d: dict[str, Any]) -> CellConfig:
 
 # The keys of the root config besides the config groups' (conf/config.yaml), and of the
 # sections that are not groups: a grid file or a `+key=` that adds any other key is a typo.
-ROOT_SECTIONS = {"sla": {"p99_ms"}, "fit": {"margin", "partitions"}, "plan": {"cell_overhead_s"}}
+ROOT_SECTIONS = {
+    "sla": {"p99_ms"},
+    "fit": {"margin", "partitions", "params", "lbme_gb"},
+    "plan": {"cell_overhead_s"},
+}
 GRID_KEYS = ("name", "axes", "blocks")
 FORMATS = ("table", "json")
 # Executor options that are numbers: (integer?, lowest allowed).
@@ -509,6 +513,12 @@ def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
     _require(ok, "fit.partitions", partitions, "must be a list of integers >= 1, e.g. [1,2,4,8]")
     for value in partitions:
         _int_at_least("fit.partitions", value, 1, MAX_TP_DEGREE)
+    _optional_positive("fit.params", fit.get("params"))
+    _optional_positive("fit.lbme_gb", fit.get("lbme_gb"))
+    both = fit.get("params") is not None and fit.get("lbme_gb") is not None
+    _require(
+        not both, "fit.lbme_gb", fit.get("lbme_gb"), "give fit.params or fit.lbme_gb, not both"
+    )
     _positive("plan.cell_overhead_s", (cfg.get("plan") or {}).get("cell_overhead_s"))
     executor = dict(cfg.get("executor") or {})
     check_group_keys("executor", executor, executor.get("name"))

@@ -133,7 +133,7 @@ def borderline_reason(cell: CellConfig) -> str | None:
     if est.rmme_per_gpu_gb <= capacity:
         return None
     return (
-        f"borderline: ~{est.rmme_per_gpu_gb:.1f} GB per GPU against {capacity:.1f} GB "
+        f"~{est.rmme_per_gpu_gb:.1f} GB per GPU against {capacity:.1f} GB "
         f"({est.rmme_per_gpu_gb / capacity - 1:.0%} over the cautious estimate; worth a try)"
     )
 
@@ -144,6 +144,9 @@ class FitRow:
     gpu_model: str
     partitions: int
     replicas: int
+    lbme_gb: float
+    lmme_gb: float  # all partitions together
+    per_sequence_gb: float  # KV cache or activations each sequence beyond the first adds
     rmme_per_gpu_gb: float
     gpu_gb: float
     verdict: str  # fits | borderline | no
@@ -164,16 +167,20 @@ def fit_table(
     margin: float,
     partitions: tuple[int, ...] = (1, 2, 4, 8),
     unsupported: Callable[[InstanceSpec, int], str | None] | None = None,
+    params: int | None = None,
 ) -> list[FitRow]:
     """Every GPU instance type x partition degree the engine can run (`unsupported`: why it
     cannot, None when it can): does the model fit, and at what price per replica.
     `borderline`: over capacity by less than `margin` (the guide advises trying instances that
-    are barely excluded). Cheapest per replica first, fits before borderline."""
-    params = model_parameters(model)
+    are barely excluded). Cheapest per replica first, fits before borderline. `params`: a
+    parameter count to fit instead of the model's own."""
+    given = params
+    params = params or model_parameters(model)
     if params is None:
         raise ValueError(f"model {model.name} has no architecture to count parameters from")
     tokens = task_of(model).memory_tokens(model)
-    extra = per_sequence_bytes(model, precision)
+    # a bare parameter count has no architecture to read a sequence's KV cache from
+    extra = per_sequence_bytes(model, precision) if given is None else 0.0
     rows = []
     for instance in catalog:
         for p in partitions:
@@ -193,6 +200,9 @@ def fit_table(
                     gpu_model=instance.gpu_model or "",
                     partitions=p,
                     replicas=replicas,
+                    lbme_gb=round(est.lbme_gb, 2),
+                    lmme_gb=round(est.lmme_gb, 2),
+                    per_sequence_gb=round(est.per_sequence_gb, 3),
                     rmme_per_gpu_gb=round(est.rmme_per_gpu_gb, 2),
                     gpu_gb=round(capacity, 2),
                     verdict=verdict,

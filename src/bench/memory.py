@@ -64,6 +64,16 @@ def lbme(params: int, precision: str) -> float:
     return float(params * BYTES_PER_PARAM[weight_precision(precision)])
 
 
+def given_parameters(params: float | None, lbme_gb: float | None, precision: str) -> int | None:
+    """A parameter count from `fit params=` or `fit lbme_gb=` (the guide's "if the LBME is
+    30 GB"), None when neither is given."""
+    if params is not None:
+        return int(params)
+    if lbme_gb is not None:
+        return int(lbme_gb * 1e9 / BYTES_PER_PARAM[weight_precision(precision)])
+    return None
+
+
 def weight_precision(precision: str) -> str:
     """The dtype the weights are held in (mixed precision holds fp32 weights)."""
     return WEIGHT_PRECISION.get(precision, precision)

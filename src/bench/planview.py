@@ -37,7 +37,11 @@ def cell_verdict(cell: CellConfig) -> tuple[str, str]:
 
 
 def fit_rows(
-    cell: CellConfig, catalog: list[InstanceSpec], margin: float, partitions: tuple[int, ...]
+    cell: CellConfig,
+    catalog: list[InstanceSpec],
+    margin: float,
+    partitions: tuple[int, ...],
+    params: int | None = None,
 ) -> list[FitRow]:
     """`fit` for the model, precision, engine and batch of `cell`: only the instance types and
     partition degrees its engine can run, so `fit` never offers what `plan` would refuse."""
@@ -57,6 +61,7 @@ def fit_rows(
         margin,
         partitions,
         unsupported,
+        params,
     )
 
 

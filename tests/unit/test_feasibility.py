@@ -157,3 +157,37 @@ def test_fit_offers_nothing_plan_would_call_unsupported(catalog, engine):
         assert {row.partitions for row in rows} == {1}
     else:
         assert max(row.partitions for row in rows) > 1
+
+
+def test_fit_a_bare_lbme_gives_the_guides_candidates(catalog):
+    """Seed 000: "if the LBME is 30 GB": one GPU of p4d/p4de, or 2-way on p3.8xlarge and
+    g5.12xlarge."""
+    from bench.memory import given_parameters
+    from bench.planview import fit_rows
+
+    params = given_parameters(None, 30, "fp16")
+    assert params == 15_000_000_000
+    cell = plan_from_overrides(["precision=fp16", "engine=accelerate"]).cells[0]
+    rows = {
+        (r.instance, r.partitions): r
+        for r in fit_rows(cell, list(catalog.values()), 0.2, (1, 2, 4, 8), params)
+    }
+    assert rows[("p4d.24xlarge", 1)].lbme_gb == 30.0
+    assert rows[("p4d.24xlarge", 1)].lmme_gb == pytest.approx(1.15 * 30)
+    assert rows[("p4d.24xlarge", 1)].verdict == rows[("p4de.24xlarge", 1)].verdict == "fits"
+    assert rows[("g5.12xlarge", 2)].verdict == "fits"
+    assert rows[("p3.8xlarge", 2)].verdict in ("fits", "borderline")
+    assert rows[("g5.12xlarge", 1)].verdict == "no"
+
+
+def test_fit_cli_takes_params_short_form():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "fit", "params=15e9", "precision=fp16", "format=json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows and all(r["lbme_gb"] == 30.0 for r in rows)
