@@ -160,12 +160,8 @@ def _scan_chunk(store: Store, paths: list[str]) -> ChunkResult:
     # A file without bench's identity columns reads as rows of nulls: re-read those alone
     # so they are named (and skipped) as the per-file path would.
     identity = functools.reduce(pc.and_, [pc.is_valid(table[c]) for c in REQUIRED_COLUMNS])
-    if pc.all(identity).as_py():  # the usual case; Table.filter would import pandas (0.4 s)
-        suspect, good = [], table
-    else:
-        suspect = sorted(set(table.filter(pc.invert(identity))[FILE_COLUMN].to_pylist()))
-        known = pa.array(suspect, pa.string())
-        good = table.filter(pc.invert(pc.is_in(table[FILE_COLUMN], known)))
+    suspect = sorted(set(table.filter(pc.invert(identity))[FILE_COLUMN].to_pylist()))
+    good = table.filter(pc.invert(pc.is_in(table[FILE_COLUMN], pa.array(suspect, pa.string()))))
     rest, unreadable = read_chunk(store, [by_uri[u] for u in suspect]) if suspect else (None, [])
     files = [by_uri[u] for u in good[FILE_COLUMN].to_pylist()]
     parts = [_with_files(conform(good), files)] + ([rest] if rest is not None else [])

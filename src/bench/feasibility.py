@@ -6,6 +6,7 @@ types and partition degrees can host a model at all, cheapest first.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +23,13 @@ NATIVE_LOW_PRECISION_CC = 7.5  # bf16 and int8 tensor cores from compute capabil
 BORDERLINE_MARGIN = 0.2
 
 
+def _architecture_key(model: ModelConfig) -> str:
+    """The architecture as a hashable key, for the caches below."""
+    return json.dumps(model.architecture, sort_keys=True)
+
+
 @functools.cache
 def _params(auto_class: str, architecture_key: str) -> int:
-    import json
-
     from bench.memory import count_parameters
 
     return count_parameters(auto_class, json.loads(architecture_key))
@@ -33,8 +37,6 @@ def _params(auto_class: str, architecture_key: str) -> int:
 
 @functools.cache
 def _shape(architecture_key: str) -> dict[str, int]:
-    import json
-
     from bench.memory import architecture_shape
 
     return architecture_shape(json.loads(architecture_key))
@@ -43,12 +45,10 @@ def _shape(architecture_key: str) -> dict[str, int]:
 def per_sequence_bytes(model: ModelConfig, precision: str) -> float:
     """What one more sequence adds at run time (KV cache for generation, activations for an
     encoder); 0 for image models and checkpoint-only models (nothing to read it from)."""
-    import json
-
     task = task_of(model)
     if not model.architecture.get("model_type") or task.name == "classify_image":
         return 0.0
-    shape = _shape(json.dumps(model.architecture, sort_keys=True))
+    shape = _shape(_architecture_key(model))
     kv_cache = task.name in ("generate", "seq2seq")
     return bytes_per_sequence(shape, task.memory_tokens(model), precision, kv_cache)
 
@@ -57,9 +57,7 @@ def model_parameters(model: ModelConfig) -> int | None:
     """Exact parameter count from the architecture (None for a checkpoint-only model)."""
     if not model.architecture.get("model_type"):
         return None
-    import json
-
-    return _params(model.auto_class, json.dumps(model.architecture, sort_keys=True))
+    return _params(model.auto_class, _architecture_key(model))
 
 
 def gpu_capacity_gb(instance: InstanceSpec) -> float:
@@ -125,12 +123,12 @@ def infeasible_reason(cell: CellConfig) -> str | None:
 
 
 def borderline_reason(cell: CellConfig) -> str | None:
-    """Why a cell that runs may not fit: its estimate is over GPU memory, by no more than
-    BORDERLINE_MARGIN."""
-    if not cell.instance.gpus or infeasible_reason(cell) or (est := cell_estimate(cell)) is None:
+    """Why a cell that `infeasible_reason` lets run may not fit: its estimate is over GPU
+    memory, by no more than BORDERLINE_MARGIN."""
+    if (est := cell_estimate(cell)) is None:  # also None on a CPU instance
         return None
     capacity = gpu_capacity_gb(cell.instance)
-    if est.rmme_per_gpu_gb <= capacity:
+    if not capacity < est.rmme_per_gpu_gb <= capacity * (1 + BORDERLINE_MARGIN):
         return None
     return (
         f"~{est.rmme_per_gpu_gb:.1f} GB per GPU against {capacity:.1f} GB "
@@ -174,13 +172,12 @@ def fit_table(
     `borderline`: over capacity by less than `margin` (the guide advises trying instances that
     are barely excluded). Cheapest per replica first, fits before borderline. `params`: a
     parameter count to fit instead of the model's own."""
-    given = params
+    # a bare parameter count has no architecture to read a sequence's KV cache from
+    extra = 0.0 if params else per_sequence_bytes(model, precision)
     params = params or model_parameters(model)
     if params is None:
         raise ValueError(f"model {model.name} has no architecture to count parameters from")
     tokens = task_of(model).memory_tokens(model)
-    # a bare parameter count has no architecture to read a sequence's KV cache from
-    extra = per_sequence_bytes(model, precision) if given is None else 0.0
     rows = []
     for instance in catalog:
         for p in partitions:

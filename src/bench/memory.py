@@ -182,13 +182,18 @@ def bytes_per_sequence(shape: dict[str, int], tokens: int, precision: str, kv_ca
     return float(tokens * widest * element + heads * tokens * tokens * element)
 
 
-def architecture_shape(architecture: dict[str, Any]) -> dict[str, int]:
-    """Layers, hidden size, heads, KV heads and intermediate size of an architecture, read
-    through transformers' config (which maps each family's own key names)."""
+def hf_config(architecture: dict[str, Any]) -> Any:
+    """transformers' config for an architecture dict (`model_type` plus its keys)."""
     import transformers
 
     arch = dict(architecture)
-    config = transformers.AutoConfig.for_model(arch.pop("model_type"), **arch)
+    return transformers.AutoConfig.for_model(arch.pop("model_type"), **arch)
+
+
+def architecture_shape(architecture: dict[str, Any]) -> dict[str, int]:
+    """Layers, hidden size, heads, KV heads and intermediate size of an architecture, read
+    through transformers' config (which maps each family's own key names)."""
+    config = hf_config(architecture)
     config = getattr(config, "text_config", None) or config  # multimodal configs nest it
 
     def first(*names: str) -> int:
@@ -213,8 +218,6 @@ def count_parameters(auto_class_name: str, architecture: dict[str, Any]) -> int:
     import torch
     import transformers
 
-    arch = dict(architecture)
-    config = transformers.AutoConfig.for_model(arch.pop("model_type"), **arch)
     with torch.device("meta"):
-        model = getattr(transformers, auto_class_name).from_config(config)
+        model = getattr(transformers, auto_class_name).from_config(hf_config(architecture))
     return sum(p.numel() for p in model.parameters())
