@@ -6,8 +6,8 @@ files ~3x faster than pyarrow's and spreads them over the CPUs; on S3 its own cl
 the GETs, given the endpoint and credentials boto3 resolved), cast to the row schema as it
 reads; a chunk it cannot read in one go (a corrupt or foreign file, an older column type it
 will not widen, a failed GET) is read file by file through the store, so the bad file is
-named. Without polars, files are read file by file by worker processes (one per CPU), each
-with a few I/O threads to overlap S3 round trips, returning one compact table per chunk.
+named. The rows stay in polars until the aggregate is written: pyarrow arrays built from
+Python values import pandas (0.4 s of a cold collect), polars' do not.
 
 Each file is cast to the current row schema (older files get the newer columns as nulls); one
 row per cell is kept, its best attempt (an ok row over any other, then the latest), and the
@@ -20,24 +20,25 @@ name and skipped (strict: fatal). Files of the older one-row-per-cell layout
 from __future__ import annotations
 
 import functools
+import io
 import json
-import multiprocessing
-import os
 from collections import Counter
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.rows import ROW_SCHEMA, conform
-from bench.store import Store, SweepPaths, open_store
+from bench.store import Store, SweepPaths
 
-CHUNK_FILES = 500
 SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
 FILE_COLUMN = "__bench_file"
 VERSION_COLUMN = "__bench_file_version"
+URI_COLUMN = "__bench_uri"
+ROW_INDEX = "__bench_row"
 NOT_OK_FAILURES = ("failed", "timeout")
 # What makes a Parquet file a bench row file: a schema version and the columns a row is
 # identified and judged by. Anything else in cells/ is somebody else's file.
@@ -80,14 +81,9 @@ def _read(store: Store, path: str) -> pa.Table | Exception:
 ChunkResult = tuple[pa.Table | None, list[tuple[str, str]]]
 
 
-@functools.cache
-def _worker_store(root: str) -> Store:
-    """One store (and S3 client) per worker process, made after the fork."""
-    return open_store(root)
-
-
 def read_chunk(store: Store, paths: list[str]) -> ChunkResult:
-    """Read `paths` into one table (a single chunk per column) plus (path, error) failures."""
+    """The slow path, file by file: `paths` as one conformed table with each row's file, plus
+    (path, error) of the files that could not be read."""
     tables, unreadable = [], []
     if store.io_threads > 1:  # remote: overlap the round trips
         with ThreadPoolExecutor(max_workers=store.io_threads) as pool:
@@ -98,26 +94,16 @@ def read_chunk(store: Store, paths: list[str]) -> ChunkResult:
         if isinstance(result, Exception):
             unreadable.append((path, f"{type(result).__name__}: {result}"))
         else:
-            tables.append(_with_files(result, [path] * result.num_rows))
+            files = pa.array([path] * result.num_rows, pa.string())
+            tables.append(result.append_column(FILE_COLUMN, files))
     table = pa.concat_tables(tables).combine_chunks() if tables else None
     return table, unreadable
 
 
-def _with_files(table: pa.Table, files: list[str]) -> pa.Table:
-    """A conformed table with the file each row came from (the collected-rows cache's key)."""
-    return table.append_column(FILE_COLUMN, pa.array(files, pa.string()))
-
-
-def _read_chunk_in_worker(root: str, paths: list[str]) -> ChunkResult:
-    return read_chunk(_worker_store(root), paths)
-
-
 @functools.cache
-def _polars_row_schema() -> Any:
-    """The row schema in polars' types, mapped by hand: `pl.from_arrow` would import pandas
-    (0.4 s of a cold collect)."""
-    import polars as pl
-
+def _polars_row_schema() -> pl.Schema:
+    """The row schema in polars' types, mapped by hand: `pl.from_arrow` of an empty table
+    would import pandas (0.4 s of a cold collect)."""
     simple = {
         pa.float64(): pl.Float64,
         pa.string(): pl.String,
@@ -137,81 +123,89 @@ def _polars_row_schema() -> Any:
     return pl.Schema({f.name: polars_type(f.type) for f in ROW_SCHEMA})
 
 
-def _scan_chunk(store: Store, paths: list[str]) -> ChunkResult:
-    """One polars scan of `paths` (local files or S3 keys), or file by file where it fails."""
-    import polars as pl
+@functools.cache
+def _cache_schema() -> pl.Schema:
+    """What the collected-rows cache holds: every row, its file and the file's version."""
+    return pl.Schema({**_polars_row_schema(), FILE_COLUMN: pl.String, VERSION_COLUMN: pl.String})
 
-    by_uri = {store.uri(p): p for p in paths}
+
+def _slow_frame(store: Store, listing: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
+    """The files of `listing` read one by one (each bad one named), as cache-schema rows."""
+    table, unreadable = read_chunk(store, listing[FILE_COLUMN].to_list())
+    if table is None:
+        return pl.DataFrame(schema=_cache_schema()), unreadable
+    frame = pl.from_arrow(table).cast(dict(_polars_row_schema()))  # type: ignore[union-attr]
+    versions = listing.select(FILE_COLUMN, VERSION_COLUMN)
+    return frame.join(versions, on=FILE_COLUMN, how="left").select(
+        _cache_schema().names()
+    ), unreadable
+
+
+def _scan(store: Store, listing: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
+    """One polars scan of the files in `listing` (URI, file, version), or file by file where
+    it fails."""
     try:
         frame = pl.scan_parquet(
-            list(by_uri),
+            listing[URI_COLUMN].to_list(),
             storage_options=store.scan_options(),
             schema=_polars_row_schema(),
             missing_columns="insert",  # an older file: the newer columns are null
             extra_columns="ignore",
             cast_options=pl.ScanCastOptions(integer_cast="upcast", float_cast="upcast"),
-            include_file_paths=FILE_COLUMN,
+            include_file_paths=URI_COLUMN,
             glob=False,
             hive_partitioning=False,
         ).collect()
     except Exception:  # any failure: the per-file path says which file and why
-        return read_chunk(store, paths)
-    table = frame.rechunk().to_arrow()  # one chunk per column, not one per file
+        return _slow_frame(store, listing)
+    frame = frame.rechunk()  # a chunk per file in some columns makes every later step slow
     # A file without bench's identity columns reads as rows of nulls: re-read those alone
     # so they are named (and skipped) as the per-file path would.
-    identity = functools.reduce(pc.and_, [pc.is_valid(table[c]) for c in REQUIRED_COLUMNS])
-    suspect = sorted(set(table.filter(pc.invert(identity))[FILE_COLUMN].to_pylist()))
-    good = table.filter(pc.invert(pc.is_in(table[FILE_COLUMN], pa.array(suspect, pa.string()))))
-    rest, unreadable = read_chunk(store, [by_uri[u] for u in suspect]) if suspect else (None, [])
-    files = [by_uri[u] for u in good[FILE_COLUMN].to_pylist()]
-    parts = [_with_files(conform(good), files)] + ([rest] if rest is not None else [])
-    return pa.concat_tables(parts).combine_chunks(), unreadable
+    identity = pl.all_horizontal(pl.col(c).is_not_null() for c in REQUIRED_COLUMNS)
+    suspect = frame.select(URI_COLUMN, *REQUIRED_COLUMNS).filter(~identity)[URI_COLUMN].unique()
+    if not suspect.is_empty():
+        frame = frame.filter(~pl.col(URI_COLUMN).is_in(suspect.implode()))
+    good = frame.join(listing, on=URI_COLUMN, how="left").select(_cache_schema().names())
+    if suspect.is_empty():
+        return good, []
+    suspects = listing.filter(pl.col(URI_COLUMN).is_in(suspect.implode()))
+    rest, unreadable = _slow_frame(store, suspects)
+    return pl.concat([good, rest]), unreadable
 
 
-def _polars() -> bool:
-    try:
-        import polars  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _read_all(
+    store: Store, files: list[str], versions: dict[str, str]
+) -> list[tuple[pl.DataFrame, list[tuple[str, str]]]]:
+    """`files` in scans of SCAN_FILES (polars spreads each over the CPUs and S3 GETs)."""
+    listing = pl.DataFrame(
+        {
+            URI_COLUMN: [store.uri(f) for f in files],
+            FILE_COLUMN: files,
+            VERSION_COLUMN: [versions[f] for f in files],
+        },
+        schema={URI_COLUMN: pl.String, FILE_COLUMN: pl.String, VERSION_COLUMN: pl.String},
+    )
+    return [_scan(store, listing.slice(i, SCAN_FILES)) for i in range(0, len(files), SCAN_FILES)]
 
 
-def _read_all(store: Store, files: list[str]) -> list[ChunkResult]:
-    if _polars():
-        # polars spreads one scan over the CPUs (and S3 GETs) itself; no worker processes
-        # (forking after polars has started its threads is unsafe anyway)
-        return [
-            _scan_chunk(store, files[i : i + SCAN_FILES]) for i in range(0, len(files), SCAN_FILES)
-        ]
-    chunks = [files[i : i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
-    workers = min(len(chunks), os.cpu_count() or 1)
-    if workers <= 1:
-        return [read_chunk(store, chunk) for chunk in chunks]
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool: Executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
-    with pool:
-        reader = functools.partial(_read_chunk_in_worker, store.root_uri)
-        return list(pool.map(reader, chunks))
-
-
-def _best_per_cell(table: pa.Table) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+def _best_per_cell(rows: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[str, str, str]]]:
     """One row per cell_id, its best attempt: status ok over any other, then the latest
-    finished_at; and (cell_id, attempt_id, status) of every other attempt."""
-    ids = table.column("cell_id").to_pylist()
-    statuses = table.column("status").to_pylist()
-    finished = table.column("finished_at").to_pylist()
-    best: dict[str, tuple[tuple[bool, object], int]] = {}
-    for i, (cell_id, status, when) in enumerate(zip(ids, statuses, finished, strict=True)):
-        key = (status == "ok", when.timestamp() if when is not None else float("-inf"))
-        if cell_id not in best or key > best[cell_id][0]:
-            best[cell_id] = (key, i)
-    keep = sorted(i for _, i in best.values())
-    kept = set(keep)
-    attempts = table.column("attempt_id").to_pylist()
-    others = [
-        (ids[i], str(attempts[i]), str(statuses[i])) for i in range(len(ids)) if i not in kept
-    ]
-    return table.take(pa.array(keep, type=pa.int64())), sorted(others)
+    finished_at (a row without one is the oldest), then the first read; and (cell_id,
+    attempt_id, status) of every other attempt."""
+    indexed = rows.with_row_index(ROW_INDEX)
+    ranked = indexed.sort(
+        ["cell_id", pl.col("status").eq("ok").fill_null(False), "finished_at", ROW_INDEX],
+        descending=[False, False, False, True],
+        nulls_last=False,
+        maintain_order=True,
+    )
+    best = ranked.unique(subset="cell_id", keep="last", maintain_order=True)
+    others = indexed.filter(~pl.col(ROW_INDEX).is_in(best[ROW_INDEX].implode()))
+    superseded = sorted(
+        (cell_id, str(attempt), str(status))
+        for cell_id, attempt, status in others.select("cell_id", "attempt_id", "status").iter_rows()
+    )
+    return best.sort(ROW_INDEX).drop(ROW_INDEX), superseded
 
 
 def _expected_cells(store: Store, sweep_id: str) -> list[str]:
@@ -222,32 +216,36 @@ def _expected_cells(store: Store, sweep_id: str) -> list[str]:
     return [cell["cell_id"] for cell in manifest["cells"]]
 
 
-READ_SCHEMA = ROW_SCHEMA.append(pa.field(FILE_COLUMN, pa.string()))
-CACHE_SCHEMA = READ_SCHEMA.append(pa.field(VERSION_COLUMN, pa.string()))
-
-
 def _cached_rows(
     store: Store, paths: SweepPaths, versions: dict[str, str]
-) -> tuple[pa.Table | None, bool]:
+) -> tuple[pl.DataFrame | None, bool]:
     """(the rows an earlier collect read from files still here and unchanged, whether it held
     any other); None when there is no usable cache (none yet, another schema version,
     unreadable: it is rebuilt)."""
     try:
         if not store.exists(paths.collected_rows):
             return None, False
-        cached = store.read_table(paths.collected_rows)
+        cached = pl.read_parquet(io.BytesIO(store.read_bytes(paths.collected_rows)))
     except Exception:  # a torn or foreign cache costs a full read, never a wrong row
         return None, False
-    if not cached.schema.equals(CACHE_SCHEMA):
+    if cached.schema != _cache_schema():
         return None, False
-    current = [
-        versions.get(f) == v
-        for f, v in zip(
-            cached[FILE_COLUMN].to_pylist(), cached[VERSION_COLUMN].to_pylist(), strict=True
-        )
-    ]
-    kept = cached.filter(pa.array(current, pa.bool_())).drop_columns([VERSION_COLUMN])
-    return kept, kept.num_rows < cached.num_rows
+    current = pl.DataFrame(
+        {FILE_COLUMN: list(versions), VERSION_COLUMN: list(versions.values())},
+        schema={FILE_COLUMN: pl.String, VERSION_COLUMN: pl.String},
+    )
+    kept = cached.join(current, on=[FILE_COLUMN, VERSION_COLUMN], how="semi", maintain_order="left")
+    return kept, kept.height < cached.height
+
+
+def _arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
+    """A polars frame as a table of exactly `schema` (polars writes large/view strings)."""
+    return frame.rechunk().to_arrow().select(schema.names).cast(schema)
+
+
+CACHE_SCHEMA = ROW_SCHEMA.append(pa.field(FILE_COLUMN, pa.string())).append(
+    pa.field(VERSION_COLUMN, pa.string())
+)
 
 
 def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = True) -> Collected:
@@ -257,31 +255,27 @@ def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = Tru
     paths = SweepPaths(sweep_id)
     versions = store.list_versions(paths.cells_dir, ".parquet")
     cached, dropped = _cached_rows(store, paths, versions)
-    seen = set(cached[FILE_COLUMN].to_pylist()) if cached is not None else set()
-    tables, unreadable = ([cached] if cached is not None else []), []
+    seen = set(cached[FILE_COLUMN].to_list()) if cached is not None else set()
+    frames, unreadable = ([cached] if cached is not None else []), []
     new_files = sorted(f for f in versions if f not in seen)
-    for table, failures in _read_all(store, new_files):
+    for frame, failures in _read_all(store, new_files, versions):
         unreadable += failures
-        if table is not None:
-            tables.append(table)
+        frames.append(frame)
     if unreadable and strict:
         path, error = unreadable[0]
         raise UnreadableCellFile(f"{store.uri(path)}: {error}")
-    rows = pa.concat_tables(tables) if tables else READ_SCHEMA.empty_table()
-    if write and (cached is None or dropped or rows.num_rows > cached.num_rows):
-        files = rows[FILE_COLUMN].to_pylist()
-        versions_column = pa.array([versions[f] for f in files], pa.string())
-        store.write_table(paths.collected_rows, rows.append_column(VERSION_COLUMN, versions_column))
-    table, superseded = _best_per_cell(rows.drop_columns([FILE_COLUMN]))
-    table = table.sort_by([("cell_index", "ascending"), ("cell_id", "ascending")])
+    rows = pl.concat(frames) if frames else pl.DataFrame(schema=_cache_schema())
+    if write and (cached is None or dropped or rows.height > cached.height):
+        store.write_table(paths.collected_rows, _arrow(rows, CACHE_SCHEMA))
+    best, superseded = _best_per_cell(rows)
+    best = best.sort(["cell_index", "cell_id"], nulls_last=True, maintain_order=True)
+    table = _arrow(best, ROW_SCHEMA)
     if write:
         store.write_table(paths.aggregated, table)
 
     expected = _expected_cells(store, sweep_id)
-    present = set(table.column("cell_id").to_pylist())
-    statuses = zip(
-        table.column("cell_id").to_pylist(), table.column("status").to_pylist(), strict=True
-    )
+    present = set(best["cell_id"].to_list())
+    statuses = best.select("cell_id", "status").iter_rows()
     return Collected(
         table=table,
         expected=expected,

@@ -308,7 +308,7 @@ def _reads(monkeypatch) -> list[list[str]]:
     calls: list[list[str]] = []
     real = collector._read_all
     monkeypatch.setattr(
-        collector, "_read_all", lambda s, files: calls.append(files) or real(s, files)
+        collector, "_read_all", lambda s, files, v: calls.append(files) or real(s, files, v)
     )
     return calls
 
