@@ -176,12 +176,13 @@ def _fit(args: argparse.Namespace) -> int:
     catalog = [instance_from_catalog(entries, entry["type"]) for entry in entries]
     partitions = tuple(int(p) for p in cfg.fit.partitions)
     params = given_parameters(cfg.fit.params, cfg.fit.lbme_gb, cell.precision)
-    rows = fit_rows(cell, catalog, float(cfg.fit.margin), partitions, params)
+    rows = fit_rows(cell, catalog, float(cfg.fit.margin), partitions, params, str(cfg.pricing))
     what = f"{params / 1e9:.3g}B params" if params else cell.model.name
     header = (
         f"{what} {cell.precision} engine={cell.engine.name} "
         f"{cell.model.seq_len}+{cell.model.new_tokens} tokens x batch {cell.batch_size}; "
-        f"borderline = over by < {float(cfg.fit.margin):.0%}"
+        f"borderline = over usable GPU memory by < {float(cfg.fit.margin):.0%}; "
+        f"{cfg.pricing} prices"
     )
     print(format_fit(rows, str(cfg.format), header))
     return EXIT_OK

@@ -168,9 +168,13 @@ class InstanceSpec:
     compute_capability: float | None
     vcpus: int
     memory_gib: float
-    usd_per_hour: float
-    price_date: str
+    usd_per_hour: float | None  # EC2 on-demand; None where AWS lists no price (price_note)
+    price_date: str | None
     price_note: str | None = None
+    gpu_memory_usable_gib: float | None = None  # what a process can allocate (None: nominal)
+    accelerator: str | None = None  # None: NVIDIA GPUs (when gpus > 0); neuron: AWS Neuron
+    sagemaker_usd_per_hour: float | None = None  # the ml.<type> real-time inference rate
+    sagemaker_price_date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class CellConfig:
     models_dir: str
     axes: dict[str, Any]  # the grid axes and this cell's value on each
     repeat: int = 0  # which repeat of this configuration (each runs in its own process)
+    pricing: str = "ec2"  # which price list price_per_hour is from: ec2 | sagemaker | override
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -428,6 +433,7 @@ def cell_from_dict(d: dict[str, Any]) -> CellConfig:
         models_dir=str(d.get("models_dir")),
         axes=dict(d.get("axes") or {}),
         repeat=_int_at_least("repeat", d.get("repeat") or 0, 0),
+        pricing=_choice("pricing", d.get("pricing") or "ec2", (*PRICINGS, "override")),
     )
 
 
@@ -440,6 +446,7 @@ ROOT_SECTIONS = {
 }
 GRID_KEYS = ("name", "axes", "blocks")
 FORMATS = ("table", "json")
+PRICINGS = ("ec2", "sagemaker")  # which catalog price a cell is costed at
 # Executor options that are numbers: (integer?, lowest allowed).
 EXECUTOR_NUMBERS = {
     "timeout_s": (False, 0.0),
@@ -499,6 +506,7 @@ def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
             key in GRID_KEYS, f"grid.{key}", cfg["grid"][key], "allowed: " + ", ".join(GRID_KEYS)
         )
     _choice("format", cfg.get("format"), FORMATS)
+    _choice("pricing", cfg.get("pricing"), PRICINGS)
     _int_at_least("seed", cfg.get("seed"), 0)
     if (price := cfg.get("price_per_hour")) is not None:
         _require(

@@ -18,6 +18,7 @@ from bench.tasks import task_of
 
 GB_PER_GIB = 2**30 / 1e9
 NATIVE_LOW_PRECISION_CC = 7.5  # bf16 and int8 tensor cores from compute capability 7.5 on
+INT8_TENSOR_CORE_CC = 7.5  # below it int8 runs (seed 000: it works), only slower
 # Over GPU memory by at most this share: `borderline`, which runs (the guide's estimate is
 # "intentionally cautious", and it advises trying instances that are barely excluded).
 BORDERLINE_MARGIN = 0.2
@@ -61,14 +62,22 @@ def model_parameters(model: ModelConfig) -> int | None:
 
 
 def gpu_capacity_gb(instance: InstanceSpec) -> float:
-    return instance.gpu_memory_gib * GB_PER_GIB
+    """GB per GPU a process can allocate: the usable figure where the catalog has one."""
+    usable = instance.gpu_memory_usable_gib
+    return (usable if usable is not None else instance.gpu_memory_gib) * GB_PER_GIB
+
+
+def nvidia_gpus(instance: InstanceSpec) -> int:
+    """CUDA GPUs on the instance (0 for CPU-only and AWS Neuron instances)."""
+    return instance.gpus if instance.accelerator is None else 0
 
 
 def precision_reason(precision: str, instance: InstanceSpec) -> str | None:
+    """Why `precision` cannot run on the instance's GPUs (None when it can)."""
     cc = instance.compute_capability
     if (
-        instance.gpus
-        and precision in ("bf16", "amp_bf16", "int8")
+        nvidia_gpus(instance)
+        and precision in ("bf16", "amp_bf16")
         and cc is not None
         and cc < NATIVE_LOW_PRECISION_CC
     ):
@@ -79,10 +88,26 @@ def precision_reason(precision: str, instance: InstanceSpec) -> str | None:
     return None
 
 
+def precision_warning(precision: str, instance: InstanceSpec) -> str | None:
+    """What runs but slower: int8 without int8 tensor cores."""
+    cc = instance.compute_capability
+    if (
+        nvidia_gpus(instance)
+        and precision == "int8"
+        and cc is not None
+        and cc < INT8_TENSOR_CORE_CC
+    ):
+        return (
+            f"int8 on {instance.gpu_model} (compute capability {cc} < {INT8_TENSOR_CORE_CC}) has "
+            "no int8 tensor cores: it runs, slower than on newer GPUs"
+        )
+    return None
+
+
 def cell_estimate(cell: CellConfig) -> Estimate | None:
     """The memory estimate for a cell on a GPU instance (None on CPU or without an
     architecture to count)."""
-    params = model_parameters(cell.model) if cell.instance.gpus else None
+    params = model_parameters(cell.model) if nvidia_gpus(cell.instance) else None
     if params is None:
         return None
     tokens = task_of(cell.model).memory_tokens(cell.model)
@@ -102,7 +127,7 @@ def infeasible_reason(cell: CellConfig) -> str | None:
     """Why `cell` cannot work on its instance, with the numbers; None when it can (or when
     there is nothing to check: a CPU instance, a model without an architecture)."""
     instance = cell.instance
-    if not instance.gpus:
+    if not nvidia_gpus(instance):
         return None
     if cell.tp_degree > instance.gpus:
         return f"tp_degree={cell.tp_degree} exceeds {instance.type}'s {instance.gpus} GPUs"
@@ -117,7 +142,7 @@ def infeasible_reason(cell: CellConfig) -> str | None:
         return (
             f"needs ~{est.rmme_per_gpu_gb:.1f} GB per GPU (RMME, {est.params / 1e9:.2f}B params, "
             f"{cell.precision}, {cell.tp_degree}-way, {tokens} tokens x {cell.batch_size}) but "
-            f"{instance.gpu_model} has {capacity:.1f} GB"
+            f"{instance.gpu_model} has {capacity:.1f} GB usable"
         )
     return None
 
@@ -131,9 +156,17 @@ def borderline_reason(cell: CellConfig) -> str | None:
     if not capacity < est.rmme_per_gpu_gb <= capacity * (1 + BORDERLINE_MARGIN):
         return None
     return (
-        f"~{est.rmme_per_gpu_gb:.1f} GB per GPU against {capacity:.1f} GB "
+        f"~{est.rmme_per_gpu_gb:.1f} GB per GPU against {capacity:.1f} GB usable "
         f"({est.rmme_per_gpu_gb / capacity - 1:.0%} over the cautious estimate; worth a try)"
     )
+
+
+def cell_warnings(cell: CellConfig) -> list[str]:
+    """What the planner warns about a cell that runs on GPUs (its row's `warnings`)."""
+    if cell.device == "cpu":
+        return []
+    found = [borderline_reason(cell), precision_warning(cell.precision, cell.instance)]
+    return [w for w in found if w]
 
 
 @dataclass(frozen=True)
@@ -148,8 +181,8 @@ class FitRow:
     rmme_per_gpu_gb: float
     gpu_gb: float
     verdict: str  # fits | borderline | no
-    usd_per_hour: float
-    usd_per_replica_hour: float
+    usd_per_hour: float | None  # None: the price list has no price for the type
+    usd_per_replica_hour: float | None
     note: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,6 +199,7 @@ def fit_table(
     partitions: tuple[int, ...] = (1, 2, 4, 8),
     unsupported: Callable[[InstanceSpec, int], str | None] | None = None,
     params: int | None = None,
+    pricing: str = "ec2",
 ) -> list[FitRow]:
     """Every GPU instance type x partition degree the engine can run (`unsupported`: why it
     cannot, None when it can): does the model fit, and at what price per replica.
@@ -181,7 +215,7 @@ def fit_table(
     rows = []
     for instance in catalog:
         for p in partitions:
-            if not instance.gpus or p > instance.gpus:
+            if not nvidia_gpus(instance) or p > instance.gpus:
                 continue
             if unsupported is not None and unsupported(instance, p):
                 continue  # `plan` would refuse it: never offer it
@@ -190,7 +224,12 @@ def fit_table(
             over = est.rmme_per_gpu_gb / capacity - 1
             verdict = "fits" if over <= 0 else "borderline" if over <= margin else "no"
             replicas = instance.gpus // p
-            note = precision_reason(precision, instance) or ""
+            price = list_price(instance, pricing)
+            note = (
+                precision_reason(precision, instance)
+                or precision_warning(precision, instance)
+                or ""
+            )
             rows.append(
                 FitRow(
                     instance=instance.type,
@@ -203,13 +242,25 @@ def fit_table(
                     rmme_per_gpu_gb=round(est.rmme_per_gpu_gb, 2),
                     gpu_gb=round(capacity, 2),
                     verdict=verdict,
-                    usd_per_hour=instance.usd_per_hour,
-                    usd_per_replica_hour=round(instance.usd_per_hour / replicas, 4),
+                    usd_per_hour=price,
+                    usd_per_replica_hour=None if price is None else round(price / replicas, 4),
                     note=note,
                 )
             )
     order = {"fits": 0, "borderline": 1, "no": 2}
-    return sorted(rows, key=lambda r: (order[r.verdict], r.usd_per_replica_hour, r.partitions))
+    return sorted(
+        rows,
+        key=lambda r: (
+            order[r.verdict],
+            math.inf if r.usd_per_replica_hour is None else r.usd_per_replica_hour,
+            r.partitions,
+        ),
+    )
+
+
+def list_price(instance: InstanceSpec, pricing: str) -> float | None:
+    """USD per hour on the `pricing` list (ec2 | sagemaker); None where it has none."""
+    return instance.sagemaker_usd_per_hour if pricing == "sagemaker" else instance.usd_per_hour
 
 
 def packed_replicas(instance: InstanceSpec, tp_degree: int) -> int:

@@ -25,6 +25,7 @@ from bench.compose import check_group_choice, compose_many, compose_one
 from bench.config import (
     CellConfig,
     ConfigError,
+    InstanceSpec,
     catalog_entries,
     cell_from_dict,
     flag,
@@ -49,7 +50,7 @@ ORDERS = ("manifest", "shuffled")
 SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Keys that do not change what a cell measures, so they stay out of its id.
 _NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat")
-_NOT_IDENTITY_COST = ("price_per_hour", "price_source")
+_NOT_IDENTITY_COST = ("price_per_hour", "price_source", "pricing")
 
 
 @dataclass
@@ -174,20 +175,43 @@ def _pinned_axes(
     return _check_axes(pinned)
 
 
-def _price(cfg: dict[str, Any], instance: Any) -> tuple[float | None, str]:
+def _price(cfg: dict[str, Any], instance: InstanceSpec) -> tuple[float, str, str]:
+    """(USD per hour, where it is from with its date, which list: ec2 | sagemaker | override)."""
     if cfg.get("price_per_hour") is not None:
-        return cfg["price_per_hour"], "price_per_hour override"
-    source = f"{cfg['catalog']['price_source']}, {instance.price_date}"
+        return cfg["price_per_hour"], "price_per_hour override", "override"
+    catalog = cfg["catalog"]
+    if cfg.get("pricing") == "sagemaker":
+        if instance.sagemaker_usd_per_hour is None:
+            raise ConfigError(
+                "pricing",
+                "sagemaker",
+                f"the catalog has no SageMaker price for {instance.type}; use pricing=ec2 or "
+                "give price_per_hour",
+            )
+        source = f"{catalog['sagemaker_price_source']}, ml.{instance.type}, "
+        return (
+            instance.sagemaker_usd_per_hour,
+            source + str(instance.sagemaker_price_date),
+            "sagemaker",
+        )
+    if instance.usd_per_hour is None:
+        raise ConfigError(
+            "price_per_hour",
+            None,
+            f"{instance.type} has no on-demand price in the catalog ({instance.price_note}); "
+            "give price_per_hour=USD",
+        )
+    source = f"{catalog['price_source']}, {instance.price_date}"
     if instance.price_note:
         source += f" ({instance.price_note})"
-    return None, source
+    return instance.usd_per_hour, source, "ec2"
 
 
 def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfig:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     instance = instance_from_catalog(catalog_entries(resolved["catalog"]), resolved["instance"])
-    price, price_source = _price(resolved, instance)
+    price, price_source, pricing = _price(resolved, instance)
     cell = cell_from_dict(
         {
             **{k: resolved[k] for k in ("precision", "batch_size", "threads", "tp_degree")},
@@ -199,6 +223,7 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
             "instance": instance,
             "price_per_hour": price,
             "price_source": price_source,
+            "pricing": pricing,
             "axes": axes_values,
         }
     )

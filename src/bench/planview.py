@@ -13,6 +13,7 @@ from bench.feasibility import (
     FitRow,
     borderline_reason,
     cell_estimate,
+    cell_warnings,
     fit_table,
     gpu_capacity_gb,
     infeasible_reason,
@@ -32,8 +33,8 @@ def cell_verdict(cell: CellConfig) -> tuple[str, str]:
     if reason := infeasible_reason(cell):
         return "infeasible", reason
     if reason := borderline_reason(cell):
-        return "borderline", reason
-    return "run", ""
+        return "borderline", "; ".join(cell_warnings(cell))
+    return "run", "; ".join(cell_warnings(cell))
 
 
 def fit_rows(
@@ -42,6 +43,7 @@ def fit_rows(
     margin: float,
     partitions: tuple[int, ...],
     params: int | None = None,
+    pricing: str = "ec2",
 ) -> list[FitRow]:
     """`fit` for the model, precision, engine and batch of `cell`: only the instance types and
     partition degrees its engine can run, so `fit` never offers what `plan` would refuse."""
@@ -62,6 +64,7 @@ def fit_rows(
         partitions,
         unsupported,
         params,
+        pricing,
     )
 
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
 # n_effective), verdict stable | drifting | insufficient, precision_method, memory per phase
 # and per GPU, thread policy, sync_scope; 6: in_container, image_pins, image_size, tasks
-# seq2seq and classify_image
+# seq2seq and classify_image; 7: pricing (ec2 | sagemaker | override), warnings (the
+# planner's: a borderline memory estimate, int8 without int8 tensor cores)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -52,6 +53,12 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("status", pa.string(), "ok | failed | unsupported | infeasible | timeout"),
     ("error_class", pa.string(), "exception class when not ok"),
     ("error", pa.string(), "error message when not ok"),
+    (
+        "warnings",
+        pa.string(),
+        "the planner's warnings, '; '-separated: memory estimate over usable GPU memory by "
+        "at most fit.margin (borderline), int8 below compute capability 7.5 (slower)",
+    ),
     ("params", pa.int64(), "parameters in the loaded model"),
     ("checkpoint", pa.string(), "local folder the weights were loaded from"),
     ("checkpoint_build_s", pa.float64(), "seconds to build the checkpoint from config (not load)"),
@@ -141,6 +148,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ),
     ("price_per_hour", pa.float64(), "USD per instance-hour used for the cost columns"),
     ("price_source", pa.string(), "where price_per_hour came from, with its date"),
+    ("pricing", pa.string(), "the price list: ec2 (on-demand) | sagemaker (ml.*) | override"),
     ("usd_per_million_inferences", pa.float64(), "price_per_hour / 3600 / inferences_per_s x 1e6"),
     ("usd_per_million_tokens", pa.float64(), "price_per_hour / 3600 / tokens_per_s x 1e6"),
     ("usd_per_million_inferences_lo", pa.float64(), "$/M interval, low end (from throughput)"),

@@ -96,6 +96,7 @@ def base_row(cell: CellConfig) -> dict[str, Any]:
         "scenario": cell.scenario.name,
         "price_per_hour": cell.price_per_hour,
         "price_source": cell.price_source,
+        "pricing": cell.pricing,
         "config_json": json.dumps(cell.to_dict(), sort_keys=True, default=str),
         **host_facts(),
     }
@@ -105,6 +106,8 @@ def failure_row(cell: CellConfig, status: str, error_class: str, error: str) -> 
     """A row for a cell that produced no measurement (used by executors for crashed jobs)."""
     row = base_row(cell)
     row.update(status=status, error_class=error_class, error=error[-MAX_ERROR_CHARS:])
+    if status in ("failed", "timeout"):  # it ran: a borderline estimate may be why it failed
+        row["warnings"] = planner_warnings(cell)
     row["started_at"] = row["finished_at"] = now_utc()
     return row
 
@@ -284,5 +287,13 @@ def run_cell(cell: CellConfig) -> CellResult:
             error=str(exc)[:MAX_ERROR_CHARS] or repr(exc),
         )
     row.setdefault("peak_rss_mb", devicemem.peak_rss_mb())  # a failed cell: the process's
+    row["warnings"] = planner_warnings(cell)  # after measuring: it may import transformers
     row["finished_at"] = now_utc()
     return CellResult(row=row, samples=samples)
+
+
+def planner_warnings(cell: CellConfig) -> str | None:
+    """The planner's warnings for a cell that ran (borderline memory, slow int8), joined."""
+    from bench.feasibility import cell_warnings
+
+    return "; ".join(cell_warnings(cell)) or None

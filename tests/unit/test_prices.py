@@ -12,7 +12,13 @@ from botocore.stub import ANY, Stubber
 from omegaconf import OmegaConf
 
 from bench.config import conf_dir
-from bench.prices import catalog_yaml, on_demand_filters, refresh_catalog, write_catalog
+from bench.prices import (
+    catalog_yaml,
+    on_demand_filters,
+    refresh_catalog,
+    sagemaker_filters,
+    write_catalog,
+)
 
 
 def _product(usd: str) -> str:
@@ -63,6 +69,15 @@ def test_refresh_reads_each_price_with_the_catalog_filters(clients, tmp_path: Pa
                 "MaxResults": 10,
             },
         )
+        p_stub.add_response(  # the SageMaker real-time inference rate of ml.g5.xlarge
+            "get_products",
+            {"PriceList": [_product("0.0000000000"), _product("1.4080000000")]},
+            {
+                "ServiceCode": "AmazonSageMaker",
+                "Filters": sagemaker_filters("g5.xlarge", "us-east-1"),
+                "MaxResults": 10,
+            },
+        )
         e_stub.add_response(
             "describe_spot_price_history",
             {
@@ -95,6 +110,11 @@ def test_refresh_reads_each_price_with_the_catalog_filters(clients, tmp_path: Pa
             {"PriceList": [], "FormatVersion": "aws_v1"},
             {"ServiceCode": "AmazonEC2", "Filters": ANY, "MaxResults": 10},
         )
+        p_stub.add_response(
+            "get_products",
+            {"PriceList": [_product("63.2960000000")]},
+            {"ServiceCode": "AmazonSageMaker", "Filters": ANY, "MaxResults": 10},
+        )
         e_stub.add_response(
             "describe_spot_price_history",
             {"SpotPriceHistory": []},
@@ -113,13 +133,20 @@ def test_refresh_reads_each_price_with_the_catalog_filters(clients, tmp_path: Pa
     assert by_type["g5.xlarge"]["spot_usd_per_hour"] == 0.3911
     assert by_type["p5.48xlarge"]["usd_per_hour"] == 55.04  # unanswered: kept
     assert by_type["local-cpu"]["usd_per_hour"] == 0.192  # never asked
-    assert result.updated == ["g5.xlarge"] and result.unanswered == ["p5.48xlarge"]
+    assert by_type["g5.xlarge"]["sagemaker_usd_per_hour"] == 1.408  # a zero rate is skipped
+    assert by_type["g5.xlarge"]["sagemaker_price_date"] == "2026-11-22"
+    assert by_type["p5.48xlarge"]["sagemaker_usd_per_hour"] == 63.296
+    assert "sagemaker_usd_per_hour" not in by_type["local-cpu"]
+    assert result.updated == ["g5.xlarge", "ml.g5.xlarge", "ml.p5.48xlarge"]
+    assert result.unanswered == ["p5.48xlarge"]
     assert "Price List API" in result.catalog["price_source"]
+    assert "SageMaker" in result.catalog["sagemaker_price_source"]
 
     out = tmp_path / "catalog.yaml"
     write_catalog(out, result)
     loaded = OmegaConf.to_container(OmegaConf.load(out))["catalog"]
     assert loaded["instances"] == result.catalog["instances"]
+    assert loaded["sagemaker_price_source"] == result.catalog["sagemaker_price_source"]
 
 
 def test_the_shipped_catalog_round_trips_through_the_writer():

@@ -65,7 +65,8 @@ ALL_TASKS = frozenset(TASKS)
 
 def device_kind(cell: CellConfig) -> str:
     """Where the cell will run, as planned: cuda when asked for or the instance has GPUs."""
-    if cell.device == "cuda" or (cell.device == "auto" and cell.instance.gpus > 0):
+    nvidia = cell.instance.gpus > 0 and cell.instance.accelerator is None
+    if cell.device == "cuda" or (cell.device == "auto" and nvidia):
         return "cuda"
     return "cpu"
 
@@ -98,6 +99,13 @@ class Engine(ABC):
         engines add their own rules by overriding and calling super()."""
         cap, device = cls.capability, device_kind(cell)
         family, what = cell.model.family, f"engine {cls.name}"
+        instance = cell.instance
+        if instance.accelerator == "neuron" and cell.device != "cpu":
+            return (
+                f"{instance.type} has AWS Neuron accelerators ({instance.gpu_model}), not CUDA "
+                "GPUs: no bench engine compiles models for Neuron (torch-neuronx) yet; "
+                "device=cpu measures its CPUs only"
+            )
         if cell.model.task not in cap.tasks:
             note = dict(cap.task_notes).get(cell.model.task)
             runs = ", ".join(sorted(cap.tasks))

@@ -1,0 +1,132 @@
+"""The 2026 catalog: families, usable GPU memory, EC2 and SageMaker price lists, Neuron
+instances honestly unsupported, int8 on older GPUs a warning."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.config import ConfigError, instance_from_catalog
+from bench.feasibility import GB_PER_GIB, cell_warnings, gpu_capacity_gb, infeasible_reason
+from bench.plan import plan_from_overrides
+from bench.planview import cell_verdict
+from bench.runner import failure_row
+from tests.conftest import REPO
+
+FAMILIES_2026 = {
+    "g6.xlarge": "L4",
+    "g6e.xlarge": "L40S",
+    "p5e.48xlarge": "H200",
+    "p5en.48xlarge": "H200",
+    "p6-b200.48xlarge": "B200",
+    "inf2.xlarge": "Inferentia2",
+    "trn1.2xlarge": "Trainium",
+}
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    from bench.compose import compose_one
+
+    entries = list(compose_one([]).catalog.instances)
+    return {e.type: instance_from_catalog(entries, e.type) for e in entries}
+
+
+def _cell(*overrides: str):
+    return plan_from_overrides(list(overrides)).cells[0]
+
+
+def test_the_2026_families_are_listed_with_what_a_buyer_compares(catalog):
+    for type_, gpu in FAMILIES_2026.items():
+        spec = catalog[type_]
+        assert spec.gpu_model == gpu and spec.gpus >= 1 and spec.gpu_memory_gib > 0
+        # a price with its date, or none with the reason
+        assert (spec.usd_per_hour is not None and spec.price_date) or spec.price_note
+    for spec in catalog.values():
+        if spec.gpus and spec.accelerator is None:  # every NVIDIA type: usable below nominal
+            assert 0 < spec.gpu_memory_usable_gib <= spec.gpu_memory_gib
+            assert spec.compute_capability is not None
+
+
+def test_estimates_are_checked_against_usable_memory_not_nominal(catalog):
+    a10g = catalog["g5.xlarge"]
+    assert gpu_capacity_gb(a10g) == pytest.approx(24.15, abs=0.01)  # nominal would be 25.77
+    assert gpu_capacity_gb(catalog["g4dn.xlarge"]) == pytest.approx(16.1, abs=0.01)
+    assert gpu_capacity_gb(a10g) < a10g.gpu_memory_gib * GB_PER_GIB
+    reason = infeasible_reason(_cell("model=gpt_neox_20b", "precision=fp16", "instance=g5.xlarge"))
+    assert reason and "24.1 GB usable" in reason
+
+
+def test_neuron_instances_are_unsupported_with_the_reason():
+    for type_ in ("inf2.xlarge", "trn1.2xlarge"):
+        verdict, reason = cell_verdict(_cell("model=bert_tiny", f"instance={type_}"))
+        assert verdict == "unsupported" and "Neuron" in reason
+
+
+def test_sagemaker_pricing_costs_the_cell_at_the_ml_rate_and_says_so(catalog):
+    ec2 = _cell("instance=g5.xlarge")
+    sagemaker = _cell("instance=g5.xlarge", "pricing=sagemaker")
+    assert (ec2.pricing, ec2.price_per_hour) == ("ec2", catalog["g5.xlarge"].usd_per_hour)
+    assert sagemaker.pricing == "sagemaker"
+    assert sagemaker.price_per_hour == catalog["g5.xlarge"].sagemaker_usd_per_hour
+    assert "SageMaker" in sagemaker.price_source and "ml.g5.xlarge" in sagemaker.price_source
+    assert sagemaker.cell_id == ec2.cell_id  # the price is not what a cell measures
+    override = _cell("instance=g5.xlarge", "pricing=sagemaker", "price_per_hour=2.5")
+    assert (override.pricing, override.price_per_hour) == ("override", 2.5)
+    row = failure_row(sagemaker, "failed", "X", "boom")
+    assert row["pricing"] == "sagemaker" and row["price_per_hour"] == sagemaker.price_per_hour
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["instance=trn1.2xlarge", "pricing=sagemaker"], "pricing="),  # no ml.trn1 rate
+        (["instance=p5e.48xlarge"], "price_per_hour="),  # no on-demand list price
+        (["pricing=spot"], "pricing="),
+    ],
+)
+def test_a_missing_price_is_one_line_naming_the_key(overrides, key, tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        plan_from_overrides(overrides)
+    assert str(raised.value).startswith(key)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "plan", *overrides, f"store.root={tmp_path}/r"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert key in proc.stderr and not (tmp_path / "r").exists()
+
+
+def test_an_unpriced_type_runs_with_a_price_given():
+    cell = _cell("instance=p5e.48xlarge", "price_per_hour=60")
+    assert (cell.price_per_hour, cell.pricing) == (60.0, "override")
+
+
+def test_int8_below_compute_capability_7_5_is_a_warning_not_infeasible():
+    cell = _cell("model=gpt_neox_20b", "precision=int8", "instance=p3.8xlarge", "tp_degree=4")
+    assert infeasible_reason(cell) is None  # the planner lets it run (no engine does int8 on
+    assert any("no int8 tensor cores" in w for w in cell_warnings(cell))  # CUDA yet: item 4)
+    row = failure_row(cell, "failed", "OutOfMemoryError", "CUDA out of memory")
+    assert "no int8 tensor cores" in row["warnings"]
+    # bf16 stays refused where it is not native
+    bf16 = _cell("model=gpt_neox_20b", "precision=bf16", "instance=p3.8xlarge", "tp_degree=4")
+    assert "not native" in (infeasible_reason(bf16) or "")
+
+
+def test_a_borderline_cell_that_fails_says_so_in_its_row():
+    cell = _cell(
+        "model=opt_30b", "engine=deepspeed", "precision=fp16", "instance=g5.24xlarge",
+        "tp_degree=4", "batch_size=4",
+    )  # fmt: skip
+    verdict, reason = cell_verdict(cell)
+    assert verdict == "borderline" and "usable" in reason
+    failed = failure_row(cell, "timeout", "Timeout", "ran past executor.timeout_s")
+    assert "over the cautious estimate" in failed["warnings"]
+    assert failure_row(cell, "infeasible", "Infeasible", "x").get("warnings") is None
+    on_cpu = _cell("model=bert_tiny", "instance=g5.xlarge", "device=cpu")
+    assert failure_row(on_cpu, "failed", "X", "y")["warnings"] is None
