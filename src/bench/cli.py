@@ -147,12 +147,22 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     from bench.compose import compose_one
+    from bench.history import cell_overhead
     from bench.plan import plan_from_overrides
     from bench.planview import format_plan, plan_report
+    from bench.store import open_store
+    from bench.sweep import make_executor
 
     cfg = compose_one(args.overrides)
     plan = plan_from_overrides(args.overrides)
-    report = plan_report(plan, float(cfg.plan.cell_overhead_s))
+    executor = make_executor(plan.executor)
+    overhead = cell_overhead(
+        open_store(plan.store_root),
+        str(plan.executor.get("name")),
+        serial=executor.synchronous,
+        fallback_s=float(cfg.plan.cell_overhead_s),
+    )
+    report = plan_report(plan, overhead)
     print(format_plan(report, str(cfg.format)))
     return EXIT_OK
 

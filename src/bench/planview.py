@@ -18,6 +18,7 @@ from bench.feasibility import (
     gpu_capacity_gb,
     infeasible_reason,
 )
+from bench.history import CellOverhead
 from bench.plan import Plan
 
 
@@ -68,10 +69,14 @@ def fit_rows(
     )
 
 
-def plan_report(plan: Plan, cell_overhead_s: float) -> dict[str, Any]:
+def plan_report(plan: Plan, overhead: CellOverhead) -> dict[str, Any]:
     """Per cell: axes, memory estimate vs GPU memory, verdict; per instance type: the sweep's
-    own estimated instance-hours and dollars (cells that run x (overhead + measuring))."""
-    cells, per_instance = [], defaultdict(lambda: {"cells": 0, "hours": 0.0, "usd": 0.0})
+    own estimated instance-hours and dollars, as a range: cells that run x (overhead + the
+    least and the most their scenario measures; repeats and ramp stages counted)."""
+    cells = []
+    per_instance: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"cells": 0, "hours": 0.0, "hours_max": 0.0, "usd": 0.0, "usd_max": 0.0}
+    )
     for cell in plan.cells:
         verdict, reason = cell_verdict(cell)
         cells.append(
@@ -92,30 +97,45 @@ def plan_report(plan: Plan, cell_overhead_s: float) -> dict[str, Any]:
             }
         )
         if verdict in ("run", "borderline"):
-            hours = (cell_overhead_s + measured_seconds(cell.scenario)) / 3600
+            least, most = measured_seconds(cell.scenario)
             entry = per_instance[cell.instance.type]
             entry["cells"] += 1
-            entry["hours"] += hours
-            entry["usd"] += hours * cell.price_per_hour
+            for key, seconds in (("", least), ("_max", most)):
+                hours = (overhead.seconds + seconds) / 3600
+                entry[f"hours{key}"] += hours
+                entry[f"usd{key}"] += hours * cell.price_per_hour
     totals = {
-        k: {**v, "hours": round(v["hours"], 3), "usd": round(v["usd"], 2)}
+        k: {
+            **v,
+            **{h: round(v[h], 3) for h in ("hours", "hours_max")},
+            **{u: round(v[u], 2) for u in ("usd", "usd_max")},
+        }
         for k, v in per_instance.items()
     }
     return {
         "sweep_id": plan.sweep_id,
         "cells": cells,
         "per_instance": totals,
+        "cell_overhead_s": round(overhead.seconds, 2),
+        "cell_overhead_source": overhead.source,
+        "hours_total": round(sum(v["hours"] for v in per_instance.values()), 3),
+        "hours_total_max": round(sum(v["hours_max"] for v in per_instance.values()), 3),
         "usd_total": round(sum(v["usd"] for v in per_instance.values()), 2),
+        "usd_total_max": round(sum(v["usd_max"] for v in per_instance.values()), 2),
     }
 
 
-def measured_seconds(scenario: ScenarioConfig) -> float:
-    """The least time a cell's scenario measures (its stopping rule may take longer)."""
+def measured_seconds(scenario: ScenarioConfig) -> tuple[float, float]:
+    """(least, most) seconds a cell's scenario runs beyond start-up: warmup plus the measured
+    window from its minimum (min_duration_s; the stopping rule may need longer) to its cap
+    (max_duration_s). A ramp's stages are fixed."""
     if scenario.name == "ramp":
-        return len(scenario.stages) * (scenario.stage_duration_s + scenario.stage_warmup_s)
+        fixed = len(scenario.stages) * (scenario.stage_duration_s + scenario.stage_warmup_s)
+        return fixed, fixed
+    before = scenario.warmup_s
     if scenario.name == "open_loop" and not scenario.rate_per_s:  # calibration warms up too
-        return 2 * scenario.warmup_s + scenario.calibrate_s + scenario.min_duration_s
-    return scenario.warmup_s + scenario.min_duration_s
+        before = 2 * scenario.warmup_s + scenario.calibrate_s
+    return before + scenario.min_duration_s, before + scenario.max_duration_s
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -146,10 +166,17 @@ def format_plan(report: dict[str, Any], fmt: str) -> str:
     for cell in report["cells"]:
         if cell["reason"]:
             lines.append(f"{cell['verdict']}: {cell['cell_id']}: {cell['reason']}")
-    lines.append("estimated cost of the sweep itself (overhead + minimum measuring per cell):")
+    lines.append(
+        f"estimated cost of the sweep itself: cells x ({report['cell_overhead_s']:g} s overhead "
+        f"per cell + their scenario's least .. most measuring); overhead: "
+        f"{report['cell_overhead_source']}"
+    )
     per = [{"instance": k, **v} for k, v in report["per_instance"].items()]
-    lines.append(_table(per, ["instance", "cells", "hours", "usd"]))
-    lines.append(f"total: ${report['usd_total']:.2f}")
+    lines.append(_table(per, ["instance", "cells", "hours", "hours_max", "usd", "usd_max"]))
+    lines.append(
+        f"total: ${report['usd_total']:.2f} .. ${report['usd_total_max']:.2f}, "
+        f"{report['hours_total'] * 60:.1f} .. {report['hours_total_max'] * 60:.1f} instance-minutes"
+    )
     return "\n".join(lines)
 
 

@@ -185,6 +185,20 @@ class S3Store(Store):
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         return sorted(self._keys(rel_dir, suffix, "/"))
 
+    def folders(self) -> list[str]:
+        from botocore.exceptions import ClientError
+
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        listing = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
+        try:
+            pages = list(self.client.get_paginator("list_objects_v2").paginate(**listing))
+        except ClientError as exc:
+            raise self._fail("list", "", exc) from exc
+        found = [
+            p["Prefix"][len(prefix) :] for page in pages for p in page.get("CommonPrefixes", [])
+        ]
+        return sorted(name.rstrip("/") for name in found)
+
     def list_versions(self, rel_dir: str, suffix: str = "") -> dict[str, str]:
         return self._keys(rel_dir, suffix, None)  # no delimiter: every key under the prefix
 

@@ -67,6 +67,10 @@ class Store(ABC):
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Paths (relative to the root) of the files directly in `rel_dir` ending in suffix."""
 
+    @abstractmethod
+    def folders(self) -> list[str]:
+        """Names of the folders directly under the root (the sweeps, and anything else)."""
+
     def list_tree(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Paths of every file under `rel_dir`, in subfolders too, ending in suffix."""
         return sorted(self.list_versions(rel_dir, suffix))
@@ -221,6 +225,11 @@ class LocalStore(Store):
             for entry in os.scandir(folder)
             if entry.is_file() and entry.name.endswith(suffix) and not entry.name.startswith(".")
         )
+
+    def folders(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(e.name for e in os.scandir(self.root) if e.is_dir() and e.name[0] != ".")
 
     def _files(self, rel_dir: str, suffix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """(relative path, entry) of every file under rel_dir ending in suffix, hidden names

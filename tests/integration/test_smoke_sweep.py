@@ -3,7 +3,9 @@ Then resume: a second sweep runs nothing; deleting one cell's row re-runs only t
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,9 +20,11 @@ pytestmark = pytest.mark.slow
 def smoke(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> dict:
     work = tmp_path_factory.mktemp("smoke")
     args = ["sweep", "+grid=smoke", f"models_dir={models_dir}"]
+    started = time.perf_counter()
     first = run_cli(args, work)
+    wall_s = time.perf_counter() - started
     aggregated = sorted(work.glob("results/smoke-*/aggregated.parquet"))
-    return {"work": work, "args": args, "first": first, "aggregated": aggregated}
+    return {"work": work, "args": args, "first": first, "aggregated": aggregated, "wall_s": wall_s}
 
 
 def _ran(proc: subprocess.CompletedProcess[str]) -> list[str]:
@@ -58,6 +62,21 @@ def test_smoke_sweep_leaves_one_ok_row_per_cell(smoke: dict) -> None:
     tokens = decoders["inferences_per_s"] * decoders["new_tokens"]
     pd.testing.assert_series_equal(decoders["tokens_per_s"], tokens, check_names=False)
     assert frame["started_at"].dt.tz is not None and (frame["params"] > 0).all()
+
+
+def test_plan_prices_the_next_smoke_sweep_from_the_last_ones_measured_overhead(smoke: dict):
+    """The fixed 120 s a cell guessed 0.54 h for a sweep that takes minutes; measured from
+    the store's last smoke sweep, the estimate is within 2x of what that sweep took."""
+    proc = run_cli(["plan", "+grid=smoke", "format=json"], smoke["work"])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["cell_overhead_source"].startswith("measured: median of 16 ok rows")
+    least, most = report["hours_total"] * 3600, report["hours_total_max"] * 3600
+    assert least <= most
+    wall = smoke["wall_s"]
+    assert wall / 2 <= least <= 2 * wall, (least, most, wall)
+    text = run_cli(["plan", "+grid=smoke"], smoke["work"]).stdout
+    assert "overhead: measured" in text and " .. $" in text
 
 
 def test_report_of_the_smoke_sweep(smoke: dict) -> None:

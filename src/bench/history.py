@@ -1,0 +1,104 @@
+"""What earlier sweeps in the store say about the time a cell costs beyond its measuring.
+
+`plan` prices a sweep as cells x (overhead + measured window). The overhead (process or
+container start, imports, checkpoint build and load, warmup, teardown) is the part a fixed
+guess gets wrong by an order of magnitude: two minutes is right for a container on AWS Batch
+and 50x too much for a tiny model in a local subprocess. Where the store holds ok rows of
+earlier sweeps run by the same executor, the overhead is measured from them:
+
+    in the job  = finished_at - started_at - window_s     (per ok row)
+    between jobs = next row's started_at - this finished_at (serial executors, per sweep:
+                   process start and interpreter imports; gaps over GAP_LIMIT_S are resumes)
+    overhead    = median(in the job) + median(between jobs)
+
+from the MAX_SWEEPS most recent such sweeps; `plan.cell_overhead_s` is only the fallback.
+Reading never writes anything.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+from dataclasses import dataclass
+
+from bench.store import Store, SweepPaths
+
+MAX_SWEEPS = 5  # the most recent sweeps of the executor: today's machine, today's code
+GAP_LIMIT_S = 300.0  # a longer pause between two cells is a resume, not start-up
+
+
+@dataclass(frozen=True)
+class CellOverhead:
+    seconds: float  # per cell, beyond its measured window
+    source: str  # where the figure came from, for the plan's output
+    rows: int = 0  # ok rows it is the median of (0: the configured guess)
+
+
+def _sweeps_of(store: Store, executor: str) -> list[tuple[str, str]]:
+    """(created_at, sweep_id) of the store's sweeps that `executor` ran, newest first."""
+    found = []
+    for name in store.folders():
+        paths = SweepPaths(name)
+        try:
+            manifest = json.loads(store.read_bytes(paths.manifest))
+        except Exception:  # not a sweep folder, or a torn manifest: nothing to learn from
+            continue
+        if not isinstance(manifest, dict):
+            continue
+        ran_by = (manifest.get("executor") or {}).get("name")
+        if ran_by == executor and store.exists(paths.aggregated):
+            found.append((str(manifest.get("created_at") or ""), name))
+    return sorted(found, reverse=True)
+
+
+def _sweep_overheads(store: Store, sweep_id: str, serial: bool) -> list[float]:
+    """Per ok row of one sweep: its time in the job beyond the window, plus the sweep's
+    median gap between jobs (serial executors)."""
+    import polars as pl
+
+    frame = pl.read_parquet(io.BytesIO(store.read_bytes(SweepPaths(sweep_id).aggregated)))
+    frame = frame.filter(
+        (pl.col("status") == "ok")
+        & pl.col("started_at").is_not_null()
+        & pl.col("finished_at").is_not_null()
+        & pl.col("window_s").is_not_null()
+    ).sort("started_at")
+    if frame.is_empty():
+        return []
+    spans = (pl.col("finished_at") - pl.col("started_at")).dt.total_microseconds() / 1e6
+    in_job = frame.select(spans - pl.col("window_s"))[:, 0].to_list()
+    gap = 0.0
+    if serial and frame.height > 1:
+        starts = frame["started_at"].to_list()
+        ends = frame["finished_at"].to_list()
+        gaps = [
+            (nxt - end).total_seconds()
+            for end, nxt in zip(ends[:-1], starts[1:], strict=True)
+            if 0 <= (nxt - end).total_seconds() <= GAP_LIMIT_S
+        ]
+        gap = statistics.median(gaps) if gaps else 0.0
+    return [max(0.0, seconds) + gap for seconds in in_job]
+
+
+def cell_overhead(store: Store, executor: str, serial: bool, fallback_s: float) -> CellOverhead:
+    """The per-cell overhead measured from the store's recent sweeps by `executor`, else
+    the configured fallback."""
+    overheads, used = [], []
+    try:
+        for _, sweep_id in _sweeps_of(store, executor)[:MAX_SWEEPS]:
+            found = _sweep_overheads(store, sweep_id, serial)
+            if found:
+                overheads += found
+                used.append(sweep_id)
+    except Exception as exc:  # an unreadable store costs the measured figure, not the plan
+        return CellOverhead(fallback_s, f"plan.cell_overhead_s (store not read: {exc})")
+    if not overheads:
+        return CellOverhead(
+            fallback_s, f"plan.cell_overhead_s (no ok rows of an earlier {executor} sweep)"
+        )
+    return CellOverhead(
+        statistics.median(overheads),
+        f"measured: median of {len(overheads)} ok rows of {executor} sweeps {', '.join(used)}",
+        len(overheads),
+    )
