@@ -173,6 +173,7 @@ def cell_warnings(cell: CellConfig) -> list[str]:
 class FitRow:
     instance: str
     gpu_model: str
+    engine: str  # the engine the partition degree is offered for
     partitions: int
     replicas: int
     lbme_gb: float
@@ -234,6 +235,7 @@ def fit_table(
                 FitRow(
                     instance=instance.type,
                     gpu_model=instance.gpu_model or "",
+                    engine=engine,
                     partitions=p,
                     replicas=replicas,
                     lbme_gb=round(est.lbme_gb, 2),

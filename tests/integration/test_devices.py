@@ -53,3 +53,34 @@ def test_hf_on_cuda(bench_cli, models_dir: Path, model: str, precision: str) -> 
     assert row["peak_gpu_reserved_mb"] >= row["peak_gpu_mem_mb"]
     assert row["gpu_used_mb"] >= row["peak_gpu_reserved_mb"]
     assert row["import_s"] > 0 and row["load_s"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("engine", "quantization"),
+    [
+        ("hf", "bitsandbytes LLM.int8()"),
+        ("accelerate", "bitsandbytes LLM.int8()"),
+        ("deepspeed", "DeepSpeed inference int8 (kernel injection)"),
+    ],
+)
+def test_int8_on_cuda(bench_cli, models_dir: Path, engine: str, quantization: str) -> None:
+    """int8 on a GPU: LLM.int8() through transformers' loader (hf, accelerate's device map) or
+    DeepSpeed's int8 kernels. Without bitsandbytes or DeepSpeed the row says `unsupported`."""
+    proc = bench_cli(
+        "run",
+        "model=opt_tiny",
+        f"engine={engine}",
+        "precision=int8",
+        "device=cuda",
+        "scenario.min_requests=30",
+        "scenario.min_duration_s=0.5",
+        "scenario.ci_target=0",
+        f"models_dir={models_dir}",
+    )
+    row = json.loads(proc.stdout)
+    if row["status"] == "unsupported":
+        pytest.skip(row["error"])
+    assert proc.returncode == 0 and row["status"] == "ok", proc.stdout + proc.stderr
+    assert row["precision_method"] == "quantized" and row["device"].startswith("cuda")
+    assert json.loads(row["engine_info"]).get("quantization") == quantization

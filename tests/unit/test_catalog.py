@@ -130,3 +130,23 @@ def test_a_borderline_cell_that_fails_says_so_in_its_row():
     assert failure_row(cell, "infeasible", "Infeasible", "x").get("warnings") is None
     on_cpu = _cell("model=bert_tiny", "instance=g5.xlarge", "device=cpu")
     assert failure_row(on_cpu, "failed", "X", "y")["warnings"] is None
+
+
+def test_int8_on_gpu_engines_and_where_each_refuses_it():
+    from bench.engines import ENGINES
+
+    def reason(engine: str, *overrides: str) -> str | None:
+        cell = _cell("model=opt_tiny", f"engine={engine}", "precision=int8", *overrides)
+        return ENGINES[engine].unsupported_reason(cell)
+
+    assert reason("accelerate", "instance=g5.12xlarge", "tp_degree=2") is None  # bitsandbytes
+    assert "on CUDA" in reason("accelerate")  # CPU: engine=hf quantises dynamically
+    assert reason("deepspeed", "instance=g5.12xlarge", "tp_degree=2") is None  # its int8 kernels
+    assert "kernel-injected" in reason("deepspeed")  # CPU
+    no_kernels = reason(
+        "deepspeed", "instance=g5.xlarge", "engine.kernel_inject='false'"
+    )  # AutoTP has no int8 path
+    assert "kernel-injected" in no_kernels
+    # seed 002's BLOOM-176B int8 TP8 on p4d: DeepSpeed runs it now, and the memory fits
+    bloom = [c for c in plan_from_overrides(["+grid=seed002_lmi"]).cells if c.precision == "int8"]
+    assert bloom and all(cell_verdict(c)[0] in ("run", "borderline") for c in bloom)

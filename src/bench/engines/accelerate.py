@@ -22,6 +22,7 @@ from bench.engines.base import (
     BOTH_DEVICES,
     Capability,
     Unsupported,
+    device_kind,
 )
 from bench.engines.hf import HFEngine
 
@@ -31,13 +32,15 @@ GPU_HEADROOM = 0.9  # share of a GPU's memory given to weights; the rest is for 
 @dataclass(frozen=True)
 class AccelerateOptions:
     cpu_memory_fraction: float = 0.5  # CPU offload mode: share of the repeated blocks in RAM
-    max_gpu_memory_gib: float = 0.0  # per GPU; 0 = the catalog's GPU memory x 0.9
+    max_gpu_memory_gib: float = 0.0  # per GPU; 0 = the catalog's usable GPU memory x 0.9
 
 
 class AccelerateEngine(HFEngine):
     name = "accelerate"
     Options = AccelerateOptions
-    capability = Capability(ANY_PRECISION, BOTH_DEVICES, max_tp=None, tasks=ALL_TASKS)
+    # int8: bitsandbytes LLM.int8() across the GPUs of the device map (transformers' loader);
+    # on CPU the offload hooks and torch's dynamic quantisation do not combine
+    capability = Capability(ANY_PRECISION | {"int8"}, BOTH_DEVICES, max_tp=None, tasks=ALL_TASKS)
     cuda_sync_scope = "device"  # a model split over GPUs: every device's streams count
 
     def import_libraries(self) -> None:
@@ -57,6 +60,11 @@ class AccelerateEngine(HFEngine):
         reason = super().unsupported_reason(cell)
         if reason is None and cell.tp_degree > 1 and cell.instance.gpus == 0:
             return "accelerate partitions over GPUs; on CPU it offloads to disk (tp_degree=1)"
+        if reason is None and cell.precision == "int8" and device_kind(cell) == "cpu":
+            return (
+                "accelerate's int8 is bitsandbytes LLM.int8() on CUDA GPUs; on CPU run int8 "
+                "with engine=hf (torch dynamic quantisation)"
+            )
         return reason
 
     def offload_map(self) -> dict[str, str]:
@@ -106,9 +114,9 @@ class AccelerateEngine(HFEngine):
                 offload_state_dict=True,
             )
         else:
-            per_gpu = (
-                self.options.max_gpu_memory_gib or self.cell.instance.gpu_memory_gib * GPU_HEADROOM
-            )
+            instance = self.cell.instance
+            usable = instance.gpu_memory_usable_gib or instance.gpu_memory_gib
+            per_gpu = self.options.max_gpu_memory_gib or usable * GPU_HEADROOM
             kwargs.update(
                 device_map="auto",
                 max_memory={i: f"{per_gpu:.2f}GiB" for i in range(self.cell.tp_degree)},

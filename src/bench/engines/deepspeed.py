@@ -63,7 +63,7 @@ class DeepSpeedEngine(HFEngine):
     name = "deepspeed"
     Options = DeepSpeedOptions
     capability = Capability(
-        frozenset({"fp32", "fp16", "bf16"}),
+        frozenset({"fp32", "fp16", "bf16", "int8"}),
         frozenset({"cpu", "cuda"}),
         max_tp=None,
         tasks=frozenset({"encode", "generate", "seq2seq"}),
@@ -93,6 +93,11 @@ class DeepSpeedEngine(HFEngine):
             # its CPU accelerator refuses the dtype at init_inference, after every rank loaded
             return "DeepSpeed's CPU accelerator runs fp32 and bf16, not fp16"
         inject = wants_injection(cell, cell.engine.options.get("kernel_inject", "auto"))
+        if cell.precision == "int8" and not (inject and device_kind(cell) == "cuda"):
+            return (
+                "DeepSpeed's int8 is its kernel-injected inference path: it needs CUDA and a "
+                f"family with DeepSpeed kernels ({', '.join(sorted(KERNEL_FAMILIES))})"
+            )
         if inject and device_kind(cell) != "cuda":
             return "DeepSpeed kernel injection needs CUDA (its fused kernels are GPU-only)"
         if inject and cell.model.family not in KERNEL_FAMILIES:
@@ -151,7 +156,10 @@ class DeepSpeedEngine(HFEngine):
         return super().load()
 
     def load_kwargs(self) -> dict[str, Any]:
-        return {"dtype": torch_dtype(self.cell.precision)}
+        # int8: the weights load in fp16 and init_inference quantises them into its kernels
+        return {
+            "dtype": torch_dtype("fp16" if self.cell.precision == "int8" else self.cell.precision)
+        }
 
     def initialize(self) -> dict[str, Any]:
         import deepspeed
@@ -160,10 +168,11 @@ class DeepSpeedEngine(HFEngine):
         if self.cell.tp_degree > 1:
             deepspeed.init_distributed()
         inject = wants_injection(self.cell, self.options.kernel_inject)
+        int8 = self.cell.precision == "int8"
         engine = deepspeed.init_inference(
             self.model,
             tensor_parallel={"tp_size": self.cell.tp_degree},
-            dtype=torch_dtype(self.cell.precision),
+            dtype=torch.int8 if int8 else torch_dtype(self.cell.precision),
             replace_with_kernel_inject=inject,
         )
         self.ds_engine = engine
@@ -175,6 +184,7 @@ class DeepSpeedEngine(HFEngine):
             "kernels_injected": inject,
             "mode": "kernel injection" if inject else "AutoTP",
             "deepspeed_version": deepspeed.__version__,
+            **({"quantization": "DeepSpeed inference int8 (kernel injection)"} if int8 else {}),
         }
 
     def _broadcast(self, command: int) -> int:
