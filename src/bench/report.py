@@ -6,7 +6,10 @@ Plots (PNG, matplotlib, one set per model):
 - load time per engine (load_s with init_s stacked on it);
 - ramp rows: P50/P99 (with the SLA) and throughput vs concurrency, first failure marked.
 Recommendation: per model, the cheapest ok configuration (by $/M inferences) whose P99 meets
-the SLA (the upper end of its 95% interval, where the sample count gives one), and the Pareto
+the SLA on the upper end of its 95% interval and whose verdict is `stable`; only where no row
+is that sure, the cheapest row meeting it on its estimate alone (an interval the sample count
+leaves open, or a drifting or insufficient verdict), marked provisional with why; where no
+row meets the SLA, the nearest miss per model and by how much. Then the Pareto
 front of P99 latency vs $/M (no other configuration is both faster and cheaper). The HTML page
 embeds the PNGs, so it is one self-contained file.
 """
@@ -48,24 +51,68 @@ def _with_figures(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**dict.fromkeys(missing)) if missing else frame
 
 
+def _p99_upper(frame: pd.DataFrame) -> pd.Series:
+    """The upper end of each row's P99 interval, or its estimate where the interval is open."""
+    return frame["latency_ms_p99_hi"].astype(float).fillna(frame["latency_ms_p99"].astype(float))
+
+
 def meets_sla(frame: pd.DataFrame, p99_ms: float) -> pd.Series:
     """A row meets the SLA when the upper end of its P99 interval does: with 95% confidence,
-    not by luck of the sample. A row too small to bound its P99 is judged on the estimate
-    (its percentile_flags column says so)."""
-    upper = frame["latency_ms_p99_hi"].astype(float).fillna(frame["latency_ms_p99"])
-    return upper <= p99_ms
+    not by luck of the sample. A row too small to bound its P99 is judged on the estimate,
+    and can only ever be a provisional recommendation (see `standing`)."""
+    return _p99_upper(frame) <= p99_ms
+
+
+def standing(frame: pd.DataFrame, p99_ms: float | None) -> pd.Series:
+    """'recommended' for a row sure enough to act on (P99 bounded under the SLA, verdict
+    stable), else 'provisional: ...' naming what is missing."""
+    reasons = pd.Series("", index=frame.index)
+    if p99_ms is not None:
+        open_interval = frame["latency_ms_p99_hi"].isna()
+        reasons = reasons.where(~open_interval, "P99 interval open (too few requests)")
+    unstable = frame["verdict"].fillna("no verdict") != "stable"
+    verdicts = "verdict " + frame["verdict"].fillna("none").astype(str)
+    joined = reasons.where(~unstable, reasons.str.cat(verdicts, sep="; ").str.strip("; "))
+    return joined.map(lambda why: f"provisional: {why}" if why else "recommended")
 
 
 def recommend(frame: pd.DataFrame, p99_ms: float | None) -> pd.DataFrame:
-    """Per model, the cheapest ok row meeting the SLA (all ok rows when there is none)."""
+    """Per model, the cheapest ok row meeting the SLA (all ok rows when there is none) that
+    is sure enough to act on; only where no row is, the cheapest provisional one. Its
+    `standing` column says which."""
     frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
     if p99_ms is not None:
         ok = ok[meets_sla(ok, p99_ms)]
+    columns = CONFIG_COLUMNS + FIGURES_COLUMNS + ["standing"]
     if ok.empty:
-        return ok[CONFIG_COLUMNS + FIGURES_COLUMNS]
-    best = ok.loc[ok.groupby("model")["usd_per_million_inferences"].idxmin()]
-    return best[CONFIG_COLUMNS + FIGURES_COLUMNS].reset_index(drop=True)
+        return ok.assign(standing=pd.Series(dtype=str))[columns]
+    ok = ok.assign(standing=standing(ok, p99_ms))
+    firm_first = ok.assign(_provisional=ok["standing"] != "recommended").sort_values(
+        ["model", "_provisional", "usd_per_million_inferences"], kind="stable"
+    )
+    best = firm_first.groupby("model", sort=True).head(1)
+    return best[columns].reset_index(drop=True)
+
+
+def nearest_misses(frame: pd.DataFrame, p99_ms: float) -> pd.DataFrame:
+    """Per model with no row meeting the SLA: its row closest to it (lowest P99, upper end
+    where bounded), and by how much it misses."""
+    frame = _with_figures(frame)
+    ok = frame[frame["status"] == "ok"].dropna(subset=["latency_ms_p99"])
+    met = set(ok[meets_sla(ok, p99_ms)]["model"])
+    rest = ok[~ok["model"].isin(met)]
+    if rest.empty:
+        return rest[CONFIG_COLUMNS + FIGURES_COLUMNS].assign(misses_by_ms=pd.Series(dtype=float))
+    rest = rest.assign(_upper=_p99_upper(rest))
+    closest = rest.loc[rest.groupby("model")["_upper"].idxmin()]
+    over = closest["_upper"] - p99_ms
+    closest = closest.assign(
+        misses_by_ms=over.round(3), misses_by=(over / p99_ms).map(lambda share: f"+{share:.0%}")
+    )
+    return closest[[*CONFIG_COLUMNS, *FIGURES_COLUMNS, "misses_by_ms", "misses_by"]].reset_index(
+        drop=True
+    )
 
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
@@ -294,12 +341,20 @@ def build_report(frame: pd.DataFrame, sweep_id: str, p99_ms: float | None) -> Re
         f"{len(frame)} cells: {counts}. Costs are on-demand $ per million inferences "
         "(price_per_hour / 3600 / inferences_per_s x 1e6); percentiles are nearest-rank with n.",
         f"## Recommendation ({sla})",
-        "The cheapest configuration per model that meets the target:",
+        "The cheapest configuration per model that meets the target on the upper end of its "
+        "P99 interval with a stable verdict (`recommended`); a model with no such row gets its "
+        "cheapest row that meets it on the estimate alone, marked `provisional` with why:",
         _markdown_table(recommendations),
         "## Pareto front: P99 latency vs cost",
         "No other configuration is both faster (P99) and cheaper ($/M):",
         _markdown_table(pareto),
     ]
+    if p99_ms is not None and not (misses := nearest_misses(frame, p99_ms)).empty:
+        sections += [
+            "Models with no configuration meeting the target, and their nearest miss (lowest "
+            "P99, upper end where bounded):",
+            _markdown_table(misses),
+        ]
     spread = repeat_spread(frame)
     if not spread.empty:
         sections += [

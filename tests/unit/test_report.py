@@ -130,3 +130,35 @@ def test_ramp_rows_get_a_latency_and_throughput_vs_concurrency_plot():
     report = build_report(frame, "s4", None)
     assert report.images["bert_base-ramp.png"].startswith(b"\x89PNG")
     assert sum(name.endswith("-ramp.png") for name in report.images) == 1
+
+
+def test_an_unbounded_or_unstable_row_is_never_the_recommendation_while_a_sure_one_meets():
+    """Only the cheapest row meets a 40 ms SLA on its point estimate, and its P99 interval is
+    open (too few requests): the bounded, stable, dearer row that meets it is recommended."""
+    frame = _frame().assign(verdict="stable")
+    frame["latency_ms_p99_hi"] = frame["latency_ms_p99"] * 1.05
+    cheap = (frame["precision"] == "fp16") & (frame["batch_size"] == 32)
+    frame.loc[cheap, "latency_ms_p99_hi"] = None  # n too small to bound P99 from above
+    best = recommend(frame, p99_ms=40.0).iloc[0]
+    assert (best["precision"], best["batch_size"]) == ("fp16", 8)  # 23 ms, bounded 24.15
+    assert best["standing"] == "recommended"
+    frame.loc[cheap, "latency_ms_p99_hi"] = 38.0  # bounded now, but drifting
+    frame.loc[cheap, "verdict"] = "drifting"
+    assert recommend(frame, p99_ms=40.0).iloc[0]["batch_size"] == 8
+    # with nothing sure, the cheapest estimate is offered, marked with why
+    frame["verdict"] = "insufficient"
+    weak = recommend(frame, p99_ms=40.0).iloc[0]
+    assert weak["standing"].startswith("provisional") and "insufficient" in weak["standing"]
+
+
+def test_when_nothing_meets_the_sla_the_nearest_miss_is_named_with_the_gap():
+    from bench.report import nearest_misses
+
+    frame = _frame().assign(verdict="stable")
+    frame["latency_ms_p99_hi"] = frame["latency_ms_p99"] * 1.1
+    assert recommend(frame, p99_ms=5.0).empty
+    miss = nearest_misses(frame, p99_ms=5.0).iloc[0]
+    assert miss["batch_size"] == 1 and miss["misses_by_ms"] == pytest.approx(6.6 - 5.0)
+    assert miss["misses_by"] == "+32%"
+    report = build_report(frame, "s3", p99_ms=5.0)
+    assert "nearest miss" in report.markdown and "+32%" in report.markdown
