@@ -20,7 +20,7 @@ from bench.config import ConfigError, add_config_dir
 from bench.store import StoreError
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-VERBS_WITH_OVERRIDES = ("sweep", "run", "plan", "fit", "report", "status", "collect")
+VERBS_WITH_OVERRIDES = ("sweep", "run", "plan", "fit", "report", "status", "collect", "ls")
 _USER_INFO = re.compile(r"(?<=://)[^/@\s\"']+@")  # user:password@ in a URL
 
 VERBS_HELP = {
@@ -33,6 +33,7 @@ VERBS_HELP = {
     "fit": "instance types and partition degrees that can host model=NAME, cheapest first",
     "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD)",
     "prices": "prices refresh: rewrite the instance catalog from the AWS Price List API",
+    "ls": "the sweeps in the store, newest first: grid, date, executor, cells, rows by status",
 }
 
 
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "prints the composed config of the first cell and runs nothing.",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb in ("sweep", "run", "plan", "fit"):
+    for verb in ("sweep", "run", "plan", "fit", "ls"):
         sub = verbs.add_parser(verb, help=VERBS_HELP[verb], description=VERBS_HELP[verb])
         sub.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +grid=smoke")
     cell = verbs.add_parser("cell", help=VERBS_HELP["cell"], description=VERBS_HELP["cell"])
@@ -260,6 +261,17 @@ def _prices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ls(args: argparse.Namespace) -> int:
+    from bench.compose import store_root
+    from bench.history import list_sweeps, sweeps_table
+    from bench.store import open_store
+
+    store = open_store(store_root(args.overrides))
+    store.check(writing=False)
+    print(sweeps_table(list_sweeps(store), store.root_uri))
+    return EXIT_OK
+
+
 def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -321,6 +333,7 @@ HANDLERS = {
     "fit": _fit,
     "report": _report,
     "prices": _prices,
+    "ls": _ls,
 }
 
 

@@ -1,4 +1,5 @@
-"""What earlier sweeps in the store say about the time a cell costs beyond its measuring.
+"""The sweeps in a store (`bench ls`), and what earlier ones say about the time a cell costs
+beyond its measuring (`bench plan`).
 
 `plan` prices a sweep as cells x (overhead + measured window). The overhead (process or
 container start, imports, checkpoint build and load, warmup, teardown) is the part a fixed
@@ -35,21 +36,77 @@ class CellOverhead:
     rows: int = 0  # ok rows it is the median of (0: the configured guess)
 
 
-def _sweeps_of(store: Store, executor: str) -> list[tuple[str, str]]:
-    """(created_at, sweep_id) of the store's sweeps that `executor` ran, newest first."""
+@dataclass(frozen=True)
+class SweepInfo:
+    sweep_id: str
+    grid: str
+    created_at: str  # ISO 8601, UTC; "" when the manifest has none
+    executor: str
+    cells: int  # in the manifest
+    statuses: dict[str, int]  # rows in the aggregate by status; empty when not collected
+    collected: bool  # an aggregated.parquet exists
+
+
+def list_sweeps(store: Store) -> list[SweepInfo]:
+    """Every folder of the store holding a readable manifest, newest first."""
     found = []
     for name in store.folders():
         paths = SweepPaths(name)
         try:
             manifest = json.loads(store.read_bytes(paths.manifest))
-        except Exception:  # not a sweep folder, or a torn manifest: nothing to learn from
+        except Exception:  # not a sweep folder, or a torn manifest
             continue
         if not isinstance(manifest, dict):
             continue
-        ran_by = (manifest.get("executor") or {}).get("name")
-        if ran_by == executor and store.exists(paths.aggregated):
-            found.append((str(manifest.get("created_at") or ""), name))
-    return sorted(found, reverse=True)
+        collected = store.exists(paths.aggregated)
+        found.append(
+            SweepInfo(
+                sweep_id=name,
+                grid=str(manifest.get("grid") or ""),
+                created_at=str(manifest.get("created_at") or ""),
+                executor=str((manifest.get("executor") or {}).get("name") or ""),
+                cells=len(manifest.get("cells") or []),
+                statuses=_statuses(store, paths) if collected else {},
+                collected=collected,
+            )
+        )
+    return sorted(found, key=lambda s: (s.created_at, s.sweep_id), reverse=True)
+
+
+def _statuses(store: Store, paths: SweepPaths) -> dict[str, int]:
+    import polars as pl
+
+    try:
+        frame = pl.read_parquet(io.BytesIO(store.read_bytes(paths.aggregated)), columns=["status"])
+    except Exception:  # an unreadable aggregate: `collect` rewrites it
+        return {}
+    counts = frame["status"].value_counts(sort=True).iter_rows()
+    return {str(status): int(count) for status, count in counts}
+
+
+def sweeps_table(sweeps: list[SweepInfo], root: str) -> str:
+    """`bench ls`: one line per sweep, newest first."""
+    if not sweeps:
+        return f"(no sweeps in {root})"
+    header = ["sweep_id", "grid", "created (UTC)", "executor", "cells", "rows"]
+    rows = [
+        [
+            s.sweep_id,
+            s.grid,
+            s.created_at[:19].replace("T", " "),
+            s.executor,
+            str(s.cells),
+            ", ".join(f"{k} {v}" for k, v in s.statuses.items())
+            if s.collected
+            else "not collected",
+        ]
+        for s in sweeps
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    return "\n".join(
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    )
 
 
 def _sweep_overheads(store: Store, sweep_id: str, serial: bool) -> list[float]:
@@ -86,11 +143,12 @@ def cell_overhead(store: Store, executor: str, serial: bool, fallback_s: float) 
     the configured fallback."""
     overheads, used = [], []
     try:
-        for _, sweep_id in _sweeps_of(store, executor)[:MAX_SWEEPS]:
-            found = _sweep_overheads(store, sweep_id, serial)
+        ran = [s for s in list_sweeps(store) if s.executor == executor and s.collected]
+        for sweep in ran[:MAX_SWEEPS]:
+            found = _sweep_overheads(store, sweep.sweep_id, serial)
             if found:
                 overheads += found
-                used.append(sweep_id)
+                used.append(sweep.sweep_id)
     except Exception as exc:  # an unreadable store costs the measured figure, not the plan
         return CellOverhead(fallback_s, f"plan.cell_overhead_s (store not read: {exc})")
     if not overheads:

@@ -195,3 +195,18 @@ def test_collect_on_s3_reads_every_file_in_one_scan(s3_root: str, monkeypatch) -
     slow.clear()
     assert collector.collect(store, "scan").table.num_rows == 3
     assert slow == []  # a clean bucket: one polars scan through the emulator
+
+
+def test_ls_lists_the_sweeps_in_a_bucket(s3_root: str) -> None:
+    import json
+
+    from bench.history import list_sweeps
+    from bench.store import SweepPaths, open_store
+
+    store = open_store(s3_root)
+    for name, created in (("old", "2026-01-01T00:00:00+00:00"), ("new", "2026-02-01T00:00:00")):
+        manifest = {"sweep_id": name, "grid": "smoke", "created_at": created, "cells": [{}, {}]}
+        store.write_bytes(SweepPaths(name).manifest, json.dumps(manifest).encode())
+    store.write_bytes("loose/file.txt", b"x")  # a folder without a manifest is not a sweep
+    assert store.folders() == ["loose", "new", "old"]
+    assert [(s.sweep_id, s.cells) for s in list_sweeps(store)] == [("new", 2), ("old", 2)]

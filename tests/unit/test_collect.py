@@ -367,3 +367,35 @@ def test_summary_table_aligns_columns_and_names_interval_and_verdict(store):
     assert first.rstrip().endswith("stable")
     assert "5.5-?" in first and "200" in first  # inf/s of the ok row; the failed row's is blank
     assert any(line.strip().startswith("p99 95% CI 'x-?'") for line in lines)  # the legend
+
+
+def test_ls_lists_the_sweeps_newest_first_with_their_rows(store, tmp_path):
+    import subprocess
+    import sys
+
+    from bench.history import list_sweeps
+
+    _manifest(store, ["a", "b"])
+    _attempt(store, _row("a", 0))
+    _attempt(store, _row("b", 1, status="failed"))
+    collect(store, SWEEP)
+    store.write_bytes("not-a-sweep/notes.txt", b"x")
+    store.write_bytes(
+        "newer/manifest.json",
+        json.dumps({"sweep_id": "newer", "grid": "g", "created_at": "2999-01-01T00:00:00+00:00",
+                    "executor": {"name": "slurm"}, "cells": [{}]}).encode(),
+    )  # fmt: skip
+    found = list_sweeps(store)
+    assert [s.sweep_id for s in found] == ["newer", SWEEP]
+    assert found[1].statuses == {"ok": 1, "failed": 1} and not found[0].collected
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "ls", f"store.root={store.root_uri}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["sweep_id", "grid", "created", "(UTC)", "executor", "cells", "rows"]
+    assert lines[1].startswith("newer") and "not collected" in lines[1]
+    assert SWEEP in lines[2] and "ok 1, failed 1" in lines[2]
