@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -303,6 +304,7 @@ SUMMARY_COLUMNS = {
 
 
 SUMMARY_EXTRA = ("latency_ms_p99_lo", "latency_ms_p99_hi", "verdict")
+_FIX = re.compile(r"scenario\.min_requests=(\d+)")  # the fix a percentile flag ends with
 SUMMARY_MAX_ROWS = 40
 
 
@@ -378,10 +380,13 @@ def summary_text(collected: Collected) -> str:
         lines.append(f"failed: {cell_id}: {message}")
     shown_terms = {row[-1] for row in rows} | {"?" for row in rows if row[p99_at].endswith("?")}
     lines += [f"  {text}" for term, text in LEGEND.items() if term in shown_terms]
-    if flagged := table.filter(pc.is_valid(table["percentile_flags"])).num_rows:
+    flags = [f for f in table.column("percentile_flags").to_pylist() if f]
+    if flags:
+        fixes = [int(m.group(1)) for f in flags if (m := _FIX.search(f))]
+        fix = f"; to clear them all: scenario.min_requests={max(fixes)}" if fixes else ""
         lines.append(
-            f"  {flagged} of {table.num_rows} rows carry percentile_flags (a percentile from "
-            "too few requests); read them in the Parquet"
+            f"  {len(flags)} of {table.num_rows} rows carry percentile_flags (a percentile from "
+            f"too few requests; each row's says which and its fix){fix}"
         )
     lines += [f"missing: {cell_id} (in the manifest, no row)" for cell_id in collected.missing]
     lines += [f"unreadable, skipped: {path}: {error}" for path, error in collected.unreadable]

@@ -116,15 +116,20 @@ def percentile_flags(
     """One clause per percentile the sample count cannot support; None when all are fine.
     `effective` gives, per interval percentile, the independent samples the n are worth
     (serial dependence): an interval is bounded only when that count suffices."""
-    flags = []
+    flags, enough = [], n  # enough: the requests that would clear every flag
     for p in percentiles:
         q = p / 100
+        worth = (effective or {}).get(p, n)
+        if p in CI_PERCENTILES:  # a bounded interval needs more than a supported estimate
+            # the independent samples the interval needs, in requests at this n's correlation
+            enough = max(enough, math.ceil(min_samples_bounded(q, confidence) * n / max(worth, 1)))
+        else:
+            enough = max(enough, min_samples_supported(q))
         if n < (need := min_samples_supported(q)):
             flags.append(f"p{p} unsupported: n={n} < {need}")
             continue
         if p not in CI_PERCENTILES:
             continue
-        worth = (effective or {}).get(p, n)
         if worth < (need := min_samples_bounded(q, confidence)):
             low, high = quantile_ranks(worth, q, confidence)
             end = "above" if high is None else "below"
@@ -132,7 +137,9 @@ def percentile_flags(
                 end = "at both ends"
             count = f"n={n}" if worth == n else f"n={n} worth {worth} independent"
             flags.append(f"p{p} interval unbounded {end}: {count} < {need} at {confidence:.0%}")
-    return "; ".join(flags) or None
+    if not flags:
+        return None
+    return "; ".join(flags) + f"; fix: scenario.min_requests={enough} (and max_duration_s to match)"
 
 
 def t_quantile(p: float, df: float) -> float:

@@ -399,3 +399,18 @@ def test_ls_lists_the_sweeps_newest_first_with_their_rows(store, tmp_path):
     assert lines[0].split() == ["sweep_id", "grid", "created", "(UTC)", "executor", "cells", "rows"]
     assert lines[1].startswith("newer") and "not collected" in lines[1]
     assert SWEEP in lines[2] and "ok 1, failed 1" in lines[2]
+
+
+def test_the_summary_says_how_to_clear_the_percentile_flags(store):
+    from bench import stats
+
+    _manifest(store, ["a", "b", "c"])
+    _attempt(store, _row("a", 0, percentile_flags=stats.percentile_flags(200, (50, 99), 0.95)))
+    worth = {50: 300, 99: 310}
+    _attempt(
+        store, _row("b", 1, percentile_flags=stats.percentile_flags(900, (50, 99), 0.95, worth))
+    )
+    _attempt(store, _row("c", 2))
+    text = summary_text(collect(store, SWEEP))
+    assert "2 of 3 rows carry percentile_flags" in text
+    assert "to clear them all: scenario.min_requests=1069" in text

@@ -79,7 +79,8 @@ def test_latency_summary():
     # four samples support no percentile's interval: every one is flagged, none hidden
     assert summary["percentile_flags"] == (
         "p50 interval unbounded at both ends: n=4 < 6 at 95%; p90 unsupported: n=4 < 10; "
-        "p95 unsupported: n=4 < 20; p99 unsupported: n=4 < 100"
+        "p95 unsupported: n=4 < 20; p99 unsupported: n=4 < 100; "
+        "fix: scenario.min_requests=368 (and max_duration_s to match)"
     )
     assert summary["latency_ms_p50_hi"] is None and summary["latency_ms_p99_hi"] is None
 

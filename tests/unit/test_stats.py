@@ -51,9 +51,15 @@ def test_intervals_cover_the_true_percentile_at_the_stated_rate(n):
 
 def test_flags_name_each_unsupported_percentile():
     assert stats.percentile_flags(1000, (50, 90, 95, 99), 0.95) is None
-    assert stats.percentile_flags(80, (50, 90, 95, 99), 0.95) == "p99 unsupported: n=80 < 100"
+    fix = "fix: scenario.min_requests=368 (and max_duration_s to match)"
+    assert (
+        stats.percentile_flags(80, (50, 90, 95, 99), 0.95) == f"p99 unsupported: n=80 < 100; {fix}"
+    )
     flags = stats.percentile_flags(200, (50, 90, 95, 99), 0.95)
-    assert flags == "p99 interval unbounded above: n=200 < 368 at 95%"
+    assert flags == f"p99 interval unbounded above: n=200 < 368 at 95%; {fix}"
+    # correlated requests are worth fewer independent ones: the fix asks for more requests
+    flags = stats.percentile_flags(900, (50, 90, 95, 99), 0.95, {50: 300, 90: 300, 99: 310})
+    assert flags.endswith("fix: scenario.min_requests=1069 (and max_duration_s to match)")
 
 
 def test_rate_interval_brackets_a_steady_rate():
