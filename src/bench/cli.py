@@ -20,7 +20,9 @@ from bench.config import ConfigError, add_config_dir
 from bench.store import StoreError
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-VERBS_WITH_OVERRIDES = ("sweep", "run", "plan", "fit", "report", "status", "collect", "ls")
+VERBS_WITH_OVERRIDES = (
+    "sweep", "run", "plan", "fit", "report", "status", "collect", "ls", "compare"
+)  # fmt: skip
 _USER_INFO = re.compile(r"(?<=://)[^/@\s\"']+@")  # user:password@ in a URL
 
 VERBS_HELP = {
@@ -34,6 +36,8 @@ VERBS_HELP = {
     "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD)",
     "prices": "prices refresh: rewrite the instance catalog from the AWS Price List API",
     "ls": "the sweeps in the store, newest first: grid, date, executor, cells, rows by status",
+    "compare": "compare BASE NEW: per configuration, faster / slower / no significant change "
+    "(95% intervals from the raw samples); exit 1 on a regression beyond threshold=",
 }
 
 
@@ -64,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     prices.add_argument("--region", default="us-east-1", help="region whose prices to read")
     prices.add_argument("--spot", action="store_true", help="also read current Spot prices")
     prices.add_argument("--out", default=None, help="catalog file to write (required)")
+    comp = verbs.add_parser(
+        "compare", help=VERBS_HELP["compare"], description=VERBS_HELP["compare"]
+    )
+    comp.add_argument("base", help="sweep id in the store, or URI of an aggregated.parquet")
+    comp.add_argument("new", help="sweep id in the store, or URI of an aggregated.parquet")
+    comp.add_argument(
+        "overrides", nargs="*", help="threshold=0.05 noise=0.01 format=json store.root=DIR"
+    )
     status = verbs.add_parser("status", help=VERBS_HELP["status"], description=VERBS_HELP["status"])
     status.add_argument("sweep_id", help="the sweep's folder name in the store")
     status.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. store.root=s3://b/p")
@@ -261,6 +273,62 @@ def _prices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
+    """(store, sweep id, aggregate rows) of a sweep id in `root`, or of an aggregate's URI
+    (<root>/<sweep_id>/aggregated.parquet, local or s3://)."""
+    import io
+
+    import pandas as pd
+
+    from bench.store import SweepPaths, open_store
+
+    if spec.endswith("/aggregated.parquet"):
+        root, sweep_id = spec.removesuffix("/aggregated.parquet").rsplit("/", 1)
+    else:
+        sweep_id = spec
+    store = open_store(root)
+    store.check(writing=False)
+    try:
+        data = store.read_bytes(SweepPaths(sweep_id).aggregated)
+    except FileNotFoundError:
+        raise ConfigError(
+            "sweep", spec, f"no {SweepPaths(sweep_id).aggregated} in {root}; collect it first"
+        ) from None
+    return store, sweep_id, pd.read_parquet(io.BytesIO(data))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import io
+
+    from bench.compare import compare, comparison_text
+    from bench.compose import compose_one
+    from bench.config import finite_number
+
+    options, rest = {"threshold": 0.05, "noise": 0.01}, []
+    for override in args.overrides:
+        key, _, value = override.partition("=")
+        if key in options:
+            options[key] = finite_number(key, value, low=0.0, high=1.0)
+        else:
+            rest.append(override)
+    threshold = options["threshold"]
+    cfg = compose_one(rest)
+    root = str(cfg.store.root)
+    base_store, base_id, base = _sweep_rows(args.base, root)
+    new_store, new_id, new = _sweep_rows(args.new, root)
+    result = compare(base_store, base, new_store, new, threshold, options["noise"])
+    buffer = io.BytesIO()
+    result.table.to_parquet(buffer, index=False)
+    out = f"{new_id}/compared/{base_id}.parquet"
+    new_store.write_bytes(out, buffer.getvalue())
+    if cfg.format == "json":
+        print(result.table.to_json(orient="records", indent=1))
+    else:
+        print(comparison_text(result, threshold))
+        print(f"comparison: {new_store.uri(out)}")
+    return EXIT_CELL_FAILED if len(result.regressions) else EXIT_OK
+
+
 def _ls(args: argparse.Namespace) -> int:
     from bench.compose import store_root
     from bench.history import list_sweeps, sweeps_table
@@ -334,6 +402,7 @@ HANDLERS = {
     "report": _report,
     "prices": _prices,
     "ls": _ls,
+    "compare": _compare,
 }
 
 

@@ -244,6 +244,17 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def finite_number(key: str, text: str, low: float, high: float) -> float:
+    """A number given on the command line as text, finite and in [low, high]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    ok = math.isfinite(value) and low <= value <= high
+    _require(ok, key, text, f"must be a number from {low:g} to {high:g}")
+    return value
+
+
 def _positive(key: str, value: Any) -> float:
     ok = _finite(value) and value > 0
     _require(ok, key, value, "must be a finite number > 0")

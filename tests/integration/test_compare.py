@@ -1,0 +1,65 @@
+"""`bench compare`: a sweep against itself and against a known 10% slowdown (sleep engine)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+SLEEP_GRID = [
+    "engine=sleep",
+    "scenario.min_requests=800",
+    "scenario.min_duration_s=1",
+    "scenario.max_duration_s=6",
+    "grid.axes.threads=[2,4]",
+]
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("compare")
+    for sweep_id, service_ms in (("base", 10), ("slower", 11)):
+        proc = run_cli(
+            ["sweep", *SLEEP_GRID, f"engine.service_ms={service_ms}", f"sweep_id={sweep_id}"],
+            work,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return work
+
+
+def test_a_sweep_against_itself_has_no_significant_change(sweeps: Path) -> None:
+    proc = run_cli(["compare", "base", "base", "format=json"], sweeps)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 2 * 5  # two cells x P50, P90, P99, throughput, $/M
+    assert {r["verdict"] for r in rows} == {"no significant change"}
+
+
+def test_a_known_10_percent_slowdown_is_slower_and_fails_the_gate(sweeps: Path) -> None:
+    proc = run_cli(["compare", "base", "slower", "threshold=0.05"], sweeps)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "configs differ in: engine.options.service_ms" in proc.stdout
+    table = pd.read_parquet(sweeps / "results" / "slower" / "compared" / "base.parquet")
+    latency = table[table["metric"].isin(["latency_ms_p50", "latency_ms_p99"])]
+    assert len(latency) == 4 and (latency["verdict"] == "slower").all(), latency
+    p50 = table[table["metric"] == "latency_ms_p50"]
+    assert p50["change"].between(0.07, 0.12).all()  # 11 / 10 less the fixed overhead
+    assert table["regression"].any()
+    # the same comparison by URI, and with a threshold the slowdown does not pass
+    uri = str(sweeps / "results" / "slower" / "aggregated.parquet")
+    lenient = run_cli(["compare", "base", uri, "threshold=0.5"], sweeps)
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [(["base", "nope"], "sweep="), (["base", "base", "threshold=2"], "threshold=")],
+)
+def test_bad_compare_input_is_one_line(sweeps: Path, args: list[str], key: str) -> None:
+    proc = run_cli(["compare", *args], sweeps)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert key in proc.stderr
