@@ -37,6 +37,16 @@ INSTANCE_TYPES = [
     "p4d.24xlarge",
     "p4de.24xlarge",
     "p5.48xlarge",
+    "g6.xlarge",
+    "g6.2xlarge",
+    "g6.12xlarge",
+    "g6.48xlarge",
+    "g6e.xlarge",
+    "g6e.12xlarge",
+    "g6e.48xlarge",
+    "p5e.48xlarge",
+    "p5en.48xlarge",
+    "p6-b200.48xlarge",
 ]
 # The only thing a cell does in S3: GET the manifest, PUT samples and its row (DELETE to
 # replace), list its own sweep's prefix.
@@ -49,6 +59,11 @@ ALL_FAMILIES = {
     "EnableP4d": "true",
     "EnableP4de": "true",
     "EnableP5": "true",
+    "EnableG6": "true",
+    "EnableG6e": "true",
+    "EnableP5e": "true",
+    "EnableP5en": "true",
+    "EnableP6B200": "true",
     "P3ImageId": "ami-0123456789abcdef0",
 }
 # cfn-lint findings allowed despite being warnings, rule id -> why. None today.
@@ -196,7 +211,8 @@ def _of_type(resources: dict[str, dict[str, Any]], kind: str) -> dict[str, dict[
 
 def _catalog_vcpus() -> dict[str, int]:
     instances = yaml.safe_load(CATALOG.read_text())["catalog"]["instances"]
-    return {i["type"]: i["vcpus"] for i in instances if i.get("gpus")}
+    # NVIDIA types only: Neuron instances (accelerator: neuron) run no bench engine
+    return {i["type"]: i["vcpus"] for i in instances if i.get("gpus") and not i.get("accelerator")}
 
 
 # ------------------------------------------------------------------ checks (also mutated below)
