@@ -21,7 +21,7 @@ from bench.store import StoreError
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 VERBS_WITH_OVERRIDES = (
-    "sweep", "run", "plan", "fit", "report", "status", "collect", "ls", "compare"
+    "sweep", "run", "plan", "fit", "report", "status", "collect", "ls", "compare", "capacity"
 )  # fmt: skip
 _USER_INFO = re.compile(r"(?<=://)[^/@\s\"']+@")  # user:password@ in a URL
 
@@ -36,6 +36,8 @@ VERBS_HELP = {
     "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD)",
     "prices": "prices refresh: rewrite the instance catalog from the AWS Price List API",
     "ls": "the sweeps in the store, newest first: grid, date, executor, cells, rows by status",
+    "capacity": "capacity SWEEP rate=R sla.p99_ms=X: replicas, instances and $/month per cell "
+    "to serve R inferences/s under the SLA (M/G/c over its measured latencies)",
     "compare": "compare BASE NEW: per configuration, faster / slower / no significant change "
     "(95% intervals from the raw samples); exit 1 on a regression beyond threshold=",
 }
@@ -75,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("new", help="sweep id in the store, or URI of an aggregated.parquet")
     comp.add_argument(
         "overrides", nargs="*", help="threshold=0.05 noise=0.01 format=json store.root=DIR"
+    )
+    cap = verbs.add_parser(
+        "capacity", help=VERBS_HELP["capacity"], description=VERBS_HELP["capacity"]
+    )
+    cap.add_argument("sweep_id", help="the sweep's folder name in the store")
+    cap.add_argument(
+        "overrides",
+        nargs="*",
+        help="rate=R sla.p99_ms=X [peak_to_mean=K] [format=json] [store.root=DIR]",
     )
     status = verbs.add_parser("status", help=VERBS_HELP["status"], description=VERBS_HELP["status"])
     status.add_argument("sweep_id", help="the sweep's folder name in the store")
@@ -329,6 +340,59 @@ def _compare(args: argparse.Namespace) -> int:
     return EXIT_CELL_FAILED if len(result.regressions) else EXIT_OK
 
 
+def _capacity(args: argparse.Namespace) -> int:
+    from bench.capacity import ASSUMPTIONS, plan_fleet
+    from bench.compare import cell_latencies
+    from bench.compose import compose_one
+    from bench.config import finite_number
+
+    options: dict[str, float | None] = {"rate": None, "peak_to_mean": 1.0}
+    rest = []
+    for override in args.overrides:
+        key, _, value = override.partition("=")
+        if key in options:
+            high = 1e9 if key == "rate" else 100.0
+            options[key] = finite_number(key, value, low=1e-9 if key == "rate" else 1.0, high=high)
+        else:
+            rest.append(override)
+    if options["rate"] is None:
+        raise ConfigError("rate", None, "give the target load in inferences per second, rate=R")
+    cfg = compose_one(rest)
+    p99_ms = cfg.sla.p99_ms
+    if p99_ms is None:
+        raise ConfigError("sla.p99_ms", None, "give the latency target, sla.p99_ms=X")
+    store, _, rows = _sweep_rows(args.sweep_id, str(cfg.store.root))
+    latencies = {
+        str(row["cell_id"]): cell_latencies(store, row) / 1e9
+        for _, row in rows[rows["status"] == "ok"].iterrows()
+    }
+    rate, peak = float(options["rate"]), float(options["peak_to_mean"] or 1.0)
+    table = plan_fleet(rows, latencies, rate, float(p99_ms), peak)
+    if cfg.format == "json":
+        print(table.to_json(orient="records", indent=1))
+        return EXIT_OK
+    sized = f"{rate:g} inferences/s" + (f" x peak_to_mean {peak:g}" if peak != 1 else "")
+    print(f"fleet for {sized} with P99 <= {float(p99_ms):g} ms; {ASSUMPTIONS}")
+    if table.empty:
+        print("(no ok cell with at least 100 measured requests)")
+        return EXIT_OK
+    print(table.drop(columns=["cell_id"]).to_string(index=False))
+    best = table.iloc[0]
+    if best["usd_per_month"] is not None and not pd_isna(best["usd_per_month"]):
+        print(
+            f"cheapest: {best['model']} {best['engine']} {best['precision']} batch "
+            f"{best['batch_size']} threads {best['threads']} on {int(best['instances'])} x "
+            f"{best['instance']}: ${best['usd_per_month']:,.2f} per month on demand"
+        )
+    return EXIT_OK
+
+
+def pd_isna(value: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
 def _ls(args: argparse.Namespace) -> int:
     from bench.compose import store_root
     from bench.history import list_sweeps, sweeps_table
@@ -403,6 +467,7 @@ HANDLERS = {
     "prices": _prices,
     "ls": _ls,
     "compare": _compare,
+    "capacity": _capacity,
 }
 
 

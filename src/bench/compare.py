@@ -162,7 +162,9 @@ def _verdict(
 WORSE = {"slower", "dearer"}
 
 
-def _samples(store: Store, row: pd.Series) -> np.ndarray:
+def cell_latencies(store: Store, row: pd.Series) -> np.ndarray:
+    """A row's measured request latencies (ns) in send order, ok requests of its first stage;
+    empty when its samples file is gone."""
     import pyarrow.parquet as pq
 
     path = SweepPaths(str(row["sweep_id"])).samples(str(row["cell_id"]), str(row["attempt_id"]))
@@ -210,7 +212,7 @@ def compare(
         b = pd.Series({k.removesuffix("_base"): v for k, v in pair.items() if k.endswith("_base")})
         n = pd.Series({k.removesuffix("_new"): v for k, v in pair.items() if k.endswith("_new")})
         differs = ", ".join(config_differences(b.get("config_json"), n.get("config_json")))
-        base_ns, new_ns = _samples(base_store, b), _samples(new_store, n)
+        base_ns, new_ns = cell_latencies(base_store, b), cell_latencies(new_store, n)
         label = {k: b[k] for k in MATCH_KEYS if k in b}
         changes: dict[str, tuple[tuple[float, float, float] | None, tuple[str, str], int]] = {}
         for column, q in LATENCY.items():

@@ -63,3 +63,17 @@ def test_bad_compare_input_is_one_line(sweeps: Path, args: list[str], key: str) 
     proc = run_cli(["compare", *args], sweeps)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert key in proc.stderr
+
+
+def test_capacity_sizes_a_fleet_from_the_measured_latencies(sweeps: Path) -> None:
+    proc = run_cli(["capacity", "base", "rate=600", "sla.p99_ms=40", "format=json"], sweeps)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 2
+    for row in rows:  # 600/s at ~10 ms: at least 6 busy slots, `threads` per replica
+        assert row["replicas"] * row["threads"] >= 6 and row["instances"] == row["replicas"]
+        assert row["usd_per_month"] == pytest.approx(row["usd_per_hour"] * 730, rel=1e-6)
+    text = run_cli(["capacity", "base", "rate=600", "sla.p99_ms=40"], sweeps).stdout
+    assert "M/G/c" in text and "cheapest:" in text and "per month" in text
+    missing = run_cli(["capacity", "base", "sla.p99_ms=40"], sweeps)
+    assert missing.returncode == 2 and "rate=" in missing.stderr
