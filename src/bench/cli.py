@@ -39,7 +39,7 @@ VERBS_HELP = {
     "capacity": "capacity SWEEP rate=R sla.p99_ms=X: replicas, instances and $/month per cell "
     "to serve R inferences/s under the SLA (M/G/c over its measured latencies)",
     "compare": "compare BASE NEW: per configuration, faster / slower / no significant change "
-    "(95% intervals from the raw samples); exit 1 on a regression beyond threshold=",
+    "(confidence intervals from the raw samples); exit 1 on a regression beyond threshold=",
 }
 
 
