@@ -35,17 +35,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.rows import AXIS_COLUMNS
 from bench.stats import min_samples_supported
 from bench.store import Store, SweepPaths
 
 MATCH_KEYS = (
-    "model",
-    "engine",
-    "precision",
-    "batch_size",
-    "threads",
-    "tp_degree",
-    "instance",
+    *AXIS_COLUMNS,
     "scenario",
     "task",
     "seq_len",

@@ -20,6 +20,7 @@ from bench.feasibility import (
 )
 from bench.history import CellOverhead
 from bench.plan import Plan
+from bench.rows import AXIS_COLUMNS
 
 
 def _estimate_gb(cell: CellConfig) -> float | None:
@@ -151,13 +152,7 @@ def format_plan(report: dict[str, Any], fmt: str) -> str:
         return json.dumps(report, indent=1)
     columns = [
         "index",
-        "model",
-        "engine",
-        "precision",
-        "batch_size",
-        "threads",
-        "tp_degree",
-        "instance",
+        *AXIS_COLUMNS,
         "est_gb_per_gpu",
         "gpu_gb",
         "verdict",

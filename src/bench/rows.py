@@ -19,6 +19,8 @@ SCHEMA_VERSION = 7
 # seq2seq and classify_image; 7: pricing (ec2 | sagemaker | override), warnings (the
 # planner's: a borderline memory estimate, int8 without int8 tensor cores)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
+# The columns that say which configuration a row measured (its grid axes), in reading order.
+AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
 
 _TS = pa.timestamp("us", tz="UTC")
 
