@@ -291,12 +291,14 @@ def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
 
     import pandas as pd
 
+    from bench.plan import check_sweep_id
     from bench.store import SweepPaths, open_store
 
-    if spec.endswith("/aggregated.parquet"):
+    if spec.endswith("/aggregated.parquet"):  # a URI the user spelled out: read where it says
         root, sweep_id = spec.removesuffix("/aggregated.parquet").rsplit("/", 1)
     else:
         sweep_id = spec
+        check_sweep_id(sweep_id)  # a folder of the store, never a path out of it
     store = open_store(root)
     store.check(writing=False)
     try:
@@ -543,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IndexError, ValueError) as exc:
         print(f"error: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `plan ... | head`: the reader left; stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return EXIT_OK
     except KeyboardInterrupt:
         print(
             "interrupted: the running cell was stopped and wrote no row; run the same command "

@@ -59,7 +59,11 @@ def test_a_known_10_percent_slowdown_is_slower_and_fails_the_gate(sweeps: Path) 
 
 @pytest.mark.parametrize(
     ("args", "key"),
-    [(["base", "nope"], "sweep="), (["base", "base", "threshold=2"], "threshold=")],
+    [
+        (["base", "nope"], "sweep="),
+        (["base", "base", "threshold=2"], "threshold="),
+        (["../outside", "base"], "sweep_id="),  # never a path out of the store
+    ],
 )
 def test_bad_compare_input_is_one_line(sweeps: Path, args: list[str], key: str) -> None:
     proc = run_cli(["compare", *args], sweeps)
