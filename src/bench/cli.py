@@ -310,26 +310,38 @@ def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
     return store, sweep_id, pd.read_parquet(io.BytesIO(data))
 
 
+def _verb_options(
+    overrides: list[str], ranges: dict[str, tuple[float | None, float, float]]
+) -> tuple[dict[str, float | None], list[str]]:
+    """A verb's own numeric `key=value` options (ranges: key -> (default, low, high)),
+    validated, and the overrides left for Hydra."""
+    from bench.config import finite_number
+
+    values = {key: default for key, (default, _, _) in ranges.items()}
+    rest = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key in ranges:
+            values[key] = finite_number(key, value, low=ranges[key][1], high=ranges[key][2])
+        else:
+            rest.append(override)
+    return values, rest
+
+
 def _compare(args: argparse.Namespace) -> int:
     import io
 
     from bench.compare import compare, comparison_text
     from bench.compose import compose_one
-    from bench.config import finite_number
 
-    options, rest = {"threshold": 0.05, "noise": 0.01}, []
-    for override in args.overrides:
-        key, _, value = override.partition("=")
-        if key in options:
-            options[key] = finite_number(key, value, low=0.0, high=1.0)
-        else:
-            rest.append(override)
-    threshold = options["threshold"]
+    ranges = {"threshold": (0.05, 0.0, 1.0), "noise": (0.01, 0.0, 1.0)}
+    options, rest = _verb_options(args.overrides, ranges)
+    threshold = float(options["threshold"] or 0.0)
     cfg = compose_one(rest)
     root = str(cfg.store.root)
     base_store, base_id, base = _sweep_rows(args.base, root)
     new_store, new_id, new = _sweep_rows(args.new, root)
-    result = compare(base_store, base, new_store, new, threshold, options["noise"])
+    result = compare(base_store, base, new_store, new, threshold, float(options["noise"] or 0.0))
     buffer = io.BytesIO()
     result.table.to_parquet(buffer, index=False)
     out = f"{new_id}/compared/{base_id}.parquet"
@@ -343,20 +355,14 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _capacity(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from bench.capacity import ASSUMPTIONS, plan_fleet
     from bench.compare import cell_latencies
     from bench.compose import compose_one
-    from bench.config import finite_number
 
-    options: dict[str, float | None] = {"rate": None, "peak_to_mean": 1.0}
-    rest = []
-    for override in args.overrides:
-        key, _, value = override.partition("=")
-        if key in options:
-            high = 1e9 if key == "rate" else 100.0
-            options[key] = finite_number(key, value, low=1e-9 if key == "rate" else 1.0, high=high)
-        else:
-            rest.append(override)
+    ranges = {"rate": (None, 1e-9, 1e9), "peak_to_mean": (1.0, 1.0, 100.0)}
+    options, rest = _verb_options(args.overrides, ranges)
     if options["rate"] is None:
         raise ConfigError("rate", None, "give the target load in inferences per second, rate=R")
     cfg = compose_one(rest)
@@ -380,19 +386,13 @@ def _capacity(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(table.drop(columns=["cell_id"]).to_string(index=False))
     best = table.iloc[0]
-    if best["usd_per_month"] is not None and not pd_isna(best["usd_per_month"]):
+    if pd.notna(best["usd_per_month"]):  # None / NaN: no fleet meets the SLA
         print(
             f"cheapest: {best['model']} {best['engine']} {best['precision']} batch "
             f"{best['batch_size']} threads {best['threads']} on {int(best['instances'])} x "
             f"{best['instance']}: ${best['usd_per_month']:,.2f} per month on demand"
         )
     return EXIT_OK
-
-
-def pd_isna(value: Any) -> bool:
-    import pandas as pd
-
-    return bool(pd.isna(value))
 
 
 def _ls(args: argparse.Namespace) -> int:

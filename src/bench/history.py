@@ -47,8 +47,9 @@ class SweepInfo:
     collected: bool  # an aggregated.parquet exists
 
 
-def list_sweeps(store: Store) -> list[SweepInfo]:
-    """Every folder of the store holding a readable manifest, newest first."""
+def list_sweeps(store: Store, statuses: bool = True) -> list[SweepInfo]:
+    """Every folder of the store holding a readable manifest, newest first; with `statuses`
+    each collected sweep's rows counted by status (one read of its aggregate)."""
     found = []
     for name in store.folders():
         paths = SweepPaths(name)
@@ -66,7 +67,7 @@ def list_sweeps(store: Store) -> list[SweepInfo]:
                 created_at=str(manifest.get("created_at") or ""),
                 executor=str((manifest.get("executor") or {}).get("name") or ""),
                 cells=len(manifest.get("cells") or []),
-                statuses=_statuses(store, paths) if collected else {},
+                statuses=_statuses(store, paths) if collected and statuses else {},
                 collected=collected,
             )
         )
@@ -143,7 +144,8 @@ def cell_overhead(store: Store, executor: str, serial: bool, fallback_s: float) 
     the configured fallback."""
     overheads, used = [], []
     try:
-        ran = [s for s in list_sweeps(store) if s.executor == executor and s.collected]
+        listed = list_sweeps(store, statuses=False)
+        ran = [s for s in listed if s.executor == executor and s.collected]
         for sweep in ran[:MAX_SWEEPS]:
             found = _sweep_overheads(store, sweep.sweep_id, serial)
             if found:
