@@ -11,7 +11,9 @@ replicas x threads; its P99 response time (wait + service) is found by simulatio
 empirical service times (SIMULATED_REQUESTS arrivals, the first WARMUP_SHARE discarded), and
 the replicas needed are the fewest whose simulated P99 meets the SLA. Instances =
 ceil(replicas / replicas per instance), where an instance holds floor(GPUs / TP degree)
-replicas. The simulation is checked against the closed forms of M/M/c and M/D/1 in tests.
+replicas. The simulation is checked against the closed forms of M/M/c, M/D/1 and M/D/c in
+tests. `replica_rate` inverts the question: the highest arrival rate one replica takes under
+the SLA, which the open-loop check runs at (benchmarks/capacity_check.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SIMULATED_REQUESTS = 40_000
 WARMUP_SHARE = 0.1
 HOURS_PER_MONTH = 730.0  # 365 x 24 / 12
 MAX_SERVERS = 100_000
+RATE_PRECISION = 1e-3  # replica_rate's bisection stops within 0.1% of the rate
 
 
 def simulated_p99(
@@ -66,6 +69,23 @@ def servers_needed(service_s: np.ndarray, rate: float, p99_s: float, per_replica
         else:
             low = middle + 1
     return high
+
+
+def replica_rate(service_s: np.ndarray, p99_s: float, per_replica: int = 1, seed: int = 0) -> float:
+    """The highest Poisson request rate (per second) one replica of `per_replica` servers
+    takes with its simulated P99 <= p99_s; 0 when its service time's own P99 is over.
+    Bisection: with one seed, a higher rate only shrinks every gap between arrivals, so the
+    simulated P99 never falls as the rate rises."""
+    if float(np.quantile(service_s, 0.99)) > p99_s:
+        return 0.0
+    low, high = 0.0, per_replica / float(np.mean(service_s))  # the stability limit
+    while (high - low) > RATE_PRECISION * high:
+        middle = (low + high) / 2
+        if simulated_p99(service_s, middle, per_replica, seed=seed) <= p99_s:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def erlang_c(servers: int, offered: float) -> float:
@@ -125,6 +145,34 @@ def md1_p99(rate: float, service: float, q: float = 0.99) -> float:
     return high + service
 
 
+def mdc_wait_cdf(rate: float, service: float, servers: int, k: int) -> float:
+    """P(W <= k D) in M/D/c (service time D, c servers, FCFS), exact up to truncation.
+
+    The number in system a service time apart obeys Q' = max(Q - c, 0) + Poisson(rate D)
+    (all in service leave within D, nobody who arrives does), and an arrival that finds j
+    ahead of it starts within k D exactly when j <= (k + 1) c - 1 (each D the c at the head
+    leave); by PASTA an arrival sees the stationary Q, so P(W <= k D) = P(Q <= (k + 1) c - 1)."""
+    offered = rate * service
+    if offered >= servers:
+        raise ValueError(f"unstable: offered load {offered:g} >= {servers} servers")
+    counts = np.arange(int(offered + 12 * math.sqrt(offered) + 20))
+    lgammas = np.array([math.lgamma(m + 1) for m in counts])
+    arrivals = np.exp(counts * math.log(offered) - offered - lgammas)  # Poisson pmf
+    states = int(servers * (k + 2) + 40 * (math.sqrt(offered) + 1) / (1 - offered / servers))
+    stationary = np.zeros(states)
+    stationary[0] = 1.0
+    for _ in range(100_000):
+        left = np.zeros(states)  # max(Q - c, 0)
+        left[0] = stationary[: servers + 1].sum()
+        left[1 : states - servers] = stationary[servers + 1 :]
+        following = np.convolve(left, arrivals)[:states]
+        following /= following.sum()
+        if np.abs(following - stationary).max() < 1e-14:
+            break
+        stationary = following
+    return float(stationary[: (k + 1) * servers].sum())
+
+
 ASSUMPTIONS = (
     "model: Poisson arrivals at the sized rate; each replica serves `threads` requests at once, "
     "each taking a service time drawn from the cell's measured latencies; requests independent, "
@@ -138,39 +186,80 @@ def plan_fleet(
     rate: float,
     p99_ms: float,
     peak_to_mean: float = 1.0,
+    spot_per_hour: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Per ok row with samples: replicas and instances that keep P99 under `p99_ms` at
-    `rate` x `peak_to_mean` inferences per second, and their cost; cheapest per month first."""
-    records: list[dict[str, Any]] = []
-    for _, row in rows[rows["status"] == "ok"].iterrows():
-        service = latencies.get(str(row["cell_id"]))
-        if service is None or service.size < 100:
-            continue  # a P99 needs 100 requests
-        batch = int(row.get("batch_size") or 1)
-        threads = int(row.get("threads") or 1)
-        requests_per_s = rate * peak_to_mean / batch
-        replicas = servers_needed(service, requests_per_s, p99_ms / 1000, per_replica=threads)
-        per_instance = int(row.get("replicas_per_instance") or 1)
-        instances = math.ceil(replicas / per_instance) if replicas else None
-        price = float(row.get("price_per_hour") or 0)
-        hourly = None if instances is None else round(instances * price, 4)
-        records.append(
-            {
-                **{k: row.get(k) for k in ("model", "engine", "precision", "batch_size")},
-                **{k: row.get(k) for k in ("threads", "tp_degree", "instance")},
-                "service_p99_ms": round(float(np.quantile(service, 0.99)) * 1000, 3),
-                "replicas": replicas or None,
-                "replicas_per_instance": per_instance,
-                "instances": instances,
-                "usd_per_hour": hourly,
-                "usd_per_month": None if hourly is None else round(hourly * HOURS_PER_MONTH, 2),
-                "note": "" if replicas else "its own P99 is over the SLA: no fleet meets it",
-                "cell_id": row["cell_id"],
-            }
-        )
+    `rate` x `peak_to_mean` inferences per second, what one replica takes alone
+    (`replica_rate_per_s`, inferences/s), and the cost on demand and, where `spot_per_hour`
+    has the instance type (EC2 pricing only: SageMaker endpoints have no Spot), on Spot;
+    cheapest per month first."""
+    records = [
+        _fleet_record(row, service, rate * peak_to_mean, p99_ms, spot_per_hour or {})
+        for _, row in rows[rows["status"] == "ok"].iterrows()
+        # a P99 needs 100 requests
+        if (service := latencies.get(str(row["cell_id"]))) is not None and service.size >= 100
+    ]
     table = pd.DataFrame(records)
     if table.empty:
         return table
     return table.sort_values("usd_per_month", na_position="last", kind="stable").reset_index(
         drop=True
     )
+
+
+def _fleet_record(
+    row: pd.Series, service: np.ndarray, rate: float, p99_ms: float, spot: dict[str, float]
+) -> dict[str, Any]:
+    batch = int(row.get("batch_size") or 1)
+    threads = int(row.get("threads") or 1)
+    replicas = servers_needed(service, rate / batch, p99_ms / 1000, per_replica=threads)
+    per_instance = int(row.get("replicas_per_instance") or 1)
+    instances = math.ceil(replicas / per_instance) if replicas else None
+    on_spot = spot.get(str(row.get("instance"))) if row.get("pricing") != "sagemaker" else None
+
+    def monthly(per_hour: float | None) -> float | None:
+        if instances is None or per_hour is None:
+            return None
+        return round(instances * per_hour * HOURS_PER_MONTH, 2)
+
+    price = float(row.get("price_per_hour") or 0)
+    return {
+        **{k: row.get(k) for k in ("model", "engine", "precision", "batch_size")},
+        **{k: row.get(k) for k in ("threads", "tp_degree", "instance")},
+        "service_p99_ms": round(float(np.quantile(service, 0.99)) * 1000, 3),
+        "replica_rate_per_s": round(replica_rate(service, p99_ms / 1000, threads) * batch, 2),
+        "replicas": replicas or None,
+        "replicas_per_instance": per_instance,
+        "instances": instances,
+        "usd_per_hour": None if instances is None else round(instances * price, 4),
+        "usd_per_month": monthly(price),
+        "spot_usd_per_month": monthly(on_spot),
+        "note": "" if replicas else "its own P99 is over the SLA: no fleet meets it",
+        "cell_id": row["cell_id"],
+    }
+
+
+def fleet_text(table: pd.DataFrame, rate: float, peak_to_mean: float, p99_ms: float) -> str:
+    """What `bench capacity` prints: the sizing asked for, the model, the table and the
+    cheapest fleet."""
+    sized = f"{rate:g} inferences/s" + (
+        f" x peak_to_mean {peak_to_mean:g}" if peak_to_mean != 1 else ""
+    )
+    lines = [f"fleet for {sized} with P99 <= {p99_ms:g} ms; {ASSUMPTIONS}"]
+    if table.empty:
+        return "\n".join([*lines, "(no ok cell with at least 100 measured requests)"])
+    shown = table.drop(columns=["cell_id"])
+    if shown["spot_usd_per_month"].isna().all():
+        shown = shown.drop(columns=["spot_usd_per_month"])
+        lines.append("(no Spot price in the catalog: `prices refresh --spot` records them)")
+    lines.append(shown.to_string(index=False))
+    best = table.iloc[0]
+    if pd.notna(best["usd_per_month"]):  # None / NaN: no fleet meets the SLA
+        spot = best["spot_usd_per_month"]
+        lines.append(
+            f"cheapest: {best['model']} {best['engine']} {best['precision']} batch "
+            f"{best['batch_size']} threads {best['threads']} on {int(best['instances'])} x "
+            f"{best['instance']}: ${best['usd_per_month']:,.2f} per month on demand"
+            + (f", ${spot:,.2f} on Spot" if pd.notna(spot) else "")
+        )
+    return "\n".join(lines)

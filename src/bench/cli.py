@@ -355,9 +355,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _capacity(args: argparse.Namespace) -> int:
-    import pandas as pd
 
-    from bench.capacity import ASSUMPTIONS, plan_fleet
+    from bench.capacity import fleet_text, plan_fleet
     from bench.compare import cell_latencies
     from bench.compose import compose_one
 
@@ -375,24 +374,22 @@ def _capacity(args: argparse.Namespace) -> int:
         for _, row in rows[rows["status"] == "ok"].iterrows()
     }
     rate, peak = float(options["rate"]), float(options["peak_to_mean"] or 1.0)
-    table = plan_fleet(rows, latencies, rate, float(p99_ms), peak)
+    table = plan_fleet(rows, latencies, rate, float(p99_ms), peak, _spot_prices(cfg))
     if cfg.format == "json":
         print(table.to_json(orient="records", indent=1))
-        return EXIT_OK
-    sized = f"{rate:g} inferences/s" + (f" x peak_to_mean {peak:g}" if peak != 1 else "")
-    print(f"fleet for {sized} with P99 <= {float(p99_ms):g} ms; {ASSUMPTIONS}")
-    if table.empty:
-        print("(no ok cell with at least 100 measured requests)")
-        return EXIT_OK
-    print(table.drop(columns=["cell_id"]).to_string(index=False))
-    best = table.iloc[0]
-    if pd.notna(best["usd_per_month"]):  # None / NaN: no fleet meets the SLA
-        print(
-            f"cheapest: {best['model']} {best['engine']} {best['precision']} batch "
-            f"{best['batch_size']} threads {best['threads']} on {int(best['instances'])} x "
-            f"{best['instance']}: ${best['usd_per_month']:,.2f} per month on demand"
-        )
+    else:
+        print(fleet_text(table, rate, peak, float(p99_ms)))
     return EXIT_OK
+
+
+def _spot_prices(cfg: Any) -> dict[str, float]:
+    """Instance type -> Spot $/hour, for the types the catalog has one for."""
+    from omegaconf import OmegaConf
+
+    from bench.config import catalog_entries
+
+    entries = catalog_entries(OmegaConf.to_container(cfg.catalog, resolve=True))  # type: ignore[arg-type]
+    return {e["type"]: float(e["spot_usd_per_hour"]) for e in entries if e.get("spot_usd_per_hour")}
 
 
 def _ls(args: argparse.Namespace) -> int:

@@ -167,6 +167,12 @@ def cell_latencies(store: Store, row: pd.Series) -> np.ndarray:
         table = pq.read_table(io.BytesIO(store.read_bytes(path)))
     except FileNotFoundError:
         return np.empty(0)
+    return sample_latencies(table)
+
+
+def sample_latencies(table: Any) -> np.ndarray:
+    """The latencies (ns) of a cell's samples table (pyarrow), ok requests of its first stage,
+    in send order."""
     frame = table.to_pandas()
     if "ok" in frame:
         frame = frame[frame["ok"].fillna(True)]

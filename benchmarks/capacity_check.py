@@ -1,0 +1,76 @@
+"""Does `bench capacity`'s queueing model hold for a real model? Its open-loop check.
+
+For one configuration: measure it closed-loop (the `latency` scenario), ask the model the
+highest Poisson arrival rate one replica takes with its P99 under the SLA
+(`bench.capacity.replica_rate`, M/G/c over the measured latencies), then run the `open_loop`
+scenario at that rate and at `--over` x it, and print each run's P99 with its interval and n.
+The model holds when the P99 at the rate is at the SLA (within its interval) and the P99 at
+1.2x is over it. Each run is a cell of its own in this process, in the order given.
+
+    python benchmarks/capacity_check.py [--model bert_tiny] [--sla-ms 0: 6 x the P50]
+        [--requests 4000] [--over 1.2] [override ...]
+
+`override`s go to every cell (e.g. `engine=sleep engine.service_ms=4`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.capacity import replica_rate
+from bench.compare import sample_latencies
+from bench.plan import plan_from_overrides
+from bench.runner import run_cell
+
+
+def measure(overrides: list[str]) -> dict:
+    result = run_cell(plan_from_overrides(overrides).cells[0])
+    if result.row["status"] != "ok":
+        raise SystemExit(f"cell {result.row['status']}: {result.row.get('error')}")
+    return {**result.row, "latencies_s": sample_latencies(result.samples) / 1e9}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="bert_tiny")
+    parser.add_argument("--sla-ms", type=float, default=0.0)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--over", type=float, default=1.2)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    common = [f"model={args.model}", "threads=1", "batch_size=1", *args.overrides]
+    closed = measure([*common, f"scenario.min_requests={args.requests}"])
+    sla_ms = args.sla_ms or 6 * closed["latency_ms_p50"]
+    rate = replica_rate(closed["latencies_s"], sla_ms / 1000)
+    print(
+        f"{args.model}: closed loop P50 {closed['latency_ms_p50']:.3f} ms, P99 "
+        f"{closed['latency_ms_p99']:.3f} ms (n={closed['n']}); SLA P99 <= {sla_ms:.3f} ms; "
+        f"capacity: one replica takes {rate:.1f} requests/s"
+    )
+    print(
+        f"{'rate/s':>9} {'load':>5} {'n':>6} {'P99 lo':>8} {'P99':>8} {'P99 hi':>8}  SLA   "
+        "service P50, dispatch P99 (ms)"
+    )
+    for factor in (1.0, args.over):
+        row = measure(
+            [
+                *common,
+                "scenario=open_loop",
+                f"scenario.rate_per_s={factor * rate:.4f}",
+                f"scenario.min_requests={args.requests}",
+                "scenario.max_duration_s=600",
+            ]
+        )
+        load = factor * rate * closed["latency_ms_mean"] / 1000
+        low, high = row.get("latency_ms_p99_lo"), row.get("latency_ms_p99_hi")
+        met = "met" if row["latency_ms_p99"] <= sla_ms else "over"
+        print(
+            f"{factor * rate:9.1f} {load:5.2f} {row['n']:6d} {low or float('nan'):8.3f} "
+            f"{row['latency_ms_p99']:8.3f} {high or float('nan'):8.3f}  {met:5} "
+            f"{row['service_ms_p50']:.3f}, {row['dispatch_delay_ms_p99']:.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
