@@ -8,7 +8,8 @@ cell's measured latencies (its raw samples, which already include any slowdown t
 concurrency brings on that replica); requests are independent, served first come first served
 by the first free slot of any replica, never batched together. That is an M/G/c queue with c =
 replicas x threads; its P99 response time (wait + service) is found by simulation over the
-empirical service times (SIMULATED_REQUESTS arrivals, the first WARMUP_SHARE discarded), and
+empirical service times (SIMULATED_REQUESTS arrivals, the first WARMUP_SHARE discarded; the
+service times drawn in runs of consecutive measured requests, so slow spells stay together), and
 the replicas needed are the fewest whose simulated P99 meets the SLA. Instances =
 ceil(replicas / replicas per instance), where an instance holds floor(GPUs / TP degree)
 replicas. The simulation is checked against the closed forms of M/M/c, M/D/1 and M/D/c in
@@ -29,6 +30,7 @@ SIMULATED_REQUESTS = 40_000
 WARMUP_SHARE = 0.1
 HOURS_PER_MONTH = 730.0  # 365 x 24 / 12
 MAX_SERVERS = 100_000
+BLOCK = 50  # consecutive measured requests resampled together (block_resample)
 RATE_PRECISION = 1e-3  # replica_rate's bisection stops within 0.1% of the rate
 
 
@@ -36,10 +38,11 @@ def simulated_p99(
     service_s: np.ndarray, rate: float, servers: int, seed: int = 0, q: float = 0.99
 ) -> float:
     """P99 response time (seconds) of an M/G/`servers` FCFS queue at Poisson `rate` per
-    second, service times resampled from `service_s`."""
+    second, service times resampled from `service_s` (in measurement order) in blocks of
+    BLOCK consecutive requests."""
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1 / rate, SIMULATED_REQUESTS))
-    services = rng.choice(service_s, SIMULATED_REQUESTS, replace=True)
+    services = block_resample(service_s, SIMULATED_REQUESTS, rng)
     free = [0.0] * servers  # when each server next falls idle (a heap)
     responses = np.empty(SIMULATED_REQUESTS)
     for i, (arrival, service) in enumerate(zip(arrivals, services, strict=True)):
@@ -48,6 +51,17 @@ def simulated_p99(
         responses[i] = start + service - arrival
     kept = responses[int(WARMUP_SHARE * SIMULATED_REQUESTS) :]
     return float(np.quantile(kept, q))
+
+
+def block_resample(service_s: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`size` service times as runs of BLOCK consecutive measured ones from random starts: a
+    real server has slow spells (on a 2-core VM, bert_tiny's lag-20 autocorrelation was 0.4),
+    and a queue feels a spell far more than the same slow requests scattered; resampling one
+    by one predicted a P99 of 24 ms where the open loop measured 34, blocks of 50 said 32."""
+    block = min(BLOCK, max(1, service_s.size // 10))
+    starts = rng.integers(0, service_s.size - block + 1, size // block + 1)
+    runs = starts[:, None] + np.arange(block)[None, :]
+    return service_s[runs.ravel()[:size]]
 
 
 def servers_needed(service_s: np.ndarray, rate: float, p99_s: float, per_replica: int = 1) -> int:
@@ -176,7 +190,8 @@ def mdc_wait_cdf(rate: float, service: float, servers: int, k: int) -> float:
 ASSUMPTIONS = (
     "model: Poisson arrivals at the sized rate; each replica serves `threads` requests at once, "
     "each taking a service time drawn from the cell's measured latencies; requests independent, "
-    "first come first served, not batched together (M/G/c, simulated)"
+    "first come first served, not batched together (M/G/c, simulated with the measured "
+    "service times in runs of 50 consecutive requests)"
 )
 
 

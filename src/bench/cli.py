@@ -33,7 +33,8 @@ VERBS_HELP = {
     "status": "a sweep's jobs as the scheduler sees them, and its rows so far",
     "plan": "the cells of +grid=NAME: memory fit, engine support, the sweep's own cost",
     "fit": "instance types and partition degrees that can host model=NAME, cheapest first",
-    "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD)",
+    "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD); "
+    "compare=BASE adds the comparison with a base sweep, rate=R a fleet sized for R/s",
     "prices": "prices refresh: rewrite the instance catalog from the AWS Price List API",
     "ls": "the sweeps in the store, newest first: grid, date, executor, cells, rows by status",
     "capacity": "capacity SWEEP rate=R sla.p99_ms=X: replicas, instances and $/month per cell "
@@ -230,7 +231,16 @@ def _report(args: argparse.Namespace) -> int:
     from bench.report import build_report
     from bench.store import SweepPaths, open_store
 
-    cfg = compose_one(args.overrides)
+    # `compare=BASE` (a sweep id or aggregate URI) and `rate=R` add the decision sections
+    base_spec = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("compare=")), None)
+    ranges = {**COMPARE_OPTIONS, **CAPACITY_OPTIONS}
+    options, rest = _verb_options(
+        [o for o in args.overrides if not o.startswith("compare=")], ranges
+    )
+    cfg = compose_one(rest)
+    p99 = cfg.sla.p99_ms
+    if options["rate"] is not None and p99 is None:
+        raise ConfigError("sla.p99_ms", None, "rate= sizes a fleet for a target: give sla.p99_ms=X")
     store = open_store(str(cfg.store.root))
     store.check()
     paths = SweepPaths(args.sweep_id)
@@ -239,8 +249,12 @@ def _report(args: argparse.Namespace) -> int:
             "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
         )
     frame = pd.DataFrame(collect(store, args.sweep_id).table.to_pandas())
-    p99 = cfg.sla.p99_ms
-    built = build_report(frame, args.sweep_id, float(p99) if p99 is not None else None)
+    decisions = []
+    if base_spec is not None:
+        decisions.append(_comparison_section(base_spec, str(cfg.store.root), store, frame, options))
+    if options["rate"] is not None:
+        decisions.append(_fleet_section(store, frame, options, float(p99), cfg))
+    built = build_report(frame, args.sweep_id, float(p99) if p99 is not None else None, decisions)
     folder = f"{args.sweep_id}/report"
     for name, data in built.images.items():
         store.write_bytes(f"{folder}/{name}", data)
@@ -249,6 +263,28 @@ def _report(args: argparse.Namespace) -> int:
     print(built.markdown.split("## Plots")[0].rstrip())
     print(f"report: {store.uri(folder + '/index.html')} (and report.md, {len(built.images)} PNGs)")
     return EXIT_OK
+
+
+def _comparison_section(
+    base_spec: str, root: str, store: Any, frame: Any, options: dict[str, float | None]
+) -> Any:
+    from bench.compare import compare
+    from bench.report_decisions import comparison_section
+
+    base_store, base_id, base = _sweep_rows(base_spec, root)
+    threshold = float(options["threshold"] or 0.0)
+    result = compare(base_store, base, store, frame, threshold, float(options["noise"] or 0.0))
+    return comparison_section(result, base_id, threshold)
+
+
+def _fleet_section(
+    store: Any, frame: Any, options: dict[str, float | None], p99_ms: float, cfg: Any
+) -> Any:
+    from bench.report_decisions import fleet_section
+
+    rate, peak = float(options["rate"] or 0.0), float(options["peak_to_mean"] or 1.0)
+    table = _fleet(store, frame, rate, p99_ms, peak, cfg)
+    return fleet_section(table, rate, peak, p99_ms)
 
 
 def _prices(args: argparse.Namespace) -> int:
@@ -310,6 +346,11 @@ def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
     return store, sweep_id, pd.read_parquet(io.BytesIO(data))
 
 
+# each verb's own numeric options: key -> (default, lowest, highest)
+COMPARE_OPTIONS = {"threshold": (0.05, 0.0, 1.0), "noise": (0.01, 0.0, 1.0)}
+CAPACITY_OPTIONS = {"rate": (None, 1e-9, 1e9), "peak_to_mean": (1.0, 1.0, 100.0)}
+
+
 def _verb_options(
     overrides: list[str], ranges: dict[str, tuple[float | None, float, float]]
 ) -> tuple[dict[str, float | None], list[str]]:
@@ -334,8 +375,7 @@ def _compare(args: argparse.Namespace) -> int:
     from bench.compare import compare, comparison_text
     from bench.compose import compose_one
 
-    ranges = {"threshold": (0.05, 0.0, 1.0), "noise": (0.01, 0.0, 1.0)}
-    options, rest = _verb_options(args.overrides, ranges)
+    options, rest = _verb_options(args.overrides, COMPARE_OPTIONS)
     threshold = float(options["threshold"] or 0.0)
     cfg = compose_one(rest)
     root = str(cfg.store.root)
@@ -355,13 +395,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _capacity(args: argparse.Namespace) -> int:
-
-    from bench.capacity import fleet_text, plan_fleet
-    from bench.compare import cell_latencies
+    from bench.capacity import fleet_text
     from bench.compose import compose_one
 
-    ranges = {"rate": (None, 1e-9, 1e9), "peak_to_mean": (1.0, 1.0, 100.0)}
-    options, rest = _verb_options(args.overrides, ranges)
+    options, rest = _verb_options(args.overrides, CAPACITY_OPTIONS)
     if options["rate"] is None:
         raise ConfigError("rate", None, "give the target load in inferences per second, rate=R")
     cfg = compose_one(rest)
@@ -369,17 +406,26 @@ def _capacity(args: argparse.Namespace) -> int:
     if p99_ms is None:
         raise ConfigError("sla.p99_ms", None, "give the latency target, sla.p99_ms=X")
     store, _, rows = _sweep_rows(args.sweep_id, str(cfg.store.root))
-    latencies = {
-        str(row["cell_id"]): cell_latencies(store, row) / 1e9
-        for _, row in rows[rows["status"] == "ok"].iterrows()
-    }
     rate, peak = float(options["rate"]), float(options["peak_to_mean"] or 1.0)
-    table = plan_fleet(rows, latencies, rate, float(p99_ms), peak, _spot_prices(cfg))
+    table = _fleet(store, rows, rate, float(p99_ms), peak, cfg)
     if cfg.format == "json":
         print(table.to_json(orient="records", indent=1))
     else:
         print(fleet_text(table, rate, peak, float(p99_ms)))
     return EXIT_OK
+
+
+def _fleet(store: Any, rows: Any, rate: float, p99_ms: float, peak: float, cfg: Any) -> Any:
+    """capacity.plan_fleet over a sweep's ok rows and their stored latencies."""
+    from bench.capacity import plan_fleet
+    from bench.compare import cell_latencies
+
+    latencies = {
+        # service times: an open-loop cell's samples include its queueing, which the model adds
+        str(row["cell_id"]): cell_latencies(store, row, service=True) / 1e9
+        for _, row in rows[rows["status"] == "ok"].iterrows()
+    }
+    return plan_fleet(rows, latencies, rate, p99_ms, peak, _spot_prices(cfg))
 
 
 def _spot_prices(cfg: Any) -> dict[str, float]:

@@ -157,9 +157,10 @@ def _verdict(
 WORSE = {"slower", "dearer"}
 
 
-def cell_latencies(store: Store, row: pd.Series) -> np.ndarray:
-    """A row's measured request latencies (ns) in send order, ok requests of its first stage;
-    empty when its samples file is gone."""
+def cell_latencies(store: Store, row: pd.Series, service: bool = False) -> np.ndarray:
+    """A row's measured request latencies (ns) in send order, ok requests of its first stage
+    (`service`: send -> complete, leaving out an open loop's wait for a free client); empty
+    when its samples file is gone."""
     import pyarrow.parquet as pq
 
     path = SweepPaths(str(row["sweep_id"])).samples(str(row["cell_id"]), str(row["attempt_id"]))
@@ -167,18 +168,24 @@ def cell_latencies(store: Store, row: pd.Series) -> np.ndarray:
         table = pq.read_table(io.BytesIO(store.read_bytes(path)))
     except FileNotFoundError:
         return np.empty(0)
-    return sample_latencies(table)
+    return sample_latencies(table, service)
 
 
-def sample_latencies(table: Any) -> np.ndarray:
+def sample_latencies(table: Any, service: bool = False) -> np.ndarray:
     """The latencies (ns) of a cell's samples table (pyarrow), ok requests of its first stage,
-    in send order."""
+    in send order; `service`: each less its wait from scheduled arrival to send (open loop;
+    elsewhere the two are one time)."""
     frame = table.to_pandas()
     if "ok" in frame:
         frame = frame[frame["ok"].fillna(True)]
     if "stage" in frame:  # a ramp's first stage: comparable across sweeps of the same grid
         frame = frame[frame["stage"] == frame["stage"].min()]
-    return frame.sort_values("sent_ns")["latency_ns"].to_numpy(dtype=float)
+    frame = frame.sort_values("sent_ns")
+    latency = frame["latency_ns"].to_numpy(dtype=float)
+    if service and "scheduled_ns" in frame:
+        waited = (frame["sent_ns"] - frame["scheduled_ns"].fillna(frame["sent_ns"])).to_numpy()
+        latency = latency - waited.astype(float)
+    return latency
 
 
 def _pairs(base: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,7 +304,7 @@ def plot_load_time(ok: pd.DataFrame) -> bytes:
     return data
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(none)"
     shown = frame.copy()
@@ -316,7 +317,11 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def build_report(frame: pd.DataFrame, sweep_id: str, p99_ms: float | None) -> Report:
+def build_report(
+    frame: pd.DataFrame, sweep_id: str, p99_ms: float | None, decisions: Sequence[Any] = ()
+) -> Report:
+    """The report of one sweep; `decisions`: report_decisions Sections (a comparison with a
+    base sweep, a fleet for a target load) placed before the plots."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -344,16 +349,16 @@ def build_report(frame: pd.DataFrame, sweep_id: str, p99_ms: float | None) -> Re
         "The cheapest configuration per model that meets the target on the upper end of its "
         "P99 interval with a stable verdict (`recommended`); a model with no such row gets its "
         "cheapest row that meets it on the estimate alone, marked `provisional` with why:",
-        _markdown_table(recommendations),
+        markdown_table(recommendations),
         "## Pareto front: P99 latency vs cost",
         "No other configuration is both faster (P99) and cheaper ($/M):",
-        _markdown_table(pareto),
+        markdown_table(pareto),
     ]
     if p99_ms is not None and not (misses := nearest_misses(frame, p99_ms)).empty:
         sections += [
             "Models with no configuration meeting the target, and their nearest miss (lowest "
             "P99, upper end where bounded):",
-            _markdown_table(misses),
+            markdown_table(misses),
         ]
     spread = repeat_spread(frame)
     if not spread.empty:
@@ -361,9 +366,14 @@ def build_report(frame: pd.DataFrame, sweep_id: str, p99_ms: float | None) -> Re
             "## Repeats",
             "Configurations run more than once, each repeat in a fresh process: the spread is "
             "(max - min) / median over the ok repeats.",
-            _markdown_table(spread.drop(columns=["config_id"])),
+            markdown_table(spread.drop(columns=["config_id"])),
         ]
-    sections += ["## Plots", *[f"![{name}]({name})" for name in images]]
+    for decision in decisions:
+        sections += decision.markdown
+    plots = [f"![{name}]({name})" for name in images]
+    for decision in decisions:
+        images.update(decision.images)
+    sections += ["## Plots", *plots]
     markdown = "\n\n".join(sections) + "\n"
     return Report(markdown, _html(markdown, images), images, recommendations, pareto)
 

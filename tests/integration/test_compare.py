@@ -83,3 +83,18 @@ def test_capacity_sizes_a_fleet_from_the_measured_latencies(sweeps: Path) -> Non
     assert "M/G/c" in text and "cheapest:" in text and "per month" in text
     missing = run_cli(["capacity", "base", "sla.p99_ms=40"], sweeps)
     assert missing.returncode == 2 and "rate=" in missing.stderr
+
+
+def test_the_report_carries_the_comparison_and_the_fleet(sweeps: Path) -> None:
+    proc = run_cli(
+        ["report", "slower", "sla.p99_ms=120", "compare=base", "threshold=0.05", "rate=600"],
+        sweeps,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "## Compared with base" in proc.stdout and "regression(s)" in proc.stdout
+    assert "## Fleet for 600 inferences/s (P99 <= 120 ms)" in proc.stdout
+    folder = sweeps / "results" / "slower" / "report"
+    assert (folder / "compared-with-base.png").stat().st_size > 0
+    assert (folder / "fleet-cost.png").stat().st_size > 0
+    bad = run_cli(["report", "slower", "rate=600"], sweeps)  # a fleet needs its SLA
+    assert bad.returncode == 2 and "sla.p99_ms" in bad.stderr

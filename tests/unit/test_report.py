@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -162,3 +163,64 @@ def test_when_nothing_meets_the_sla_the_nearest_miss_is_named_with_the_gap():
     assert miss["misses_by"] == "+32%"
     report = build_report(frame, "s3", p99_ms=5.0)
     assert "nearest miss" in report.markdown and "+32%" in report.markdown
+
+
+def _comparison(changes: dict[int, float]) -> Any:
+    from bench.compare import Comparison
+
+    records = []
+    for batch, change in changes.items():
+        for metric in ("latency_ms_p50", "latency_ms_p99", "inferences_per_s"):
+            worse = change if metric != "inferences_per_s" else -change
+            verdict = "slower" if worse > 0.02 else "no significant change"
+            records.append(
+                {
+                    "model": "bert_base", "engine": "hf", "precision": "fp32",
+                    "batch_size": batch, "threads": 1, "instance": "g5.xlarge",
+                    "metric": metric, "change": worse, "change_lo": worse - 0.01,
+                    "change_hi": worse + 0.01, "verdict": verdict,
+                    "regression": verdict == "slower" and worse > 0.05, "config_differs": "",
+                }
+            )  # fmt: skip
+    return Comparison(pd.DataFrame(records), only_base=["gone"])
+
+
+def test_the_comparison_section_says_regressions_per_cell_and_draws_them():
+    from bench.report_decisions import comparison_section
+
+    section = comparison_section(_comparison({1: 0.10, 8: 0.0}), "base", threshold=0.05)
+    text = "\n\n".join(section.markdown)
+    assert "## Compared with base" in text and "**2 regression(s)**" in text  # P50 and P99
+    assert "+10.0% (slower)" in text and "+0.0% (no significant change)" in text
+    assert "without a match: gone" in text
+    (name, png) = next(iter(section.images.items()))
+    assert f"![{name}]({name})" in text and png.startswith(b"\x89PNG")
+
+
+def test_the_fleet_section_names_the_cheapest_fleet_and_plots_the_bill():
+    import numpy as np
+
+    from bench.capacity import plan_fleet
+    from bench.report_decisions import fleet_section
+
+    rows = _frame().assign(
+        cell_id=lambda f: [f"c{i}" for i in range(len(f))],
+        price_per_hour=lambda f: [1.6 if i.startswith("g5") else 1.2 for i in f["instance"]],
+        replicas_per_instance=1,
+    )
+    latencies = {
+        cell: np.full(200, p99 / 1000 * 0.9)
+        for cell, p99 in zip(rows["cell_id"], rows["latency_ms_p99"], strict=True)
+    }
+    fleet = plan_fleet(rows, latencies, rate=2000, p99_ms=100)
+    section = fleet_section(fleet, 2000, 1.0, 100)
+    text = "\n\n".join(section.markdown)
+    assert "## Fleet for 2000 inferences/s (P99 <= 100 ms)" in text
+    best = fleet.iloc[0]
+    assert f"${best['usd_per_month']:,.2f} per month" in text
+    assert "no fleet meets it" in text  # the 208 ms row cannot meet 100 ms
+    assert "fleet-cost.png" in section.images
+    # and in the report, before the plots, with its image inlined in the HTML
+    report = build_report(_frame(), "s1", 100.0, [section])
+    assert report.markdown.index("## Fleet") < report.markdown.index("## Plots")
+    assert "fleet-cost.png" in report.images and report.html.count("<img") == len(report.images)

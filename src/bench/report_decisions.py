@@ -1,0 +1,184 @@
+"""The report's decision sections: a comparison with a base sweep (`report ... compare=BASE`)
+and a fleet sized for a target load (`report ... rate=R`), each a Markdown block with its plot.
+
+Comparison plot: per cell, the relative change of P50, P99 and throughput with its 95%
+interval, coloured by verdict, with the regression threshold drawn. Fleet plot: the monthly
+bill per configuration (on demand, Spot beside it where the catalog has Spot), cheapest on top
+and marked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bench.capacity import ASSUMPTIONS
+from bench.compare import Comparison
+
+VERDICT_COLOURS = {"faster": "tab:green", "cheaper": "tab:green", "slower": "tab:red"}
+VERDICT_COLOURS |= {"dearer": "tab:red"}  # everything else (no change, insufficient): grey
+PLOTTED_METRICS = {
+    "latency_ms_p50": "P50",
+    "latency_ms_p99": "P99",
+    "inferences_per_s": "throughput",
+}
+SHOWN_CELLS = 30  # more cells than this make a plot nobody reads: the table has them all
+
+
+@dataclass
+class Section:
+    markdown: list[str]
+    images: dict[str, bytes] = field(default_factory=dict)
+
+
+def _cell_label(row: pd.Series) -> str:
+    return (
+        f"{row.get('model')} {row.get('precision')} b{row.get('batch_size')} "
+        f"t{row.get('threads')} {row.get('instance')}"
+    )
+
+
+def _png(figure) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def plot_comparison(table: pd.DataFrame, base_id: str, threshold: float) -> bytes:
+    import matplotlib.pyplot as plt
+
+    shown = table[table["metric"].isin(PLOTTED_METRICS) & table["change"].notna()].copy()
+    shown["cell"] = shown.apply(_cell_label, axis=1)
+    cells = list(dict.fromkeys(shown["cell"]))[:SHOWN_CELLS]
+    figure, axes = plt.subplots(
+        1, len(PLOTTED_METRICS), figsize=(11, 1.2 + 0.35 * len(cells)), sharey=True
+    )
+    for ax, (metric, title) in zip(axes, PLOTTED_METRICS.items(), strict=True):
+        rows = shown[(shown["metric"] == metric) & shown["cell"].isin(cells)]
+        for _, row in rows.iterrows():
+            y = cells.index(row["cell"])
+            change = 100 * float(row["change"])
+            error = [[change - 100 * row["change_lo"]], [100 * row["change_hi"] - change]]
+            colour = VERDICT_COLOURS.get(str(row["verdict"]), "tab:gray")
+            ax.errorbar(change, y, xerr=error, fmt="o", color=colour, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        for edge in (-100 * threshold, 100 * threshold):
+            ax.axvline(edge, color="tab:red", linestyle=":", linewidth=0.8)
+        ax.set_title(f"{title} change (%)")
+        ax.grid(alpha=0.3, axis="x")
+        ax.set_yticks(range(len(cells)), cells, fontsize=8)
+    axes[0].invert_yaxis()  # the table's order, top down
+    figure.suptitle(
+        f"change against {base_id}, 95% intervals: red worse, green better, grey no "
+        f"significant change; dotted: the ±{threshold:.0%} regression threshold",
+        fontsize=9,
+    )
+    return _png(figure)
+
+
+def comparison_section(result: Comparison, base_id: str, threshold: float) -> Section:
+    table = result.table
+    heading = f"## Compared with {base_id}"
+    if table.empty:
+        return Section([heading, "No cell of this sweep matches one of the base sweep."])
+    wide = table.assign(
+        shown=[
+            "" if pd.isna(c) else f"{c:+.1%} ({v})"
+            for c, v in zip(table["change"], table["verdict"], strict=True)
+        ]
+    ).pivot_table(
+        index=["model", "engine", "precision", "batch_size", "threads", "instance"],
+        columns="metric",
+        values="shown",
+        aggfunc="first",
+    )
+    wide = wide[[c for c in table["metric"].drop_duplicates() if c in wide.columns]].reset_index()
+    regressions = result.regressions
+    verdict = (
+        f"**{len(regressions)} regression(s)** beyond {threshold:.0%} with 95% confidence"
+        if len(regressions)
+        else f"No regression beyond {threshold:.0%} with 95% confidence."
+    )
+    from bench.report import markdown_table
+
+    markdown = [
+        heading,
+        "Per matched configuration, NEW / BASE - 1 with its verdict (intervals from a block "
+        "bootstrap of both cells' raw samples for latency, from the throughput intervals for "
+        "throughput and $/M). " + verdict,
+        markdown_table(wide),
+    ]
+    differs = sorted(set(table["config_differs"]) - {""})
+    markdown += [f"Configs differ in: {', '.join(differs)}."] if differs else []
+    unmatched = [*result.only_base, *result.only_new]
+    markdown += [f"{len(unmatched)} cell(s) without a match: {', '.join(unmatched)}."] * bool(
+        unmatched
+    )
+    name = f"compared-with-{base_id}.png"
+    markdown.append(f"![{name}]({name})")
+    return Section(markdown, {name: plot_comparison(table, base_id, threshold)})
+
+
+def plot_fleet(table: pd.DataFrame, rate: float, p99_ms: float) -> bytes:
+    import matplotlib.pyplot as plt
+
+    sized = table[table["usd_per_month"].notna()].head(SHOWN_CELLS)
+    labels = [_cell_label(row) + f" x{int(row['instances'])}" for _, row in sized.iterrows()]
+    figure, axes = plt.subplots(figsize=(8, 1.2 + 0.35 * max(1, len(sized))))
+    y = range(len(sized))
+    axes.barh(y, sized["usd_per_month"], color="tab:blue", label="on demand")
+    if sized["spot_usd_per_month"].notna().any():
+        axes.barh(
+            y, sized["spot_usd_per_month"].fillna(0), height=0.4, color="tab:orange", label="Spot"
+        )
+    if len(sized):
+        axes.get_children()[0].set_edgecolor("black")  # the cheapest, drawn first
+        axes.get_children()[0].set_linewidth(2)
+    axes.set_yticks(list(y), labels, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("$ per month (730 h)")
+    axes.set_title(
+        f"fleet for {rate:g} inferences/s with P99 <= {p99_ms:g} ms: cheapest on top "
+        "(outlined); xN = instances",
+        fontsize=9,
+    )
+    axes.grid(alpha=0.3, axis="x")
+    axes.legend(fontsize=8, loc="lower right")
+    return _png(figure)
+
+
+def fleet_section(table: pd.DataFrame, rate: float, peak_to_mean: float, p99_ms: float) -> Section:
+    from bench.report import markdown_table
+
+    sized = f"{rate:g} inferences/s" + (
+        f" x peak_to_mean {peak_to_mean:g}" if peak_to_mean != 1 else ""
+    )
+    heading = f"## Fleet for {sized} (P99 <= {p99_ms:g} ms)"
+    if table.empty:
+        return Section([heading, "No ok cell with at least 100 measured requests."])
+    columns = ["model", "engine", "precision", "batch_size", "threads", "instance"]
+    columns += ["service_p99_ms", "replica_rate_per_s", "replicas", "instances"]
+    columns += ["usd_per_month", "spot_usd_per_month", "note"]
+    shown = table[[c for c in columns if c in table]]
+    if shown["spot_usd_per_month"].isna().all():
+        shown = shown.drop(columns=["spot_usd_per_month"])
+    best = table.iloc[0]
+    answer = (
+        f"Cheapest: **{_cell_label(best)}**, {int(best['instances'])} instance(s), "
+        f"${best['usd_per_month']:,.2f} per month on demand."
+        if pd.notna(best["usd_per_month"])
+        else "No configuration meets the SLA at any fleet size."
+    )
+    name = "fleet-cost.png"
+    markdown = [heading, f"Replicas and instances per configuration; {ASSUMPTIONS}. {answer}"]
+    markdown += [markdown_table(shown)]
+    if table["usd_per_month"].notna().any():
+        markdown.append(f"![{name}]({name})")
+        return Section(markdown, {name: plot_fleet(table, rate, p99_ms)})
+    return Section(markdown)
