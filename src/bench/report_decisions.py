@@ -57,7 +57,11 @@ def plot_comparison(table: pd.DataFrame, base_id: str, threshold: float) -> byte
     shown["cell"] = shown.apply(_cell_label, axis=1)
     cells = list(dict.fromkeys(shown["cell"]))[:SHOWN_CELLS]
     figure, axes = plt.subplots(
-        1, len(PLOTTED_METRICS), figsize=(11, 1.2 + 0.35 * len(cells)), sharey=True
+        1,
+        len(PLOTTED_METRICS),
+        figsize=(11, 1.6 + 0.35 * len(cells)),
+        sharey=True,
+        layout="constrained",  # room for the figure's title above the panels' own
     )
     for ax, (metric, title) in zip(axes, PLOTTED_METRICS.items(), strict=True):
         rows = shown[(shown["metric"] == metric) & shown["cell"].isin(cells)]
@@ -75,8 +79,8 @@ def plot_comparison(table: pd.DataFrame, base_id: str, threshold: float) -> byte
         ax.set_yticks(range(len(cells)), cells, fontsize=8)
     axes[0].invert_yaxis()  # the table's order, top down
     figure.suptitle(
-        f"change against {base_id}, 95% intervals: red worse, green better, grey no "
-        f"significant change; dotted: the ±{threshold:.0%} regression threshold",
+        f"change against {base_id} with 95% intervals: red worse, green better, grey no "
+        f"significant change\ndotted: the ±{threshold:.0%} regression threshold",
         fontsize=9,
     )
     return _png(figure)
@@ -137,9 +141,8 @@ def plot_fleet(table: pd.DataFrame, rate: float, p99_ms: float) -> bytes:
         axes.barh(
             y, sized["spot_usd_per_month"].fillna(0), height=0.4, color="tab:orange", label="Spot"
         )
-    if len(sized):
-        axes.get_children()[0].set_edgecolor("black")  # the cheapest, drawn first
-        axes.get_children()[0].set_linewidth(2)
+    if len(sized):  # the cheapest outlined, on top of its bar (unlabelled: not in the legend)
+        axes.barh([0], sized["usd_per_month"].iloc[:1], fill=False, edgecolor="black", lw=2)
     axes.set_yticks(list(y), labels, fontsize=8)
     axes.invert_yaxis()
     axes.set_xlabel("$ per month (730 h)")
