@@ -157,17 +157,46 @@ def _collect(args: argparse.Namespace) -> int:
     from bench.compose import store_root
     from bench.store import SweepPaths, open_store
 
-    root = store_root(args.overrides)
+    # `format=csv|json`: the aggregate also as aggregated.csv / .json, for tools without Parquet
+    exports = [o for o in args.overrides if o.startswith("format=")]
+    export = exports[-1].removeprefix("format=") if exports else "table"
+    if export not in EXPORT_FORMATS:
+        raise ConfigError("format", export, f"collect writes one of {', '.join(EXPORT_FORMATS)}")
+    root = store_root([o for o in args.overrides if not o.startswith("format=")])
     store = open_store(root)
     store.check()
-    if not store.has_files(SweepPaths(args.sweep_id).cells_dir, ".parquet"):
+    paths = SweepPaths(args.sweep_id)
+    if not store.has_files(paths.cells_dir, ".parquet"):
         raise ConfigError(
             "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
         )
     collected = collect(store, args.sweep_id, strict=args.strict)
     print(summary_text(collected))
-    print(f"aggregated: {store.uri(SweepPaths(args.sweep_id).aggregated)}")
+    print(f"aggregated: {store.uri(paths.aggregated)}")
+    if export != "table":
+        out = paths.aggregated.removesuffix(".parquet") + f".{export}"
+        store.write_bytes(out, export_bytes(collected.table, export))
+        print(f"{export}: {store.uri(out)}")
     return EXIT_CELL_FAILED if collected.failed or collected.missing else EXIT_OK
+
+
+EXPORT_FORMATS = ("table", "csv", "json")  # table: the Parquet aggregate alone
+
+
+def export_bytes(table: Any, export: str) -> bytes:
+    """The aggregate (a pyarrow table) as CSV (a header, one line per row) or JSON (an array
+    of one object per row, timestamps as ISO 8601)."""
+    import io
+
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    buffer = io.BytesIO()
+    if export == "csv":
+        frame.write_csv(buffer)
+    else:
+        frame.write_json(buffer)
+    return buffer.getvalue()
 
 
 def _plan(args: argparse.Namespace) -> int:

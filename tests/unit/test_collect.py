@@ -414,3 +414,31 @@ def test_the_summary_says_how_to_clear_the_percentile_flags(store):
     text = summary_text(collect(store, SWEEP))
     assert "2 of 3 rows carry percentile_flags" in text
     assert "to clear them all: scenario.min_requests=1069" in text
+
+
+@pytest.mark.parametrize("export", ["csv", "json"])
+def test_collect_exports_the_aggregate_for_tools_without_parquet(store, tmp_path, export):
+    from tests.conftest import run_cli
+
+    _manifest(store, ["a", "b"])
+    _write(store, "a", [_row("a", 0, latency_ms_p99=12.5)])
+    _write(store, "b", [_row("b", 1, status="failed")])
+    proc = run_cli(["collect", SWEEP, f"format={export}", f"store.root={store.root}"], tmp_path)
+    assert proc.returncode == 1, proc.stderr  # b failed: the exit code says so either way
+    out = tmp_path / "results" / SWEEP / f"aggregated.{export}"
+    assert f"{export}: {out}" in proc.stdout
+    exported = pd.read_csv(out) if export == "csv" else pd.DataFrame(json.loads(out.read_text()))
+    parquet = pd.read_parquet(tmp_path / "results" / SWEEP / "aggregated.parquet")
+    assert list(exported.columns) == list(parquet.columns)
+    assert sorted(exported["cell_id"]) == ["a", "b"]
+    assert exported.set_index("cell_id").loc["a", "latency_ms_p99"] == 12.5
+
+
+def test_collect_refuses_an_export_it_does_not_write(store, tmp_path):
+    from tests.conftest import run_cli
+
+    _manifest(store, ["a"])
+    _write(store, "a", [_row("a", 0)])
+    proc = run_cli(["collect", SWEEP, "format=xml", f"store.root={store.root}"], tmp_path)
+    assert proc.returncode == 2 and "format='xml'" in proc.stderr
+    assert not (tmp_path / "results" / SWEEP / "aggregated.parquet").exists()  # nothing written
