@@ -131,7 +131,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"run takes one cell; these overrides give {len(plan.cells)}: use sweep")
     # stdout carries only the row (`bench run ... | jq`): what libraries print while the cell
     # runs (DeepSpeed logs to stdout on import) goes to stderr
-    with contextlib.redirect_stdout(sys.stderr):
+    from bench import progress
+
+    progress.begin(progress.CellProgress(None, plan.sweep_id, plan.cells[0].cell_id, ""))
+    with contextlib.redirect_stdout(sys.stderr):  # the phases too, as they happen
         result = run_cell(plan.cells[0])
     print(_printable(result.row))
     return EXIT_OK if result.row["status"] == "ok" else EXIT_CELL_FAILED
@@ -479,9 +482,10 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    import time
     from collections import Counter
 
-    from bench import lease
+    from bench import lease, progress
     from bench.collect import collect
     from bench.compose import compose_one
     from bench.executors.base import read_submissions
@@ -502,14 +506,21 @@ def _status(args: argparse.Namespace) -> int:
     for name, subs in by_executor.items():
         options = {**(cfg.executor if cfg.executor.name == name else {}), "name": name}
         print(submissions_table(make_executor(dict(options)).describe(subs)))
+    running = set()
     for cell_id, holder in lease.holders(store, args.sweep_id):
-        print(f"measuring now: {cell_id}: {holder.describe()}")
+        running.add(cell_id)
+        said = progress.read_phase(store, args.sweep_id, cell_id)
+        phase = ""
+        if said is not None and said.get("attempt") == holder.attempt:
+            phase = f" ({said['phase']} for {time.time() - float(said['since']):.0f} s)"
+        print(f"measuring now: {cell_id}{phase}: {holder.describe()}")
     collected = collect(store, args.sweep_id, write=False)
     counts = Counter(collected.table.column("status").to_pylist())
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    pending = [c for c in collected.missing if c not in running]
     print(
         f"sweep {args.sweep_id}: {len(collected.expected)} cells; rows: {statuses}; "
-        f"missing {len(collected.missing)}"
+        f"running {len(running)}; pending (no row yet) {len(pending)}"
     )
     return EXIT_OK
 

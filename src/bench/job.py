@@ -13,7 +13,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 
-from bench import lease
+from bench import lease, progress
 from bench.plan import Plan
 from bench.runner import CellResult, attempt_id, run_cell
 from bench.store import Store, SweepPaths, open_store, row_file
@@ -141,9 +141,16 @@ def run_job(manifest_uri: str, index: int, array: str | None = None) -> JobOutco
     try:
         if not plan.force and has_ok_row(store, sweep_id, cell.cell_id):
             return JobOutcome(cell.cell_id, attempt, None, "ok: the cell has an ok row already")
-        result = run_cell(cell)
-        result.row["attempt_id"] = attempt  # the lease's id names the files
-        save_result(store, result)
+        said = progress.CellProgress(store, sweep_id, cell.cell_id, attempt)
+        progress.begin(said)
+        try:
+            result = run_cell(cell)
+            result.row["attempt_id"] = attempt  # the lease's id names the files
+            progress.enter("write", str(result.row["status"]))
+            save_result(store, result)
+        finally:
+            progress.begin(None)
+            said.finish()
         return JobOutcome(cell.cell_id, attempt, result)
     finally:
         lease.release(store, sweep_id, cell.cell_id, attempt)

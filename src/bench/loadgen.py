@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench import stats
+from bench import progress, stats
 from bench.config import ScenarioConfig
 
 Request = Callable[[], Sequence[int] | None]  # returns token arrival times (ns) or None
@@ -143,8 +143,14 @@ class _Shared:
         self.min_ns = int(scenario.min_duration_s * 1e9)
         self.max_ns = int(scenario.max_duration_s * 1e9)
         self.wait_for_intervals = scenario.ci_target > 0
+        self.plan = (
+            f">= {scenario.min_requests} requests and {scenario.min_duration_s:g} s, "
+            f"at most {scenario.max_duration_s:g} s"
+        )
 
     def open_window(self) -> None:
+        # said before the window's clock starts; every client waits at the barrier meanwhile
+        progress.enter("measure", self.plan)
         self.start_ns = time.perf_counter_ns()
 
     def record_and_check(self, now_ns: int) -> None:

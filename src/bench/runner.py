@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench import devicemem, threads
+from bench import devicemem, progress, threads
 from bench.config import CellConfig
 from bench.devicemem import device_memory
 from bench.engines import ENGINES
@@ -142,14 +142,21 @@ def _load(
 ) -> None:
     """imports (timed), prepare, load (timed), initialize (timed); the first copy's figures
     go into `row`."""
+    first = row is not None  # a capacity scenario's further copies go unsaid
+    if first:
+        progress.enter("import", engine.name)
     started = time.perf_counter()
     engine.import_libraries()
     import_s = time.perf_counter() - started
     threads.apply_torch_threads(policy)  # torch is loaded now, if the engine uses it
     rss_after_import = devicemem.rss_mb()
+    if first:
+        progress.enter("prepare")
     prepared = engine.prepare()
     if on_prepared is not None:
         on_prepared()
+    if first:
+        progress.enter("load")
     started = time.perf_counter()
     loaded = engine.load()
     load_s = time.perf_counter() - started
@@ -221,6 +228,7 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
         if cell.scenario.name != "capacity":
             _load(engine, row, policy)
             host_peak_reset = _start_measuring()
+            progress.enter("warmup")
             measured = run_scenario(cell, engine, request_for(engine, cell))
         else:
             base: list[float] = []  # in use once the libraries are imported, before weights
@@ -232,6 +240,7 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
                 lambda: base.append(device_memory(getattr(engine, "device", "cpu")).used_mb()),
             )
             host_peak_reset = _start_measuring()
+            progress.enter("warmup")
 
             def load_copy() -> Engine:
                 copy = engine_class(cell)

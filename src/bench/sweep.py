@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+import pyarrow as pa
+
 from bench import lease
 from bench.collect import Collected, collect
 from bench.config import ConfigError
@@ -21,6 +23,7 @@ from bench.executors.base import ProgressFn, read_submissions
 from bench.feasibility import infeasible_reason
 from bench.job import cell_statuses, save_result, write_manifest
 from bench.plan import Plan
+from bench.progress import CLEAR_LINE
 from bench.runner import CellResult, failure_row, unsupported_row
 from bench.store import Store, SweepPaths, open_store
 
@@ -74,17 +77,21 @@ def pending_indices(store: Store, plan: Plan, settled: set[int] = frozenset()) -
     ]
 
 
-def progress_printer(stream: TextIO) -> ProgressFn:
-    """One line per finished cell: count, status, id, its time and the time left (estimated)."""
+def progress_printer(stream: TextIO, walls: dict[str, float] | None = None) -> ProgressFn:
+    """One line per finished cell: count, status, id, its time and the time left (estimated);
+    each cell's wall seconds go into `walls` (for time_split)."""
     spent: list[float] = []
 
     def show(handle: JobHandle, done: int, total: int, seconds: float) -> None:
         spent.append(seconds)
+        if walls is not None:
+            walls[handle.cell_id] = seconds
         left = (total - done) * sum(spent) / len(spent)
         width = len(str(total))
         why = f"  {handle.detail}" if handle.state == "skipped" else ""
+        over = CLEAR_LINE if stream.isatty() else ""  # the cell's live phase line, if any
         print(
-            f"[{done:>{width}}/{total}] {handle.state:<8} {handle.cell_id}  "
+            f"{over}[{done:>{width}}/{total}] {handle.state:<8} {handle.cell_id}  "
             f"({seconds:.1f} s, ~{left:.0f} s left){why}",
             file=stream,
             flush=True,
@@ -172,7 +179,8 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     )
     if not executor.synchronous and not plan.force:
         pending = _leave_to_active_submissions(executor, store, plan, pending, stream)
-    handles = executor.submit(plan, store, pending, progress=progress_printer(stream))
+    walls: dict[str, float] = {}
+    handles = executor.submit(plan, store, pending, progress=progress_printer(stream, walls))
     _wait_for_other_attempts(store, plan, handles, stream)
     if not executor.synchronous:  # each submission was journaled as it was made
         for sub in executor.submissions:
@@ -188,4 +196,30 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
             return None
         executor.wait(executor.submissions, float(plan.executor.get("poll_s", 30)))
         print(submissions_table(executor.describe(executor.submissions)), file=stream)
-    return collect(store, plan.sweep_id)
+    collected = collect(store, plan.sweep_id)
+    if walls and (split := time_split(collected.table, walls)):
+        print(split, file=stream, flush=True)
+    return collected
+
+
+def time_split(table: pa.Table, walls: dict[str, float]) -> str | None:
+    """Where the cells' wall time went: the measured windows against imports, loading and the
+    rest (process start, checkpoint, warmup, summarising, writing), over the ok cells this
+    sweep ran; None when it ran none."""
+    ok = [
+        row
+        for row in table.select(["cell_id", "status", "window_s", "import_s", "load_s"]).to_pylist()
+        if row["cell_id"] in walls and row["status"] == "ok"
+    ]
+    wall = sum(walls[row["cell_id"]] for row in ok)
+    if not ok or wall <= 0:
+        return None
+    measuring, imports, load = (
+        sum(row[k] or 0.0 for row in ok) for k in ("window_s", "import_s", "load_s")
+    )
+    rest = max(wall - measuring - imports - load, 0.0)
+    return (
+        f"time: {wall:.1f} s in {len(ok)} ok cells, {measuring:.1f} s ({measuring / wall:.0%}) "
+        f"measuring; outside it: imports {imports:.1f} s, load {load:.1f} s, the rest (process "
+        f"start, checkpoint, warmup, summary, writing) {rest:.1f} s"
+    )

@@ -135,7 +135,7 @@ def test_a_rerun_beside_an_orphaned_cell_stands_down(conf_copy: Path, tmp_path: 
         time.sleep(0.2)
     assert list(leases.glob("*.json")), "the first cell never took its lease"
     os.kill(orphaned.pid, signal.SIGKILL)  # the parent dies; its cell process runs on
-    orphaned.communicate()
+    orphaned.wait()  # (not communicate: the cell still holds the parent's stderr it says phases on)
     status = _bench(tmp_path, "status", "conc")
     assert status.stdout.count("measuring now: ") == 1, status.stdout + status.stderr
 

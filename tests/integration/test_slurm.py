@@ -101,7 +101,7 @@ def test_status_after_sweep_shows_job_done_and_nothing_missing(
     assert len(job_lines) == 1, proc.stdout
     assert NULL_ARRAY in job_lines[0] and " DONE" in job_lines[0], proc.stdout
     assert "cells=4" in job_lines[0], proc.stdout
-    assert "rows: ok 4" in proc.stdout and "missing 0" in proc.stdout, proc.stdout
+    assert "rows: ok 4" in proc.stdout and "pending (no row yet) 0" in proc.stdout, proc.stdout
 
 
 @pytest.mark.slurm

@@ -19,16 +19,29 @@ from bench import lease
 from bench.executors.base import Executor, JobHandle, ProgressFn
 from bench.job import save_result
 from bench.plan import Plan
+from bench.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
 from bench.runner import CellResult, failure_row
 from bench.store import Store, SweepPaths, row_file
 
 LOG_TAIL_CHARS = 1500
 
 
+def _terminal_copy() -> int | None:
+    """A copy of this process's stderr for the cell to say its phases on (None: no stderr)."""
+    try:
+        return os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a file
+        return None
+
+
 def _run_child(
     cmd: list[str], env: dict[str, str], timeout_s: float
 ) -> tuple[str, int | None, bytes]:
-    """Run the cell's process to its end: (exited | timeout, exit code, its output)."""
+    """Run the cell's process to its end: (exited | timeout, exit code, its output). The
+    cell says its phases on a copy of our stderr as they happen (bench.progress)."""
+    terminal = _terminal_copy()
+    if terminal is not None:
+        env = {**env, PROGRESS_FD_VARIABLE: str(terminal)}
     with tempfile.TemporaryFile() as log:
         try:
             proc = subprocess.run(
@@ -39,10 +52,14 @@ def _run_child(
                 env=env,
                 timeout=timeout_s,
                 check=False,
+                pass_fds=() if terminal is None else (terminal,),
             )
             outcome, code = "exited", proc.returncode
         except subprocess.TimeoutExpired:  # run() has killed the child
             outcome, code = "timeout", None
+        finally:
+            if terminal is not None:
+                os.close(terminal)
         log.seek(0)
         return outcome, code, log.read()
 
@@ -72,11 +89,11 @@ class LocalExecutor(Executor):
     name = "local"
     synchronous = True
 
-    def _run_one(self, plan: Plan, store: Store, index: int) -> JobHandle:
+    def _run_one(self, plan: Plan, store: Store, index: int, label: str = "") -> JobHandle:
         cell = plan.cells[index]
         paths = SweepPaths(plan.sweep_id)
         attempt = uuid.uuid4().hex
-        env = {**os.environ, "BENCH_ATTEMPT_ID": attempt}
+        env = {**os.environ, "BENCH_ATTEMPT_ID": attempt, PROGRESS_LABEL_VARIABLE: label}
         cmd = [sys.executable, "-m", "bench", "cell", "--manifest", store.uri(paths.manifest)]
         cmd += ["--index", str(index)]
         timeout_s = float(self.options.get("timeout_s", 1800))
@@ -113,7 +130,8 @@ class LocalExecutor(Executor):
         handles = []
         for done, index in enumerate(indices, start=1):
             started = time.perf_counter()
-            handle = self._run_one(plan, store, index)
+            width = len(str(len(indices)))  # as the sweep numbers its finished lines
+            handle = self._run_one(plan, store, index, f"[{done:>{width}}/{len(indices)}]")
             handles.append(handle)
             if progress is not None:
                 progress(handle, done, len(indices), time.perf_counter() - started)
