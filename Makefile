@@ -11,7 +11,7 @@ LOCK := requirements.lock
 PIP := $(BIN)/pip --disable-pip-version-check
 PIP_INSTALL := $(PIP) install --progress-bar off
 
-.PHONY: setup sweep test lint format overhead lock clean
+.PHONY: setup sweep test lint format overhead docs lock clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@echo "setup 1/3: a virtual environment in $(VENV), pip from $(LOCK)"
@@ -39,6 +39,10 @@ format: setup
 
 overhead: setup
 	$(BIN)/python benchmarks/overhead.py
+
+# docs/columns.md from the row schema (src/bench/rows.py); tests/unit/test_docs.py checks it.
+docs: setup
+	$(BIN)/python -m bench.schema_doc > docs/columns.md
 
 # Re-resolve every dependency from pyproject.toml in a scratch environment and pin what
 # installs (run after changing a dependency; commit the new lock with the change).
