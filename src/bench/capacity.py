@@ -40,9 +40,7 @@ def simulated_p99(
     """P99 response time (seconds) of an M/G/`servers` FCFS queue at Poisson `rate` per
     second, service times resampled from `service_s` (in measurement order) in blocks of
     BLOCK consecutive requests."""
-    rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.exponential(1 / rate, SIMULATED_REQUESTS))
-    services = block_resample(service_s, SIMULATED_REQUESTS, rng)
+    arrivals, services = _draws(service_s, rate, seed)
     free = [0.0] * servers  # when each server next falls idle (a heap)
     responses = np.empty(SIMULATED_REQUESTS)
     for i, (arrival, service) in enumerate(zip(arrivals, services, strict=True)):
@@ -51,6 +49,22 @@ def simulated_p99(
         responses[i] = start + service - arrival
     kept = responses[int(WARMUP_SHARE * SIMULATED_REQUESTS) :]
     return float(np.quantile(kept, q))
+
+
+def _draws(service_s: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Arrival times and service times of one simulation; the service times depend on the
+    seed alone (drawn after as many gaps at any rate), so every rate and server count of a
+    search sees the same ones."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1 / rate, SIMULATED_REQUESTS))
+    return arrivals, block_resample(service_s, SIMULATED_REQUESTS, rng)
+
+
+def unqueued_p99(service_s: np.ndarray, seed: int = 0, q: float = 0.99) -> float:
+    """The simulation's P99 with a server for every request (no wait): the least any fleet
+    reaches, the P99 of the resampled service times themselves."""
+    _, services = _draws(service_s, 1.0, seed)
+    return float(np.quantile(services[int(WARMUP_SHARE * SIMULATED_REQUESTS) :], q))
 
 
 def block_resample(service_s: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -66,8 +80,8 @@ def block_resample(service_s: np.ndarray, size: int, rng: np.random.Generator) -
 
 def servers_needed(service_s: np.ndarray, rate: float, p99_s: float, per_replica: int = 1) -> int:
     """The fewest replicas (each `per_replica` servers) whose simulated P99 <= p99_s; 0 when
-    no number can (the service time's own P99 is over the SLA)."""
-    if float(np.quantile(service_s, 0.99)) > p99_s:
+    no number can (the service times' own P99, as resampled, is over the SLA)."""
+    if unqueued_p99(service_s) > p99_s:
         return 0
     # stability needs rate x mean service < servers; start there and double, then bisect
     low = max(1, math.ceil(rate * float(np.mean(service_s)) / per_replica))
@@ -90,7 +104,7 @@ def replica_rate(service_s: np.ndarray, p99_s: float, per_replica: int = 1, seed
     takes with its simulated P99 <= p99_s; 0 when its service time's own P99 is over.
     Bisection: with one seed, a higher rate only shrinks every gap between arrivals, so the
     simulated P99 never falls as the rate rises."""
-    if float(np.quantile(service_s, 0.99)) > p99_s:
+    if unqueued_p99(service_s, seed) > p99_s:
         return 0.0
     low, high = 0.0, per_replica / float(np.mean(service_s))  # the stability limit
     while (high - low) > RATE_PRECISION * high:
