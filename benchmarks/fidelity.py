@@ -36,6 +36,10 @@ far they stray is the noise floor of the bench / plain ratios on this one.
 Usage: python benchmarks/fidelity.py [--processes 7] [--windows 3] [--seconds 5] [--threads 1,2]
        python benchmarks/fidelity.py --same-process [--windows 15] [--seconds 1]
        python benchmarks/fidelity.py --control [--processes 7] [--windows 3] [--seconds 5]
+
+`--forked`: each bench worker forks itself after importing the hf engine's preload modules and
+measures in the forked child, as a local sweep's cells are started by the fork server
+(executors/forkserver.py): the same check, for cells that did not pay those imports.
 """
 
 from __future__ import annotations
@@ -111,7 +115,25 @@ def serve(measure: Any, out: IO[str]) -> None:
         out.flush()
 
 
+def fork_after_preload() -> None:
+    """Become a process forked from one that imported the hf engine's preload, as the local
+    executor's fork server forks cells (`--forked`): the parent waits and exits with us."""
+    import importlib
+
+    from bench.engines.hf import HFEngine
+
+    for name in HFEngine.preload:
+        importlib.import_module(name)
+    pid = os.fork()
+    if pid:
+        _, status = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(status))
+    os.environ["BENCH_FORK_SERVER_PRELOAD"] = ",".join(HFEngine.preload)
+
+
 def run_bench_worker(overrides: list[str]) -> None:
+    if os.environ.get("FIDELITY_FORKED"):
+        fork_after_preload()
     from bench.plan import plan_from_overrides
     from bench.runner import run_cell
 
@@ -346,10 +368,15 @@ def main() -> int:
     parser.add_argument("--same-process", action="store_true", help="one process")
     parser.add_argument("--control", action="store_true", help="plain vs plain (A/A)")
     parser.add_argument("--threads", default="1,2", help="client-thread counts to compare")
+    parser.add_argument(
+        "--forked", action="store_true", help="bench workers forked after the preload imports"
+    )
     parser.add_argument("--bench", metavar="OVERRIDES", help=argparse.SUPPRESS)
     parser.add_argument("--plain", metavar="CHECKPOINT", help=argparse.SUPPRESS)
     parser.add_argument("--torch-threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.forked:  # the bench workers (started below) read it
+        os.environ["FIDELITY_FORKED"] = "1"
     if args.bench:
         run_bench_worker(json.loads(args.bench))
         return 0

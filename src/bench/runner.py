@@ -162,6 +162,8 @@ def _load(
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     info = {**loaded.extra, **engine.initialize()}
+    if (preloaded := os.environ.get("BENCH_FORK_SERVER_PRELOAD")) is not None:
+        info["fork_server_preload"] = preloaded  # import_s left out what the server imported
     init_s = time.perf_counter() - started
     if row is not None:
         rss_after_load = devicemem.rss_mb()

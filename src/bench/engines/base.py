@@ -86,6 +86,10 @@ class Engine(ABC):
     # host: the call returns with the result on the host): stream (the calling client's own
     # CUDA stream) or device (every stream of the device: other clients' kernels count too).
     cuda_sync_scope: ClassVar[str] = "device"
+    # Modules a local fork server may import before forking this engine's cells: pure
+    # imports that start no device, no thread pool and nothing per cell (bench.executors.
+    # forkserver). The cell still imports what it needs; this only makes that instant.
+    preload: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:

@@ -1,8 +1,12 @@
-"""executor=local: each cell in a fresh subprocess on this machine, one after another.
+"""executor=local: each cell in a fresh process on this machine, one after another.
 
 A fresh process per cell keeps cells independent (no warm caches, allocator state or threads
-carried over) and makes peak RSS per cell. The parent blocks in `subprocess.run` while a cell
-measures (it never polls), so it takes no CPU from the measurement.
+carried over) and makes peak RSS per cell. By default the processes are forked from a fork
+server that has imported the engines' libraries once (executor.fork_server, see
+executors/forkserver.py), so a cell does not pay the imports the cell before it paid;
+`executor.fork_server=false` starts each as `python -m bench cell`. The parent blocks
+(in `subprocess.run`, or reading the server's answer) while a cell measures: it never polls,
+so it takes no CPU from the measurement.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from bench import lease
+from bench.engines import ENGINES
 from bench.executors.base import Executor, JobHandle, ProgressFn
+from bench.executors.forkserver import ForkServer, ForkServerError
 from bench.job import save_result
 from bench.plan import Plan
 from bench.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
@@ -34,14 +41,24 @@ def _terminal_copy() -> int | None:
         return None
 
 
+def _fds(fd: int | None) -> tuple[int, ...]:
+    return () if fd is None else (fd,)
+
+
+def _run_forked(
+    server: ForkServer, argv: list[str], env: dict[str, str], timeout_s: float
+) -> tuple[str, int | None, bytes]:
+    """_run_child's answer, the cell forked from the fork server."""
+    with tempfile.NamedTemporaryFile(prefix="bench-cell-", suffix=".log") as log:
+        outcome, code = server.run(argv, env, log.name, timeout_s)
+        return outcome, code, Path(log.name).read_bytes()
+
+
 def _run_child(
-    cmd: list[str], env: dict[str, str], timeout_s: float
+    cmd: list[str], env: dict[str, str], timeout_s: float, terminal: int | None
 ) -> tuple[str, int | None, bytes]:
     """Run the cell's process to its end: (exited | timeout, exit code, its output). The
-    cell says its phases on a copy of our stderr as they happen (bench.progress)."""
-    terminal = _terminal_copy()
-    if terminal is not None:
-        env = {**env, PROGRESS_FD_VARIABLE: str(terminal)}
+    cell says its phases on `terminal` (a copy of our stderr) as they happen."""
     with tempfile.TemporaryFile() as log:
         try:
             proc = subprocess.run(
@@ -52,14 +69,11 @@ def _run_child(
                 env=env,
                 timeout=timeout_s,
                 check=False,
-                pass_fds=() if terminal is None else (terminal,),
+                pass_fds=_fds(terminal),
             )
             outcome, code = "exited", proc.returncode
         except subprocess.TimeoutExpired:  # run() has killed the child
             outcome, code = "timeout", None
-        finally:
-            if terminal is not None:
-                os.close(terminal)
         log.seek(0)
         return outcome, code, log.read()
 
@@ -89,16 +103,20 @@ class LocalExecutor(Executor):
     name = "local"
     synchronous = True
 
+    server: ForkServer | None = None
+    terminal: int | None = None
+
     def _run_one(self, plan: Plan, store: Store, index: int, label: str = "") -> JobHandle:
         cell = plan.cells[index]
         paths = SweepPaths(plan.sweep_id)
         attempt = uuid.uuid4().hex
         env = {**os.environ, "BENCH_ATTEMPT_ID": attempt, PROGRESS_LABEL_VARIABLE: label}
-        cmd = [sys.executable, "-m", "bench", "cell", "--manifest", store.uri(paths.manifest)]
-        cmd += ["--index", str(index)]
+        if self.terminal is not None:
+            env[PROGRESS_FD_VARIABLE] = str(self.terminal)
+        argv = ["cell", "--manifest", store.uri(paths.manifest), "--index", str(index)]
         timeout_s = float(self.options.get("timeout_s", 1800))
         try:
-            outcome, code, log_bytes = _run_child(cmd, env, timeout_s)
+            outcome, code, log_bytes = self._run_cell_process(argv, env, timeout_s)
         finally:  # killed on timeout (or by Ctrl-C): its lease must not outlive it
             lease.release(store, plan.sweep_id, cell.cell_id, attempt)
         store.write_bytes(paths.log(cell.cell_id, attempt), log_bytes)
@@ -120,12 +138,54 @@ class LocalExecutor(Executor):
         save_result(store, CellResult(row=row, samples=None))
         return JobHandle(cell.cell_id, index, status, job_id=attempt, detail=message)
 
+    def _run_cell_process(
+        self, argv: list[str], env: dict[str, str], timeout_s: float
+    ) -> tuple[str, int | None, bytes]:
+        if self.server is not None:
+            try:
+                return _run_forked(self.server, argv, env, timeout_s)
+            except ForkServerError as exc:  # the rest of the sweep in fresh processes
+                print(f"fork server: {exc}; cells start as fresh processes", file=sys.stderr)
+                self.server.close()
+                self.server = None
+        cmd = [sys.executable, "-m", "bench", *argv]
+        return _run_child(cmd, env, timeout_s, self.terminal)
+
+    def _start(self, plan: Plan, indices: list[int]) -> None:
+        """The terminal copy the cells say their phases on, and the fork server (unless
+        executor.fork_server=false) with the modules the pending cells' engines preload."""
+        self.terminal = _terminal_copy()
+        if not self.options.get("fork_server", True) or not indices:
+            return
+        preload = sorted({m for i in indices for m in ENGINES[plan.cells[i].engine.name].preload})
+        try:
+            self.server = ForkServer(preload, pass_fds=_fds(self.terminal))
+        except (ForkServerError, OSError) as exc:
+            print(f"fork server: {exc}; cells start as fresh processes", file=sys.stderr)
+
+    def _stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.terminal is not None:
+            os.close(self.terminal)
+            self.terminal = None
+
     def submit(
         self,
         plan: Plan,
         store: Store,
         indices: list[int],
         progress: ProgressFn | None = None,
+    ) -> list[JobHandle]:
+        self._start(plan, indices)
+        try:
+            return self._submit(plan, store, indices, progress)
+        finally:
+            self._stop()
+
+    def _submit(
+        self, plan: Plan, store: Store, indices: list[int], progress: ProgressFn | None
     ) -> list[JobHandle]:
         handles = []
         for done, index in enumerate(indices, start=1):
