@@ -90,13 +90,22 @@ class ForkServer:
         if not started or "pid" not in started:
             raise ForkServerError(f"the fork server did not fork: {started}")
         pid = int(started["pid"])
-        deadline = time.monotonic() + timeout_s
-        ended = _answer(self.server, timeout_s)
+        try:
+            ended = _answer(self.server, timeout_s)
+        except BaseException:  # Ctrl-C in the sweep: the cell ends with it, as run() does
+            self._kill(pid)
+            raise
         if ended is None:  # past its time: kill it; the server reaps it and says so
-            os.kill(pid, signal.SIGKILL)
-            _answer(self.server, max(deadline - time.monotonic(), 0) + 60)
+            self._kill(pid)
             return "timeout", None
         return "exited", int(ended["exit"])
+
+    def _kill(self, pid: int) -> None:
+        """End a forked cell and wait (briefly) for the server to say it reaped it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ForkServerError, OSError, ValueError):
+            _answer(self.server, 60)
 
     def close(self) -> None:
         if self.server.stdin is not None:
