@@ -28,8 +28,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> dict:
 
 
 def _ran(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    """Cell ids the sweep's progress display says it ran."""
-    return [line.split()[2] for line in proc.stderr.splitlines() if line.startswith("[")]
+    """Cell ids the sweep's progress display says it ran: its finished lines
+    ("[k/N] STATUS CELL (...)"), not a cell's phase lines ("[k/N] CELL: PHASE ...")."""
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    finished = [line.split("]", 1)[1].split() for line in lines]
+    return [words[1] for words in finished if len(words) > 1 and not words[0].endswith(":")]
 
 
 def test_smoke_sweep_leaves_one_ok_row_per_cell(smoke: dict) -> None:
@@ -46,7 +49,10 @@ def test_smoke_sweep_leaves_one_ok_row_per_cell(smoke: dict) -> None:
     assert (frame["n"] >= 30).all() and (frame["load_s"] > 0).all()
     # load_s is the read alone, the imports counted apart, built checkpoint or not
     assert (frame["load_s"] <= 0.5).all(), frame[["cell_id", "load_s"]]
-    assert (frame["import_s"] > frame["load_s"]).all()
+    # the fork server imported torch and transformers before forking each cell: a cell
+    # imports only its architecture's modeling code (a fresh process: seconds)
+    assert frame["engine_info"].str.contains("fork_server_preload").all()
+    assert (frame["import_s"] < 1.5).all(), frame[["cell_id", "import_s"]]
     # the grid is long enough for most cells to reach a stability verdict
     assert set(frame["verdict"]) <= {"stable", "drifting", "insufficient"}
     assert (frame["verdict"] != "insufficient").sum() >= 8, frame[["cell_id", "verdict_reason"]]
