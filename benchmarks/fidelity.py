@@ -121,6 +121,7 @@ def fork_after_preload() -> None:
     import importlib
 
     from bench.engines.hf import HFEngine
+    from bench.runner import FORK_SERVER_PRELOAD_VARIABLE
 
     for name in HFEngine.preload:
         importlib.import_module(name)
@@ -128,7 +129,7 @@ def fork_after_preload() -> None:
     if pid:
         _, status = os.waitpid(pid, 0)
         os._exit(os.waitstatus_to_exitcode(status))
-    os.environ["BENCH_FORK_SERVER_PRELOAD"] = ",".join(HFEngine.preload)
+    os.environ[FORK_SERVER_PRELOAD_VARIABLE] = ",".join(HFEngine.preload)
 
 
 def run_bench_worker(overrides: list[str]) -> None:

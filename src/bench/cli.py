@@ -225,10 +225,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
 
     from bench.compose import compose_one
-    from bench.config import catalog_entries, instance_from_catalog
+    from bench.config import instance_from_catalog
     from bench.memory import given_parameters
     from bench.plan import plan_from_overrides
     from bench.planview import fit_rows, format_fit
@@ -239,7 +238,7 @@ def _fit(args: argparse.Namespace) -> int:
     ]
     cfg = compose_one(overrides)
     cell = plan_from_overrides(overrides).cells[0]
-    entries = catalog_entries(OmegaConf.to_container(cfg.catalog, resolve=True))  # type: ignore[arg-type]
+    entries = _catalog_entries(cfg)
     catalog = [instance_from_catalog(entries, entry["type"]) for entry in entries]
     partitions = tuple(int(p) for p in cfg.fit.partitions)
     params = given_parameters(cfg.fit.params, cfg.fit.lbme_gb, cell.precision)
@@ -460,13 +459,18 @@ def _fleet(store: Any, rows: Any, rate: float, p99_ms: float, peak: float, cfg: 
     return plan_fleet(rows, latencies, rate, p99_ms, peak, _spot_prices(cfg))
 
 
-def _spot_prices(cfg: Any) -> dict[str, float]:
-    """Instance type -> Spot $/hour, for the types the catalog has one for."""
+def _catalog_entries(cfg: Any) -> list[dict[str, Any]]:
+    """The composed config's instance types, the user's own (catalog.extra) included."""
     from omegaconf import OmegaConf
 
     from bench.config import catalog_entries
 
-    entries = catalog_entries(OmegaConf.to_container(cfg.catalog, resolve=True))  # type: ignore[arg-type]
+    return catalog_entries(OmegaConf.to_container(cfg.catalog, resolve=True))  # type: ignore[arg-type]
+
+
+def _spot_prices(cfg: Any) -> dict[str, float]:
+    """Instance type -> Spot $/hour, for the types the catalog has one for."""
+    entries = _catalog_entries(cfg)
     return {e["type"]: float(e["spot_usd_per_hour"]) for e in entries if e.get("spot_usd_per_hour")}
 
 

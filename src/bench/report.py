@@ -158,9 +158,13 @@ def repeat_spread(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _png(figure) -> bytes:
+def figure_png(figure: Any) -> bytes:
+    """The figure as PNG bytes; the figure is closed (pyplot keeps every open one)."""
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -210,15 +214,12 @@ def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
     axes.set_title(f"{model}: throughput vs P99 latency, 95% interval (labels: batch size)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
-    data = _png(figure)
-    plt.close(figure)
-    return data
+    return figure_png(figure)
 
 
 def _finish_pair(figure: Any, pair: tuple[Any, Any], xlabel: str, titles: tuple[str, str]) -> bytes:
     """Side-by-side plots over a doubling x axis (batch size, concurrency): label, grid, legend,
     title each, then the PNG."""
-    import matplotlib.pyplot as plt
 
     for axes, title in zip(pair, titles, strict=True):
         axes.set_xlabel(xlabel)
@@ -226,9 +227,7 @@ def _finish_pair(figure: Any, pair: tuple[Any, Any], xlabel: str, titles: tuple[
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
         axes.set_title(title)
-    data = _png(figure)
-    plt.close(figure)
-    return data
+    return figure_png(figure)
 
 
 def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
@@ -299,9 +298,7 @@ def plot_load_time(ok: pd.DataFrame) -> bytes:
     axes.set_title("load time per engine")
     axes.legend(fontsize=8)
     axes.tick_params(axis="x", labelsize=8)
-    data = _png(figure)
-    plt.close(figure)
-    return data
+    return figure_png(figure)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.capacity import ASSUMPTIONS
 from bench.compare import Comparison
+from bench.report import figure_png, markdown_table
 
 VERDICT_COLOURS = {"faster": "tab:green", "cheaper": "tab:green", "slower": "tab:red"}
 VERDICT_COLOURS |= {"dearer": "tab:red"}  # everything else (no change, insufficient): grey
@@ -37,17 +38,6 @@ def _cell_label(row: pd.Series) -> str:
         f"{row.get('model')} {row.get('precision')} b{row.get('batch_size')} "
         f"t{row.get('threads')} {row.get('instance')}"
     )
-
-
-def _png(figure) -> bytes:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
 
 
 def plot_comparison(table: pd.DataFrame, base_id: str, threshold: float) -> bytes:
@@ -83,7 +73,7 @@ def plot_comparison(table: pd.DataFrame, base_id: str, threshold: float) -> byte
         f"significant change\ndotted: the ±{threshold:.0%} regression threshold",
         fontsize=9,
     )
-    return _png(figure)
+    return figure_png(figure)
 
 
 def comparison_section(result: Comparison, base_id: str, threshold: float) -> Section:
@@ -109,8 +99,6 @@ def comparison_section(result: Comparison, base_id: str, threshold: float) -> Se
         if len(regressions)
         else f"No regression beyond {threshold:.0%} with 95% confidence."
     )
-    from bench.report import markdown_table
-
     markdown = [
         heading,
         "Per matched configuration, NEW / BASE - 1 with its verdict (intervals from a block "
@@ -153,12 +141,10 @@ def plot_fleet(table: pd.DataFrame, rate: float, p99_ms: float) -> bytes:
     )
     axes.grid(alpha=0.3, axis="x")
     axes.legend(fontsize=8, loc="lower right")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def fleet_section(table: pd.DataFrame, rate: float, peak_to_mean: float, p99_ms: float) -> Section:
-    from bench.report import markdown_table
-
     sized = f"{rate:g} inferences/s" + (
         f" x peak_to_mean {peak_to_mean:g}" if peak_to_mean != 1 else ""
     )

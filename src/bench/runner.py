@@ -46,6 +46,9 @@ class CellResult:
     samples: pa.Table | None  # None when nothing was measured
 
 
+# Set in a cell forked from the local fork server: the modules it imported before forking.
+FORK_SERVER_PRELOAD_VARIABLE = "BENCH_FORK_SERVER_PRELOAD"
+
 # Each scheduler's job id, and the variable that numbers a retry of that same job (Batch
 # keeps the job id across attempts; Slurm keeps it across requeues).
 ATTEMPT_VARIABLES = (
@@ -162,7 +165,7 @@ def _load(
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     info = {**loaded.extra, **engine.initialize()}
-    if (preloaded := os.environ.get("BENCH_FORK_SERVER_PRELOAD")) is not None:
+    if (preloaded := os.environ.get(FORK_SERVER_PRELOAD_VARIABLE)) is not None:
         info["fork_server_preload"] = preloaded  # import_s left out what the server imported
     init_s = time.perf_counter() - started
     if row is not None:

@@ -9,7 +9,7 @@ count as before), no model, no allocator state beyond the import's; it gets its 
 environment, stdin, log and progress descriptors. What differs: the engine's import_s is
 what is left to import (the architecture's modeling code), since the libraries are in memory
 already, and the row's engine_info says so (`fork_server_preload`: what the server had
-imported); the measurement is the same (benchmarks/fidelity.py --executor checks it).
+imported); the measurement is the same (benchmarks/fidelity.py --forked checks it).
 
 Protocol (JSON lines): the server prints {"ready": true, "import_s": ...} once its imports are
 done; for each request {"argv", "env", "log"} on its stdin it forks, answers {"pid": N}, waits
@@ -34,8 +34,9 @@ import time
 import traceback
 from typing import IO, Any
 
+from bench.runner import FORK_SERVER_PRELOAD_VARIABLE
+
 READY_TIMEOUT_S = 300.0
-PRELOAD_VARIABLE = "BENCH_FORK_SERVER_PRELOAD"  # in a forked cell: what the server imported
 
 
 class ForkServerError(RuntimeError):
@@ -159,7 +160,7 @@ def serve(preload: list[str]) -> None:
     print(json.dumps({"ready": True, "import_s": time.perf_counter() - started}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
-        request["env"][PRELOAD_VARIABLE] = ",".join(preload)
+        request["env"][FORK_SERVER_PRELOAD_VARIABLE] = ",".join(preload)
         pid = os.fork()
         if pid == 0:
             _child(request)
