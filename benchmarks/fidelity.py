@@ -27,7 +27,8 @@ turns; both must be within 10%.
 `--same-process` separates bench's measuring from everything a process brings (allocation,
 imports, the host's drift between turns): one process loads the model through the bench
 engine, then alternates short windows of bench's closed loop (`run_closed_loop` over the
-engine's request) and the plain loop over the very same model object.
+engine's request) and the plain loop over the very same model object. `--cell` picks another
+encoder cell for it, on CUDA too: the plain loop then synchronises the device after each call.
 
 `--control` is the A/A test of this check: the plain loop against a second, identical plain
 loop process, in the same pairs and turns. Its ratios would be 1.000 on a quiet machine; how
@@ -35,6 +36,7 @@ far they stray is the noise floor of the bench / plain ratios on this one.
 
 Usage: python benchmarks/fidelity.py [--processes 7] [--windows 3] [--seconds 5] [--threads 1,2]
        python benchmarks/fidelity.py --same-process [--windows 15] [--seconds 1]
+           [--cell "model=bert_base batch_size=16 precision=fp16 device=cuda"]
        python benchmarks/fidelity.py --control [--processes 7] [--windows 3] [--seconds 5]
 
 `--forked`: each bench worker forks itself after importing the hf engine's preload modules and
@@ -68,9 +70,9 @@ def json_of(command: list[str], env: dict[str, str] | None = None) -> dict:
         return json.loads(out.stdout.strip().splitlines()[-1])  # after a library's chatter
 
 
-def cell_overrides(threads: int, seconds: float) -> list[str]:
+def cell_overrides(threads: int, seconds: float, base: list[str] = CELL) -> list[str]:
     return [
-        *CELL,
+        *base,
         f"threads={threads}",
         f"scenario.min_duration_s={seconds}",
         f"scenario.max_duration_s={seconds}",
@@ -152,8 +154,18 @@ def run_bench_worker(overrides: list[str]) -> None:
     serve(measure, out)
 
 
-def plain_loop(model: Any, batch: dict[str, Any], threads: int, seconds: float) -> dict[str, float]:
-    """The loop itself: what an engineer would write to time a model by hand."""
+def plain_loop(
+    model: Any,
+    batch: dict[str, Any],
+    threads: int,
+    seconds: float,
+    batch_size: int = 4,
+    autocast: str | None = None,
+) -> dict[str, float]:
+    """The loop itself: what an engineer would write to time a model by hand. On CUDA each
+    call ends with `torch.cuda.synchronize()` (the whole device: the plain way), under
+    `torch.autocast` for a mixed precision."""
+    import contextlib
     import threading
     import time
 
@@ -162,15 +174,24 @@ def plain_loop(model: Any, batch: dict[str, Any], threads: int, seconds: float) 
 
     latencies: list[list[int]] = [[] for _ in range(threads)]
     start = threading.Barrier(threads)
+    on_cuda = next(model.parameters()).is_cuda
+    sync = torch.cuda.synchronize if on_cuda else (lambda: None)
+
+    def mode() -> contextlib.AbstractContextManager:
+        if autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda" if on_cuda else "cpu", dtype=getattr(torch, autocast))
 
     def client(mine: list[int]) -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), mode():
             for _ in range(5):
                 model(**batch)
+            sync()
             start.wait()
             deadline = time.perf_counter_ns() + int(seconds * 1e9)
             while (t0 := time.perf_counter_ns()) < deadline:
                 model(**batch)
+                sync()
                 mine.append(time.perf_counter_ns() - t0)
 
     workers = [threading.Thread(target=client, args=(m,)) for m in latencies]
@@ -182,7 +203,7 @@ def plain_loop(model: Any, batch: dict[str, Any], threads: int, seconds: float) 
     elapsed = (time.perf_counter_ns() - began) / 1e9
     pooled = np.concatenate([np.asarray(m) for m in latencies])
     p50 = float(np.percentile(pooled, 50, method="inverted_cdf")) / 1e6
-    return {"p50_ms": p50, "inferences_per_s": pooled.size * 4 / elapsed}
+    return {"p50_ms": p50, "inferences_per_s": pooled.size * batch_size / elapsed}
 
 
 def run_plain_worker(checkpoint: str, threads: int, torch_threads: int, seconds: float) -> None:
@@ -198,16 +219,17 @@ def run_plain_worker(checkpoint: str, threads: int, torch_threads: int, seconds:
     serve(lambda: plain_loop(model, batch, threads, seconds), sys.stdout)
 
 
-def same_process(threads: int, pairs: int, seconds: float) -> list[str]:
+def same_process(threads: int, pairs: int, seconds: float, base: list[str] = CELL) -> list[str]:
     """bench's closed loop and the plain loop over one model object, alternating windows."""
     from bench import threads as thread_policy
     from bench.engines import ENGINES
+    from bench.engines.hf import AUTOCAST_DTYPES
     from bench.loadgen import run_closed_loop
     from bench.metrics import nearest_rank_ms
     from bench.plan import plan_from_overrides
     from bench.scenarios import request_for
 
-    cell = plan_from_overrides(cell_overrides(threads, seconds)).cells[0]
+    cell = plan_from_overrides(cell_overrides(threads, seconds, base)).cells[0]
     policy = thread_policy.plan_policy(cell.threads, cell.torch_threads)
     engine = ENGINES[cell.engine.name](cell)
     engine.import_libraries()
@@ -220,17 +242,19 @@ def same_process(threads: int, pairs: int, seconds: float) -> list[str]:
     def bench_window() -> Window:  # the row's P50 and throughput, as bench computes them
         result = run_closed_loop(request, engine.synchronize, threads, cell.scenario)
         p50 = nearest_rank_ms(result.latency_ns, 50)
-        return {"p50_ms": p50, "inferences_per_s": result.n * 4 / result.window_s}
+        return {"p50_ms": p50, "inferences_per_s": result.n * cell.batch_size / result.window_s}
 
     print(
-        f"same process, {seconds:g} s windows, {threads} client(s), torch threads "
-        f"{policy.intra_op_threads}: bench loop / plain loop"
+        f"same process, {' '.join(base)}, on {engine.device}, {seconds:g} s windows, {threads} "
+        f"client(s), torch threads {policy.intra_op_threads}: bench loop / plain loop"
     )
-    plain_loop(engine.model, batch, threads, seconds)  # first windows pay one-off costs
-    bench_window()
+    autocast = AUTOCAST_DTYPES.get(cell.precision)
 
     def plain() -> Window:
-        return plain_loop(engine.model, batch, threads, seconds)
+        return plain_loop(engine.model, batch, threads, seconds, cell.batch_size, autocast)
+
+    plain()  # first windows pay one-off costs
+    bench_window()
 
     try:
         return report(threads, alternate(bench_window, plain, pairs))
@@ -370,6 +394,11 @@ def main() -> int:
     parser.add_argument("--control", action="store_true", help="plain vs plain (A/A)")
     parser.add_argument("--threads", default="1,2", help="client-thread counts to compare")
     parser.add_argument(
+        "--cell",
+        default=" ".join(CELL),
+        help="with --same-process: the cell's overrides (e.g. 'model=bert_base device=cuda')",
+    )
+    parser.add_argument(
         "--forked", action="store_true", help="bench workers forked after the preload imports"
     )
     parser.add_argument("--bench", metavar="OVERRIDES", help=argparse.SUPPRESS)
@@ -389,7 +418,7 @@ def main() -> int:
     failures = []
     for threads in [int(t) for t in args.threads.split(",")]:
         if args.same_process:
-            failures += same_process(threads, windows, seconds)
+            failures += same_process(threads, windows, seconds, args.cell.split())
         else:
             measure = control if args.control else compare
             failures += measure(threads, args.processes, windows, seconds)
