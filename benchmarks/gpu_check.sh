@@ -46,7 +46,7 @@ cat "$out/host.log"
 
 # a cell past executor.timeout_s is a `timeout` row (DeepSpeed compiles its kernels on first
 # use); past the phase's limit the sweep is cut short and collect still aggregates its rows
-phase sweep 270 "$py" -m bench sweep +grid=gpu_check "price_per_hour=$price" \
+phase sweep 360 "$py" -m bench sweep +grid=gpu_check "price_per_hour=$price" \
   "store.root=$store" "models_dir=$models" executor.timeout_s=150
 sweep_dir=$(ls -d "$store"/gpu_check-* 2>/dev/null | head -n 1)
 if [ -n "$sweep_dir" ]; then
@@ -66,7 +66,9 @@ columns = [
     "model", "engine", "precision", "precision_method", "batch_size", "status", "n",
     "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_p99_hi", "verdict",
     "inferences_per_s", "tokens_per_s", "ttft_ms_p50", "tpot_ms_p50", "import_s", "load_s",
-    "init_s", "peak_gpu_mem_mb", "usd_per_million_inferences", "gpu_name", "error",
+    "init_s", "peak_gpu_mem_mb", "gpu_util_pct_mean", "gpu_sm_clock_mhz_mean",
+    "gpu_power_w_mean", "host_other_cpus_mean", "host_busy", "usd_per_million_inferences",
+    "error",
 ]
 print(df[[c for c in columns if c in df.columns]].to_string(index=False))
 EOF

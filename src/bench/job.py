@@ -52,6 +52,8 @@ def save_result(store: Store, result: CellResult) -> None:
     cell_id, attempt = row["cell_id"], row["attempt_id"]
     if result.samples is not None:
         store.write_table(paths.samples(cell_id, attempt), result.samples)
+    if result.telemetry is not None:
+        store.write_table(paths.telemetry(cell_id, attempt), result.telemetry)
     # A one-row file is all metadata: snappy decodes faster than zstd, and the collector
     # reads thousands of these.
     store.write_table(

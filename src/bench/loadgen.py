@@ -55,6 +55,7 @@ class LoadResult:
     dispatch_delay_ns: np.ndarray | None = None  # open loop: scheduled -> queued, per arrival
     dropped: int = 0  # open loop: arrivals never sent before the budget ran out
     target_rate_per_s: float | None = None
+    opened_ns: int = 0  # perf_counter_ns when the window opened (telemetry keeps its samples)
 
     @property
     def n(self) -> int:
@@ -125,6 +126,7 @@ def _assemble(
         window_s=(end_ns - start_ns) / 1e9,
         warmup_n=warmup_n,
         stop_reason=stop_reason,
+        opened_ns=start_ns,
     )
 
 

@@ -10,14 +10,15 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
 # n_effective), verdict stable | drifting | insufficient, precision_method, memory per phase
 # and per GPU, thread policy, sync_scope; 6: in_container, image_pins, image_size, tasks
 # seq2seq and classify_image; 7: pricing (ec2 | sagemaker | override), warnings (the
-# planner's: a borderline memory estimate, int8 without int8 tensor cores)
+# planner's: a borderline memory estimate, int8 without int8 tensor cores); 8: telemetry of the
+# measured window (host load and steal, host_busy; GPU utilisation, power, SM clock by NVML)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -239,6 +240,30 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         pa.float64(),
         "CPUs other processes kept busy just before the cell loaded (null: torch_threads set)",
     ),
+    # bench.telemetry: sampled every 0.2 s inside the measured window(s)
+    ("telemetry_samples", pa.int32(), "telemetry samples taken inside the measured window(s)"),
+    ("host_cpus_busy_mean", pa.float64(), "CPUs busy during the window, every process (mean)"),
+    (
+        "host_other_cpus_mean",
+        pa.float64(),
+        "CPUs other processes kept busy during the window (mean; the cell's own left out)",
+    ),
+    ("host_other_cpus_max", pa.float64(), "the same, the busiest sample interval"),
+    ("host_steal_share", pa.float64(), "share of CPU time the hypervisor stole (mean)"),
+    (
+        "host_busy",
+        pa.bool_(),
+        "other processes used >= 0.5 CPU on average or steal >= 5%: measured on a shared host",
+    ),
+    ("host_busy_reason", pa.string(), "what made host_busy true"),
+    ("gpu_telemetry", pa.string(), "nvml, or why there are no GPU samples"),
+    ("gpu_util_pct_mean", pa.float64(), "GPU utilisation (NVML: time a kernel ran), mean %"),
+    ("gpu_util_pct_min", pa.float64(), "GPU utilisation, lowest sample %"),
+    ("gpu_mem_used_mb_max", pa.float64(), "GPU memory in use (NVML, whole device), max MiB"),
+    ("gpu_power_w_mean", pa.float64(), "GPU power draw, mean W"),
+    ("gpu_power_w_max", pa.float64(), "GPU power draw, max W"),
+    ("gpu_sm_clock_mhz_mean", pa.float64(), "SM clock during the window, mean MHz"),
+    ("gpu_sm_clock_mhz_min", pa.float64(), "SM clock during the window, lowest MHz"),
     ("hostname", pa.string(), "host the cell ran on"),
     ("python_version", pa.string(), "Python version"),
     ("torch_version", pa.string(), "torch version"),

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench import devicemem, progress, threads
+from bench import devicemem, progress, telemetry, threads
 from bench.config import CellConfig
 from bench.devicemem import device_memory
 from bench.engines import ENGINES
@@ -44,6 +45,7 @@ MAX_ERROR_CHARS = 2000
 class CellResult:
     row: dict[str, Any]
     samples: pa.Table | None  # None when nothing was measured
+    telemetry: pa.Table | None = None  # host and GPU samples of the measured window(s)
 
 
 # Set in a cell forked from the local fork server: the modules it imported before forking.
@@ -219,7 +221,33 @@ def _sync_scope(engine: Engine) -> str:
     return engine.cuda_sync_scope if device.startswith("cuda") else "host"
 
 
-def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
+def _cuda_indices(engine: Engine, cell: CellConfig) -> list[int]:
+    """The CUDA devices this cell's process uses (none on CPU)."""
+    device = str(getattr(engine, "device", None) or "cpu")
+    if not device.startswith("cuda"):
+        return []
+    if cell.tp_degree > 1:  # a model split over GPUs (rank 0's process sees them all)
+        return list(range(cell.tp_degree))
+    index = device.partition(":")[2]
+    if index:
+        return [int(index)]
+    import torch
+
+    return [torch.cuda.current_device()]
+
+
+def _window_telemetry(
+    sampler: telemetry.Sampler, measured: Measured, row: dict[str, Any]
+) -> list[telemetry.Sample]:
+    """The samples inside the measured windows, summarised into the row."""
+    stages = measured.stages or [measured.headline]
+    windows = [(s.opened_ns, s.opened_ns + int(s.window_s * 1e9)) for s in stages]
+    kept = telemetry.in_windows(sampler.samples, windows)
+    row.update(telemetry.summary(kept, sampler.gpu.unavailable))
+    return kept
+
+
+def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[telemetry.Sample]]:
     engine_class = ENGINES[cell.engine.name]
     engine = engine_class(cell)
     copies: list[Engine] = []
@@ -234,7 +262,11 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
             _load(engine, row, policy)
             host_peak_reset = _start_measuring()
             progress.enter("warmup")
-            measured = run_scenario(cell, engine, request_for(engine, cell))
+            sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
+            try:
+                measured = run_scenario(cell, engine, request_for(engine, cell))
+            finally:
+                sampler.stop()
         else:
             base: list[float] = []  # in use once the libraries are imported, before weights
             # engines resolve their device in their import step: measure the base there
@@ -252,13 +284,17 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> Measured:
                 _load(copy, None, policy)
                 return copy
 
-            measured = run_capacity(cell, engine, base[0], load_copy, copies)
+            sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
+            try:
+                measured = run_capacity(cell, engine, base[0], load_copy, copies)
+            finally:
+                sampler.stop()
         if "torch" in sys.modules:
             row["torch_threads"] = policy.intra_op_threads  # describe() reads torch's own
         row.update(engine.describe(), sync_scope=_sync_scope(engine))
         row.update(measured.columns)
         row.update(_memory_columns(host_peak_reset))
-        return measured
+        return measured, _window_telemetry(sampler, measured, row)
     finally:
         for copy in copies:
             copy.close()
@@ -282,9 +318,9 @@ def run_cell(cell: CellConfig) -> CellResult:
         return CellResult(row=unsupported_row(cell, reason), samples=None)
     row = base_row(cell)
     row["started_at"] = now_utc()
-    samples = None
+    samples = trace = None
     try:
-        measured = _measure(cell, row)
+        measured, window_samples = _measure(cell, row)
         headline = measured.headline
         if headline.n == 0:  # nothing to report figures from: not an ok row
             raise NoCompletedRequests(
@@ -292,9 +328,11 @@ def run_cell(cell: CellConfig) -> CellResult:
             )
         row.update(summarize(headline, cell), status="ok")
         samples = samples_table(measured.stages)
+        trace = telemetry.table(window_samples)
     except Unsupported as exc:  # only the host could tell (a library missing, say)
         row.update(status="unsupported", error_class="Unsupported", error=str(exc))
     except Exception as exc:  # a failing cell is a row, never a crashed sweep
+        traceback.print_exc(file=sys.stderr)  # the row keeps the message, the log where from
         row.update(
             status="failed",
             error_class=type(exc).__name__,
@@ -303,7 +341,7 @@ def run_cell(cell: CellConfig) -> CellResult:
     row.setdefault("peak_rss_mb", devicemem.peak_rss_mb())  # a failed cell: the process's
     row["warnings"] = planner_warnings(cell)  # after measuring: it may import transformers
     row["finished_at"] = now_utc()
-    return CellResult(row=row, samples=samples)
+    return CellResult(row=row, samples=samples, telemetry=trace)
 
 
 def planner_warnings(cell: CellConfig) -> str | None:

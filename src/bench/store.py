@@ -4,6 +4,7 @@ Layout under the root (see DESIGN.md):
     <sweep_id>/manifest.json
     <sweep_id>/cells/<cell_id>/<attempt>.<status>.parquet   one row per attempt (any status)
     <sweep_id>/samples/<cell_id>/<attempt>.parquet          its raw per-request latencies
+    <sweep_id>/telemetry/<cell_id>/<attempt>.parquet        host and GPU samples of its window
     <sweep_id>/logs/<cell_id>/<attempt>.log                 its process's output
     <sweep_id>/leases/<cell_id>.json                        who measures the cell right now
     <sweep_id>/aggregated.parquet                           collector output
@@ -328,6 +329,9 @@ class SweepPaths:
 
     def samples(self, cell_id: str, attempt: str) -> str:
         return f"{self.sweep_id}/samples/{cell_id}/{attempt}.parquet"
+
+    def telemetry(self, cell_id: str, attempt: str) -> str:
+        return f"{self.sweep_id}/telemetry/{cell_id}/{attempt}.parquet"
 
     def log(self, cell_id: str, attempt: str) -> str:
         return f"{self.sweep_id}/logs/{cell_id}/{attempt}.log"

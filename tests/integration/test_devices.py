@@ -53,6 +53,10 @@ def test_hf_on_cuda(bench_cli, models_dir: Path, model: str, precision: str) -> 
     assert row["peak_gpu_reserved_mb"] >= row["peak_gpu_mem_mb"]
     assert row["gpu_used_mb"] >= row["peak_gpu_reserved_mb"]
     assert row["import_s"] > 0 and row["load_s"] > 0
+    # NVML telemetry of the window: the GPU was working and clocked, the memory is the copy's
+    assert row["gpu_telemetry"] == "nvml" and row["telemetry_samples"] >= 1
+    assert 0 <= row["gpu_util_pct_mean"] <= 100 and row["gpu_sm_clock_mhz_min"] > 0
+    assert row["gpu_power_w_max"] > 0 and row["gpu_mem_used_mb_max"] >= row["peak_gpu_mem_mb"]
 
 
 @pytest.mark.gpu

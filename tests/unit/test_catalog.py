@@ -141,7 +141,8 @@ def test_int8_on_gpu_engines_and_where_each_refuses_it():
 
     assert reason("accelerate", "instance=g5.12xlarge", "tp_degree=2") is None  # bitsandbytes
     assert "on CUDA" in reason("accelerate")  # CPU: engine=hf quantises dynamically
-    assert reason("deepspeed", "instance=g5.12xlarge", "tp_degree=2") is None  # its int8 kernels
+    # the plan lets it through: the job's own DeepSpeed decides (the next test)
+    assert reason("deepspeed", "instance=g5.12xlarge", "tp_degree=2") is None
     assert "kernel-injected" in reason("deepspeed")  # CPU
     no_kernels = reason(
         "deepspeed", "instance=g5.xlarge", "engine.kernel_inject='false'"
@@ -150,3 +151,54 @@ def test_int8_on_gpu_engines_and_where_each_refuses_it():
     # seed 002's BLOOM-176B int8 TP8 on p4d: DeepSpeed runs it now, and the memory fits
     bloom = [c for c in plan_from_overrides(["+grid=seed002_lmi"]).cells if c.precision == "int8"]
     assert bloom and all(cell_verdict(c)[0] in ("run", "borderline") for c in bloom)
+
+
+def test_deepspeed_int8_is_unsupported_where_the_installed_release_refuses_the_dtype():
+    """The plan cannot know the job's DeepSpeed; the job checks before loading anything (the
+    pinned 0.19.8 refuses torch.int8 on CUDA, seen on an H200, and on CPU)."""
+    from bench.engines.base import Unsupported
+    from bench.engines.deepspeed import refuse_int8_if_dropped
+
+    with pytest.raises(Unsupported, match=r"not int8 .* bitsandbytes"):
+        refuse_int8_if_dropped()
+
+
+def test_accelerate_budgets_the_device_s_own_memory_when_the_instance_has_no_gpu(monkeypatch):
+    """device=cuda on an instance the catalog gives no GPU (local-cpu): a zero budget would map
+    every layer to the CPU, which bitsandbytes refuses (seen on an H200)."""
+    import torch
+
+    from bench.engines import ENGINES
+    from bench.engines.accelerate import GPU_HEADROOM
+
+    class Properties:
+        total_memory = 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: Properties())
+    local = ENGINES["accelerate"](_cell("engine=accelerate", "device=cuda"))
+    assert local.gpu_budget_gib(0) == pytest.approx(80 * GPU_HEADROOM)
+    g5 = ENGINES["accelerate"](_cell("engine=accelerate", "instance=g5.xlarge"))
+    assert g5.gpu_budget_gib(0) == pytest.approx(22.49 * GPU_HEADROOM)
+    fixed = ENGINES["accelerate"](
+        _cell("engine=accelerate", "device=cuda", "engine.max_gpu_memory_gib=3")
+    )
+    assert fixed.gpu_budget_gib(0) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "readable"),
+    [
+        ("9.0a", "9.0"),
+        ("8.0;9.0a;10.0f+PTX", "8.0;9.0;10.0+PTX"),
+        ("8.6 9.0a", "8.6;9.0"),
+        ("8.0;9.0+PTX", None),  # DeepSpeed reads it as it is
+        ("", None),
+        ("hopper", None),  # nothing to map: left for DeepSpeed to refuse in its own words
+    ],
+)
+def test_deepspeed_gets_a_torch_cuda_arch_list_its_builder_can_parse(value, readable):
+    """DeepSpeed's JIT builder int()s each minor version: 9.0a stopped its kernel build on an
+    H200 image ("invalid literal for int() with base 10: '0a'")."""
+    from bench.engines.deepspeed import arch_list_for_deepspeed
+
+    assert arch_list_for_deepspeed(value) == readable

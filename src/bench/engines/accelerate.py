@@ -32,7 +32,8 @@ GPU_HEADROOM = 0.9  # share of a GPU's memory given to weights; the rest is for 
 @dataclass(frozen=True)
 class AccelerateOptions:
     cpu_memory_fraction: float = 0.5  # CPU offload mode: share of the repeated blocks in RAM
-    max_gpu_memory_gib: float = 0.0  # per GPU; 0 = the catalog's usable GPU memory x 0.9
+    max_gpu_memory_gib: float = 0.0  # per GPU; 0 = the catalog's usable GPU memory x 0.9 (the
+    # device's own memory x 0.9 where the instance has no GPU in the catalog)
 
 
 class AccelerateEngine(HFEngine):
@@ -114,14 +115,28 @@ class AccelerateEngine(HFEngine):
                 offload_state_dict=True,
             )
         else:
-            instance = self.cell.instance
-            usable = instance.gpu_memory_usable_gib or instance.gpu_memory_gib
-            per_gpu = self.options.max_gpu_memory_gib or usable * GPU_HEADROOM
             kwargs.update(
                 device_map="auto",
-                max_memory={i: f"{per_gpu:.2f}GiB" for i in range(self.cell.tp_degree)},
+                max_memory={
+                    i: f"{self.gpu_budget_gib(i):.2f}GiB" for i in range(self.cell.tp_degree)
+                },
             )
         return kwargs
+
+    def gpu_budget_gib(self, index: int) -> float:
+        """What the device map may put on GPU `index`: the option, else the catalog's usable
+        memory less headroom, else (an instance the catalog gives no GPU, such as local-cpu
+        with device=cuda) the device's own memory less headroom, never zero: a zero budget
+        would map every layer to the CPU."""
+        if self.options.max_gpu_memory_gib:
+            return self.options.max_gpu_memory_gib
+        instance = self.cell.instance
+        usable = instance.gpu_memory_usable_gib or instance.gpu_memory_gib
+        if not usable:
+            import torch
+
+            usable = torch.cuda.get_device_properties(index).total_memory / 2**30
+        return usable * GPU_HEADROOM
 
     def load_facts(self) -> dict[str, Any]:
         device_map = dict(getattr(self.model, "hf_device_map", {}) or {})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import CellConfig, ConfigError, cell_from_dict
-from bench.engines.base import Capability, LoadInfo, device_kind
+from bench.engines.base import Capability, LoadInfo, Unsupported, device_kind
 from bench.engines.hf import HFEngine, torch_dtype
 
 # Families with DeepSpeed inference kernels (seed 000's list).
@@ -57,6 +58,46 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+ARCH_ENTRY = re.compile(r"^(\d+)\.(\d+)[a-z]?(\+PTX)?$")
+
+
+def arch_list_for_deepspeed(value: str) -> str | None:
+    """TORCH_CUDA_ARCH_LIST as DeepSpeed's JIT op builder can read it, or None when it can
+    already. Its builder parses each entry's minor version with int(), so an arch-specific
+    suffix (9.0a for Hopper's wgmma, 10.0f) stops every kernel build with "invalid literal
+    for int() with base 10: '0a'" (DeepSpeed 0.19.8 on an H200 image that sets 9.0a). The
+    suffix only unlocks arch-specific instructions DeepSpeed's kernels do not use, so the
+    same arch without it builds the same kernels. Entries it cannot map are left as they are.
+    """
+    entries = [e for e in value.replace(" ", ";").split(";") if e]
+    fixed = []
+    for entry in entries:
+        match = ARCH_ENTRY.match(entry)
+        fixed.append(f"{match[1]}.{match[2]}{match[3] or ''}" if match else entry)
+    return ";".join(fixed) if fixed != entries else None
+
+
+def refuse_int8_if_dropped() -> None:
+    """`Unsupported` before any load where the installed DeepSpeed's inference engine refuses
+    torch.int8: it checks the dtype against its accelerator's `supported_dtypes()`, which in
+    recent releases lists fp32 / fp16 / bf16 only (0.19.8 on an H200: "Data type torch.int8
+    is not supported by cuda accelerator"), so the seed's DeepSpeed int8 path no longer runs;
+    bitsandbytes (engine=hf or accelerate) does."""
+    import deepspeed
+    import torch
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+    supported = accelerator.supported_dtypes()
+    if torch.int8 not in supported:
+        names = ", ".join(str(dtype).removeprefix("torch.") for dtype in supported)
+        raise Unsupported(
+            f"DeepSpeed {deepspeed.__version__}'s inference engine accepts {names} on "
+            f"{accelerator.device_name()}, not int8 (its int8 kernels were dropped); "
+            "engine=hf or accelerate run int8 through bitsandbytes"
+        )
 
 
 class DeepSpeedEngine(HFEngine):
@@ -143,6 +184,12 @@ class DeepSpeedEngine(HFEngine):
             # each rank's CUDA context on its own GPU, not all of them on GPU 0
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         super().import_libraries()
+        if self.cell.precision == "int8":
+            refuse_int8_if_dropped()
+        arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
+        if readable := arch_list_for_deepspeed(arch_list):
+            os.environ["TORCH_CUDA_ARCH_LIST"] = readable  # this cell's process only; said
+            self.arch_list_note = f"TORCH_CUDA_ARCH_LIST {arch_list!r} -> {readable!r}"
 
     def load(self) -> LoadInfo:
         self.followers: list[subprocess.Popen[bytes]] = []
@@ -184,6 +231,7 @@ class DeepSpeedEngine(HFEngine):
             "kernels_injected": inject,
             "mode": "kernel injection" if inject else "AutoTP",
             "deepspeed_version": deepspeed.__version__,
+            **({"kernel_build": note} if (note := getattr(self, "arch_list_note", None)) else {}),
             **({"quantization": "DeepSpeed inference int8 (kernel injection)"} if int8 else {}),
         }
 
