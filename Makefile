@@ -41,8 +41,10 @@ overhead: setup
 	$(BIN)/python benchmarks/overhead.py
 
 # docs/columns.md from the row schema (src/bench/rows.py); tests/unit/test_docs.py checks it.
+# docs/img/report.png: a smoke sweep's report in headless Chromium (apt-get install chromium).
 docs: setup
 	$(BIN)/python -m bench.schema_doc > docs/columns.md
+	$(BIN)/python docs/report_screenshot.py
 
 # Re-resolve every dependency from pyproject.toml in a scratch environment and pin what
 # installs (run after changing a dependency; commit the new lock with the change). torch and

@@ -259,7 +259,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from bench.collect import collect
     from bench.compose import compose_one
-    from bench.report import build_report
+    from bench.report import SLA_KEYS, Sla, build_report
     from bench.store import SweepPaths, open_store
 
     # `compare=BASE` (a sweep id or aggregate URI) and `rate=R` add the decision sections
@@ -285,7 +285,10 @@ def _report(args: argparse.Namespace) -> int:
         decisions.append(_comparison_section(base_spec, str(cfg.store.root), store, frame, options))
     if options["rate"] is not None:
         decisions.append(_fleet_section(store, frame, options, float(p99), cfg))
-    built = build_report(frame, args.sweep_id, float(p99) if p99 is not None else None, decisions)
+    targets = Sla(
+        **{key: float(v) if (v := cfg.sla.get(key)) is not None else None for key in SLA_KEYS}
+    )
+    built = build_report(frame, args.sweep_id, targets, decisions)
     folder = f"{args.sweep_id}/report"
     for name, data in built.images.items():
         store.write_bytes(f"{folder}/{name}", data)

@@ -451,7 +451,7 @@ def cell_from_dict(d: dict[str, Any]) -> CellConfig:
 # The keys of the root config besides the config groups' (conf/config.yaml), and of the
 # sections that are not groups: a grid file or a `+key=` that adds any other key is a typo.
 ROOT_SECTIONS = {
-    "sla": {"p99_ms"},
+    "sla": {"p99_ms", "ttft_ms", "tpot_ms"},
     "fit": {"margin", "partitions", "params", "lbme_gb"},
     "plan": {"cell_overhead_s"},
 }
@@ -523,7 +523,8 @@ def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
         _require(
             _finite(price) and price >= 0, "price_per_hour", price, "must be a finite number >= 0"
         )
-    _optional_positive("sla.p99_ms", (cfg.get("sla") or {}).get("p99_ms"))
+    for key in ("p99_ms", "ttft_ms", "tpot_ms"):
+        _optional_positive(f"sla.{key}", (cfg.get("sla") or {}).get(key))
     fit = cfg.get("fit") or {}
     margin = fit.get("margin")
     _require(_finite(margin) and 0 <= margin <= 1, "fit.margin", margin, "must be from 0 to 1")

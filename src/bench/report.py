@@ -6,7 +6,8 @@ Plots (PNG, matplotlib, one set per model):
 - load time per engine (load_s with init_s stacked on it);
 - ramp rows: P50/P99 (with the SLA) and throughput vs concurrency, first failure marked.
 Recommendation: per model, the cheapest ok configuration (by $/M inferences) whose P99 meets
-the SLA on the upper end of its 95% interval and whose verdict is `stable`; only where no row
+the SLA on the upper end of its 95% interval and whose verdict is `stable` (generation rows
+also meet `sla.ttft_ms` and `sla.tpot_ms` on their P99 TTFT and TPOT); only where no row
 is that sure, the cheapest row meeting it on its estimate alone (an interval the sample count
 leaves open, or a drifting or insufficient verdict), marked provisional with why; where no
 row meets the SLA, the nearest miss per model and by how much. Then the Pareto
@@ -35,6 +36,46 @@ FIGURES_COLUMNS = [
     "inferences_per_s",
     "usd_per_million_inferences",
 ]
+# shown beside them when the sweep has generation rows
+GENERATION_COLUMNS = ["ttft_ms_p99", "tpot_ms_p99", "usd_per_million_output_tokens"]
+
+
+SLA_KEYS = ("p99_ms", "ttft_ms", "tpot_ms")  # the root config's sla.* keys
+
+
+@dataclass(frozen=True)
+class Sla:
+    """The targets a recommendation meets (None: no target). P99 request latency is judged on
+    the upper end of its interval; TTFT and TPOT (generation rows only: an encoder has none)
+    on their P99 estimates, which carry no interval."""
+
+    p99_ms: float | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+
+    def __str__(self) -> str:
+        parts = [
+            f"{name} <= {value:g} ms"
+            for name, value in (
+                ("P99", self.p99_ms), ("P99 TTFT", self.ttft_ms), ("P99 TPOT", self.tpot_ms)
+            )
+            if value is not None
+        ]  # fmt: skip
+        return ", ".join(parts) or "no latency target (sla.p99_ms unset)"
+
+    def is_set(self) -> bool:
+        return any(v is not None for v in (self.p99_ms, self.ttft_ms, self.tpot_ms))
+
+
+def as_sla(target: Sla | float | None) -> Sla:
+    """A bare number is a P99 target."""
+    return target if isinstance(target, Sla) else Sla(p99_ms=target)
+
+
+def shown_columns(frame: pd.DataFrame) -> list[str]:
+    """The figures a table shows: generation's too when any row generated tokens."""
+    generates = "ttft_ms_p99" in frame.columns and frame["ttft_ms_p99"].notna().any()
+    return FIGURES_COLUMNS + (GENERATION_COLUMNS if generates else [])
 
 
 @dataclass
@@ -48,7 +89,8 @@ class Report:
 
 def _with_figures(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows from before intervals and verdicts existed get those columns empty."""
-    missing = [c for c in [*FIGURES_COLUMNS, "latency_ms_p99_lo"] if c not in frame.columns]
+    wanted = [*FIGURES_COLUMNS, *GENERATION_COLUMNS, "latency_ms_p99_lo"]
+    missing = [c for c in wanted if c not in frame.columns]
     return frame.assign(**dict.fromkeys(missing)) if missing else frame
 
 
@@ -57,11 +99,20 @@ def _p99_upper(frame: pd.DataFrame) -> pd.Series:
     return frame["latency_ms_p99_hi"].astype(float).fillna(frame["latency_ms_p99"].astype(float))
 
 
-def meets_sla(frame: pd.DataFrame, p99_ms: float) -> pd.Series:
+def meets_sla(frame: pd.DataFrame, target: Sla | float) -> pd.Series:
     """A row meets the SLA when the upper end of its P99 interval does: with 95% confidence,
     not by luck of the sample. A row too small to bound its P99 is judged on the estimate,
-    and can only ever be a provisional recommendation (see `standing`)."""
-    return _p99_upper(frame) <= p99_ms
+    and can only ever be a provisional recommendation (see `standing`). A TTFT or TPOT target
+    holds a generation row to its P99 TTFT / TPOT; rows without tokens are not held to it."""
+    sla = as_sla(target)
+    met = pd.Series(True, index=frame.index)
+    if sla.p99_ms is not None:
+        met &= _p99_upper(frame) <= sla.p99_ms
+    for column, limit in (("ttft_ms_p99", sla.ttft_ms), ("tpot_ms_p99", sla.tpot_ms)):
+        if limit is not None:
+            values = frame[column].astype(float)
+            met &= values.isna() | (values <= limit)
+    return met
 
 
 def standing(frame: pd.DataFrame, p99_ms: float | None) -> pd.Series:
@@ -77,18 +128,19 @@ def standing(frame: pd.DataFrame, p99_ms: float | None) -> pd.Series:
     return joined.map(lambda why: f"provisional: {why}" if why else "recommended")
 
 
-def recommend(frame: pd.DataFrame, p99_ms: float | None) -> pd.DataFrame:
+def recommend(frame: pd.DataFrame, p99_ms: Sla | float | None) -> pd.DataFrame:
     """Per model, the cheapest ok row meeting the SLA (all ok rows when there is none) that
     is sure enough to act on; only where no row is, the cheapest provisional one. Its
     `standing` column says which."""
+    sla = as_sla(p99_ms)
     frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
-    if p99_ms is not None:
-        ok = ok[meets_sla(ok, p99_ms)]
-    columns = CONFIG_COLUMNS + FIGURES_COLUMNS + ["standing"]
+    if sla.is_set():
+        ok = ok[meets_sla(ok, sla)]
+    columns = CONFIG_COLUMNS + shown_columns(frame) + ["standing"]
     if ok.empty:
         return ok.assign(standing=pd.Series(dtype=str))[columns]
-    ok = ok.assign(standing=standing(ok, p99_ms))
+    ok = ok.assign(standing=standing(ok, sla.p99_ms))
     firm_first = ok.assign(_provisional=ok["standing"] != "recommended").sort_values(
         ["model", "_provisional", "usd_per_million_inferences"], kind="stable"
     )
@@ -96,24 +148,28 @@ def recommend(frame: pd.DataFrame, p99_ms: float | None) -> pd.DataFrame:
     return best[columns].reset_index(drop=True)
 
 
-def nearest_misses(frame: pd.DataFrame, p99_ms: float) -> pd.DataFrame:
-    """Per model with no row meeting the SLA: its row closest to it (lowest P99, upper end
-    where bounded), and by how much it misses."""
+def nearest_misses(frame: pd.DataFrame, p99_ms: Sla | float) -> pd.DataFrame:
+    """Per model with no row meeting the SLA: its row closest to the P99 target (lowest P99,
+    upper end where bounded), and by how much it misses that target."""
+    sla = as_sla(p99_ms)
     frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"].dropna(subset=["latency_ms_p99"])
-    met = set(ok[meets_sla(ok, p99_ms)]["model"])
+    met = set(ok[meets_sla(ok, sla)]["model"])
     rest = ok[~ok["model"].isin(met)]
     if rest.empty:
         return rest[CONFIG_COLUMNS + FIGURES_COLUMNS].assign(misses_by_ms=pd.Series(dtype=float))
     rest = rest.assign(_upper=_p99_upper(rest))
     closest = rest.loc[rest.groupby("model")["_upper"].idxmin()]
-    over = closest["_upper"] - p99_ms
+    target = sla.p99_ms
+    over = closest["_upper"] - target if target is not None else closest["_upper"] * float("nan")
     closest = closest.assign(
-        misses_by_ms=over.round(3), misses_by=(over / p99_ms).map(lambda share: f"+{share:.0%}")
+        misses_by_ms=over.round(3),
+        misses_by=(over / (target or 1)).map(
+            lambda share: "" if pd.isna(share) else f"+{share:.0%}" if share > 0 else "TTFT/TPOT"
+        ),
     )
-    return closest[[*CONFIG_COLUMNS, *FIGURES_COLUMNS, "misses_by_ms", "misses_by"]].reset_index(
-        drop=True
-    )
+    columns = [*CONFIG_COLUMNS, *shown_columns(frame), "misses_by_ms", "misses_by"]
+    return closest[columns].reset_index(drop=True)
 
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
@@ -129,7 +185,7 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
             if row["usd_per_million_inferences"] < best_cost:
                 keep.append(index)
                 best_cost = row["usd_per_million_inferences"]
-    front = ok.loc[keep, CONFIG_COLUMNS + FIGURES_COLUMNS]
+    front = ok.loc[keep, CONFIG_COLUMNS + shown_columns(frame)]
     return front.sort_values(["model", "latency_ms_p99"]).reset_index(drop=True)
 
 
@@ -182,18 +238,25 @@ def _best_per_batch(ok: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
+def plot_throughput_vs_p99(
+    ok: pd.DataFrame,
+    model: str,
+    p99_ms: float | None = None,
+    recommended: pd.DataFrame | None = None,
+) -> bytes:
+    """One line per instance x precision over batch sizes (the best client-thread count per
+    point), the P99's 95% interval as a bar (an open upper end: a dotted arrow), the SLA as a
+    vertical line and the recommended configuration as a star, wherever it lies."""
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    best = _best_per_batch(ok)
+    figure, axes = plt.subplots(figsize=(7.5, 4.8))
+    best = _best_per_batch(_with_figures(ok))
     for (instance, precision), group in best.groupby(["instance", "precision"]):
         group = group.sort_values("batch_size")
         p99 = group["latency_ms_p99"].astype(float)
-        # horizontal bars: the P99's 95% interval (an open end, too few samples, is left off)
         low = (p99 - group["latency_ms_p99_lo"].astype(float)).fillna(0).clip(lower=0)
         high = (group["latency_ms_p99_hi"].astype(float) - p99).fillna(0).clip(lower=0)
-        axes.errorbar(
+        line = axes.errorbar(
             p99,
             group["inferences_per_s"],
             xerr=[low, high],
@@ -201,6 +264,15 @@ def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
             capsize=2,
             label=_series_label(instance, precision),
         )
+        colour = line.lines[0].get_color()
+        span = max(float(p99.max()), 1e-9) * 0.12
+        for _, row in group[group["latency_ms_p99_hi"].isna()].iterrows():
+            axes.annotate(  # an open upper end: the true P99 may lie anywhere to the right
+                "",
+                xy=(row["latency_ms_p99"] + span, row["inferences_per_s"]),
+                xytext=(row["latency_ms_p99"], row["inferences_per_s"]),
+                arrowprops={"arrowstyle": "->", "linestyle": ":", "color": colour},
+            )
         for _, row in group.iterrows():
             axes.annotate(
                 f"b{row['batch_size']}",
@@ -209,21 +281,44 @@ def plot_throughput_vs_p99(ok: pd.DataFrame, model: str) -> bytes:
                 xytext=(4, 4),
                 fontsize=7,
             )
-    axes.set_xlabel("P99 latency per request (ms)")
+    if p99_ms is not None:
+        axes.axvline(p99_ms, color="grey", linestyle="--", label=f"SLA: P99 {p99_ms:g} ms")
+    for _, row in (recommended if recommended is not None else pd.DataFrame()).iterrows():
+        sure = row["standing"] == "recommended"
+        axes.scatter(
+            [row["latency_ms_p99"]],
+            [row["inferences_per_s"]],
+            marker="*",
+            s=260,
+            facecolor="gold" if sure else "none",
+            edgecolor="black",
+            zorder=5,
+            label=(
+                f"{'recommended' if sure else 'provisional'}: {row['precision']} "
+                f"b{row['batch_size']} t{row['threads']} {row['instance']}"
+            ),
+        )
+    axes.set_xlabel("P99 latency per request (ms); bar: 95% interval, dotted arrow: open above")
     axes.set_ylabel("throughput (inferences/s)")
-    axes.set_title(f"{model}: throughput vs P99 latency, 95% interval (labels: batch size)")
+    axes.set_title(f"{model}: throughput vs P99 latency (labels: batch size)")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=7, loc="best", framealpha=0.8)
     return figure_png(figure)
 
 
 def _finish_pair(figure: Any, pair: tuple[Any, Any], xlabel: str, titles: tuple[str, str]) -> bytes:
     """Side-by-side plots over a doubling x axis (batch size, concurrency): label, grid, legend,
-    title each, then the PNG."""
+    title each, then the PNG. Ticks are the values plotted, written as plain numbers (a log
+    axis would otherwise label them 2^0, 2^2)."""
+    from matplotlib.ticker import NullFormatter
 
     for axes, title in zip(pair, titles, strict=True):
+        values = sorted({float(x) for line in axes.get_lines() for x in line.get_xdata()})
         axes.set_xlabel(xlabel)
         axes.set_xscale("log", base=2)
+        if values:
+            axes.set_xticks(values, [f"{v:g}" for v in values])
+            axes.xaxis.set_minor_formatter(NullFormatter())
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
         axes.set_title(title)
@@ -244,9 +339,6 @@ def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
         )
     left.set_ylabel("throughput (inferences/s)")
     right.set_ylabel("$ per million inferences (on-demand)")
-    sizes = sorted(best["batch_size"].unique())
-    for axes in (left, right):
-        axes.set_xticks(sizes, [str(s) for s in sizes])
     titles = (f"{model}: throughput vs batch size", f"{model}: cost vs batch size")
     return _finish_pair(figure, (left, right), "batch size", titles)
 
@@ -301,6 +393,26 @@ def plot_load_time(ok: pd.DataFrame) -> bytes:
     return figure_png(figure)
 
 
+# What to look at in each kind of plot, by the end of its file name (the HTML's caption)
+CAPTIONS = {
+    "-throughput-vs-p99.png": "Up and to the left is better. The dashed line is the SLA, the "
+    "star the recommended configuration (hollow: provisional); a dotted arrow marks a P99 "
+    "whose interval is open above (too few requests to bound it).",
+    "-vs-batch-size.png": "Where throughput stops rising with the batch size, a larger batch "
+    "adds only latency; the cheapest batch is the lowest point on the right.",
+    "-ramp.png": "Latency against concurrent clients: where P99 leaves the SLA, or the first "
+    "failed request (x), is the most this configuration takes.",
+    "load-time-per-engine.png": "Time from a local checkpoint to a ready model, and the "
+    "engine's own preparation (init) stacked on it.",
+}
+
+
+def plot_caption(name: str) -> str:
+    """The caption of a report plot: what to look at, then its file name."""
+    what = next((text for end, text in CAPTIONS.items() if name.endswith(end)), "")
+    return f"{what} ({name})" if what else name
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(none)"
@@ -315,18 +427,27 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def build_report(
-    frame: pd.DataFrame, sweep_id: str, p99_ms: float | None, decisions: Sequence[Any] = ()
+    frame: pd.DataFrame,
+    sweep_id: str,
+    p99_ms: Sla | float | None,
+    decisions: Sequence[Any] = (),
 ) -> Report:
-    """The report of one sweep; `decisions`: report_decisions Sections (a comparison with a
-    base sweep, a fleet for a target load) placed before the plots."""
+    """The report of one sweep under an SLA (a bare number: a P99 target); `decisions`:
+    report_decisions Sections (a comparison with a base sweep, a fleet for a target load)
+    placed before the plots."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    target = as_sla(p99_ms)
     frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"]
+    recommendations = recommend(frame, target)
     images: dict[str, bytes] = {}
     for model, group in ok.groupby("model"):
-        images[f"{model}-throughput-vs-p99.png"] = plot_throughput_vs_p99(group, str(model))
+        chosen = recommendations[recommendations["model"] == model]
+        images[f"{model}-throughput-vs-p99.png"] = plot_throughput_vs_p99(
+            group, str(model), target.p99_ms, chosen
+        )
         images[f"{model}-vs-batch-size.png"] = plot_vs_batch(group, str(model))
     if "stages_json" in ok.columns:
         ramps = ok[(ok["scenario"] == "ramp") & ok["stages_json"].notna()]
@@ -334,9 +455,8 @@ def build_report(
             images[f"{model}-ramp.png"] = plot_ramp(group, str(model))
     if not ok.empty:
         images["load-time-per-engine.png"] = plot_load_time(ok)
-    recommendations = recommend(frame, p99_ms)
     pareto = pareto_front(frame)
-    sla = f"P99 <= {p99_ms:g} ms" if p99_ms is not None else "no latency target (sla.p99_ms unset)"
+    sla = str(target)
     counts = ", ".join(f"{k} {v}" for k, v in frame["status"].value_counts().items())
     sections = [
         f"# bench report: {sweep_id}",
@@ -345,13 +465,15 @@ def build_report(
         f"## Recommendation ({sla})",
         "The cheapest configuration per model that meets the target on the upper end of its "
         "P99 interval with a stable verdict (`recommended`); a model with no such row gets its "
-        "cheapest row that meets it on the estimate alone, marked `provisional` with why:",
+        "cheapest row that meets it on the estimate alone, marked `provisional` with why. "
+        "TTFT and TPOT targets hold generation rows to their P99 estimates (no interval); "
+        "the star on each throughput plot is this row:",
         markdown_table(recommendations),
         "## Pareto front: P99 latency vs cost",
         "No other configuration is both faster (P99) and cheaper ($/M):",
         markdown_table(pareto),
     ]
-    if p99_ms is not None and not (misses := nearest_misses(frame, p99_ms)).empty:
+    if target.is_set() and not (misses := nearest_misses(frame, target)).empty:
         sections += [
             "Models with no configuration meeting the target, and their nearest miss (lowest "
             "P99, upper end where bounded):",
@@ -367,12 +489,29 @@ def build_report(
         ]
     for decision in decisions:
         sections += decision.markdown
-    plots = [f"![{name}]({name})" for name in images]
+    plots = [f"![{plot_caption(name)}]({name})" for name in images]
     for decision in decisions:
         images.update(decision.images)
     sections += ["## Plots", *plots]
     markdown = "\n\n".join(sections) + "\n"
     return Report(markdown, _html(markdown, images), images, recommendations, pareto)
+
+
+# Short headers for the HTML tables (the column's name stays in each header's tooltip and in
+# report.md), so a table of every figure fits a page
+SHORT_HEADERS = {
+    "batch_size": "batch",
+    "tp_degree": "TP",
+    "latency_ms_p50": "P50 ms",
+    "latency_ms_p99": "P99 ms",
+    "latency_ms_p99_hi": "P99 upper ms",
+    "inferences_per_s": "inf/s",
+    "usd_per_million_inferences": "$/M inf",
+    "ttft_ms_p99": "TTFT P99 ms",
+    "tpot_ms_p99": "TPOT P99 ms",
+    "usd_per_million_output_tokens": "$/M out tokens",
+    "misses_by_ms": "misses by ms",
+}
 
 
 def _html(markdown: str, images: dict[str, bytes]) -> str:
@@ -390,24 +529,30 @@ def _html(markdown: str, images: dict[str, bytes]) -> str:
         elif block.startswith("| "):
             lines = [line for line in block.splitlines() if not line.startswith("|---")]
             cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
-            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            head = "".join(
+                f"<th title='{c}'>{html.escape(SHORT_HEADERS.get(c, c))}</th>" for c in cells[0]
+            )
             rows = "".join(
                 "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]
             )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            body.append(
+                f"<div class='wide'><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{rows}</tbody></table></div>"
+            )
         elif block.startswith("!["):
-            name = block[block.index("(") + 1 : -1]
+            caption, name = block[2:-1].rsplit("](", 1)
             data = base64.b64encode(images[name]).decode()
             body.append(
                 f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(name)}</figcaption></figure>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
         else:
             body.append(f"<p>{html.escape(block)}</p>")
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-        "padding:3px 6px}img{max-width:100%}"
+    style = (  # wide tables scroll inside their own box, the page keeps its width
+        "body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
+        ".wide{overflow-x:auto}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:2px 5px;white-space:nowrap}"
+        "th{background:#f3f3f3}img{max-width:100%}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>bench report</title>"

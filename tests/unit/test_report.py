@@ -224,3 +224,57 @@ def test_the_fleet_section_names_the_cheapest_fleet_and_plots_the_bill():
     report = build_report(_frame(), "s1", 100.0, [section])
     assert report.markdown.index("## Fleet") < report.markdown.index("## Plots")
     assert "fleet-cost.png" in report.images and report.html.count("<img") == len(report.images)
+
+
+def _generation_frame() -> pd.DataFrame:
+    """Two generation rows (one fast to first token, one cheap) beside an encoder row."""
+    rows = _frame().iloc[:1].assign(verdict="stable", latency_ms_p99_hi=7.0)
+    gen = []
+    for batch, ttft, tpot, usd in [(1, 20.0, 8.0, 3.0), (8, 90.0, 9.0, 0.5)]:
+        gen.append(
+            {
+                **rows.iloc[0].to_dict(),
+                "model": "opt_125m",
+                "batch_size": batch,
+                "latency_ms_p99": 300.0,
+                "latency_ms_p99_hi": 320.0,
+                "ttft_ms_p99": ttft,
+                "tpot_ms_p99": tpot,
+                "usd_per_million_inferences": usd,
+                "usd_per_million_output_tokens": usd * 1e6 / 32 / 1e6,
+            }
+        )
+    return pd.concat([rows, pd.DataFrame(gen)], ignore_index=True)
+
+
+def test_ttft_and_tpot_targets_hold_generation_rows_only():
+    from bench.report import Sla
+
+    frame = _generation_frame()
+    cheapest = recommend(frame, Sla(p99_ms=400.0))
+    assert set(cheapest.model) == {"bert_base", "opt_125m"}
+    assert cheapest.set_index("model").loc["opt_125m", "batch_size"] == 8
+    fast_first_token = recommend(frame, Sla(p99_ms=400.0, ttft_ms=50.0)).set_index("model")
+    assert fast_first_token.loc["opt_125m", "batch_size"] == 1  # b8's 90 ms TTFT misses
+    assert "bert_base" in fast_first_token.index  # an encoder has no TTFT to hold it to
+    assert "opt_125m" not in recommend(frame, Sla(tpot_ms=5.0)).model.tolist()
+    # the tables show TTFT, TPOT and $/M output tokens once a row generated tokens
+    assert {"ttft_ms_p99", "tpot_ms_p99", "usd_per_million_output_tokens"} <= set(cheapest)
+    assert "ttft_ms_p99" not in recommend(_frame(), 40.0).columns
+    report = build_report(frame, "g1", Sla(p99_ms=400.0, ttft_ms=50.0))
+    assert "## Recommendation (P99 <= 400 ms, P99 TTFT <= 50 ms)" in report.markdown
+    assert "usd_per_million_output_tokens" in report.markdown
+
+
+def test_the_throughput_plot_marks_the_recommended_row_even_off_the_best_thread_line():
+    """The plot draws the best thread count per batch size; the star is drawn at the
+    recommended row wherever it is, with the SLA line (the image is checked to differ)."""
+    from bench.report import plot_throughput_vs_p99
+
+    frame = _frame().iloc[:5].assign(verdict="stable", latency_ms_p99_hi=None)
+    slower = frame.iloc[[1]].assign(threads=2, inferences_per_s=600.0, latency_ms_p99=30.0)
+    both = pd.concat([frame, slower], ignore_index=True)
+    chosen = recommend(both, 40.0)
+    plain = plot_throughput_vs_p99(both, "bert_base")
+    marked = plot_throughput_vs_p99(both, "bert_base", 40.0, chosen)
+    assert plain[:8] == marked[:8] == b"\x89PNG\r\n\x1a\n" and plain != marked
