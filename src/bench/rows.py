@@ -18,7 +18,8 @@ SCHEMA_VERSION = 8
 # and per GPU, thread policy, sync_scope; 6: in_container, image_pins, image_size, tasks
 # seq2seq and classify_image; 7: pricing (ec2 | sagemaker | override), warnings (the
 # planner's: a borderline memory estimate, int8 without int8 tensor cores); 8: telemetry of the
-# measured window (host load and steal, host_busy; GPU utilisation, power, SM clock by NVML)
+# measured window (host load and steal, host_busy; GPU utilisation, power, SM clock by NVML);
+# server_exit_code (engine=http's server mode)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -239,6 +240,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         "cpus_busy_at_start",
         pa.float64(),
         "CPUs other processes kept busy just before the cell loaded (null: torch_threads set)",
+    ),
+    (
+        "server_exit_code",
+        pa.int32(),
+        "engine=http server mode: how the server the cell started ended (negative: a signal)",
     ),
     # bench.telemetry: sampled every 0.2 s inside the measured window(s)
     ("telemetry_samples", pa.int32(), "telemetry samples taken inside the measured window(s)"),

@@ -53,7 +53,7 @@ def request_for(engine: Engine, cell: CellConfig) -> Request:
         def request() -> Any:
             engine.infer(batch)
 
-    if limits_set(cell.scenario):  # behind the server's gate: timeouts, a bounded line
+    if limits_set(cell.scenario) and not engine.remote:  # a server's gate, in-process
         return Admission.of(cell.scenario).wrap(request, engine.synchronize)
     return request
 
@@ -227,6 +227,7 @@ def run_scenario(cell: CellConfig, engine: Engine, request: Request) -> Measured
         engine.synchronize,
         cell.threads,
         cell.scenario,
-        tolerate_errors=limits_set(cell.scenario),  # a refused or late request is a result
+        # a refused or late request is a result
+        tolerate_errors=limits_set(cell.scenario) or engine.remote,
     )
     return Measured(result, [result])

@@ -12,6 +12,7 @@ from bench.engines.calibration import NullEngine, SleepEngine
 from bench.engines.deepspeed import DeepSpeedEngine
 from bench.engines.fastertransformer import FasterTransformerEngine
 from bench.engines.hf import HFEngine
+from bench.engines.http import HttpEngine
 from bench.engines.torch_compile import TorchCompileEngine
 
 ENGINES: dict[str, type[Engine]] = {
@@ -20,6 +21,7 @@ ENGINES: dict[str, type[Engine]] = {
     "deepspeed": DeepSpeedEngine,
     "torch_compile": TorchCompileEngine,
     "fastertransformer": FasterTransformerEngine,
+    "http": HttpEngine,
     "null": NullEngine,
     "sleep": SleepEngine,
 }

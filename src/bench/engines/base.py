@@ -90,6 +90,10 @@ class Engine(ABC):
     # imports that start no device, no thread pool and nothing per cell (bench.executors.
     # forkserver). The cell still imports what it needs; this only makes that instant.
     preload: ClassVar[tuple[str, ...]] = ()
+    # An endpoint bench did not load (engine=http): a request the server fails or that times
+    # out is a result, counted in the row's errors, never a crashed cell; the scenario's
+    # server limits (an in-process engine's stand-in for a server) do not apply.
+    remote: ClassVar[bool] = False
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:

@@ -1,0 +1,388 @@
+"""An endpoint bench did not load: OpenAI-compatible HTTP (`/v1/completions`,
+`/v1/chat/completions`, `/v1/embeddings`), measured from the client's side as the seeds'
+endpoint studies were.
+
+- A request is one HTTP call carrying the cell's batch: `batch_size` prompts of `seq_len`
+  random token ids (completions and embeddings take token ids; chat takes a text of `seq_len`
+  words, whose token count the server's usage reports). Generation asks for exactly
+  `new_tokens` (`max_tokens`, and vLLM's `min_tokens` and `ignore_eos`) with greedy decoding.
+- Streaming (server-sent events, the default) stamps each chunk of the first prompt as it
+  arrives: TTFT and TPOT are the client's, defined as for every engine (send -> first token;
+  the gaps between tokens). The last chunk's usage is checked against the tokens asked for
+  (`check_usage`): a server that stops early fails the request, it does not pass for fast.
+- Client threads are the scenario's `threads`, each with its own keep-alive connection
+  (`http.client`, stdlib); the client's own cost per request with a server that answers at
+  once is measured by `benchmarks/http_client_overhead.py` (docs/engines.md).
+- A request that gets an HTTP error, breaks off or passes its timeout (the scenario's
+  `request_timeout_s`, else `timeout_s`) is a failed request: counted in the row's `errors`
+  and per ramp stage, left out of the latency figures, so a ramp finds the first failure.
+- Server mode (`server_command`): the cell starts the server itself (`{port}`, `{checkpoint}`
+  and `{model}` are filled in; the checkpoint is built from config like every engine's), polls
+  `health_path` until it answers 200, and `load_s` is that time to healthy. After measuring it
+  stops the server (SIGTERM, then SIGKILL after 30 s) and the row records its exit code; its
+  output goes to the cell's stderr, so to the cell's log.
+- One server-sent chunk is taken for one token, as vLLM and TGI stream them; a server that
+  packs several tokens into a chunk gives a TPOT per chunk (its usage check still holds).
+
+The price is that of the instances behind the endpoint: the cell's `instance` (and
+`price_per_hour=` when they are not in the catalog). Precision, device and TP degree are the
+server's business: they are labels here, not settings.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bench.config import CellConfig, ConfigError
+from bench.engines.base import (
+    ANY_PRECISION,
+    BOTH_DEVICES,
+    MIXED_PRECISION,
+    Capability,
+    Engine,
+    LoadInfo,
+    PrepareInfo,
+)
+from bench.tasks import task_of
+
+APIS = ("completions", "chat", "embeddings")
+DEFAULT_VOCAB = 32000  # token ids drawn below this when the model config names no vocabulary
+STOP_GRACE_S = 30.0
+REACH_TIMEOUT_S = 10.0  # how long an endpoint that should already run may take to answer
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    url: str = "http://127.0.0.1:8000"  # the endpoint's base URL (server mode: its port is set)
+    api: str = "completions"  # completions | chat | embeddings
+    served_model: str = ""  # the request's "model" field; "" = model.checkpoint or model.name
+    stream: bool = True  # server-sent events: TTFT and TPOT from the chunks' arrival
+    timeout_s: float = 60.0  # per request, unless scenario.request_timeout_s is set
+    check_usage: bool = True  # fail a request whose reported completion tokens differ
+    health_path: str = "/health"  # GET this until 200 (load_s in server mode)
+    server_command: str = ""  # server mode: a command to start, e.g. "vllm serve {checkpoint}
+    # --port {port}"; "" = an endpoint that is already running
+    ready_timeout_s: float = 900.0  # server mode: how long the server may take to be healthy
+
+
+class HttpError(RuntimeError):
+    """The endpoint answered with an error status, or not as the protocol says."""
+
+
+class UsageMismatch(RuntimeError):
+    """The server generated another number of tokens than asked for."""
+
+
+class HttpEngine(Engine):
+    name = "http"
+    Options = HttpOptions
+    capability = Capability(
+        ANY_PRECISION | MIXED_PRECISION | {"int8"},
+        BOTH_DEVICES,
+        max_tp=None,
+        tasks=frozenset({"encode", "generate", "seq2seq"}),
+        task_notes=(("classify_image", "the OpenAI-compatible APIs carry text, not images"),),
+    )
+    remote: ClassVar[bool] = True
+
+    @classmethod
+    def validate(cls, options: HttpOptions) -> None:
+        if options.api not in APIS:
+            raise ConfigError("engine.api", options.api, "allowed: " + ", ".join(APIS))
+        parsed = urllib.parse.urlsplit(options.url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError("engine.url", options.url, "must be http://HOST[:PORT] or https://")
+        for key in ("timeout_s", "ready_timeout_s"):
+            value = getattr(options, key)
+            if not value > 0:
+                raise ConfigError(f"engine.{key}", value, "must be a number > 0")
+
+    @classmethod
+    def unsupported_reason(cls, cell: CellConfig) -> str | None:
+        reason = super().unsupported_reason(cell)
+        if reason:
+            return reason
+        api = cell.engine.options.get("api", HttpOptions.api)
+        generates = task_of(cell.model).generates
+        if generates and api == "embeddings":
+            return "engine.api=embeddings returns vectors; a generation model needs completions"
+        if not generates and api != "embeddings":
+            return f"an encoder's request is an embedding: set engine.api=embeddings, not {api}"
+        if api == "chat" and cell.batch_size != 1:
+            return "engine.api=chat sends one conversation per request: set batch_size=1"
+        if cell.scenario.server_workers is not None or cell.scenario.max_waiting is not None:
+            return (
+                "scenario.server_workers and max_waiting model a server's limits for in-process "
+                "engines; an endpoint has its own (request_timeout_s is the client's timeout)"
+            )
+        return None
+
+    def __init__(self, cell: CellConfig) -> None:
+        super().__init__(cell)
+        self._local = threading.local()  # per client thread: its connection
+        self.server: subprocess.Popen[bytes] | None = None
+        self.server_exit: int | None = None
+        self.url = urllib.parse.urlsplit(self.options.url)
+        self.timeout_s = cell.scenario.request_timeout_s or self.options.timeout_s
+
+    # -- the server (server mode) ----------------------------------------------------------
+    def prepare(self) -> PrepareInfo:
+        if "{checkpoint}" not in self.options.server_command:
+            return PrepareInfo()
+        from bench.models import ensure_checkpoint
+
+        got = ensure_checkpoint(self.cell.model, self.cell.models_dir, self.cell.seed)
+        self.checkpoint = str(got.folder)
+        return PrepareInfo(checkpoint=self.checkpoint, build_s=got.build_s)
+
+    def _start_server(self) -> None:
+        from bench.emulator import free_port
+
+        port = free_port()
+        fields = {
+            "port": str(port),
+            "checkpoint": getattr(self, "checkpoint", ""),
+            "model": self.cell.model.name,
+        }
+        command = shlex.split(self.options.server_command.format(**fields))
+        sys.stderr.flush()  # the server writes to the cell's stderr: its log
+        self.server = subprocess.Popen(
+            command, stdout=sys.stderr.fileno(), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.url = self.url._replace(netloc=f"127.0.0.1:{port}")
+
+    def _wait_healthy(self, limit_s: float, any_answer: bool) -> None:
+        """Poll health_path until it answers 200 (or, `any_answer`, anything but a server
+        error: an endpoint without a health route still answers); blocking sleeps, nothing is
+        measured meanwhile."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            if self.server is not None and self.server.poll() is not None:
+                raise HttpError(
+                    f"the server exited with code {self.server.returncode} before it was healthy "
+                    "(its output is in the cell's log)"
+                )
+            try:
+                status, _ = self._call("GET", self.options.health_path, None, timeout=5.0)
+                if status == 200 or (any_answer and status < 500):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise HttpError(
+                    f"{self._base()}{self.options.health_path} not healthy after "
+                    f"{limit_s:g} s (engine.ready_timeout_s)"
+                )
+            time.sleep(0.25)
+
+    def load(self) -> LoadInfo:
+        """Server mode: start it and wait until healthy (load_s = time to healthy). Else: the
+        endpoint answers its health check (load_s = that round trip)."""
+        if self.options.server_command:
+            self._start_server()
+            self._wait_healthy(self.options.ready_timeout_s, any_answer=False)
+        else:  # already running: it answers now, or the cell fails soon
+            self._wait_healthy(min(self.options.ready_timeout_s, REACH_TIMEOUT_S), any_answer=True)
+        return LoadInfo(device="remote", extra=self._facts())
+
+    def _facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {
+            "endpoint": f"{self._base()} ({self.options.api})",
+            "stream": self.options.stream,
+            "client": "http.client, one keep-alive connection per client thread",
+            "request_timeout_s": self.timeout_s,
+        }
+        if self.server is not None:
+            facts["server_command"] = self.options.server_command
+        return facts
+
+    def stop_server(self) -> int | None:
+        """SIGTERM the server's process group, SIGKILL after a grace period; its exit code."""
+        server, self.server = self.server, None
+        if server is None:
+            return self.server_exit
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        self.server_exit = server.returncode
+        return self.server_exit
+
+    def describe(self) -> dict[str, Any]:
+        """After measuring: a server this cell started is stopped here, so the row can say how
+        it ended (the measurement is over; close() stops it on any other path)."""
+        if self.options.server_command:
+            return {"server_exit_code": self.stop_server()}
+        return {}
+
+    def close(self) -> None:
+        for connection in getattr(self, "_connections", []):
+            connection.close()
+        self.stop_server()
+
+    # -- requests --------------------------------------------------------------------------
+    def _base(self) -> str:
+        return f"{self.url.scheme}://{self.url.netloc}{self.url.path.rstrip('/')}"
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = (
+                http.client.HTTPSConnection
+                if self.url.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            connection = self._local.connection = kind(self.url.netloc, timeout=timeout)
+            connection.connect()
+            # a request goes out at once, not held back for an ACK (Nagle)
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.__dict__.setdefault("_connections", []).append(connection)
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float
+    ) -> tuple[int, bytes]:
+        """One non-streaming call: (status, body); a broken connection is reopened next time."""
+        connection = self._connection(timeout)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            connection.request(method, self.url.path.rstrip("/") + path, payload, headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        except Exception:
+            self._drop_connection()
+            raise
+
+    def make_batch(self) -> dict[str, Any]:
+        """The request body (the same every time: the server's cache sees the same prompts,
+        as it would the same batch in an in-process engine)."""
+        cell, model = self.cell, self.cell.model
+        rng = random.Random(cell.seed)
+        vocab = int(model.architecture.get("vocab_size") or DEFAULT_VOCAB)
+        prompts = [
+            [rng.randrange(3, vocab) for _ in range(model.seq_len)] for _ in range(cell.batch_size)
+        ]
+        served = self.options.served_model or model.checkpoint or model.name
+        if self.options.api == "embeddings":
+            return {"model": served, "input": prompts}
+        body: dict[str, Any] = {
+            "model": served,
+            "max_tokens": model.new_tokens,
+            "min_tokens": model.new_tokens,  # vLLM: exactly new_tokens, EOS or not
+            "ignore_eos": True,
+            "temperature": 0.0,
+            "stream": self.options.stream,
+        }
+        if self.options.stream:
+            body["stream_options"] = {"include_usage": True}
+        if self.options.api == "chat":  # one conversation per request (batch_size 1)
+            body["messages"] = [{"role": "user", "content": " ".join(["hello"] * model.seq_len)}]
+        else:
+            body["prompt"] = prompts
+        return body
+
+    def _path(self) -> str:
+        return {
+            "completions": "/v1/completions",
+            "chat": "/v1/chat/completions",
+            "embeddings": "/v1/embeddings",
+        }[self.options.api]
+
+    def infer(self, batch: dict[str, Any]) -> Any:
+        status, data = self._call("POST", self._path(), batch, self.timeout_s)
+        if status != 200:
+            raise HttpError(f"HTTP {status}: {data[:200]!r}")
+        answer = json.loads(data)
+        got = len(answer.get("data") or answer.get("choices") or [])
+        if self.options.api == "embeddings" and got != len(batch["input"]):
+            raise HttpError(f"{got} embeddings for {len(batch['input'])} inputs")
+        return answer
+
+    def generate(self, batch: dict[str, Any], new_tokens: int) -> Any:
+        return self.generate_timed(batch, new_tokens)
+
+    def generate_timed(self, batch: dict[str, Any], new_tokens: int) -> list[int] | None:
+        """Stream: the arrival time of each token chunk of the first prompt (index 0)."""
+        if not self.options.stream:
+            answer = self.infer(batch)
+            self._check_usage(answer.get("usage"), batch)
+            return None
+        connection = self._connection(self.timeout_s)
+        try:
+            connection.request(
+                "POST",
+                self.url.path.rstrip("/") + self._path(),
+                json.dumps(batch).encode(),
+                {"Content-Type": "application/json", "Accept": "text/event-stream"},
+            )
+            response = connection.getresponse()
+            if response.status != 200:
+                raise HttpError(f"HTTP {response.status}: {response.read()[:200]!r}")
+            times, usage = self._read_events(response)
+        except Exception:
+            self._drop_connection()
+            raise
+        self._check_usage(usage, batch)
+        return times
+
+    def _read_events(self, response: http.client.HTTPResponse) -> tuple[list[int], Any]:
+        times: list[int] = []
+        usage = None
+        while line := response.readline():
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            event = json.loads(data)
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or []:
+                if choice.get("index", 0) == 0 and _has_token(choice):
+                    times.append(time.perf_counter_ns())
+        response.read()  # the rest of the chunked body, so the connection can be reused
+        if not times:
+            raise HttpError("the stream carried no token")
+        return times, usage
+
+    def _check_usage(self, usage: Any, batch: dict[str, Any]) -> None:
+        if not self.options.check_usage or not usage:
+            return
+        prompts = len(batch.get("prompt") or [None])
+        asked = batch["max_tokens"] * prompts
+        got = usage.get("completion_tokens")
+        if got is not None and got != asked:
+            raise UsageMismatch(f"the server generated {got} tokens, {asked} were asked for")
+
+
+def _has_token(choice: dict[str, Any]) -> bool:
+    """A completion chunk's text, or a chat chunk's content (role-only deltas carry none)."""
+    if choice.get("text"):
+        return True
+    delta = choice.get("delta") or {}
+    return bool(delta.get("content"))
