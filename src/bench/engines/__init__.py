@@ -14,6 +14,7 @@ from bench.engines.fastertransformer import FasterTransformerEngine
 from bench.engines.hf import HFEngine
 from bench.engines.http import HttpEngine
 from bench.engines.torch_compile import TorchCompileEngine
+from bench.engines.vllm import VllmEngine
 
 ENGINES: dict[str, type[Engine]] = {
     "hf": HFEngine,
@@ -22,6 +23,7 @@ ENGINES: dict[str, type[Engine]] = {
     "torch_compile": TorchCompileEngine,
     "fastertransformer": FasterTransformerEngine,
     "http": HttpEngine,
+    "vllm": VllmEngine,
     "null": NullEngine,
     "sleep": SleepEngine,
 }

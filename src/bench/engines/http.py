@@ -16,8 +16,8 @@ endpoint studies were.
 - A request that gets an HTTP error, breaks off or passes its timeout (the scenario's
   `request_timeout_s`, else `timeout_s`) is a failed request: counted in the row's `errors`
   and per ramp stage, left out of the latency figures, so a ramp finds the first failure.
-- Server mode (`server_command`): the cell starts the server itself (`{port}`, `{checkpoint}`
-  and `{model}` are filled in; the checkpoint is built from config like every engine's), polls
+- Server mode (`server_command`): the cell starts the server itself (`{port}`, `{checkpoint}`,
+  `{model}` and `{python}`, the cell's own interpreter, are filled in; the checkpoint is built from config like every engine's), polls
   `health_path` until it answers 200, and `load_s` is that time to healthy. After measuring it
   stops the server (SIGTERM, then SIGKILL after 30 s) and the row records its exit code; its
   output goes to the cell's stderr, so to the cell's log.
@@ -76,6 +76,8 @@ class HttpOptions:
     server_command: str = ""  # server mode: a command to start, e.g. "vllm serve {checkpoint}
     # --port {port}"; "" = an endpoint that is already running
     ready_timeout_s: float = 900.0  # server mode: how long the server may take to be healthy
+    extra_json: str = ""  # a JSON object merged into every request body (a server's own
+    # parameters, e.g. '{"return_token_ids": true}' for vLLM without a tokenizer)
 
 
 class HttpError(RuntimeError):
@@ -105,6 +107,13 @@ class HttpEngine(Engine):
         parsed = urllib.parse.urlsplit(options.url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigError("engine.url", options.url, "must be http://HOST[:PORT] or https://")
+        if options.extra_json:
+            try:
+                extra = json.loads(options.extra_json)
+            except ValueError:
+                extra = None
+            if not isinstance(extra, dict):
+                raise ConfigError("engine.extra_json", options.extra_json, "must be a JSON object")
         for key in ("timeout_s", "ready_timeout_s"):
             value = getattr(options, key)
             if not value > 0:
@@ -156,6 +165,7 @@ class HttpEngine(Engine):
             "port": str(port),
             "checkpoint": getattr(self, "checkpoint", ""),
             "model": self.cell.model.name,
+            "python": sys.executable,  # this cell's interpreter: its environment's packages
         }
         command = shlex.split(self.options.server_command.format(**fields))
         sys.stderr.flush()  # the server writes to the cell's stderr: its log
@@ -289,8 +299,9 @@ class HttpEngine(Engine):
             [rng.randrange(3, vocab) for _ in range(model.seq_len)] for _ in range(cell.batch_size)
         ]
         served = self.options.served_model or model.checkpoint or model.name
+        extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
         if self.options.api == "embeddings":
-            return {"model": served, "input": prompts}
+            return {"model": served, "input": prompts, **extra}
         body: dict[str, Any] = {
             "model": served,
             "max_tokens": model.new_tokens,
@@ -305,7 +316,7 @@ class HttpEngine(Engine):
             body["messages"] = [{"role": "user", "content": " ".join(["hello"] * model.seq_len)}]
         else:
             body["prompt"] = prompts
-        return body
+        return {**body, **extra}
 
     def _path(self) -> str:
         return {
@@ -381,8 +392,9 @@ class HttpEngine(Engine):
 
 
 def _has_token(choice: dict[str, Any]) -> bool:
-    """A completion chunk's text, or a chat chunk's content (role-only deltas carry none)."""
-    if choice.get("text"):
+    """A completion chunk's text or token ids (a server without a tokenizer sends ids alone),
+    or a chat chunk's content (role-only deltas carry none)."""
+    if choice.get("text") or choice.get("token_ids"):
         return True
     delta = choice.get("delta") or {}
     return bool(delta.get("content"))
