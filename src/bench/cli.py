@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from bench.compose import UsageError
@@ -122,6 +124,22 @@ def _printable(row: dict[str, Any]) -> str:
     return json.dumps(shown, indent=1, default=str)
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Everything written to stdout goes to stderr meanwhile: Python's sys.stdout and file
+    descriptor 1 itself, which child processes inherit (vLLM's engine core logs there)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _run(args: argparse.Namespace) -> int:
     from bench.plan import plan_from_overrides
     from bench.runner import run_cell
@@ -134,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     from bench import progress
 
     progress.begin(progress.CellProgress(None, plan.sweep_id, plan.cells[0].cell_id, ""))
-    with contextlib.redirect_stdout(sys.stderr):  # the phases too, as they happen
+    with stdout_to_stderr():  # the phases too, as they happen
         result = run_cell(plan.cells[0])
     print(_printable(result.row))
     return EXIT_OK if result.row["status"] == "ok" else EXIT_CELL_FAILED

@@ -21,8 +21,9 @@ import queue
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +57,12 @@ class LoadResult:
     dropped: int = 0  # open loop: arrivals never sent before the budget ran out
     target_rate_per_s: float | None = None
     opened_ns: int = 0  # perf_counter_ns when the window opened (telemetry keeps its samples)
+    failures: dict[str, int] = field(default_factory=dict)  # "Class: message" -> count
+
+    def failure_text(self, most: int = 3) -> str | None:
+        """The commonest things failed requests raised, with their counts (None: none)."""
+        common = sorted(self.failures.items(), key=lambda kv: -kv[1])[:most]
+        return "; ".join(f"{count} x {what}" for what, count in common) or None
 
     @property
     def n(self) -> int:
@@ -83,6 +90,12 @@ class _Records:
         self.ttft: list[int] = []
         self.ok: list[bool] = []
         self.gaps: list[int] = []
+        self.failures: Counter[str] = Counter()  # what the failed requests raised
+
+    def fail(self, scheduled: int, sent: int, done: int, exc: BaseException) -> None:
+        """A failed request: its record, and what it raised (class and message, short)."""
+        self.add(scheduled, sent, done, ok=False)
+        self.failures[f"{type(exc).__name__}: {str(exc)[:160]}"] += 1
 
     def add(
         self,
@@ -127,6 +140,7 @@ def _assemble(
         warmup_n=warmup_n,
         stop_reason=stop_reason,
         opened_ns=start_ns,
+        failures=dict(sum((r.failures for r in records), Counter())),
     )
 
 
@@ -220,11 +234,11 @@ def _client(
             try:
                 tokens = request()
                 sync()
-            except Exception:
+            except Exception as exc:
                 if not tolerate_errors:
                     raise
                 failed_at = clock()
-                records.add(t0, t0, failed_at, ok=False)
+                records.fail(t0, t0, failed_at, exc)
                 shared.check_deadline(failed_at)  # a stage where all fail still ends on time
                 time.sleep(ERROR_BACKOFF_S)
                 continue
@@ -421,8 +435,8 @@ def run_open_loop(
             try:
                 tokens = request()
                 sync()
-            except Exception:
-                mine.add(scheduled, t0, clock(), ok=False)
+            except Exception as exc:
+                mine.fail(scheduled, t0, clock(), exc)
                 continue
             mine.add(scheduled, t0, clock(), tokens)
 

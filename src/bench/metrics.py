@@ -196,6 +196,7 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     return {
         "n": result.n,
         "errors": result.errors,
+        "request_errors": result.failure_text(),
         "warmup_n": result.warmup_n,
         "window_s": result.window_s,
         "stop_reason": result.stop_reason,

@@ -19,7 +19,7 @@ SCHEMA_VERSION = 8
 # seq2seq and classify_image; 7: pricing (ec2 | sagemaker | override), warnings (the
 # planner's: a borderline memory estimate, int8 without int8 tensor cores); 8: telemetry of the
 # measured window (host load and steal, host_busy; GPU utilisation, power, SM clock by NVML);
-# server_exit_code (engine=http's server mode)
+# server_exit_code (engine=http's server mode), request_errors
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -85,6 +85,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         "stages_done | first_failure (ramp) | schedule_done (open loop)",
     ),
     ("errors", pa.int64(), "requests that raised (ramp and open loop count them and go on)"),
+    (
+        "request_errors",
+        pa.string(),
+        "what failed requests raised, commonest first: '12 x HttpError: HTTP 503: ...'",
+    ),
     ("latency_ms_p50", pa.float64(), "nearest-rank 50th percentile request latency"),
     ("latency_ms_p90", pa.float64(), "nearest-rank 90th percentile"),
     ("latency_ms_p95", pa.float64(), "nearest-rank 95th percentile"),

