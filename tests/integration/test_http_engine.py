@@ -149,3 +149,20 @@ def test_bad_http_options_are_one_line_errors() -> None:
     from bench.engines import ENGINES
 
     assert "engine.api=embeddings" in ENGINES["http"].unsupported_reason(encoder)
+
+
+@server_args("--require-token", "tok-123")
+def test_a_bearer_token_comes_from_the_environment_and_credentials_never_show(
+    openai_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        _cell(openai_server.replace("http://", "http://me:secret@"))
+    assert "engine.api_key_env" in str(refused.value) and "secret" not in str(refused.value)
+    missing = run_cell(_cell(openai_server, "engine.api_key_env=BENCH_TEST_TOKEN")).row
+    assert missing["status"] == "unsupported" and "BENCH_TEST_TOKEN" in missing["error"]
+    monkeypatch.setenv("BENCH_TEST_TOKEN", "tok-123")
+    row = run_cell(_cell(openai_server, "engine.api_key_env=BENCH_TEST_TOKEN")).row
+    assert row["status"] == "ok", row.get("error")  # the server answers 401 without it
+    assert "tok-123" not in json.dumps(row, default=str)

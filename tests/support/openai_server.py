@@ -32,6 +32,7 @@ class Behaviour:
         self.fail, self.hang, self.hang_s = args.fail, args.hang, args.hang_s
         self.short = args.short
         self.null = args.null
+        self.token = args.require_token
         self.random = random.Random(args.seed)
         self.lock = threading.Lock()
         self.served = 0
@@ -79,6 +80,9 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
         behaviour = self.behaviour
+        if behaviour.token and self.headers.get("Authorization") != f"Bearer {behaviour.token}":
+            self._json(401, {"error": {"message": "bad or missing bearer token"}})
+            return
         fate = "ok" if behaviour.null else behaviour.fate()
         if fate == "fail":
             self._json(500, {"error": {"message": "injected failure"}})
@@ -147,6 +151,7 @@ def main() -> int:
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--null", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--require-token", default="", help="answer 401 without this bearer")
     args = parser.parse_args()
     time.sleep(args.startup_s)  # a server loading its model
     Handler.behaviour = Behaviour(args)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import random
 import shlex
@@ -80,6 +81,8 @@ class HttpOptions:
     ready_timeout_s: float = 900.0  # server mode: how long the server may take to be healthy
     extra_json: str = ""  # a JSON object merged into every request body (a server's own
     # parameters, e.g. '{"return_token_ids": true}' for vLLM without a tokenizer)
+    api_key_env: str = ""  # an environment variable holding a bearer token (never the token
+    # itself: config and rows are shared; the token stays in the job's environment)
 
 
 class HttpError(RuntimeError):
@@ -109,6 +112,13 @@ class HttpEngine(Engine):
         parsed = urllib.parse.urlsplit(options.url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigError("engine.url", options.url, "must be http://HOST[:PORT] or https://")
+        if parsed.username or parsed.password:  # rows and manifests are shared: never there
+            shown = options.url.replace(parsed.netloc, parsed.netloc.rpartition("@")[2])
+            raise ConfigError(
+                "engine.url",
+                shown + " (with user:password@)",
+                "no credentials in the URL: give a token through engine.api_key_env=VARIABLE",
+            )
         if options.extra_json:
             try:
                 extra = json.loads(options.extra_json)
@@ -118,8 +128,15 @@ class HttpEngine(Engine):
                 raise ConfigError("engine.extra_json", options.extra_json, "must be a JSON object")
         for key in ("timeout_s", "ready_timeout_s"):
             value = getattr(options, key)
-            if not value > 0:
-                raise ConfigError(f"engine.{key}", value, "must be a number > 0")
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"engine.{key}", value, "must be a finite number > 0")
+
+    @classmethod
+    def host_reason(cls, cell: CellConfig) -> str | None:
+        name = cell.engine.options.get("api_key_env", "")
+        if name and not os.environ.get(name):
+            return f"engine.api_key_env names {name}, which is not set where the cell runs"
+        return None
 
     @classmethod
     def unsupported_reason(cls, cell: CellConfig) -> str | None:
@@ -269,6 +286,12 @@ class HttpEngine(Engine):
     def _base(self) -> str:
         return f"{self.url.scheme}://{self.url.netloc}{self.url.path.rstrip('/')}"
 
+    def _headers(self, **extra: str) -> dict[str, str]:
+        headers = dict(extra)
+        if self.options.api_key_env:
+            headers["Authorization"] = f"Bearer {os.environ[self.options.api_key_env]}"
+        return headers
+
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
@@ -300,7 +323,8 @@ class HttpEngine(Engine):
         connection = self._connection(timeout)
         try:
             payload = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            kind = {"Content-Type": "application/json"} if payload is not None else {}
+            headers = self._headers(**kind)
             connection.request(method, self.url.path.rstrip("/") + path, payload, headers)
             response = connection.getresponse()
             return response.status, response.read()
@@ -369,7 +393,9 @@ class HttpEngine(Engine):
                 "POST",
                 self.url.path.rstrip("/") + self._path(),
                 json.dumps(batch).encode(),
-                {"Content-Type": "application/json", "Accept": "text/event-stream"},
+                self._headers(
+                    **{"Content-Type": "application/json", "Accept": "text/event-stream"}
+                ),
             )
             response = connection.getresponse()
             if response.status != 200:
