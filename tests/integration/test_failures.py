@@ -69,7 +69,7 @@ def test_cell_past_its_timeout_becomes_a_timeout_row(bench_cli, tmp_path: Path) 
     ("override", "key", "allowed"),
     [
         ("model=gpt9", "model='gpt9'", "bert_tiny"),
-        ("engine=vllm", "engine='vllm'", "sleep"),
+        ("engine=tgi", "engine='tgi'", "sleep"),
         ("+grid=nope", "grid='nope'", "smoke"),
         ("precision=fp8", "precision='fp8'", "bf16"),
         ("batch_size=0", "batch_size=0", "from 1 to"),
