@@ -39,6 +39,23 @@ def _token_inputs(cell: CellConfig, hf_config: Any) -> dict[str, Any]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
+# Token ids drawn below this for a remote or separately installed engine when the model
+# config names no vocabulary
+DEFAULT_VOCAB = 32000
+
+
+def token_prompts(cell: CellConfig) -> list[list[int]]:
+    """batch_size prompts of seq_len random token ids (from 3 up, clear of pad/bos/eos),
+    seeded, without torch: for engines that send ids to another process (http, vllm)."""
+    import random
+
+    rng = random.Random(cell.seed)
+    vocab = int(cell.model.architecture.get("vocab_size") or DEFAULT_VOCAB)
+    return [
+        [rng.randrange(3, vocab) for _ in range(cell.model.seq_len)] for _ in range(cell.batch_size)
+    ]
+
+
 def image_size(model: ModelConfig, hf_config: Any = None) -> int:
     """Pixels per side: model.image_size, else the architecture's, else 224."""
     size = model.image_size or model.architecture.get("image_size")

@@ -36,7 +36,6 @@ import http.client
 import json
 import math
 import os
-import random
 import shlex
 import signal
 import socket
@@ -58,10 +57,9 @@ from bench.engines.base import (
     LoadInfo,
     PrepareInfo,
 )
-from bench.tasks import task_of
+from bench.tasks import task_of, token_prompts
 
 APIS = ("completions", "chat", "embeddings")
-DEFAULT_VOCAB = 32000  # token ids drawn below this when the model config names no vocabulary
 STOP_GRACE_S = 30.0
 REACH_TIMEOUT_S = 10.0  # how long an endpoint that should already run may take to answer
 
@@ -335,12 +333,8 @@ class HttpEngine(Engine):
     def make_batch(self) -> dict[str, Any]:
         """The request body (the same every time: the server's cache sees the same prompts,
         as it would the same batch in an in-process engine)."""
-        cell, model = self.cell, self.cell.model
-        rng = random.Random(cell.seed)
-        vocab = int(model.architecture.get("vocab_size") or DEFAULT_VOCAB)
-        prompts = [
-            [rng.randrange(3, vocab) for _ in range(model.seq_len)] for _ in range(cell.batch_size)
-        ]
+        model = self.cell.model
+        prompts = token_prompts(self.cell)
         served = getattr(self, "served", None) or self.options.served_model or model.name
         extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
         if self.options.api == "embeddings":

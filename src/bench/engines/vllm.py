@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -37,9 +36,9 @@ from bench.engines.base import (
     PrepareInfo,
     device_kind,
 )
+from bench.tasks import token_prompts
 
 VLLM_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-DEFAULT_VOCAB = 32000
 
 
 @dataclass(frozen=True)
@@ -136,12 +135,7 @@ class VllmEngine(Engine):
         )
 
     def make_batch(self) -> list[dict[str, Any]]:
-        model, rng = self.cell.model, random.Random(self.cell.seed)
-        vocab = int(model.architecture.get("vocab_size") or DEFAULT_VOCAB)
-        return [
-            {"prompt_token_ids": [rng.randrange(3, vocab) for _ in range(model.seq_len)]}
-            for _ in range(self.cell.batch_size)
-        ]
+        return [{"prompt_token_ids": ids} for ids in token_prompts(self.cell)]
 
     def infer(self, batch: Any) -> Any:
         raise NotImplementedError("engine vllm runs generation models only")
