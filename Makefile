@@ -29,7 +29,7 @@ sweep: setup
 	$(BIN)/python -m bench sweep +grid=smoke
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

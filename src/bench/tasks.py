@@ -56,6 +56,12 @@ def token_prompts(cell: CellConfig) -> list[list[int]]:
     ]
 
 
+def text_prompt(cell: CellConfig) -> str:
+    """A prompt of seq_len words, for endpoints that take text, not token ids (chat, TGI's
+    inputs): about seq_len tokens; the server's reported usage says how many exactly."""
+    return " ".join(["hello"] * cell.model.seq_len)
+
+
 def image_size(model: ModelConfig, hf_config: Any = None) -> int:
     """Pixels per side: model.image_size, else the architecture's, else 224."""
     size = model.image_size or model.architecture.get("image_size")

@@ -139,8 +139,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options every test server here takes: timing, faults, port, startup."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--startup-s", type=float, default=0.0, help="sleep before listening")
     parser.add_argument("--first-token-ms", type=float, default=20.0)
@@ -152,15 +153,23 @@ def main() -> int:
     parser.add_argument("--null", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--require-token", default="", help="answer 401 without this bearer")
-    args = parser.parse_args()
+    return parser
+
+
+def serve(handler: type[Handler], args: argparse.Namespace) -> int:
+    """Listen on loopback, print the port, serve until interrupted."""
     time.sleep(args.startup_s)  # a server loading its model
-    Handler.behaviour = Behaviour(args)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    handler.behaviour = Behaviour(args)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     server.daemon_threads = True
     print(f"listening on {server.server_address[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0
+
+
+def main() -> int:
+    return serve(Handler, arguments(__doc__.splitlines()[0]).parse_args())
 
 
 if __name__ == "__main__":

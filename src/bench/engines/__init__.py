@@ -13,6 +13,7 @@ from bench.engines.deepspeed import DeepSpeedEngine
 from bench.engines.fastertransformer import FasterTransformerEngine
 from bench.engines.hf import HFEngine
 from bench.engines.http import HttpEngine
+from bench.engines.sagemaker import SageMakerEngine
 from bench.engines.torch_compile import TorchCompileEngine
 from bench.engines.vllm import VllmEngine
 
@@ -23,6 +24,7 @@ ENGINES: dict[str, type[Engine]] = {
     "torch_compile": TorchCompileEngine,
     "fastertransformer": FasterTransformerEngine,
     "http": HttpEngine,
+    "sagemaker": SageMakerEngine,
     "vllm": VllmEngine,
     "null": NullEngine,
     "sleep": SleepEngine,

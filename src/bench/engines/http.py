@@ -57,7 +57,7 @@ from bench.engines.base import (
     LoadInfo,
     PrepareInfo,
 )
-from bench.tasks import task_of, token_prompts
+from bench.tasks import task_of, text_prompt, token_prompts
 
 APIS = ("completions", "chat", "embeddings")
 STOP_GRACE_S = 30.0
@@ -91,6 +91,38 @@ class UsageMismatch(RuntimeError):
     """The server generated another number of tokens than asked for."""
 
 
+def check_extra_json(text: str) -> None:
+    """engine.extra_json, where given, is a JSON object (merged into each request body)."""
+    if not text:
+        return
+    try:
+        extra = json.loads(text)
+    except ValueError:
+        extra = None
+    if not isinstance(extra, dict):
+        raise ConfigError("engine.extra_json", text, "must be a JSON object")
+
+
+def check_durations(options: Any, keys: tuple[str, ...]) -> None:
+    """These engine options are finite positive seconds (an infinite timeout hangs a cell)."""
+    for key in keys:
+        value = getattr(options, key)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"engine.{key}", value, "must be a finite number > 0")
+
+
+def merged(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` laid over `body`; a nested object (e.g. TGI's "parameters") is merged key by
+    key, so extra_json can add one parameter without restating the others."""
+    out = dict(body)
+    for key, value in extra.items():
+        inner = out.get(key)
+        out[key] = (
+            merged(inner, value) if isinstance(inner, dict) and isinstance(value, dict) else value
+        )
+    return out
+
+
 class HttpEngine(Engine):
     name = "http"
     Options = HttpOptions
@@ -117,17 +149,8 @@ class HttpEngine(Engine):
                 shown + " (with user:password@)",
                 "no credentials in the URL: give a token through engine.api_key_env=VARIABLE",
             )
-        if options.extra_json:
-            try:
-                extra = json.loads(options.extra_json)
-            except ValueError:
-                extra = None
-            if not isinstance(extra, dict):
-                raise ConfigError("engine.extra_json", options.extra_json, "must be a JSON object")
-        for key in ("timeout_s", "ready_timeout_s"):
-            value = getattr(options, key)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"engine.{key}", value, "must be a finite number > 0")
+        check_extra_json(options.extra_json)
+        check_durations(options, ("timeout_s", "ready_timeout_s"))
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
@@ -338,7 +361,7 @@ class HttpEngine(Engine):
         served = getattr(self, "served", None) or self.options.served_model or model.name
         extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
         if self.options.api == "embeddings":
-            return {"model": served, "input": prompts, **extra}
+            return merged({"model": served, "input": prompts}, extra)
         body: dict[str, Any] = {
             "model": served,
             "max_tokens": model.new_tokens,
@@ -350,10 +373,10 @@ class HttpEngine(Engine):
         if self.options.stream:
             body["stream_options"] = {"include_usage": True}
         if self.options.api == "chat":  # one conversation per request (batch_size 1)
-            body["messages"] = [{"role": "user", "content": " ".join(["hello"] * model.seq_len)}]
+            body["messages"] = [{"role": "user", "content": text_prompt(self.cell)}]
         else:
             body["prompt"] = prompts
-        return {**body, **extra}
+        return merged(body, extra)
 
     def _path(self) -> str:
         return {

@@ -10,8 +10,9 @@ every engine's), generation only.
   first-token latency, and first to last token over the tokens between): a TPOT per request
   that is its mean; where a release returns no metrics the row has none, never a guess.
 - `tensor_parallel_size` is the cell's TP degree; precision is the load dtype (fp32, fp16,
-  bf16). On CPU, vLLM's KV cache takes `cpu_kv_cache_gb` (VLLM_CPU_KVCACHE_SPACE, set in the
-  cell's own process before vLLM is imported).
+  bf16). On CPU, vLLM's KV cache takes `cpu_kv_cache_gb` (its `kv_cache_memory_bytes`):
+  without it vLLM reserves 92 % of the host's memory (`gpu_memory_utilization` means CPU
+  memory there) and refuses to start when less than that is free.
 - vLLM pins its own torch and transformers, so it lives in an environment of its own (a venv
   with bench installed beside it, or `containers/Dockerfile.vllm`); where it is not installed
   the cell is `unsupported` and says so.
@@ -20,7 +21,6 @@ every engine's), generation only.
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -45,7 +45,7 @@ VLLM_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 class VllmOptions:
     enforce_eager: bool = True  # no CUDA graphs / compilation: load_s stays a load
     gpu_memory_utilization: float = 0.9  # share of GPU memory vLLM may take (weights + KV)
-    cpu_kv_cache_gb: float = 1.0  # CPU: VLLM_CPU_KVCACHE_SPACE, GiB for the KV cache
+    cpu_kv_cache_gb: float = 1.0  # CPU: GiB for the KV cache (kv_cache_memory_bytes)
     max_model_len: int = 0  # 0: the cell's seq_len + new_tokens
 
 
@@ -92,8 +92,6 @@ class VllmEngine(Engine):
         self.device = device_kind(cell)
 
     def import_libraries(self) -> None:
-        if self.device == "cpu":  # read when vLLM starts its engine
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{self.options.cpu_kv_cache_gb:g}"
         import vllm  # noqa: F401  (seconds of its own: import_s, never load_s)
 
     def prepare(self) -> PrepareInfo:
@@ -120,6 +118,8 @@ class VllmEngine(Engine):
         }
         if self.device == "cuda":
             kwargs["gpu_memory_utilization"] = options.gpu_memory_utilization
+        else:  # a fixed KV cache, not a share of whatever the host has free
+            kwargs["kv_cache_memory_bytes"] = int(options.cpu_kv_cache_gb * 2**30)
         self.llm = LLM(**kwargs)
         import vllm
 

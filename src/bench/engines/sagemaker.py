@@ -1,0 +1,318 @@
+"""A SageMaker real-time endpoint (seeds 001-003 serve their models this way: DJLServing/LMI,
+TGI, multi-model endpoints), measured from the client's side through the SageMaker runtime
+API with boto3: `invoke_endpoint`, or `invoke_endpoint_with_response_stream` for TTFT/TPOT.
+
+- Requests are signed with SigV4 by boto3 from the standard credential chain (environment,
+  profile, role); region from `region`, else the chain. Nothing of the credentials is kept in
+  config, rows or logs. `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` (boto3's own variable) points
+  the client at another endpoint, e.g. a VPC endpoint or an emulator.
+- The body follows the container's schema (`schema`): `tgi` is TGI's and LMI's
+  `{"inputs": ..., "parameters": {"max_new_tokens", "details", ...}}` (its streamed lines
+  carry `token` objects, the last one `details.generated_tokens`); `chat` is the OpenAI
+  messages schema LMI and vLLM containers also accept; an encoder model sends
+  `{"inputs": [texts]}` and takes any 200 answer. Prompts are text of seq_len words (the
+  endpoint tokenizes); `extra_json` adds a container's own keys (nested objects merge).
+- Streaming stamps each line that carries a token as it arrives (lines may be split across
+  PayloadParts: they are joined first). The generated-token count the endpoint reports is
+  checked against new_tokens (`check_usage`): TGI has no `min_new_tokens`, so an endpoint
+  that stops at EOS fails its requests instead of passing for fast; set
+  `extra_json='{"parameters": {"min_new_tokens": N}}'` where the container has it.
+- No retries (botocore's are turned off): a throttled, failed (ModelError) or timed-out
+  request is a failed request, counted in the row's errors and per ramp stage.
+- load: `DescribeEndpoint` (the control plane; where the role may not call it the row says
+  so) must say InService; load_s is that call's time. The endpoint's variants and instance
+  counts go into engine_info: the row's price is the cell's instance (pricing=sagemaker,
+  or price_per_hour=) and covers one instance unless price_per_hour says otherwise.
+- `target_model` sends TargetModel (multi-model endpoints, seed 003).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bench.config import CellConfig, ConfigError
+from bench.engines.base import (
+    ANY_PRECISION,
+    BOTH_DEVICES,
+    MIXED_PRECISION,
+    Capability,
+    Engine,
+    LoadInfo,
+)
+from bench.engines.http import (
+    HttpError,
+    UsageMismatch,
+    check_durations,
+    check_extra_json,
+    merged,
+)
+from bench.tasks import task_of, text_prompt
+
+SCHEMAS = ("tgi", "chat")
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class SageMakerOptions:
+    endpoint_name: str = ""  # the SageMaker endpoint's name (required)
+    region: str = ""  # "" = the standard chain (AWS_REGION, the profile's region)
+    schema: str = "tgi"  # the container's request schema: tgi (TGI/LMI inputs+parameters)
+    # | chat (OpenAI messages); encoder models send {"inputs": [texts]} either way
+    stream: bool = True  # invoke_endpoint_with_response_stream: TTFT and TPOT
+    timeout_s: float = 60.0  # per request (read timeout), unless scenario.request_timeout_s
+    check_usage: bool = True  # fail a request whose reported generated tokens differ
+    target_model: str = ""  # TargetModel: the model of a multi-model endpoint
+    extra_json: str = ""  # a JSON object merged into every request body
+    describe: bool = True  # DescribeEndpoint at load: InService, variants, instance counts
+
+
+class SageMakerEngine(Engine):
+    name = "sagemaker"
+    Options = SageMakerOptions
+    capability = Capability(
+        ANY_PRECISION | MIXED_PRECISION | {"int8"},
+        BOTH_DEVICES,
+        max_tp=None,
+        tasks=frozenset({"encode", "generate", "seq2seq"}),
+        task_notes=(("classify_image", "bench sends text bodies; an image endpoint is not yet"),),
+    )
+    remote: ClassVar[bool] = True
+
+    @classmethod
+    def validate(cls, options: SageMakerOptions) -> None:
+        if not options.endpoint_name:
+            raise ConfigError("engine.endpoint_name", "", "required: the endpoint's name")
+        if options.schema not in SCHEMAS:
+            raise ConfigError("engine.schema", options.schema, "allowed: " + ", ".join(SCHEMAS))
+        check_extra_json(options.extra_json)
+        check_durations(options, ("timeout_s",))
+
+    @classmethod
+    def host_reason(cls, cell: CellConfig) -> str | None:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            return "engine sagemaker needs boto3 (pip install boto3)"
+        return None
+
+    @classmethod
+    def unsupported_reason(cls, cell: CellConfig) -> str | None:
+        reason = super().unsupported_reason(cell)
+        if reason:
+            return reason
+        options = cell.engine.options
+        schema = options.get("schema", SageMakerOptions.schema)
+        stream = options.get("stream", SageMakerOptions.stream)
+        generates = task_of(cell.model).generates
+        if generates and cell.batch_size != 1 and (schema == "chat" or stream):
+            return (
+                f"engine.schema={schema} streams one prompt per request: set batch_size=1 "
+                "(or engine.stream=false for a batch in TGI's inputs list)"
+            )
+        if cell.scenario.server_workers is not None or cell.scenario.max_waiting is not None:
+            return (
+                "scenario.server_workers and max_waiting model a server's limits for in-process "
+                "engines; an endpoint has its own (request_timeout_s is the client's timeout)"
+            )
+        return None
+
+    def __init__(self, cell: CellConfig) -> None:
+        super().__init__(cell)
+        self.timeout_s = cell.scenario.request_timeout_s or self.options.timeout_s
+        self.generates = task_of(cell.model).generates
+
+    def import_libraries(self) -> None:
+        import boto3
+        import botocore.config
+
+        session = boto3.session.Session(region_name=self.options.region or None)
+        if not session.region_name:
+            raise HttpError("no AWS region: set engine.region=... or AWS_REGION")
+        config = botocore.config.Config(
+            connect_timeout=min(CONNECT_TIMEOUT_S, self.timeout_s),
+            read_timeout=self.timeout_s,
+            retries={"total_max_attempts": 1},  # a failed request is a result, not retried
+            max_pool_connections=max(10, self.cell.threads),
+            tcp_keepalive=True,
+        )
+        # one client for every client thread (botocore clients are thread-safe; the pool
+        # keeps a connection per thread), made before load so its setup is not timed
+        self.runtime = session.client("sagemaker-runtime", config=config)
+        self.control = session.client("sagemaker", config=config)
+        self.region = session.region_name
+
+    def load(self) -> LoadInfo:
+        options = self.options
+        facts: dict[str, Any] = {
+            "endpoint": f"{options.endpoint_name} ({self.region}, schema {options.schema})",
+            "stream": self.options.stream,
+            "client": "boto3 sagemaker-runtime, SigV4, no retries",
+            "request_timeout_s": self.timeout_s,
+        }
+        if self.options.target_model:
+            facts["target_model"] = self.options.target_model
+        if self.options.describe:
+            facts.update(self._describe())
+        return LoadInfo(device="remote", extra=facts)
+
+    def _describe(self) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        try:
+            about = self.control.describe_endpoint(EndpointName=self.options.endpoint_name)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("AccessDenied", "AccessDeniedException"):
+                return {"endpoint_status": "unknown: DescribeEndpoint not permitted"}
+            raise HttpError(
+                f"DescribeEndpoint {self.options.endpoint_name}: {code or exc}"
+            ) from exc
+        status = about.get("EndpointStatus")
+        if status != "InService":
+            raise HttpError(f"endpoint {self.options.endpoint_name} is {status}, not InService")
+        variants = [
+            {
+                "name": v.get("VariantName"),
+                "instances": v.get("CurrentInstanceCount"),
+                "weight": v.get("CurrentWeight"),
+            }
+            for v in about.get("ProductionVariants") or []
+        ]
+        return {"endpoint_status": status, "variants": variants}
+
+    # -- requests --------------------------------------------------------------------------
+    def make_batch(self) -> bytes:
+        """The request body (the same every time, as an in-process engine's batch)."""
+        prompts = [text_prompt(self.cell)] * self.cell.batch_size
+        extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
+        new_tokens = self.cell.model.new_tokens
+        if not self.generates:
+            body: dict[str, Any] = {"inputs": prompts}
+        elif self.options.schema == "chat":
+            body = {
+                "messages": [{"role": "user", "content": prompts[0]}],
+                "max_tokens": new_tokens,
+                "min_tokens": new_tokens,  # vLLM-backed containers: exactly new_tokens
+                "ignore_eos": True,
+                "temperature": 0.0,
+                "stream": self.options.stream,
+            }
+            if self.options.stream:
+                body["stream_options"] = {"include_usage": True}
+        else:
+            body = {
+                "inputs": prompts[0] if len(prompts) == 1 else prompts,
+                "parameters": {"max_new_tokens": new_tokens, "do_sample": False, "details": True},
+                "stream": self.options.stream,
+            }
+        return json.dumps(merged(body, extra)).encode()
+
+    def _arguments(self, body: bytes) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "EndpointName": self.options.endpoint_name,
+            "Body": body,
+            "ContentType": "application/json",
+            "Accept": "application/json",
+        }
+        if self.options.target_model:
+            arguments["TargetModel"] = self.options.target_model
+        return arguments
+
+    def infer(self, batch: bytes) -> Any:
+        answer = self.runtime.invoke_endpoint(**self._arguments(batch))
+        data = answer["Body"].read()
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise HttpError(f"the endpoint's answer is not JSON: {data[:200]!r}") from exc
+
+    def generate(self, batch: bytes, new_tokens: int) -> Any:
+        return self.generate_timed(batch, new_tokens)
+
+    def generate_timed(self, batch: bytes, new_tokens: int) -> list[int] | None:
+        """Stream: the arrival time of each line carrying a token."""
+        if not self.options.stream:
+            answer = self.infer(batch)
+            self._check_count(_reported_tokens(answer), new_tokens * self.cell.batch_size)
+            return None
+        arguments = self._arguments(batch)
+        arguments.pop("Accept")  # the stream's own content type
+        answer = self.runtime.invoke_endpoint_with_response_stream(**arguments)
+        times: list[int] = []
+        reported: int | None = None
+        for line in _lines(answer["Body"]):
+            event = _event(line)
+            if event is None:
+                continue
+            if _carries_token(event):
+                times.append(time.perf_counter_ns())
+            reported = _reported_tokens(event) or reported
+        if not times:
+            raise HttpError("the stream carried no token")
+        self._check_count(reported, new_tokens)
+        return times
+
+    def _check_count(self, reported: int | None, asked: int) -> None:
+        if self.options.check_usage and reported is not None and reported != asked:
+            raise UsageMismatch(f"the endpoint generated {reported} tokens, {asked} were asked for")
+
+
+def _lines(stream: Any) -> Any:
+    """Whole lines from the PayloadParts of a response stream (a line may span parts); a
+    ModelStreamError or InternalStreamFailure raises from botocore's event stream."""
+    pending = b""
+    for event in stream:
+        part = event.get("PayloadPart")
+        if part is None:
+            continue
+        pending += part.get("Bytes", b"")
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
+def _event(line: bytes) -> dict[str, Any] | None:
+    """One streamed JSON object: an SSE `data:` line (TGI, OpenAI) or a JSON line (LMI)."""
+    line = line.strip()
+    if line.startswith(b"data:"):
+        line = line[5:].strip()
+    if not line or line == b"[DONE]" or not line.startswith(b"{"):
+        return None
+    event = json.loads(line)
+    return event if isinstance(event, dict) else None
+
+
+def _carries_token(event: dict[str, Any]) -> bool:
+    """A TGI/LMI token line (not a special token), or an OpenAI chunk with content."""
+    token = event.get("token")
+    if isinstance(token, dict):
+        return not token.get("special", False)
+    for choice in event.get("choices") or []:
+        if choice.get("index", 0) == 0 and (
+            choice.get("text") or (choice.get("delta") or {}).get("content")
+        ):
+            return True
+    return False
+
+
+def _reported_tokens(answer: Any) -> int | None:
+    """The generated-token count the endpoint reports: TGI/LMI `details.generated_tokens`
+    (summed over a batch's answers), OpenAI `usage.completion_tokens`; None when absent."""
+    if isinstance(answer, list):
+        counts = [_reported_tokens(item) for item in answer]
+        return (
+            sum(c for c in counts if c is not None) if any(c is not None for c in counts) else None
+        )
+    if not isinstance(answer, dict):
+        return None
+    details = answer.get("details")
+    if isinstance(details, dict) and details.get("generated_tokens") is not None:
+        return int(details["generated_tokens"])
+    usage = answer.get("usage")
+    if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
+        return int(usage["completion_tokens"])
+    return None
