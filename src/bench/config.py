@@ -503,6 +503,8 @@ def check_executor_options(options: dict[str, Any]) -> None:
             _int_at_least(name, value, int(low))
         else:
             _require(_finite(value) and value > low, name, value, "must be a finite number > 0")
+    if options.get("shared_memory_mib") is not None:  # null: the executor's own default
+        _int_at_least("executor.shared_memory_mib", options["shared_memory_mib"], 64)
 
 
 def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:

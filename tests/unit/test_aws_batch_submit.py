@@ -62,3 +62,55 @@ def test_lone_cell_is_a_plain_job_and_definitions_are_reused(tmp_path):
     assert needs == {"VCPU": "3", "MEMORY": str(int(16 * 1024 * 0.9)), "GPU": "1"}
     array = json.loads((tmp_path / "t" / "arrays" / f"{subs[0].name}.json").read_text())
     assert array == {"indices": [0]}
+
+
+def test_an_engine_with_its_own_image_gets_its_own_array_and_definition(tmp_path):
+    """vLLM cells (in-process and served) run in the vLLM image, the rest in `image`; every
+    definition gives /dev/shm a quarter of the job's memory (served models and TP ranks)."""
+    plan = plan_from_overrides(
+        [
+            "grid.axes.engine=[hf,sleep]",
+            "grid.axes.instance=[g5.xlarge]",
+            "grid.axes.threads=[1,2]",
+            "sweep_id=t",
+        ]
+    )
+    client = FakeBatch()
+    executor = AwsBatchExecutor(
+        {"image": "hf:1", "images": {"sleep": "vllm:1"}, "queue_prefix": "bench-"}, client=client
+    )
+    executor.check = lambda plan, store: None  # type: ignore[method-assign]  # no S3, no queues
+    executor.submit(plan, LocalStore(str(tmp_path)), list(range(len(plan.cells))))
+    images = {d["containerProperties"]["image"] for d in client.registered}
+    assert images == {"hf:1", "vllm:1"}
+    assert len(client.submitted) == 2  # one array per image on the one instance type
+    for definition in client.registered:
+        props = definition["containerProperties"]
+        memory = int(
+            next(r["value"] for r in props["resourceRequirements"] if r["type"] == "MEMORY")
+        )
+        assert props["linuxParameters"]["sharedMemorySize"] == memory // 4
+    by_image = {
+        d["jobDefinitionName"]: d["containerProperties"]["image"] for d in client.registered
+    }
+    for request in client.submitted:
+        maps = json.loads((tmp_path / "t" / "arrays" / f"{request['jobName']}.json").read_text())[
+            "indices"
+        ]
+        engines = {plan.cells[i].engine.name for i in maps}
+        assert engines == ({"sleep"} if by_image[request["jobDefinition"]] == "vllm:1" else {"hf"})
+
+
+def test_a_cell_without_an_image_and_a_bad_images_entry_are_config_errors(tmp_path):
+    import pytest
+
+    from bench.config import ConfigError
+
+    plan = plan_from_overrides(["engine=sleep", "instance=g5.xlarge", "sweep_id=t"])
+    store = LocalStore(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"executor\.image.*engine sleep"):
+        AwsBatchExecutor({"images": {"null": "x:1"}}, client=FakeBatch()).check(plan, store)
+    with pytest.raises(ConfigError, match=r"executor\.images\.vlm"):
+        AwsBatchExecutor({"image": "x:1", "images": {"vlm": "y:1"}}, client=FakeBatch()).check(
+            plan, store
+        )

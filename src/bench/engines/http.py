@@ -123,16 +123,32 @@ def merged(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class HttpEngine(Engine):
-    name = "http"
-    Options = HttpOptions
-    capability = Capability(
+def endpoint_capability(image_note: str) -> Capability:
+    """An endpoint's: any precision, device and TP degree (the server's business: labels
+    here), text tasks only."""
+    return Capability(
         ANY_PRECISION | MIXED_PRECISION | {"int8"},
         BOTH_DEVICES,
         max_tp=None,
         tasks=frozenset({"encode", "generate", "seq2seq"}),
-        task_notes=(("classify_image", "the OpenAI-compatible APIs carry text, not images"),),
+        task_notes=(("classify_image", image_note),),
     )
+
+
+def server_limits_reason(cell: CellConfig) -> str | None:
+    """The scenario's stand-in for a server's limits does not apply to a real server."""
+    if cell.scenario.server_workers is not None or cell.scenario.max_waiting is not None:
+        return (
+            "scenario.server_workers and max_waiting model a server's limits for in-process "
+            "engines; an endpoint has its own (request_timeout_s is the client's timeout)"
+        )
+    return None
+
+
+class HttpEngine(Engine):
+    name = "http"
+    Options = HttpOptions
+    capability = endpoint_capability("the OpenAI-compatible APIs carry text, not images")
     remote: ClassVar[bool] = True
 
     @classmethod
@@ -172,12 +188,7 @@ class HttpEngine(Engine):
             return f"an encoder's request is an embedding: set engine.api=embeddings, not {api}"
         if api == "chat" and cell.batch_size != 1:
             return "engine.api=chat sends one conversation per request: set batch_size=1"
-        if cell.scenario.server_workers is not None or cell.scenario.max_waiting is not None:
-            return (
-                "scenario.server_workers and max_waiting model a server's limits for in-process "
-                "engines; an endpoint has its own (request_timeout_s is the client's timeout)"
-            )
-        return None
+        return server_limits_reason(cell)
 
     def __init__(self, cell: CellConfig) -> None:
         super().__init__(cell)

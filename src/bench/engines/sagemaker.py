@@ -34,20 +34,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bench.config import CellConfig, ConfigError
-from bench.engines.base import (
-    ANY_PRECISION,
-    BOTH_DEVICES,
-    MIXED_PRECISION,
-    Capability,
-    Engine,
-    LoadInfo,
-)
+from bench.engines.base import Engine, LoadInfo
 from bench.engines.http import (
     HttpError,
     UsageMismatch,
     check_durations,
     check_extra_json,
+    endpoint_capability,
     merged,
+    server_limits_reason,
 )
 from bench.tasks import task_of, text_prompt
 
@@ -72,13 +67,7 @@ class SageMakerOptions:
 class SageMakerEngine(Engine):
     name = "sagemaker"
     Options = SageMakerOptions
-    capability = Capability(
-        ANY_PRECISION | MIXED_PRECISION | {"int8"},
-        BOTH_DEVICES,
-        max_tp=None,
-        tasks=frozenset({"encode", "generate", "seq2seq"}),
-        task_notes=(("classify_image", "bench sends text bodies; an image endpoint is not yet"),),
-    )
+    capability = endpoint_capability("bench sends text bodies; an image endpoint is not yet")
     remote: ClassVar[bool] = True
 
     @classmethod
@@ -112,12 +101,7 @@ class SageMakerEngine(Engine):
                 f"engine.schema={schema} streams one prompt per request: set batch_size=1 "
                 "(or engine.stream=false for a batch in TGI's inputs list)"
             )
-        if cell.scenario.server_workers is not None or cell.scenario.max_waiting is not None:
-            return (
-                "scenario.server_workers and max_waiting model a server's limits for in-process "
-                "engines; an endpoint has its own (request_timeout_s is the client's timeout)"
-            )
-        return None
+        return server_limits_reason(cell)
 
     def __init__(self, cell: CellConfig) -> None:
         super().__init__(cell)

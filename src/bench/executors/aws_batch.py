@@ -1,4 +1,5 @@
-"""executor=aws_batch: one AWS Batch array job per instance type, each child one cell.
+"""executor=aws_batch: one AWS Batch array job per instance type (and image), each child one
+cell.
 
 - The manifest is in the S3 store; a child needs only its URI, the array map name and
   AWS_BATCH_JOB_ARRAY_INDEX (which Batch sets): `python -m bench cell --manifest URI --array A`.
@@ -11,6 +12,11 @@
 - Retries: host/Spot terminations are retried (`Host EC2*`), everything else exits (a failed
   cell already wrote its row; retrying it would only repeat the failure).
 - Arrays hold at most 10,000 children; larger groups are split.
+- Images: `image` for every cell, or `images.ENGINE` for one engine's cells (vLLM's image
+  for `vllm` and for `http` cells that serve vLLM in the same container); cells of one
+  instance type are split into one array per image.
+- /dev/shm is a quarter of the job's memory (`shared_memory_mib` to set it): served models,
+  vLLM's engine processes and tensor-parallel ranks share tensors through it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.config import ConfigError, InstanceSpec
+from bench.config import CellConfig, ConfigError, InstanceSpec
 from bench.executors.base import (
     UNCONFIRMED,
     Executor,
@@ -40,6 +46,7 @@ from bench.store import Store, SweepPaths
 
 MAX_ARRAY_SIZE = 10_000
 MEMORY_SHARE = 0.9  # of the instance's RAM; the rest is the OS's and the ECS agent's
+SHM_SHARE = 4  # /dev/shm: a quarter of the job's memory unless shared_memory_mib says
 DONE_STATES = ("SUCCEEDED", "FAILED")
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 NAMES_PER_CALL = 100  # DescribeJobQueues and DescribeComputeEnvironments take at most this many
@@ -87,7 +94,16 @@ class AwsBatchExecutor(Executor):
             self._client = boto3.client("batch")
         return self._client
 
-    def container_properties(self, instance: InstanceSpec, gpus: int) -> dict[str, Any]:
+    def image_for(self, cell: CellConfig) -> str:
+        """The image a cell runs in: its engine's entry in `images` (vLLM, served vLLM: an
+        image whose environment has that engine's libraries), else `image`."""
+        images = self.options.get("images") or {}
+        return str(images.get(cell.engine.name) or self.options.get("image") or "")
+
+    def container_properties(
+        self, instance: InstanceSpec, gpus: int, image: str | None = None
+    ) -> dict[str, Any]:
+        image = image or self.options["image"]
         vcpus = max(1, instance.vcpus - 1)
         memory_mib = int(instance.memory_gib * 1024 * MEMORY_SHARE)
         requirements = [
@@ -96,18 +112,25 @@ class AwsBatchExecutor(Executor):
         ]
         if gpus:
             requirements.append({"type": "GPU", "value": str(gpus)})
+        shm = self.options.get("shared_memory_mib")
         props: dict[str, Any] = {
-            "image": self.options["image"],
+            "image": image,
             "command": ["--manifest", "Ref::manifest", "--array", "Ref::array"],
             "resourceRequirements": requirements,
+            # /dev/shm: Docker's default is 64 MiB; vLLM's engine processes, a served model's
+            # workers and tensor-parallel ranks pass tensors through it (vLLM asks for --ipc=host
+            # or a large --shm-size). It is memory of the job's own (tmpfs).
+            "linuxParameters": {
+                "sharedMemorySize": int(shm) if shm else max(64, memory_mib // SHM_SHARE)
+            },
             # BENCH_IMAGE (and its digest when the URI pins one): rows record the image they
             # ran in (bench.environment.host_facts).
             "environment": [
                 {"name": "PYTHONUNBUFFERED", "value": "1"},
-                {"name": "BENCH_IMAGE", "value": self.options["image"]},
+                {"name": "BENCH_IMAGE", "value": image},
             ],
         }
-        _, at, digest = self.options["image"].partition("@")
+        _, at, digest = image.partition("@")
         if at:
             props["environment"].append({"name": "BENCH_IMAGE_DIGEST", "value": digest})
         for key, field in (
@@ -118,11 +141,12 @@ class AwsBatchExecutor(Executor):
                 props[field] = self.options[key]
         return props
 
-    def job_definition(self, instance: InstanceSpec, gpus: int) -> str:
-        """Name of an ACTIVE job definition with this shape, registering it if needed."""
+    def job_definition(self, instance: InstanceSpec, gpus: int, image: str | None = None) -> str:
+        """Name of an ACTIVE job definition with this shape and image, registering it if
+        needed."""
         body = {
             "type": "container",
-            "containerProperties": self.container_properties(instance, gpus),
+            "containerProperties": self.container_properties(instance, gpus, image),
             "retryStrategy": {
                 "attempts": int(self.options.get("attempts", 3)),
                 "evaluateOnExit": RETRY_ON_EXIT,
@@ -144,7 +168,7 @@ class AwsBatchExecutor(Executor):
         self, plan: Plan, store: Store, instance: InstanceSpec, indices: list[int]
     ) -> list[Submission]:
         gpus = max(plan.cells[i].tp_degree for i in indices) if instance.gpus else 0
-        definition = self.job_definition(instance, gpus)
+        definition = self.job_definition(instance, gpus, self.image_for(plan.cells[indices[0]]))
         queue = queue_name(self.options.get("queue_prefix", "bench-"), instance.type)
         manifest = store.uri(SweepPaths(plan.sweep_id).manifest)
         submissions = []
@@ -197,13 +221,30 @@ class AwsBatchExecutor(Executor):
         self.submissions = []
         for group in group_by_instance(plan, indices).values():
             instance = plan.cells[group[0]].instance
-            self.submissions += self._submit_group(plan, store, instance, group)
+            by_image: dict[str, list[int]] = {}  # an array's children share one definition
+            for index in group:
+                by_image.setdefault(self.image_for(plan.cells[index]), []).append(index)
+            for same_image in by_image.values():
+                self.submissions += self._submit_group(plan, store, instance, same_image)
         return handles_for(plan, self.submissions)
 
     def check(self, plan: Plan, store: Store) -> None:
-        if not self.options.get("image"):
+        from bench.engines import ENGINES
+
+        images = self.options.get("images") or {}
+        for engine, uri in images.items():
+            if engine not in ENGINES or not (uri is None or (isinstance(uri, str) and uri)):
+                raise ConfigError(
+                    f"executor.images.{engine}",
+                    uri,
+                    "an engine name (" + ", ".join(ENGINES) + ") mapped to an image URI",
+                )
+        if lacking := sorted({c.engine.name for c in plan.cells if not self.image_for(c)}):
             raise ConfigError(
-                "executor.image", self.options.get("image"), "set the container image URI to run"
+                "executor.image",
+                self.options.get("image"),
+                f"set the container image URI to run (cells of engine {', '.join(lacking)} "
+                "have no image; executor.images.ENGINE=URI gives one engine its own)",
             )
         if not store.uri("").startswith("s3://"):
             raise ConfigError(
