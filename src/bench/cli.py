@@ -14,12 +14,15 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from bench.compose import UsageError
 from bench.config import ConfigError, add_config_dir
 from bench.store import StoreError
+
+if TYPE_CHECKING:
+    from bench.config import CellConfig
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 VERBS_WITH_OVERRIDES = (
@@ -140,6 +143,32 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _job_cell(manifest: str, index: int, array: str | None) -> CellConfig:
+    from bench.job import job_cell
+
+    _, plan, index = job_cell(manifest, index, array)
+    return plan.cells[index]
+
+
+def _as_group(find_cell: Callable[[], CellConfig], args: argparse.Namespace) -> int | None:
+    """A cell whose engine runs as several MPI ranks (bench.lockstep): outside mpirun, this
+    command again under `mpirun -np N` (its exit code); a follower rank follows rank 0 (its
+    exit code). None: this process runs the cell itself (rank 0, or a one-process cell)."""
+    from bench import lockstep
+    from bench.engines import ENGINES
+
+    rank, _ = lockstep.mpi_world()
+    if lockstep.under_mpi() and rank == 0:
+        return None
+    cell = find_cell()
+    if lockstep.under_mpi():
+        return lockstep.follow(cell)
+    ranks = ENGINES[cell.engine.name].mpi_ranks(cell)
+    if ranks < 2 or lockstep.mpirun_reason(ranks):  # no mpirun: the cell says unsupported
+        return None
+    return lockstep.relaunch(ranks, args.argv)
+
+
 def _run(args: argparse.Namespace) -> int:
     from bench.plan import plan_from_overrides
     from bench.runner import run_cell
@@ -147,6 +176,8 @@ def _run(args: argparse.Namespace) -> int:
     plan = plan_from_overrides(args.overrides)
     if len(plan.cells) != 1:
         raise UsageError(f"run takes one cell; these overrides give {len(plan.cells)}: use sweep")
+    if (code := _as_group(lambda: plan.cells[0], args)) is not None:
+        return code
     # stdout carries only the row (`bench run ... | jq`): what libraries print while the cell
     # runs (DeepSpeed logs to stdout on import) goes to stderr
     from bench import progress
@@ -164,6 +195,8 @@ def _cell(args: argparse.Namespace) -> int:
 
     index = args.index if args.index is not None else index_from_environment()
     check_manifest_store(args.manifest)  # unreachable or missing: one line, not 80 s of retries
+    if (code := _as_group(lambda: _job_cell(args.manifest, index, args.array), args)) is not None:
+        return code
     outcome = run_job(args.manifest, index, args.array)
     if outcome.result is None:  # stood down: nothing wrong, nothing written
         print(json.dumps({"cell_id": outcome.cell_id, "stood_down": outcome.stood_down}))
@@ -639,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to run again under mpirun
     try:
         if args.cfg is not None:
             return _print_cfg(args)

@@ -126,15 +126,23 @@ class JobOutcome:
     stood_down: str = ""  # "busy: ..." (another attempt holds the lease) or "ok: ..."
 
 
-def run_job(manifest_uri: str, index: int, array: str | None = None) -> JobOutcome:
-    """Run cell `index` of the manifest (or child `index` of array map `array`) under the
-    cell's lease and store its row, unless another attempt holds the lease or (without force)
-    the cell has an ok row already."""
+def job_cell(manifest_uri: str, index: int, array: str | None = None) -> tuple[Store, Plan, int]:
+    """The store, the manifest's plan and the index of the cell a job runs: cell `index`, or
+    child `index` of array map `array`."""
     store, sweep_id = manifest_location(manifest_uri)
     index = resolve_index(store, sweep_id, index, array)
     plan = read_manifest(store, sweep_id)
     if not 0 <= index < len(plan.cells):
         raise IndexError(f"--index {index} is outside the manifest's 0..{len(plan.cells) - 1}")
+    return store, plan, index
+
+
+def run_job(manifest_uri: str, index: int, array: str | None = None) -> JobOutcome:
+    """Run cell `index` of the manifest (or child `index` of array map `array`) under the
+    cell's lease and store its row, unless another attempt holds the lease or (without force)
+    the cell has an ok row already."""
+    store, plan, index = job_cell(manifest_uri, index, array)
+    sweep_id = plan.sweep_id
     cell, attempt = plan.cells[index], attempt_id()
     try:
         lease.acquire(store, sweep_id, cell.cell_id, attempt, lease.lease_seconds(plan.executor))

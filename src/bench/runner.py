@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench import devicemem, progress, telemetry, threads
+from bench import devicemem, lockstep, progress, telemetry, threads
 from bench.config import CellConfig
 from bench.devicemem import device_memory
 from bench.engines import ENGINES
@@ -249,7 +249,7 @@ def _window_telemetry(
 
 def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[telemetry.Sample]]:
     engine_class = ENGINES[cell.engine.name]
-    engine = engine_class(cell)
+    engine = lockstep.lead(engine_class(cell))  # rank 0 of an MPI group: the others follow
     copies: list[Engine] = []
     policy = threads.plan_policy(cell.threads, cell.torch_threads)  # before torch is imported
     row.update(

@@ -96,6 +96,12 @@ class Engine(ABC):
     remote: ClassVar[bool] = False
 
     @classmethod
+    def mpi_ranks(cls, cell: CellConfig) -> int:
+        """How many MPI ranks serve `cell` together (bench.lockstep launches them under
+        mpirun; rank 0 measures, the others repeat its requests): 1 for one process."""
+        return 1
+
+    @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
         """Why this host cannot run `cell` (a library or launcher missing); None when it can.
         Checked where the cell runs, and at plan time when that is this machine."""

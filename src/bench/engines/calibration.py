@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import ConfigError
+from bench.config import CellConfig, ConfigError
 from bench.engines.base import Engine, LoadInfo
 
 
@@ -54,6 +54,8 @@ class SleepOptions:
     max_waiting: int = -1  # a request finding this many waiting is refused (-1 = no limit)
     slowdown_after: int = 0  # after this many requests (warmup included) ... (0 = never)
     slowdown_factor: float = 1.0  # ... every service time is multiplied by this
+    mpi_ranks: int = 1  # > 1: the cell runs as this many ranks under mpirun, in lockstep (each
+    # follower sleeps too); calibrates the launch and the per-request cost of the group
 
 
 class SleepEngine(Engine):
@@ -85,8 +87,19 @@ class SleepEngine(Engine):
             "a waiting line needs engine.max_concurrency > 0",
         )
         check("slowdown_after", options.slowdown_after >= 0, "must be >= 0 (0: never)")
+        check("mpi_ranks", 1 <= options.mpi_ranks <= 64, "must be from 1 to 64")
         ok = math.isfinite(options.slowdown_factor) and options.slowdown_factor > 0
         check("slowdown_factor", ok, positive)
+
+    @classmethod
+    def mpi_ranks(cls, cell: CellConfig) -> int:
+        return int(cell.engine.options.get("mpi_ranks", 1))
+
+    @classmethod
+    def host_reason(cls, cell: CellConfig) -> str | None:
+        from bench.lockstep import mpirun_reason
+
+        return mpirun_reason(cls.mpi_ranks(cell))
 
     @staticmethod
     def true_quantile_ms(options: SleepOptions, q: float) -> float:

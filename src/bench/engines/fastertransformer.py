@@ -2,24 +2,27 @@
 
 GPT-2 and OPT generate through `torch.classes.FasterTransformer.GptOp` (one GPU) or
 `ParallelGptOp` (tensor parallel); T5 encodes through `torch.classes.FasterTransformer.
-T5Encoder`. Weights come from FT's own file layout, converted once per TP degree from the
+T5Encoder` and generates (task seq2seq) through T5Encoder, whose output is the memory of
+`T5Decoding` (greedy, exactly new_tokens: min_length = max_seq_len on v5.3, end_id banned as a
+bad word on v5.2; FT returns whole sequences, so no TTFT/TPOT). Weights come from FT's own file layout, converted once per TP degree from the
 Hugging Face checkpoint by bench.engines.ft_convert into `<models_dir>/<checkpoint>-ft/
 <tp>-gpu/` (fp32 files, exact, one folder for every precision: the op gets them cast to the
 cell's fp32 / fp16 / bf16 at load, as FT's gpt.py does when the file and inference types
 differ).
 
 Tensor parallelism: FT runs one process per GPU, ranked by MPI, and initialises NCCL from MPI
-inside the op (`ftNcclInitialize` checks `MPI_Initialized`). A tp_degree > 1 cell is therefore
-launched in the fastertransformer container as `mpirun -np <tp> python -m bench cell ...`;
-every rank loads its own `.{rank}.bin` files and must issue the same calls in the same order
-(the op's collectives block otherwise). Outside mpirun (OMPI_COMM_WORLD_SIZE unset) such a
-cell is unsupported. MPI must be initialised in this process before the op is built: through
+inside the op (`ftNcclInitialize` checks `MPI_Initialized`). A tp_degree > 1 cell therefore
+runs as `mpirun -np <tp> python -m bench cell ...`, which `bench cell` (and `bench run`)
+starts by itself from any executor (bench.lockstep); every rank loads its own `.{rank}.bin`
+files, and ranks 1..tp-1 repeat each request rank 0 makes, in its order (the op's collectives
+block otherwise). A host without mpirun makes such a cell unsupported, saying so. MPI must be
+initialised in this process before the op is built: through
 torch.distributed's MPI backend when torch has one, else mpi4py (which must link the same MPI
 as the library).
 
 UNTESTED HERE: this module was written without a GPU or a built FasterTransformer. The op
-signatures below follow FT's examples/pytorch/gpt/utils/gpt.py, parallel_gpt.py and
-examples/pytorch/t5/utils/ft_encoder.py as of the v5.3 release (GPT ops with the MoE
+signatures below follow FT's examples/pytorch/gpt/utils/gpt.py, parallel_gpt.py,
+examples/pytorch/t5/utils/ft_encoder.py and ft_decoding.py as of the v5.3 release (GPT ops with the MoE
 arguments expert_num / moe_k / moe_layer_index and one empty MoE gating weight per layer;
 T5Encoder with the MoE and adapter arguments). Because those arguments changed between
 releases, each op is built from a short list of known signatures, newest first, and the first
@@ -42,14 +45,13 @@ from typing import Any
 
 from bench.config import CellConfig
 from bench.engines.base import Capability, Engine, LoadInfo, PrepareInfo, Unsupported
+from bench.lockstep import mpi_world, mpirun_reason, under_mpi
 from bench.tasks import task_of
 
 LIB_ENV = "BENCH_FT_LIB"
 DEFAULT_LIB = "/opt/fastertransformer/lib/libth_transformer.so"
 GPT_FAMILIES = frozenset({"gpt2", "opt"})
 WEIGHT_DTYPE = "fp32"  # of the converted files; cast to the cell's precision at load
-MPI_SIZE_ENV = "OMPI_COMM_WORLD_SIZE"
-MPI_RANK_ENV = "OMPI_COMM_WORLD_RANK"
 
 
 @dataclass(frozen=True)
@@ -68,14 +70,6 @@ def missing_lib_reason(path: Path) -> str:
         f"FasterTransformer's torch op library not found at {path}: build it with "
         "containers/Dockerfile.fastertransformer or set engine.lib_path"
     )
-
-
-def mpi_world() -> tuple[int, int]:
-    """(rank, size) of this process under Open MPI's mpirun; (0, 1) outside it."""
-    size = os.environ.get(MPI_SIZE_ENV)
-    if not size:
-        return 0, 1
-    return int(os.environ.get(MPI_RANK_ENV, "0")), int(size)
 
 
 def ft_folder(models_dir: str, checkpoint: Path, tp: int) -> Path:
@@ -126,14 +120,8 @@ class FasterTransformerEngine(Engine):
         devices=frozenset({"cuda"}),
         families=frozenset({"gpt2", "opt", "t5"}),
         max_tp=None,
-        task_notes=(
-            ("classify_image", "FasterTransformer v5.3's torch ops are text models only"),
-            (
-                "seq2seq",
-                "bench drives only FasterTransformer's T5 encoder op (T5Encoder) so far; its "
-                "encoder-decoder op is not wired up",
-            ),
-        ),
+        tasks=frozenset({"encode", "generate", "seq2seq"}),
+        task_notes=(("classify_image", "FasterTransformer v5.3's torch ops are text models only"),),
     )
 
     @classmethod
@@ -144,8 +132,11 @@ class FasterTransformerEngine(Engine):
         family, task = cell.model.family, cell.model.task
         if family in GPT_FAMILIES and task != "generate":
             return f"engine {cls.name} runs {family} only to generate (GptOp has no plain forward)"
-        if family == "t5" and task != "encode":
-            return f"engine {cls.name} runs t5 only to encode (its T5Encoder op)"
+        if family == "t5" and task not in ("encode", "seq2seq"):
+            return (
+                f"engine {cls.name} runs t5 to encode (T5Encoder) or to generate from the "
+                f"encoder's output (T5Encoder + T5Decoding), not as task {task}"
+            )
         return None
 
     @classmethod
@@ -156,16 +147,17 @@ class FasterTransformerEngine(Engine):
             return missing_lib_reason(lib)
         tp = cell.tp_degree
         if tp > 1:
+            if reason := mpirun_reason(tp):
+                return reason
             _, size = mpi_world()
-            if not os.environ.get(MPI_SIZE_ENV):
-                return (
-                    f"tp_degree={tp}: FasterTransformer runs one MPI rank per GPU; launch the "
-                    f"cell with `mpirun -np {tp}` (in the fastertransformer container); "
-                    f"{MPI_SIZE_ENV} is unset here"
-                )
-            if size != tp:
-                return f"tp_degree={tp} but mpirun started {size} ranks ({MPI_SIZE_ENV})"
+            if under_mpi() and size != tp:
+                return f"tp_degree={tp} but mpirun started {size} ranks"
         return None
+
+    @classmethod
+    def mpi_ranks(cls, cell: CellConfig) -> int:
+        """One rank per GPU for tensor parallelism (bench.lockstep launches them)."""
+        return cell.tp_degree if cell.tp_degree > 1 else 1
 
     def __init__(self, cell: CellConfig) -> None:
         super().__init__(cell)
@@ -175,7 +167,7 @@ class FasterTransformerEngine(Engine):
         self.device: Any = None
         self.rank, self.world = mpi_world()
         self._lock = threading.Lock()  # one FT op instance serves one request at a time
-        self._runtime: dict[tuple[int, int], tuple] = {}  # (batch, new_tokens) -> forward args
+        self._runtime: dict[tuple[Any, int], tuple] = {}  # (batch, new_tokens) -> forward args
 
     # -- prepare ---------------------------------------------------------------------------
 
@@ -253,7 +245,9 @@ class FasterTransformerEngine(Engine):
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
             cell.precision
         ]
-        if cell.model.family == "t5":
+        if cell.model.family == "t5" and cell.model.task == "seq2seq":
+            keep = lambda n: n.startswith(("encoder.", "decoder.", "shared.weight_T", "lm_head."))  # noqa: E731
+        elif cell.model.family == "t5":
             keep = lambda n: n.startswith("encoder.") or n == "shared.weight_T"  # noqa: E731
         else:
             keep = lambda n: n.startswith("model.")  # noqa: E731
@@ -269,11 +263,17 @@ class FasterTransformerEngine(Engine):
         else:
             variants = self._gpt_variants(tensors, empty)
         self.op, self.variant = self._build(variants)
+        labels = [self.variant.label]
+        if cell.model.task == "seq2seq":  # the encoder's output is the decoding op's memory
+            self.decoding, self.decoding_variant = self._build(
+                self._t5_decoding_variants(tensors, dtype)
+            )
+            labels.append(self.decoding_variant.label)
         self.synchronize()
         return LoadInfo(
             device=str(self.device),
             params=self.params,
-            extra={"ft_op": self.variant.label, "tp_rank": self.rank},
+            extra={"ft_op": " + ".join(labels), "tp_rank": self.rank},
         )
 
     @staticmethod
@@ -442,6 +442,120 @@ class FasterTransformerEngine(Engine):
             ),
         ]  # fmt: skip
 
+    def _t5_decoding_variants(self, t: dict[str, Any], dtype: Any) -> list[_Variant]:
+        """T5Decoding's known signatures (v5.3 with adapter arguments, v5.2 without)."""
+        import torch
+
+        scalars, weights = self._t5_decoding_arguments(t, dtype)
+        real, biases, moe_gate, adapters = weights[:16], weights[16:30], weights[30], weights[31:]
+
+        def op() -> Any:  # looked up when built: a library without the class raises then
+            return torch.classes.FasterTransformer.T5Decoding
+
+        return [
+            _Variant(
+                "T5Decoding v5.3 (adapter args, min_length)",
+                lambda: op()(*scalars, 0, "pre", [], *real, *biases, moe_gate, *adapters),
+            ),
+            _Variant(
+                "T5Decoding v5.2 (MoE args; end_id banned as a bad word)",
+                lambda: op()(*scalars, [], *real, *biases, moe_gate),
+                min_length=False,
+            ),
+        ]
+
+    def _t5_decoding_arguments(self, t: dict[str, Any], dtype: Any) -> tuple[tuple, list[Any]]:
+        """T5Decoding's leading scalar arguments and its 39 weights, in ft_decoding.py's
+        FTT5DecodingWeight order: per-layer weights stacked on a new first axis (the fused
+        self-attention qkv [layers, d_model, 3, inner/tp]), the final norm, the embedding
+        [vocab, d_model], lm_head [vocab, d_model], the relative bias [heads/tp, buckets]; then
+        14 bias, 1 MoE-gate and 8 adapter placeholders (no biases, experts or adapters)."""
+        import torch
+
+        d, e = self.ini["decoder"], self.ini["encoder"]
+        layers, heads, d_kv = d.getint("num_layers"), d.getint("num_heads"), d.getint("d_kv")
+        d_model, d_ff, vocab = d.getint("d_model"), d.getint("d_ff"), d.getint("vocab_size")
+        buckets = d.getint("relative_attention_num_buckets_or_max_pos_seq_len")
+        max_distance = d.getint("relative_attention_max_distance", fallback=128)
+        activation = d.get("feed_forward_proj", "relu")
+        # tied (original T5): FT scales the logits by 1/sqrt(d_model), as Hugging Face does
+        tied = d.get("tie_word_embeddings", "True").lower() in ("true", "1")
+        start = d.getint("decoder_start_token_id", fallback=0)  # T5: the pad id
+        end = d.getint("eos_token_id", fallback=1)
+        self.end_id = end
+        gated = self.ini["structure"].get("use_gated_activation", "false") in ("1", "true")
+
+        def placeholder() -> Any:
+            return torch.empty((1, 1), dtype=dtype, device=self.device)
+
+        def stacked(name: str) -> Any:
+            return torch.stack(
+                [t[f"decoder.block.{i}.layer.{name}"] for i in range(layers)]
+            ).contiguous()
+
+        # a tied head is the embedding itself: the converter writes no lm_head file for it
+        head = t.get("lm_head.weight", t["shared.weight_T"])
+        real = [
+            stacked("0.layer_norm.weight"),
+            stacked("0.SelfAttention.qkv.weight"),
+            stacked("0.SelfAttention.o.weight"),
+            stacked("1.layer_norm.weight"),
+            stacked("1.EncDecAttention.q.weight"),
+            stacked("1.EncDecAttention.k.weight"),
+            stacked("1.EncDecAttention.v.weight"),
+            stacked("1.EncDecAttention.o.weight"),
+            stacked("2.layer_norm.weight"),
+            stacked("2.DenseReluDense.wi.weight"),
+            stacked("2.DenseReluDense.wi2.weight") if gated else placeholder(),
+            stacked("2.DenseReluDense.wo.weight"),
+            t["decoder.final_layer_norm.weight"],
+            t["shared.weight_T"],
+            head,
+            t["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"],
+        ]
+        placeholders = [placeholder() for _ in range(14 + 1 + 8)]  # biases, MoE gate, adapters
+        tp, q_scaling = self.cell.tp_degree, 1.0 / d_kv**0.5  # T5 does not scale q.k
+        scalars = (
+            heads, d_kv, d_ff, e.getint("d_model"), d_model, layers, vocab, buckets,
+            0, max_distance, q_scaling, start, end, tp, 1,  # expert_num, ..., tp, pp
+            False, 0, 0, activation, tied,  # t5_with_bias, relative positions, moe_k
+        )  # fmt: skip
+        return scalars, real + placeholders
+
+    def _t5_generate(self, batch: dict[str, Any], new_tokens: int) -> Any:
+        """Encoder, then greedy decoding of exactly new_tokens (min_length = max_seq_len; the
+        v5.2 op has no min_length, so end_id is passed as the one bad word instead): output
+        ids [batch * beam=1 * new_tokens], without the start token."""
+        import torch
+
+        ids, lengths = batch["input_ids"], batch["input_lengths"]
+        variant = self.decoding_variant
+        with self._lock, torch.inference_mode():
+            memory = self.op.forward(ids, lengths, None)
+            if variant.min_length:  # beam, max_seq_len, top_k, top_p, diversity, temperature,
+                # len_penalty, repetition, presence, min_length, seed, memory, lengths, 3 flags,
+                # bad words, stop words
+                out = self.decoding.forward(
+                    1, new_tokens, 1, 0.0, None, 1.0, 0.0, None, None, new_tokens, 0,
+                    memory, lengths, False, False, False, None, None,
+                )  # fmt: skip
+            else:
+                out = self.decoding.forward(
+                    1, new_tokens, 1, 0.0, None, 1.0, 0.0, None, 0,
+                    memory, lengths, False, False, False, self._eos_banned(ids.shape[0]), None,
+                )  # fmt: skip
+        return out[0]
+
+    def _eos_banned(self, batch_size: int) -> Any:
+        """bad_words_list [batch, 2, 1]: the token ids (end_id), then the end offsets (1)."""
+        import torch
+
+        key = ("bad_words", batch_size)
+        if key not in self._runtime:
+            words = torch.tensor([[[self.end_id], [1]]] * batch_size, dtype=torch.int32)
+            self._runtime[key] = (words.to(self.device).contiguous(),)
+        return self._runtime[key][0]
+
     # -- requests --------------------------------------------------------------------------
 
     def _vocab(self) -> int:
@@ -488,8 +602,12 @@ class FasterTransformerEngine(Engine):
         return self._runtime[key]
 
     def generate(self, batch: dict[str, Any], new_tokens: int) -> Any:
-        """GPT-2 / OPT greedy generation: output ids [batch, beam=1, seq_len + new_tokens]."""
+        """GPT-2 / OPT greedy generation: output ids [batch, beam=1, seq_len + new_tokens];
+        T5 (seq2seq): the encoder, then T5Decoding."""
         import torch
+
+        if self.cell.model.family == "t5":
+            return self._t5_generate(batch, new_tokens)
 
         ids, lengths = batch["input_ids"], batch["input_lengths"]
         top_k, top_p, diversity, temp, len_pen, rep_pen, min_len = self._runtime_args(
