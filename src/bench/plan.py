@@ -212,6 +212,9 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
     assert isinstance(resolved, dict)
     instance = instance_from_catalog(catalog_entries(resolved["catalog"]), resolved["instance"])
     price, price_source, pricing = _price(resolved, instance)
+    behind = int((resolved.get("engine") or {}).get("instances") or 1)
+    if behind > 1 and pricing != "override":  # an endpoint served by several instances
+        price, price_source = price * behind, f"{price_source} x {behind} instances"
     cell = cell_from_dict(
         {
             **{k: resolved[k] for k in ("precision", "batch_size", "threads", "tp_degree")},

@@ -145,6 +145,15 @@ def test_bad_http_options_are_one_line_errors() -> None:
         plan_from_overrides(["engine=http", "engine.api=grpc"])
     with pytest.raises(ConfigError, match=r"engine\.url"):
         plan_from_overrides(["engine=http", "engine.url=localhost:8000"])
+    with pytest.raises(ConfigError, match=r"engine\.instances"):
+        plan_from_overrides(["engine=http", "engine.instances=0"])
+    # the price is that of the instances behind the endpoint
+    one, three = (
+        plan_from_overrides(["engine=http", "instance=g5.xlarge", f"engine.instances={n}"]).cells[0]
+        for n in (1, 3)
+    )
+    assert three.price_per_hour == pytest.approx(3 * one.price_per_hour)
+    assert "x 3 instances" in three.price_source
     encoder = plan_from_overrides(["engine=http", "model=bert_tiny"]).cells[0]
     from bench.engines import ENGINES
 

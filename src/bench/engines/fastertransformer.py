@@ -3,12 +3,12 @@
 GPT-2 and OPT generate through `torch.classes.FasterTransformer.GptOp` (one GPU) or
 `ParallelGptOp` (tensor parallel); T5 encodes through `torch.classes.FasterTransformer.
 T5Encoder` and generates (task seq2seq) through T5Encoder, whose output is the memory of
-`T5Decoding` (greedy, exactly new_tokens: min_length = max_seq_len on v5.3, end_id banned as a
-bad word on v5.2; FT returns whole sequences, so no TTFT/TPOT). Weights come from FT's own file layout, converted once per TP degree from the
-Hugging Face checkpoint by bench.engines.ft_convert into `<models_dir>/<checkpoint>-ft/
-<tp>-gpu/` (fp32 files, exact, one folder for every precision: the op gets them cast to the
-cell's fp32 / fp16 / bf16 at load, as FT's gpt.py does when the file and inference types
-differ).
+`T5Decoding` (greedy, exactly new_tokens: min_length = max_seq_len on v5.3, end_id banned as
+a bad word on v5.2; FT returns whole sequences, so no TTFT/TPOT). Weights come from FT's own
+file layout, converted once per TP degree from the Hugging Face checkpoint by
+bench.engines.ft_convert into `<models_dir>/<checkpoint>-ft/<tp>-gpu/` (fp32 files, exact,
+one folder for every precision: the op gets them cast to the cell's fp32 / fp16 / bf16 at
+load, as FT's gpt.py does when the file and inference types differ).
 
 Tensor parallelism: FT runs one process per GPU, ranked by MPI, and initialises NCCL from MPI
 inside the op (`ftNcclInitialize` checks `MPI_Initialized`). A tp_degree > 1 cell therefore
@@ -16,18 +16,18 @@ runs as `mpirun -np <tp> python -m bench cell ...`, which `bench cell` (and `ben
 starts by itself from any executor (bench.lockstep); every rank loads its own `.{rank}.bin`
 files, and ranks 1..tp-1 repeat each request rank 0 makes, in its order (the op's collectives
 block otherwise). A host without mpirun makes such a cell unsupported, saying so. MPI must be
-initialised in this process before the op is built: through
-torch.distributed's MPI backend when torch has one, else mpi4py (which must link the same MPI
-as the library).
+initialised in this process before the op is built: through torch.distributed's MPI backend
+when torch has one, else mpi4py (which must link the same MPI as the library).
 
 UNTESTED HERE: this module was written without a GPU or a built FasterTransformer. The op
-signatures below follow FT's examples/pytorch/gpt/utils/gpt.py, parallel_gpt.py,
-examples/pytorch/t5/utils/ft_encoder.py and ft_decoding.py as of the v5.3 release (GPT ops with the MoE
-arguments expert_num / moe_k / moe_layer_index and one empty MoE gating weight per layer;
-T5Encoder with the MoE and adapter arguments). Because those arguments changed between
-releases, each op is built from a short list of known signatures, newest first, and the first
-one the library accepts is used (its label goes into the row); none accepted raises
-Unsupported with every error.
+signatures below follow FT's examples/pytorch/gpt/utils/gpt.py, parallel_gpt.py and
+examples/pytorch/t5/utils/ft_encoder.py and ft_decoding.py as of the v5.3 release (GPT ops
+with the MoE arguments expert_num / moe_k / moe_layer_index and one empty MoE gating weight
+per layer; T5Encoder and T5Decoding with the MoE and adapter arguments). Because those
+arguments changed between releases, each op is built from a short list of known signatures,
+newest first, and the first one the library accepts is used (its label goes into the row);
+none accepted raises Unsupported with every error. The T5Decoding weights are checked on CPU
+against FT's layout (tests/unit/test_ft_convert.py); the ops themselves never ran here.
 """
 
 from __future__ import annotations

@@ -81,6 +81,8 @@ class HttpOptions:
     # parameters, e.g. '{"return_token_ids": true}' for vLLM without a tokenizer)
     api_key_env: str = ""  # an environment variable holding a bearer token (never the token
     # itself: config and rows are shared; the token stays in the job's environment)
+    instances: int = 1  # instances behind the endpoint: the cell's price is this many times
+    # the instance's (unless price_per_hour is given)
 
 
 class HttpError(RuntimeError):
@@ -101,6 +103,11 @@ def check_extra_json(text: str) -> None:
         extra = None
     if not isinstance(extra, dict):
         raise ConfigError("engine.extra_json", text, "must be a JSON object")
+
+
+def check_instances(count: int) -> None:
+    if count < 1:
+        raise ConfigError("engine.instances", count, "must be an integer >= 1")
 
 
 def check_durations(options: Any, keys: tuple[str, ...]) -> None:
@@ -167,6 +174,7 @@ class HttpEngine(Engine):
             )
         check_extra_json(options.extra_json)
         check_durations(options, ("timeout_s", "ready_timeout_s"))
+        check_instances(options.instances)
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:

@@ -40,6 +40,7 @@ from bench.engines.http import (
     UsageMismatch,
     check_durations,
     check_extra_json,
+    check_instances,
     endpoint_capability,
     merged,
     server_limits_reason,
@@ -62,6 +63,8 @@ class SageMakerOptions:
     target_model: str = ""  # TargetModel: the model of a multi-model endpoint
     extra_json: str = ""  # a JSON object merged into every request body
     describe: bool = True  # DescribeEndpoint at load: InService, variants, instance counts
+    instances: int = 1  # instances behind the endpoint: the cell's price is this many times
+    # the instance's (unless price_per_hour is given); DescribeEndpoint's count is checked
 
 
 class SageMakerEngine(Engine):
@@ -78,6 +81,7 @@ class SageMakerEngine(Engine):
             raise ConfigError("engine.schema", options.schema, "allowed: " + ", ".join(SCHEMAS))
         check_extra_json(options.extra_json)
         check_durations(options, ("timeout_s",))
+        check_instances(options.instances)
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
@@ -165,7 +169,14 @@ class SageMakerEngine(Engine):
             }
             for v in about.get("ProductionVariants") or []
         ]
-        return {"endpoint_status": status, "variants": variants}
+        facts: dict[str, Any] = {"endpoint_status": status, "variants": variants}
+        serving = sum(v["instances"] or 0 for v in variants)
+        if serving and serving != self.options.instances:  # the price counts the option's
+            facts["price_note"] = (
+                f"the endpoint runs {serving} instance(s); the row's price counts "
+                f"engine.instances={self.options.instances}"
+            )
+        return facts
 
     # -- requests --------------------------------------------------------------------------
     def make_batch(self) -> bytes:
