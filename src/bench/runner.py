@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench import devicemem, lockstep, progress, telemetry, threads
+from bench import arrays, devicemem, lockstep, progress, telemetry, threads
 from bench.config import CellConfig
 from bench.devicemem import device_memory
 from bench.engines import ENGINES
@@ -119,9 +119,9 @@ def failure_row(cell: CellConfig, status: str, error_class: str, error: str) -> 
 
 def samples_table(stages: list[LoadResult]) -> pa.Table:
     """Every measured request of every stage, warmup excluded."""
-    columns: list[list[np.ndarray]] = [[] for _ in SAMPLES_SCHEMA]
+    columns: list[list[pa.Array]] = [[] for _ in SAMPLES_SCHEMA]
     for index, r in enumerate(stages):
-        ttft = pa.array(r.ttft_ns, mask=r.ttft_ns < 0)
+        ttft = arrays.array(r.ttft_ns, pa.int64(), mask=r.ttft_ns < 0)
         parts = [
             r.thread,
             r.sent_ns,
@@ -131,8 +131,8 @@ def samples_table(stages: list[LoadResult]) -> pa.Table:
             ttft,
             r.ok,
         ]
-        for column, part in zip(columns, parts, strict=True):
-            column.append(part)
+        for column, part, field in zip(columns, parts, SAMPLES_SCHEMA, strict=True):
+            column.append(part if isinstance(part, pa.Array) else arrays.array(part, field.type))
     return pa.Table.from_arrays(
         [pa.chunked_array(c, type=f.type) for c, f in zip(columns, SAMPLES_SCHEMA, strict=True)],
         schema=SAMPLES_SCHEMA,
