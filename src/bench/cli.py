@@ -161,15 +161,17 @@ def _as_group(find_cell: Callable[[], CellConfig], args: argparse.Namespace) -> 
     if lockstep.under_mpi() and rank == 0:
         return None
     cell = find_cell()
+    engine_class = ENGINES[cell.engine.name]
     if lockstep.under_mpi():
-        return lockstep.follow(cell)
-    ranks = ENGINES[cell.engine.name].mpi_ranks(cell)
+        return lockstep.follow(cell, engine_class)
+    ranks = engine_class.mpi_ranks(cell)
     if ranks < 2 or lockstep.mpirun_reason(ranks):  # no mpirun: the cell says unsupported
         return None
     return lockstep.relaunch(ranks, args.argv)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bench.feasibility import planner_warnings
     from bench.plan import plan_from_overrides
     from bench.runner import run_cell
 
@@ -184,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
 
     progress.begin(progress.CellProgress(None, plan.sweep_id, plan.cells[0].cell_id, ""))
     with stdout_to_stderr():  # the phases too, as they happen
-        result = run_cell(plan.cells[0])
+        result = run_cell(plan.cells[0], planner_warnings)
     print(_printable(result.row))
     return EXIT_OK if result.row["status"] == "ok" else EXIT_CELL_FAILED
 

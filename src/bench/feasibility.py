@@ -265,6 +265,7 @@ def list_price(instance: InstanceSpec, pricing: str) -> float | None:
     return instance.sagemaker_usd_per_hour if pricing == "sagemaker" else instance.usd_per_hour
 
 
-def packed_replicas(instance: InstanceSpec, tp_degree: int) -> int:
-    """Model copies one instance holds: floor(GPUs / TP degree), at least one."""
-    return max(1, math.floor(instance.gpus / tp_degree)) if instance.gpus else 1
+def planner_warnings(cell: CellConfig) -> str | None:
+    """The planner's warnings for a cell that ran (borderline memory, slow int8), joined: a
+    row's `warnings`."""
+    return "; ".join(cell_warnings(cell)) or None

@@ -14,6 +14,7 @@ import posixpath
 from dataclasses import dataclass
 
 from bench import lease, progress
+from bench.feasibility import planner_warnings
 from bench.plan import Plan
 from bench.runner import CellResult, attempt_id, run_cell
 from bench.store import Store, SweepPaths, open_store, row_file
@@ -154,7 +155,7 @@ def run_job(manifest_uri: str, index: int, array: str | None = None) -> JobOutco
         said = progress.CellProgress(store, sweep_id, cell.cell_id, attempt)
         progress.begin(said)
         try:
-            result = run_cell(cell)
+            result = run_cell(cell, planner_warnings)
             result.row["attempt_id"] = attempt  # the lease's id names the files
             progress.enter("write", str(result.row["status"]))
             save_result(store, result)

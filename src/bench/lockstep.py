@@ -177,11 +177,10 @@ def lead(engine: Any) -> Any:
     return engine
 
 
-def follow(cell: Any) -> int:
-    """A follower rank: connect to rank 0, load when it loads, repeat each request it makes,
-    until it stops or leaves. Exit code 0 unless this rank failed to load."""
-    from bench.engines import ENGINES
-
+def follow(cell: Any, engine_class: Any) -> int:
+    """A follower rank: connect to rank 0, load (its own `engine_class(cell)`) when it loads,
+    repeat each request it makes, until it stops or leaves. Exit code 0 unless this rank
+    failed to load."""
     host, port = os.environ[CHANNEL_ENV].rsplit(":", 1)
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
@@ -203,7 +202,7 @@ def follow(cell: Any) -> int:
             if step["step"] == "stop":
                 break
             if step["step"] == "load":
-                engine = ENGINES[cell.engine.name](cell)
+                engine = engine_class(cell)
                 engine.import_libraries()
                 engine.prepare()
                 engine.load()

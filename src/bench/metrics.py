@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from bench import stats
-from bench.config import CellConfig, ScenarioConfig
+from bench.config import CellConfig, ScenarioConfig, packed_replicas
 from bench.engines.base import device_kind
-from bench.feasibility import packed_replicas
 from bench.loadgen import LoadResult
 from bench.tasks import task_of
 

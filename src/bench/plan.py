@@ -31,6 +31,7 @@ from bench.config import (
     flag,
     instance_from_catalog,
 )
+from bench.engines import check_engine
 
 GROUP_AXES = ("model", "engine", "scenario")
 SCALAR_AXES = (
@@ -98,8 +99,14 @@ class Plan:
             store_root=manifest.get("store_root", ""),
             executor=manifest.get("executor", {}),
             force=bool(manifest.get("force", False)),
-            cells=[cell_from_dict(d) for d in manifest["cells"]],
+            cells=[_checked(cell_from_dict(d)) for d in manifest["cells"]],
         )
+
+
+def _checked(cell: CellConfig) -> CellConfig:
+    """A manifest's cell whose engine is registered here and takes its options."""
+    check_engine({"name": cell.engine.name, **cell.engine.options})
+    return cell
 
 
 def _digest(obj: Any, length: int) -> str:
@@ -211,6 +218,7 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     instance = instance_from_catalog(catalog_entries(resolved["catalog"]), resolved["instance"])
+    check_engine(resolved["engine"])  # before anything reads its options
     price, price_source, pricing = _price(resolved, instance)
     behind = int((resolved.get("engine") or {}).get("instances") or 1)
     if behind > 1 and pricing != "override":  # an endpoint served by several instances

@@ -108,11 +108,10 @@ def base_row(cell: CellConfig) -> dict[str, Any]:
 
 
 def failure_row(cell: CellConfig, status: str, error_class: str, error: str) -> dict[str, Any]:
-    """A row for a cell that produced no measurement (used by executors for crashed jobs)."""
+    """A row for a cell that produced no measurement (executors: bench.executors.base.crash_row,
+    which adds the planner's warnings for a cell that ran)."""
     row = base_row(cell)
     row.update(status=status, error_class=error_class, error=error[-MAX_ERROR_CHARS:])
-    if status in ("failed", "timeout"):  # it ran: a borderline estimate may be why it failed
-        row["warnings"] = planner_warnings(cell)
     row["started_at"] = row["finished_at"] = now_utc()
     return row
 
@@ -310,8 +309,12 @@ def unsupported_row(cell: CellConfig, reason: str) -> dict[str, Any]:
     return failure_row(cell, "unsupported", "Unsupported", reason)
 
 
-def run_cell(cell: CellConfig) -> CellResult:
-    """Run one cell in this process; always returns a row."""
+def run_cell(
+    cell: CellConfig, warnings_for: Callable[[CellConfig], str | None] | None = None
+) -> CellResult:
+    """Run one cell in this process; always returns a row. `warnings_for` gives the row's
+    planner warnings (bench.feasibility.planner_warnings: the caller's, since measuring code
+    imports no planning code), asked after measuring: it may import transformers."""
     engine_class = ENGINES[cell.engine.name]
     reason = engine_class.unsupported_reason(cell) or engine_class.host_reason(cell)
     if reason:
@@ -340,13 +343,6 @@ def run_cell(cell: CellConfig) -> CellResult:
             error=str(exc)[:MAX_ERROR_CHARS] or repr(exc),
         )
     row.setdefault("peak_rss_mb", devicemem.peak_rss_mb())  # a failed cell: the process's
-    row["warnings"] = planner_warnings(cell)  # after measuring: it may import transformers
+    row["warnings"] = warnings_for(cell) if warnings_for else None
     row["finished_at"] = now_utc()
     return CellResult(row=row, samples=samples, telemetry=trace)
-
-
-def planner_warnings(cell: CellConfig) -> str | None:
-    """The planner's warnings for a cell that ran (borderline memory, slow int8), joined."""
-    from bench.feasibility import cell_warnings
-
-    return "; ".join(cell_warnings(cell)) or None

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from bench.config import instance_from_catalog
-from bench.feasibility import fit_table, infeasible_reason, packed_replicas
+from bench.config import instance_from_catalog, packed_replicas
+from bench.feasibility import fit_table, infeasible_reason
 from bench.plan import plan_from_overrides
 from tests.conftest import REPO
 

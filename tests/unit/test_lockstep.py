@@ -36,7 +36,9 @@ def _group(monkeypatch: pytest.MonkeyPatch, calls: list[str], fail_on_follower: 
     engine = lockstep.lead(SleepEngine(cell))
     codes: list[int] = []
     follower = threading.Thread(
-        target=lambda: codes.append(lockstep.follow(cell)), name="follower", daemon=True
+        target=lambda: codes.append(lockstep.follow(cell, SleepEngine)),
+        name="follower",
+        daemon=True,
     )
     follower.start()
     return engine, follower, codes

@@ -6,6 +6,9 @@ importing this registry, validating config and running the calibration engines s
 
 from __future__ import annotations
 
+from typing import Any
+
+from bench.config import ConfigError
 from bench.engines.accelerate import AccelerateEngine
 from bench.engines.base import Engine
 from bench.engines.calibration import NullEngine, SleepEngine
@@ -30,4 +33,14 @@ ENGINES: dict[str, type[Engine]] = {
     "sleep": SleepEngine,
 }
 
-__all__ = ["ENGINES", "Engine"]
+
+def check_engine(engine: dict[str, Any]) -> None:
+    """The config's `engine`: a registered name, and options that engine takes (ConfigError
+    naming the key, the value and what is allowed)."""
+    name = engine.get("name")
+    if name not in ENGINES:
+        raise ConfigError("engine", name, "allowed: " + ", ".join(sorted(ENGINES)))
+    ENGINES[name].check_options({k: v for k, v in engine.items() if k != "name"})
+
+
+__all__ = ["ENGINES", "Engine", "check_engine"]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.config import CellConfig
 from bench.plan import Plan
 from bench.store import Store
 
@@ -165,3 +166,15 @@ def handles_for(plan: Plan, submissions: list[Submission]) -> list[JobHandle]:
         for s in submissions
         for i in s.indices
     ]
+
+
+def crash_row(cell: CellConfig, status: str, error_class: str, error: str) -> dict[str, Any]:
+    """The row of a cell whose process died or ran out of time without writing its own: a
+    cell that ran carries the planner's warnings (a borderline estimate may be why)."""
+    from bench.feasibility import planner_warnings
+    from bench.runner import failure_row
+
+    row = failure_row(cell, status, error_class, error)
+    if status in ("failed", "timeout"):
+        row["warnings"] = planner_warnings(cell)
+    return row

@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import json
 import os
+import runpy
 import select
 import signal
 import subprocess
@@ -37,6 +38,9 @@ from typing import IO, Any
 from bench.runner import FORK_SERVER_PRELOAD_VARIABLE
 
 READY_TIMEOUT_S = 300.0
+# what every cell imports, whatever its engine: imported before forking, by name (the server
+# runs the bench program in its children; it does not call into it)
+CELL_MODULES = ("bench.cli", "bench.job", "bench.runner")
 
 
 class ForkServerError(RuntimeError):
@@ -133,9 +137,9 @@ def _child(request: dict[str, Any]) -> None:
         os.close(log)
         os.close(null)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh python's
-        from bench.cli import main
-
-        code = main(list(request["argv"]))
+        # what `python -m bench ARGV` runs (its __main__ raises SystemExit with the code)
+        sys.argv = ["bench", *request["argv"]]
+        runpy.run_module("bench", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -150,11 +154,8 @@ def _child(request: dict[str, Any]) -> None:
 
 def serve(preload: list[str]) -> None:
     started = time.perf_counter()
-    for name in preload:
+    for name in (*preload, *CELL_MODULES):
         importlib.import_module(name)
-    import bench.cli
-    import bench.job
-    import bench.runner  # noqa: F401
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the cell and the sweep
     print(json.dumps({"ready": True, "import_s": time.perf_counter() - started}), flush=True)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 from bench import lease
 from bench.engines import ENGINES
-from bench.executors.base import Executor, JobHandle, ProgressFn
+from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
 from bench.executors.forkserver import ForkServer, ForkServerError
 from bench.job import save_result
 from bench.plan import Plan
 from bench.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
-from bench.runner import CellResult, failure_row
+from bench.runner import CellResult
 from bench.store import Store, SweepPaths, row_file
 
 LOG_TAIL_CHARS = 1500
@@ -133,7 +133,7 @@ class LocalExecutor(Executor):
         else:
             status, error_class = "failed", "CellProcessDied"
             message = f"cell process exited with code {code} and wrote no row; log tail: {tail}"
-        row = failure_row(cell, status, error_class, message)
+        row = crash_row(cell, status, error_class, message)
         row["attempt_id"] = attempt  # its own attempt's file: never over another attempt's row
         save_result(store, CellResult(row=row, samples=None))
         return JobHandle(cell.cell_id, index, status, job_id=attempt, detail=message)
