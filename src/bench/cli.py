@@ -193,7 +193,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _cell(args: argparse.Namespace) -> int:
     from bench.executors import index_from_environment
-    from bench.job import check_manifest_store, run_job
+    from bench.job import run_job
+    from bench.manifest import check_manifest_store
 
     index = args.index if args.index is not None else index_from_environment()
     check_manifest_store(args.manifest)  # unreachable or missing: one line, not 80 s of retries
@@ -414,7 +415,7 @@ def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
 
     import pandas as pd
 
-    from bench.plan import check_sweep_id
+    from bench.manifest import check_sweep_id
     from bench.store import SweepPaths, open_store
 
     if spec.endswith("/aggregated.parquet"):  # a URI the user spelled out: read where it says
@@ -679,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cfg is not None:
             return _print_cfg(args)
         if getattr(args, "sweep_id", None) is not None:  # collect, report, status
-            from bench.plan import check_sweep_id
+            from bench.manifest import check_sweep_id
 
             check_sweep_id(args.sweep_id)  # a path under the store, never outside it
         return HANDLERS[args.verb](args)

@@ -10,39 +10,13 @@ back. Every attempt writes files of its own: no attempt's row is ever written ov
 from __future__ import annotations
 
 import json
-import posixpath
 from dataclasses import dataclass
 
 from bench import lease, progress
 from bench.feasibility import planner_warnings
-from bench.plan import Plan
+from bench.manifest import Plan, manifest_location, read_manifest
 from bench.runner import CellResult, attempt_id, run_cell
-from bench.store import Store, SweepPaths, open_store, row_file
-
-MANIFEST_NAME = "manifest.json"
-
-
-def manifest_location(uri: str) -> tuple[Store, str]:
-    """(store, sweep_id) for a manifest URI `<root>/<sweep_id>/manifest.json`."""
-    if posixpath.basename(uri) != MANIFEST_NAME:
-        raise ValueError(f"--manifest {uri!r} must end in /<sweep_id>/{MANIFEST_NAME}")
-    sweep_dir = posixpath.dirname(uri)
-    return open_store(posixpath.dirname(sweep_dir) or "."), posixpath.basename(sweep_dir)
-
-
-def check_manifest_store(uri: str) -> None:
-    """StoreError in one line when the manifest's store cannot be used (before any retries)."""
-    manifest_location(uri)[0].check()
-
-
-def write_manifest(store: Store, plan: Plan) -> str:
-    paths = SweepPaths(plan.sweep_id)
-    store.write_bytes(paths.manifest, json.dumps(plan.to_manifest(), indent=1).encode())
-    return store.uri(paths.manifest)
-
-
-def read_manifest(store: Store, sweep_id: str) -> Plan:
-    return Plan.from_manifest(json.loads(store.read_bytes(SweepPaths(sweep_id).manifest)))
+from bench.store import Store, SweepPaths, row_file
 
 
 def save_result(store: Store, result: CellResult) -> None:

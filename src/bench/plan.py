@@ -10,13 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
-import json
-import random
-import re
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -32,6 +26,7 @@ from bench.config import (
     instance_from_catalog,
 )
 from bench.engines import check_engine
+from bench.manifest import ORDERS, Plan, _digest, check_sweep_id
 
 GROUP_AXES = ("model", "engine", "scenario")
 SCALAR_AXES = (
@@ -46,82 +41,9 @@ SCALAR_AXES = (
     "seed",
 )
 DOTTED_PREFIXES = ("model.", "engine.", "scenario.")
-MANIFEST_VERSION = 1
-ORDERS = ("manifest", "shuffled")
-SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Keys that do not change what a cell measures, so they stay out of its id.
 _NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat")
 _NOT_IDENTITY_COST = ("price_per_hour", "price_source", "pricing")
-
-
-@dataclass
-class Plan:
-    sweep_id: str
-    grid_name: str
-    axes: dict[str, list[Any]]
-    cells: list[CellConfig]
-    store_root: str = "results"
-    executor: dict[str, Any] = dataclasses.field(default_factory=dict)
-    force: bool = False
-    wait: bool = False  # with a scheduler: block until the jobs finish, then collect
-    run_infeasible: bool = False  # run cells the memory planner rules out
-    order: str = "manifest"  # manifest | shuffled: the order cells are run or submitted in
-
-    def run_order(self, indices: list[int]) -> list[int]:
-        """`indices` in the order to run them: as listed, or shuffled with a seed taken from
-        the sweep id (the same sweep resumes in the same order), so drift over a long sweep
-        (thermals, neighbours, a cache warming) does not line up with any axis."""
-        if self.order != "shuffled":
-            return list(indices)
-        shuffled = list(indices)
-        random.Random(_digest(self.sweep_id, 16)).shuffle(shuffled)
-        return shuffled
-
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "manifest_version": MANIFEST_VERSION,
-            "sweep_id": self.sweep_id,
-            "grid": self.grid_name,
-            "created_at": datetime.now(timezone.utc).isoformat(),
-            "axes": self.axes,
-            "store_root": self.store_root,
-            "executor": self.executor,
-            "force": self.force,  # a job stands down on a cell with an ok row unless forced
-            "cells": [cell.to_dict() for cell in self.cells],
-        }
-
-    @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> Plan:
-        return cls(
-            sweep_id=manifest["sweep_id"],
-            grid_name=manifest.get("grid", ""),
-            axes=manifest.get("axes", {}),
-            store_root=manifest.get("store_root", ""),
-            executor=manifest.get("executor", {}),
-            force=bool(manifest.get("force", False)),
-            cells=[_checked(cell_from_dict(d)) for d in manifest["cells"]],
-        )
-
-
-def _checked(cell: CellConfig) -> CellConfig:
-    """A manifest's cell whose engine is registered here and takes its options."""
-    check_engine({"name": cell.engine.name, **cell.engine.options})
-    return cell
-
-
-def _digest(obj: Any, length: int) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[
-        :length
-    ]
-
-
-def check_sweep_id(sweep_id: Any) -> str:
-    """A sweep id names a folder directly under the store's root: nothing that leaves it."""
-    if not SWEEP_ID_PATTERN.match(str(sweep_id)) or ".." in str(sweep_id):
-        raise ConfigError(
-            "sweep_id", sweep_id, "use letters, digits, '.', '_' and '-' only (no '..')"
-        )
-    return str(sweep_id)
 
 
 def cell_id_for(cell: CellConfig) -> str:

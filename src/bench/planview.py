@@ -19,7 +19,7 @@ from bench.feasibility import (
     infeasible_reason,
 )
 from bench.history import CellOverhead
-from bench.plan import Plan
+from bench.manifest import Plan
 from bench.rows import AXIS_COLUMNS
 
 

@@ -21,8 +21,8 @@ from bench.engines import ENGINES
 from bench.executors import EXECUTORS, Executor, JobHandle
 from bench.executors.base import ProgressFn, read_submissions
 from bench.feasibility import infeasible_reason
-from bench.job import cell_statuses, save_result, write_manifest
-from bench.plan import Plan
+from bench.job import cell_statuses, save_result
+from bench.manifest import Plan, write_manifest
 from bench.progress import CLEAR_LINE
 from bench.runner import CellResult, failure_row, unsupported_row
 from bench.store import Store, SweepPaths, open_store

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.emulator import aws_env
-from bench.job import write_manifest
+from bench.manifest import write_manifest
 from bench.plan import plan_from_overrides
 from bench.store import open_store
 from tests.support.faultproxy import fault_proxy

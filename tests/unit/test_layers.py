@@ -10,6 +10,8 @@ no longer breaks anything, so the list cannot hide a fixed problem either)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -123,6 +125,17 @@ def test_measuring_code_and_engines_import_no_planning_and_config_no_engine() ->
 
 def test_no_import_cycle() -> None:
     assert cycles(graph()) == []
+
+
+def test_a_job_process_loads_no_hydra() -> None:
+    """What `bench cell` imports to read its manifest and run a cell, on any executor."""
+    code = (
+        "import sys, bench.cli, bench.job, bench.runner, bench.engines, bench.executors.local, "
+        "bench.executors.aws_batch, bench.executors.slurm; "
+        "print(sorted(m for m in ('hydra', 'omegaconf') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_checks_catch_what_they_look_for() -> None:

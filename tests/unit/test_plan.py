@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from bench.config import ConfigError, conf_dir
-from bench.plan import Plan, plan_from_overrides
+from bench.manifest import Plan
+from bench.plan import plan_from_overrides
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
 

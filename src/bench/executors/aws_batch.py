@@ -41,7 +41,7 @@ from bench.executors.base import (
     journal_submission,
 )
 from bench.job import write_array_map
-from bench.plan import Plan
+from bench.manifest import Plan
 from bench.store import Store, SweepPaths
 
 MAX_ARRAY_SIZE = 10_000

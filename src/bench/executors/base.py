@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config import CellConfig
-from bench.plan import Plan
+from bench.manifest import Plan
 from bench.store import Store
 
 # The variable each scheduler sets to an array child's index, in the order they are tried.

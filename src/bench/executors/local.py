@@ -25,7 +25,7 @@ from bench.engines import ENGINES
 from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
 from bench.executors.forkserver import ForkServer, ForkServerError
 from bench.job import save_result
-from bench.plan import Plan
+from bench.manifest import Plan
 from bench.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
 from bench.runner import CellResult
 from bench.store import Store, SweepPaths, row_file

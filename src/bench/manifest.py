@@ -1,0 +1,121 @@
+"""A sweep's plan as the jobs read it: the Plan (its cells, executor options, order), its
+manifest JSON, and where a manifest lives in a store. Planning (bench.plan, with Hydra) writes
+it; every job process reads it with this module alone, so a cell's process never imports
+Hydra or OmegaConf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import posixpath
+import random
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from bench.config import CellConfig, ConfigError, cell_from_dict
+from bench.engines import check_engine
+from bench.store import Store, SweepPaths, open_store
+
+MANIFEST_VERSION = 1
+ORDERS = ("manifest", "shuffled")
+SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class Plan:
+    sweep_id: str
+    grid_name: str
+    axes: dict[str, list[Any]]
+    cells: list[CellConfig]
+    store_root: str = "results"
+    executor: dict[str, Any] = dataclasses.field(default_factory=dict)
+    force: bool = False
+    wait: bool = False  # with a scheduler: block until the jobs finish, then collect
+    run_infeasible: bool = False  # run cells the memory planner rules out
+    order: str = "manifest"  # manifest | shuffled: the order cells are run or submitted in
+
+    def run_order(self, indices: list[int]) -> list[int]:
+        """`indices` in the order to run them: as listed, or shuffled with a seed taken from
+        the sweep id (the same sweep resumes in the same order), so drift over a long sweep
+        (thermals, neighbours, a cache warming) does not line up with any axis."""
+        if self.order != "shuffled":
+            return list(indices)
+        shuffled = list(indices)
+        random.Random(_digest(self.sweep_id, 16)).shuffle(shuffled)
+        return shuffled
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "manifest_version": MANIFEST_VERSION,
+            "sweep_id": self.sweep_id,
+            "grid": self.grid_name,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "axes": self.axes,
+            "store_root": self.store_root,
+            "executor": self.executor,
+            "force": self.force,  # a job stands down on a cell with an ok row unless forced
+            "cells": [cell.to_dict() for cell in self.cells],
+        }
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> Plan:
+        return cls(
+            sweep_id=manifest["sweep_id"],
+            grid_name=manifest.get("grid", ""),
+            axes=manifest.get("axes", {}),
+            store_root=manifest.get("store_root", ""),
+            executor=manifest.get("executor", {}),
+            force=bool(manifest.get("force", False)),
+            cells=[_checked(cell_from_dict(d)) for d in manifest["cells"]],
+        )
+
+
+def _checked(cell: CellConfig) -> CellConfig:
+    """A manifest's cell whose engine is registered here and takes its options."""
+    check_engine({"name": cell.engine.name, **cell.engine.options})
+    return cell
+
+
+def _digest(obj: Any, length: int) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[
+        :length
+    ]
+
+
+def check_sweep_id(sweep_id: Any) -> str:
+    """A sweep id names a folder directly under the store's root: nothing that leaves it."""
+    if not SWEEP_ID_PATTERN.match(str(sweep_id)) or ".." in str(sweep_id):
+        raise ConfigError(
+            "sweep_id", sweep_id, "use letters, digits, '.', '_' and '-' only (no '..')"
+        )
+    return str(sweep_id)
+
+
+MANIFEST_NAME = "manifest.json"
+
+
+def manifest_location(uri: str) -> tuple[Store, str]:
+    """(store, sweep_id) for a manifest URI `<root>/<sweep_id>/manifest.json`."""
+    if posixpath.basename(uri) != MANIFEST_NAME:
+        raise ValueError(f"--manifest {uri!r} must end in /<sweep_id>/{MANIFEST_NAME}")
+    sweep_dir = posixpath.dirname(uri)
+    return open_store(posixpath.dirname(sweep_dir) or "."), posixpath.basename(sweep_dir)
+
+
+def check_manifest_store(uri: str) -> None:
+    """StoreError in one line when the manifest's store cannot be used (before any retries)."""
+    manifest_location(uri)[0].check()
+
+
+def write_manifest(store: Store, plan: Plan) -> str:
+    paths = SweepPaths(plan.sweep_id)
+    store.write_bytes(paths.manifest, json.dumps(plan.to_manifest(), indent=1).encode())
+    return store.uri(paths.manifest)
+
+
+def read_manifest(store: Store, sweep_id: str) -> Plan:
+    return Plan.from_manifest(json.loads(store.read_bytes(SweepPaths(sweep_id).manifest)))
