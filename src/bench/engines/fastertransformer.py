@@ -384,15 +384,8 @@ class FasterTransformerEngine(Engine):
         buckets = e.getint("relative_attention_num_buckets_or_max_pos_seq_len")
         max_distance = e.getint("relative_attention_max_distance", fallback=128)
         activation = e.get("feed_forward_proj", "relu")
-        gated = self.ini["structure"].get("use_gated_activation", "false") in ("1", "true")
-
-        def placeholder() -> Any:
-            return torch.empty((1, 1), dtype=dtype, device=self.device)
-
-        def stacked(name: str) -> Any:
-            return torch.stack(
-                [t[f"encoder.block.{i}.layer.{name}"] for i in range(layers)]
-            ).contiguous()
+        gated = self._gated()
+        placeholder, stacked = self._t5_helpers(t, dtype, "encoder", layers)
 
         real = [
             stacked("0.layer_norm.weight"),
@@ -442,6 +435,27 @@ class FasterTransformerEngine(Engine):
             ),
         ]  # fmt: skip
 
+    def _gated(self) -> bool:
+        return self.ini["structure"].get("use_gated_activation", "false") in ("1", "true")
+
+    def _t5_helpers(
+        self, t: dict[str, Any], dtype: Any, stack: str, layers: int
+    ) -> tuple[Callable[[], Any], Callable[[str], Any]]:
+        """(placeholder, stacked) for one T5 stack's op weights: an unused (1, 1) tensor of
+        the weights' dtype (FT checks even unused weights' device and dtype), and a per-layer
+        weight stacked over the stack's layers on a new first axis."""
+        import torch
+
+        def placeholder() -> Any:
+            return torch.empty((1, 1), dtype=dtype, device=self.device)
+
+        def stacked(name: str) -> Any:
+            return torch.stack(
+                [t[f"{stack}.block.{i}.layer.{name}"] for i in range(layers)]
+            ).contiguous()
+
+        return placeholder, stacked
+
     def _t5_decoding_variants(self, t: dict[str, Any], dtype: Any) -> list[_Variant]:
         """T5Decoding's known signatures (v5.3 with adapter arguments, v5.2 without)."""
         import torch
@@ -470,7 +484,6 @@ class FasterTransformerEngine(Engine):
         self-attention qkv [layers, d_model, 3, inner/tp]), the final norm, the embedding
         [vocab, d_model], lm_head [vocab, d_model], the relative bias [heads/tp, buckets]; then
         14 bias, 1 MoE-gate and 8 adapter placeholders (no biases, experts or adapters)."""
-        import torch
 
         d, e = self.ini["decoder"], self.ini["encoder"]
         layers, heads, d_kv = d.getint("num_layers"), d.getint("num_heads"), d.getint("d_kv")
@@ -483,15 +496,8 @@ class FasterTransformerEngine(Engine):
         start = d.getint("decoder_start_token_id", fallback=0)  # T5: the pad id
         end = d.getint("eos_token_id", fallback=1)
         self.end_id = end
-        gated = self.ini["structure"].get("use_gated_activation", "false") in ("1", "true")
-
-        def placeholder() -> Any:
-            return torch.empty((1, 1), dtype=dtype, device=self.device)
-
-        def stacked(name: str) -> Any:
-            return torch.stack(
-                [t[f"decoder.block.{i}.layer.{name}"] for i in range(layers)]
-            ).contiguous()
+        gated = self._gated()
+        placeholder, stacked = self._t5_helpers(t, dtype, "decoder", layers)
 
         # a tied head is the embedding itself: the converter writes no lm_head file for it
         head = t.get("lm_head.weight", t["shared.weight_T"])
