@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from bench.compose import UsageError
@@ -143,14 +143,7 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _job_cell(manifest: str, index: int, array: str | None) -> CellConfig:
-    from bench.job import job_cell
-
-    _, plan, index = job_cell(manifest, index, array)
-    return plan.cells[index]
-
-
-def _as_group(find_cell: Callable[[], CellConfig], args: argparse.Namespace) -> int | None:
+def _as_group(cell: CellConfig, args: argparse.Namespace) -> int | None:
     """A cell whose engine runs as several MPI ranks (bench.lockstep): outside mpirun, this
     command again under `mpirun -np N` (its exit code); a follower rank follows rank 0 (its
     exit code). None: this process runs the cell itself (rank 0, or a one-process cell)."""
@@ -160,7 +153,6 @@ def _as_group(find_cell: Callable[[], CellConfig], args: argparse.Namespace) -> 
     rank, _ = lockstep.mpi_world()
     if lockstep.under_mpi() and rank == 0:
         return None
-    cell = find_cell()
     engine_class = ENGINES[cell.engine.name]
     if lockstep.under_mpi():
         return lockstep.follow(cell, engine_class)
@@ -178,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = plan_from_overrides(args.overrides)
     if len(plan.cells) != 1:
         raise UsageError(f"run takes one cell; these overrides give {len(plan.cells)}: use sweep")
-    if (code := _as_group(lambda: plan.cells[0], args)) is not None:
+    if (code := _as_group(plan.cells[0], args)) is not None:
         return code
     # stdout carries only the row (`bench run ... | jq`): what libraries print while the cell
     # runs (DeepSpeed logs to stdout on import) goes to stderr
@@ -193,14 +185,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _cell(args: argparse.Namespace) -> int:
     from bench.executors import index_from_environment
-    from bench.job import run_job
+    from bench.job import job_cell, run_job
     from bench.manifest import check_manifest_store
 
     index = args.index if args.index is not None else index_from_environment()
     check_manifest_store(args.manifest)  # unreachable or missing: one line, not 80 s of retries
-    if (code := _as_group(lambda: _job_cell(args.manifest, index, args.array), args)) is not None:
+    store, plan, index = job_cell(args.manifest, index, args.array)  # the manifest, read once
+    if (code := _as_group(plan.cells[index], args)) is not None:
         return code
-    outcome = run_job(args.manifest, index, args.array)
+    outcome = run_job(store, plan, index)
     if outcome.result is None:  # stood down: nothing wrong, nothing written
         print(json.dumps({"cell_id": outcome.cell_id, "stood_down": outcome.stood_down}))
         return EXIT_OK

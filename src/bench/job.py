@@ -112,11 +112,10 @@ def job_cell(manifest_uri: str, index: int, array: str | None = None) -> tuple[S
     return store, plan, index
 
 
-def run_job(manifest_uri: str, index: int, array: str | None = None) -> JobOutcome:
-    """Run cell `index` of the manifest (or child `index` of array map `array`) under the
-    cell's lease and store its row, unless another attempt holds the lease or (without force)
-    the cell has an ok row already."""
-    store, plan, index = job_cell(manifest_uri, index, array)
+def run_job(store: Store, plan: Plan, index: int) -> JobOutcome:
+    """Run cell `index` of the plan (as job_cell found it) under the cell's lease and store
+    its row, unless another attempt holds the lease or (without force) the cell has an ok row
+    already."""
     sweep_id = plan.sweep_id
     cell, attempt = plan.cells[index], attempt_id()
     try:

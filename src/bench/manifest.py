@@ -45,7 +45,7 @@ class Plan:
         if self.order != "shuffled":
             return list(indices)
         shuffled = list(indices)
-        random.Random(_digest(self.sweep_id, 16)).shuffle(shuffled)
+        random.Random(digest(self.sweep_id, 16)).shuffle(shuffled)
         return shuffled
 
     def to_manifest(self) -> dict[str, Any]:
@@ -80,7 +80,8 @@ def _checked(cell: CellConfig) -> CellConfig:
     return cell
 
 
-def _digest(obj: Any, length: int) -> str:
+def digest(obj: Any, length: int) -> str:
+    """The first `length` hex digits of the SHA-256 of `obj` as sorted JSON: ids and seeds."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[
         :length
     ]

@@ -26,7 +26,7 @@ from bench.config import (
     instance_from_catalog,
 )
 from bench.engines import check_engine
-from bench.manifest import ORDERS, Plan, _digest, check_sweep_id
+from bench.manifest import ORDERS, Plan, check_sweep_id, digest
 
 GROUP_AXES = ("model", "engine", "scenario")
 SCALAR_AXES = (
@@ -58,7 +58,7 @@ def cell_id_for(cell: CellConfig) -> str:
         f"{cell.model.name}-{cell.engine.name}-{cell.precision}-b{cell.batch_size}"
         f"-t{cell.threads}-tp{cell.tp_degree}-{cell.instance.type}"
     )
-    return f"{prefix}-{_digest(identity, 10)}"
+    return f"{prefix}-{digest(identity, 10)}"
 
 
 def _check_axes(axes: dict[str, Any]) -> dict[str, list[Any]]:
@@ -253,7 +253,7 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
     grid_name = str(base.grid.name)
     sweep_id = base.sweep_id
     if sweep_id is None:
-        sweep_id = f"{grid_name}-{_digest(sorted(seen), 8)}"
+        sweep_id = f"{grid_name}-{digest(sorted(seen), 8)}"
     check_sweep_id(sweep_id)
     cells = [dataclasses.replace(c, sweep_id=str(sweep_id)) for c in cells]
     return Plan(

@@ -167,7 +167,8 @@ class FasterTransformerEngine(Engine):
         self.device: Any = None
         self.rank, self.world = mpi_world()
         self._lock = threading.Lock()  # one FT op instance serves one request at a time
-        self._runtime: dict[tuple[Any, int], tuple] = {}  # (batch, new_tokens) -> forward args
+        self._runtime: dict[tuple[int, int], tuple] = {}  # (batch, new_tokens) -> forward args
+        self._bad_words: dict[int, Any] = {}  # batch size -> end_id as the one bad word
 
     # -- prepare ---------------------------------------------------------------------------
 
@@ -556,11 +557,10 @@ class FasterTransformerEngine(Engine):
         """bad_words_list [batch, 2, 1]: the token ids (end_id), then the end offsets (1)."""
         import torch
 
-        key = ("bad_words", batch_size)
-        if key not in self._runtime:
+        if batch_size not in self._bad_words:
             words = torch.tensor([[[self.end_id], [1]]] * batch_size, dtype=torch.int32)
-            self._runtime[key] = (words.to(self.device).contiguous(),)
-        return self._runtime[key][0]
+            self._bad_words[batch_size] = words.to(self.device).contiguous()
+        return self._bad_words[batch_size]
 
     # -- requests --------------------------------------------------------------------------
 

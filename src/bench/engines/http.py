@@ -381,16 +381,7 @@ class HttpEngine(Engine):
         extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
         if self.options.api == "embeddings":
             return merged({"model": served, "input": prompts}, extra)
-        body: dict[str, Any] = {
-            "model": served,
-            "max_tokens": model.new_tokens,
-            "min_tokens": model.new_tokens,  # vLLM: exactly new_tokens, EOS or not
-            "ignore_eos": True,
-            "temperature": 0.0,
-            "stream": self.options.stream,
-        }
-        if self.options.stream:
-            body["stream_options"] = {"include_usage": True}
+        body = {"model": served, **openai_generation(model.new_tokens, self.options.stream)}
         if self.options.api == "chat":  # one conversation per request (batch_size 1)
             body["messages"] = [{"role": "user", "content": text_prompt(self.cell)}]
         else:
@@ -454,9 +445,8 @@ class HttpEngine(Engine):
                 break
             event = json.loads(data)
             usage = event.get("usage") or usage
-            for choice in event.get("choices") or []:
-                if choice.get("index", 0) == 0 and _has_token(choice):
-                    times.append(time.perf_counter_ns())
+            if first_prompt_token(event):
+                times.append(time.perf_counter_ns())
         response.read()  # the rest of the chunked body, so the connection can be reused
         if not times:
             raise HttpError("the stream carried no token")
@@ -470,6 +460,26 @@ class HttpEngine(Engine):
         got = usage.get("completion_tokens")
         if got is not None and got != asked:
             raise UsageMismatch(f"the server generated {got} tokens, {asked} were asked for")
+
+
+def openai_generation(new_tokens: int, stream: bool) -> dict[str, Any]:
+    """An OpenAI-style request's generation fields: exactly new_tokens, greedy, and with a
+    stream its final usage chunk (the prompt and model fields are the caller's)."""
+    body: dict[str, Any] = {
+        "max_tokens": new_tokens,
+        "min_tokens": new_tokens,  # vLLM: exactly new_tokens, EOS or not
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def first_prompt_token(chunk: dict[str, Any]) -> bool:
+    """An OpenAI stream chunk carrying a token of the first prompt (choice index 0)."""
+    return any(c.get("index", 0) == 0 and _has_token(c) for c in chunk.get("choices") or [])
 
 
 def _has_token(choice: dict[str, Any]) -> bool:

@@ -21,8 +21,8 @@ API with boto3: `invoke_endpoint`, or `invoke_endpoint_with_response_stream` for
   request is a failed request, counted in the row's errors and per ramp stage.
 - load: `DescribeEndpoint` (the control plane; where the role may not call it the row says
   so) must say InService; load_s is that call's time. The endpoint's variants and instance
-  counts go into engine_info: the row's price is the cell's instance (pricing=sagemaker,
-  or price_per_hour=) and covers one instance unless price_per_hour says otherwise.
+  counts go into engine_info: the row's price is the cell's instance (pricing=sagemaker, or
+  price_per_hour=) times `instances`, and a DescribeEndpoint count that differs is noted.
 - `target_model` sends TargetModel (multi-model endpoints, seed 003).
 """
 
@@ -42,7 +42,9 @@ from bench.engines.http import (
     check_extra_json,
     check_instances,
     endpoint_capability,
+    first_prompt_token,
     merged,
+    openai_generation,
     server_limits_reason,
 )
 from bench.tasks import task_of, text_prompt
@@ -136,13 +138,13 @@ class SageMakerEngine(Engine):
         options = self.options
         facts: dict[str, Any] = {
             "endpoint": f"{options.endpoint_name} ({self.region}, schema {options.schema})",
-            "stream": self.options.stream,
+            "stream": options.stream,
             "client": "boto3 sagemaker-runtime, SigV4, no retries",
             "request_timeout_s": self.timeout_s,
         }
-        if self.options.target_model:
-            facts["target_model"] = self.options.target_model
-        if self.options.describe:
+        if options.target_model:
+            facts["target_model"] = options.target_model
+        if options.describe:
             facts.update(self._describe())
         return LoadInfo(device="remote", extra=facts)
 
@@ -189,14 +191,8 @@ class SageMakerEngine(Engine):
         elif self.options.schema == "chat":
             body = {
                 "messages": [{"role": "user", "content": prompts[0]}],
-                "max_tokens": new_tokens,
-                "min_tokens": new_tokens,  # vLLM-backed containers: exactly new_tokens
-                "ignore_eos": True,
-                "temperature": 0.0,
-                "stream": self.options.stream,
+                **openai_generation(new_tokens, self.options.stream),
             }
-            if self.options.stream:
-                body["stream_options"] = {"include_usage": True}
         else:
             body = {
                 "inputs": prompts[0] if len(prompts) == 1 else prompts,
@@ -286,12 +282,7 @@ def _carries_token(event: dict[str, Any]) -> bool:
     token = event.get("token")
     if isinstance(token, dict):
         return not token.get("special", False)
-    for choice in event.get("choices") or []:
-        if choice.get("index", 0) == 0 and (
-            choice.get("text") or (choice.get("delta") or {}).get("content")
-        ):
-            return True
-    return False
+    return first_prompt_token(event)
 
 
 def _reported_tokens(answer: Any) -> int | None:
