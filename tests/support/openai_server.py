@@ -139,6 +139,18 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def check_streamed_row(row: dict[str, Any]) -> None:
+    """A row measured against a test server run with `--first-token-ms 20 --token-ms 4`
+    (opt_tiny: 8 tokens): ok, no failed request, TTFT and TPOT at that truth, and the P50
+    latency they add up to."""
+    assert row["status"] == "ok", row.get("error")
+    assert row["device"] == "remote" and row["errors"] == 0
+    assert 20 <= row["ttft_ms_p50"] < 40
+    assert 4 <= row["tpot_ms_p50"] < 8
+    e2e = row["ttft_ms_p50"] + (row["new_tokens"] - 1) * row["tpot_ms_p50"]
+    assert abs(row["latency_ms_p50"] - e2e) <= 0.25 * e2e, (row["latency_ms_p50"], e2e)
+
+
 def arguments(description: str) -> argparse.ArgumentParser:
     """The options every test server here takes: timing, faults, port, startup."""
     parser = argparse.ArgumentParser(description=description)
