@@ -3,7 +3,7 @@
 For one configuration: measure its service times (`--input open_loop`, the default: an open
 loop at half the capacity a closed loop calibrates, each request's time from send to
 completion; `--input latency`: the closed loop's latencies), ask the model the highest
-Poisson arrival rate one replica takes with its P99 under the SLA (`bench.capacity.
+Poisson arrival rate one replica takes with its P99 under the SLA (`bench.results.capacity.
 replica_rate`, M/G/c over those service times), then run the `open_loop` scenario at that rate
 and at `--over` x it, and print each run's P99 with its interval and n.
 
@@ -31,9 +31,9 @@ import argparse
 
 import numpy as np
 
-from bench.capacity import replica_rate
-from bench.compare import sample_latencies
 from bench.plan import plan_from_overrides
+from bench.results.capacity import replica_rate
+from bench.results.compare import sample_latencies
 from bench.runner import run_cell
 
 

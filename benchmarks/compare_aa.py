@@ -2,7 +2,7 @@
 
 Runs `--pairs` A/A pairs (two sweeps of the same sleep-engine configuration, each in its own
 processes, as two CI runs would be) and as many A/B pairs (B's service time `--slowdown`
-longer, 10% by default), compares each pair with `bench.compare.compare`, and prints:
+longer, 10% by default), compares each pair with `bench.results.compare.compare`, and prints:
 - the A/A false-positive rate: the share of (pair, cell, metric) verdicts that are not
   `no significant change`, over P50, P90 and P99 latency (the bootstrap's metrics);
 - the A/B detection rate: the share of P50 and P99 verdicts that are `slower`.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.compare import compare
-from bench.store import SweepPaths, open_store
+from bench.results.compare import compare
+from bench.results.store import SweepPaths, open_store
 
 LATENCY = ["latency_ms_p50", "latency_ms_p90", "latency_ms_p99"]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.compose import UsageError
 from bench.config import ConfigError, add_config_dir
-from bench.store import StoreError
+from bench.results.store import StoreError
 
 if TYPE_CHECKING:
     from bench.config import CellConfig
@@ -106,9 +106,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from bench.collect import summary_text
     from bench.plan import plan_from_overrides
-    from bench.store import SweepPaths, open_store
+    from bench.results.collect import summary_text
+    from bench.results.store import SweepPaths, open_store
     from bench.sweep import run_sweep
 
     plan = plan_from_overrides(args.overrides)
@@ -203,9 +203,9 @@ def _cell(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from bench.collect import collect, summary_text
     from bench.compose import store_root
-    from bench.store import SweepPaths, open_store
+    from bench.results.collect import collect, summary_text
+    from bench.results.store import SweepPaths, open_store
 
     # `format=csv|json`: the aggregate also as aggregated.csv / .json, for tools without Parquet
     exports = [o for o in args.overrides if o.startswith("format=")]
@@ -251,10 +251,10 @@ def export_bytes(table: Any, export: str) -> bytes:
 
 def _plan(args: argparse.Namespace) -> int:
     from bench.compose import compose_one
-    from bench.history import cell_overhead
     from bench.plan import plan_from_overrides
     from bench.planview import format_plan, plan_report
-    from bench.store import open_store
+    from bench.results.history import cell_overhead
+    from bench.results.store import open_store
     from bench.sweep import make_executor
 
     cfg = compose_one(args.overrides)
@@ -304,10 +304,10 @@ def _fit(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.collect import collect
     from bench.compose import compose_one
-    from bench.report import SLA_KEYS, Sla, build_report
-    from bench.store import SweepPaths, open_store
+    from bench.results.collect import collect
+    from bench.results.report import SLA_KEYS, Sla, build_report
+    from bench.results.store import SweepPaths, open_store
 
     # `compare=BASE` (a sweep id or aggregate URI) and `rate=R` add the decision sections
     base_spec = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("compare=")), None)
@@ -349,8 +349,8 @@ def _report(args: argparse.Namespace) -> int:
 def _comparison_section(
     base_spec: str, root: str, store: Any, frame: Any, options: dict[str, float | None]
 ) -> Any:
-    from bench.compare import compare
-    from bench.report_decisions import comparison_section
+    from bench.results.compare import compare
+    from bench.results.report_decisions import comparison_section
 
     base_store, base_id, base = _sweep_rows(base_spec, root)
     threshold = float(options["threshold"] or 0.0)
@@ -361,7 +361,7 @@ def _comparison_section(
 def _fleet_section(
     store: Any, frame: Any, options: dict[str, float | None], p99_ms: float, cfg: Any
 ) -> Any:
-    from bench.report_decisions import fleet_section
+    from bench.results.report_decisions import fleet_section
 
     rate, peak = float(options["rate"] or 0.0), float(options["peak_to_mean"] or 1.0)
     table = _fleet(store, frame, rate, p99_ms, peak, cfg)
@@ -409,7 +409,7 @@ def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
     import pandas as pd
 
     from bench.manifest import check_sweep_id
-    from bench.store import SweepPaths, open_store
+    from bench.results.store import SweepPaths, open_store
 
     if spec.endswith("/aggregated.parquet"):  # a URI the user spelled out: read where it says
         root, sweep_id = spec.removesuffix("/aggregated.parquet").rsplit("/", 1)
@@ -453,8 +453,8 @@ def _verb_options(
 def _compare(args: argparse.Namespace) -> int:
     import io
 
-    from bench.compare import compare, comparison_text
     from bench.compose import compose_one
+    from bench.results.compare import compare, comparison_text
 
     options, rest = _verb_options(args.overrides, COMPARE_OPTIONS)
     threshold = float(options["threshold"] or 0.0)
@@ -476,8 +476,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _capacity(args: argparse.Namespace) -> int:
-    from bench.capacity import fleet_text
     from bench.compose import compose_one
+    from bench.results.capacity import fleet_text
 
     options, rest = _verb_options(args.overrides, CAPACITY_OPTIONS)
     if options["rate"] is None:
@@ -498,8 +498,8 @@ def _capacity(args: argparse.Namespace) -> int:
 
 def _fleet(store: Any, rows: Any, rate: float, p99_ms: float, peak: float, cfg: Any) -> Any:
     """capacity.plan_fleet over a sweep's ok rows and their stored latencies."""
-    from bench.capacity import plan_fleet
-    from bench.compare import cell_latencies
+    from bench.results.capacity import plan_fleet
+    from bench.results.compare import cell_latencies
 
     latencies = {
         # service times: an open-loop cell's samples include its queueing, which the model adds
@@ -526,8 +526,8 @@ def _spot_prices(cfg: Any) -> dict[str, float]:
 
 def _ls(args: argparse.Namespace) -> int:
     from bench.compose import store_root
-    from bench.history import list_sweeps, sweeps_table
-    from bench.store import open_store
+    from bench.results.history import list_sweeps, sweeps_table
+    from bench.results.store import open_store
 
     store = open_store(store_root(args.overrides))
     store.check(writing=False)
@@ -540,10 +540,10 @@ def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from bench import lease, progress
-    from bench.collect import collect
     from bench.compose import compose_one
     from bench.executors.base import read_submissions
-    from bench.store import SweepPaths, open_store
+    from bench.results.collect import collect
+    from bench.results.store import SweepPaths, open_store
     from bench.sweep import make_executor, submissions_table
 
     cfg = compose_one(args.overrides)
@@ -660,8 +660,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.collect import UnreadableCellFile
     from bench.executors.base import SubmissionFailed
+    from bench.results.collect import UnreadableCellFile
 
     try:
         args = _arguments(argv)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from bench import lease, progress
 from bench.feasibility import planner_warnings
 from bench.manifest import Plan, manifest_location, read_manifest
+from bench.results.store import Store, SweepPaths, row_file
 from bench.runner import CellResult, attempt_id, run_cell
-from bench.store import Store, SweepPaths, row_file
 
 
 def save_result(store: Store, result: CellResult) -> None:
-    from bench.rows import rows_to_table
+    from bench.results.schema import rows_to_table
 
     row = result.row
     paths = SweepPaths(row["sweep_id"])

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.store import Store, SweepPaths
+from bench.results.store import Store, SweepPaths
 
 # The executor option that bounds one attempt, per executor (local, aws_batch, slurm): a
 # lease lasts that long plus a margin, since the scheduler has killed the holder by then.

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.config import CellConfig, ConfigError, cell_from_dict
 from bench.engines import check_engine
-from bench.store import Store, SweepPaths, open_store
+from bench.results.store import Store, SweepPaths, open_store
 
 MANIFEST_VERSION = 1
 ORDERS = ("manifest", "shuffled")

@@ -18,9 +18,9 @@ from bench.feasibility import (
     gpu_capacity_gb,
     infeasible_reason,
 )
-from bench.history import CellOverhead
 from bench.manifest import Plan
-from bench.rows import AXIS_COLUMNS
+from bench.results.history import CellOverhead
+from bench.results.schema import AXIS_COLUMNS
 
 
 def _estimate_gb(cell: CellConfig) -> float | None:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from bench.store import Store
+from bench.results.store import Store
 
 PROGRESS_FD_VARIABLE = "BENCH_PROGRESS_FD"
 PROGRESS_LABEL_VARIABLE = "BENCH_PROGRESS_LABEL"  # the sweep's count, e.g. [3/16]

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench import arrays, devicemem, lockstep, progress, telemetry, threads
+from bench import devicemem, lockstep, progress, telemetry, threads
 from bench.config import CellConfig
 from bench.devicemem import device_memory
 from bench.engines import ENGINES
@@ -34,7 +34,8 @@ from bench.engines.base import Engine, Unsupported
 from bench.environment import host_facts
 from bench.loadgen import LoadResult
 from bench.metrics import summarize
-from bench.rows import SAMPLES_SCHEMA, SCHEMA_VERSION
+from bench.results import arrow
+from bench.results.schema import SAMPLES_SCHEMA, SCHEMA_VERSION
 from bench.scenarios import Measured, request_for, run_capacity, run_scenario
 from bench.tasks import image_size, task_of
 
@@ -120,7 +121,7 @@ def samples_table(stages: list[LoadResult]) -> pa.Table:
     """Every measured request of every stage, warmup excluded."""
     columns: list[list[pa.Array]] = [[] for _ in SAMPLES_SCHEMA]
     for index, r in enumerate(stages):
-        ttft = arrays.array(r.ttft_ns, pa.int64(), mask=r.ttft_ns < 0)
+        ttft = arrow.array(r.ttft_ns, pa.int64(), mask=r.ttft_ns < 0)
         parts = [
             r.thread,
             r.sent_ns,
@@ -131,7 +132,7 @@ def samples_table(stages: list[LoadResult]) -> pa.Table:
             r.ok,
         ]
         for column, part, field in zip(columns, parts, SAMPLES_SCHEMA, strict=True):
-            column.append(part if isinstance(part, pa.Array) else arrays.array(part, field.type))
+            column.append(part if isinstance(part, pa.Array) else arrow.array(part, field.type))
     return pa.Table.from_arrays(
         [pa.chunked_array(c, type=f.type) for c, f in zip(columns, SAMPLES_SCHEMA, strict=True)],
         schema=SAMPLES_SCHEMA,

@@ -15,7 +15,6 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from bench import lease
-from bench.collect import Collected, collect
 from bench.config import ConfigError
 from bench.engines import ENGINES
 from bench.executors import EXECUTORS, Executor, JobHandle
@@ -24,8 +23,9 @@ from bench.feasibility import infeasible_reason
 from bench.job import cell_statuses, save_result
 from bench.manifest import Plan, write_manifest
 from bench.progress import CLEAR_LINE
+from bench.results.collect import Collected, collect
+from bench.results.store import Store, SweepPaths, open_store
 from bench.runner import CellResult, failure_row, unsupported_row
-from bench.store import Store, SweepPaths, open_store
 
 PLANNER_ATTEMPT = "planner"  # the attempt id of rows the planner writes (nothing was run)
 

@@ -224,6 +224,6 @@ def table(samples: list[Sample]) -> Any:
             host = (s.t_ns, index if s.gpus else -1, s.cpus_busy, s.own_cpus, s.steal_share)
             for key, value in zip(rows, (*host, *reading), strict=True):
                 rows[key].append(value)
-    from bench.arrays import table  # from buffers: a cell never imports pandas
+    from bench.results.arrow import table  # from buffers: a cell never imports pandas
 
     return table(rows, schema)

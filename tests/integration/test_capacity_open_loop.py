@@ -4,9 +4,9 @@ rate does not (benchmarks/capacity_check.py does the same for a real CPU model).
 
 from __future__ import annotations
 
-from bench.capacity import replica_rate
-from bench.compare import sample_latencies
 from bench.plan import plan_from_overrides
+from bench.results.capacity import replica_rate
+from bench.results.compare import sample_latencies
 from bench.runner import run_cell
 
 SLA_MS = 30.0

@@ -15,7 +15,7 @@ import pytest
 from bench.emulator import aws_env
 from bench.manifest import write_manifest
 from bench.plan import plan_from_overrides
-from bench.store import open_store
+from bench.results.store import open_store
 from tests.support.faultproxy import fault_proxy
 
 pytestmark = pytest.mark.aws
@@ -112,7 +112,7 @@ def test_32_concurrent_writers_all_land(s3_root: str) -> None:
     ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 32, errors
-    from bench.collect import collect
+    from bench.results.collect import collect
 
     collected = collect(store, "writers")
     assert collected.table.num_rows == 32 and not collected.missing and not collected.unreadable
@@ -172,9 +172,9 @@ def test_s3_checkpoint_is_downloaded_once_and_timed(bench_cli, s3_root, tmp_path
 
 def test_collect_on_s3_reads_every_file_in_one_scan(s3_root: str, monkeypatch) -> None:
     pytest.importorskip("polars")
-    import bench.collect as collector
-    from bench.rows import ROW_SCHEMA, SCHEMA_VERSION, rows_to_table
-    from bench.store import SweepPaths, open_store
+    import bench.results.collect as collector
+    from bench.results.schema import ROW_SCHEMA, SCHEMA_VERSION, rows_to_table
+    from bench.results.store import SweepPaths, open_store
 
     store, paths = open_store(s3_root), SweepPaths("scan")
     for i in range(3):
@@ -200,8 +200,8 @@ def test_collect_on_s3_reads_every_file_in_one_scan(s3_root: str, monkeypatch) -
 def test_ls_lists_the_sweeps_in_a_bucket(s3_root: str) -> None:
     import json
 
-    from bench.history import list_sweeps
-    from bench.store import SweepPaths, open_store
+    from bench.results.history import list_sweeps
+    from bench.results.store import SweepPaths, open_store
 
     store = open_store(s3_root)
     for name, created in (("old", "2026-01-01T00:00:00+00:00"), ("new", "2026-02-01T00:00:00")):

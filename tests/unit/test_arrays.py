@@ -1,4 +1,4 @@
-"""bench.arrays builds the same arrays as pyarrow's converters, without importing pandas."""
+"""bench.results.arrow builds the same arrays as pyarrow's converters, without importing pandas."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bench import arrays
-from bench.rows import ROW_SCHEMA, rows_to_table
+from bench.results import arrow
+from bench.results.schema import ROW_SCHEMA, rows_to_table
 
 UTC = dt.timezone.utc
 
@@ -32,22 +32,22 @@ UTC = dt.timezone.utc
     ],
 )
 def test_the_same_array_as_pyarrows_converter(type_, values) -> None:
-    built = arrays.array(values, type_)
+    built = arrow.array(values, type_)
     built.validate(full=True)
     assert built.equals(pa.array(values, type=type_)), (built, values)
 
 
 def test_numpy_values_and_a_mask() -> None:
-    got = arrays.array(np.array([5, -1, 7]), pa.int64(), mask=np.array([False, True, False]))
+    got = arrow.array(np.array([5, -1, 7]), pa.int64(), mask=np.array([False, True, False]))
     assert got.to_pylist() == [5, None, 7]
-    assert arrays.array(np.array([True, False]), pa.bool_()).to_pylist() == [True, False]
+    assert arrow.array(np.array([True, False]), pa.bool_()).to_pylist() == [True, False]
 
 
 def test_wrong_values_are_refused() -> None:
     with pytest.raises(TypeError, match="string column"):
-        arrays.array([1, 2], pa.string())
+        arrow.array([1, 2], pa.string())
     with pytest.raises(TypeError, match="no buffer builder"):
-        arrays.array([[1]], pa.list_(pa.int64()))
+        arrow.array([[1]], pa.list_(pa.int64()))
 
 
 def test_a_row_table_round_trips_and_the_process_never_imports_pandas() -> None:
@@ -57,7 +57,7 @@ def test_a_row_table_round_trips_and_the_process_never_imports_pandas() -> None:
     assert table.to_pylist()[0]["latency_ms_p50"] == 1.25
     assert table.column("error").null_count == 1
     code = (
-        "import sys; from bench.rows import rows_to_table; "
+        "import sys; from bench.results.schema import rows_to_table; "
         "rows_to_table([{'cell_id': 'c', 'n': 1}]); print('pandas' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -7,7 +7,7 @@ import json
 
 from bench.executors.aws_batch import MAX_ARRAY_SIZE, AwsBatchExecutor, _chunks
 from bench.plan import plan_from_overrides
-from bench.store import LocalStore
+from bench.results.store import LocalStore
 
 
 class FakeBatch:

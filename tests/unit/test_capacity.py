@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.capacity import (
+from bench.results.capacity import (
     fleet_text,
     md1_p99,
     mdc_wait_cdf,

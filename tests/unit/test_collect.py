@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from bench.collect import UnreadableCellFile, collect, summary_text
-from bench.rows import ROW_SCHEMA, conform, rows_to_table
-from bench.store import LocalStore, SweepPaths
+from bench.results.collect import UnreadableCellFile, collect, summary_text
+from bench.results.schema import ROW_SCHEMA, conform, rows_to_table
+from bench.results.store import LocalStore, SweepPaths
 
 SWEEP = "s1"
 PATHS = SweepPaths(SWEEP)
@@ -287,7 +287,7 @@ def test_a_parquet_file_that_is_not_a_bench_row_is_named_and_skipped(store):
 
 def test_a_clean_local_store_is_read_in_one_scan_not_file_by_file(store, monkeypatch):
     pytest.importorskip("polars")
-    import bench.collect as collector
+    import bench.results.collect as collector
 
     _manifest(store, ["a", "b"])
     _attempt(store, _row("a", 0))
@@ -303,7 +303,7 @@ def test_a_clean_local_store_is_read_in_one_scan_not_file_by_file(store, monkeyp
 
 def _reads(monkeypatch) -> list[list[str]]:
     """Record the files each collect decodes (the cache's whole point is that it is few)."""
-    import bench.collect as collector
+    import bench.results.collect as collector
 
     calls: list[list[str]] = []
     real = collector._read_all
@@ -373,7 +373,7 @@ def test_ls_lists_the_sweeps_newest_first_with_their_rows(store, tmp_path):
     import subprocess
     import sys
 
-    from bench.history import list_sweeps
+    from bench.results.history import list_sweeps
 
     _manifest(store, ["a", "b"])
     _attempt(store, _row("a", 0))

@@ -19,7 +19,7 @@ import pytest
 from bench import cli
 from bench.compose import UsageError, compose_many
 from bench.config import CONFIG_GROUPS, ConfigError
-from bench.schema_doc import columns_markdown
+from bench.results.schema_doc import columns_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -182,7 +182,7 @@ def command_problems(text: str) -> list[str]:
     problems: list[str] = []
     to_compose: list[tuple[str, list[str], list[str]]] = []  # (line, overrides, keys to look up)
     for line, words in bench_commands(text):
-        if words[0] != "bench":  # `python -m bench.schema_doc`
+        if words[0] != "bench":  # `python -m bench.results.schema_doc`
             if importlib.util.find_spec(words[0]) is None:
                 problems.append(f"{line}: no module {words[0]}")
             continue
@@ -270,7 +270,7 @@ def make_problems(text: str, targets: set[str]) -> list[str]:
 
 def test_columns_page_is_the_schema():
     assert (DOCS / "columns.md").read_text() == columns_markdown(), (
-        "docs/columns.md differs from src/bench/rows.py's schema: run `make docs`"
+        "docs/columns.md differs from src/bench/results/schema.py's schema: run `make docs`"
     )
 
 

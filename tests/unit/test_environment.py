@@ -19,7 +19,7 @@ from bench.environment import (
     parse_torch_cuda,
     physical_cores,
 )
-from bench.rows import COLUMN_NAMES
+from bench.results.schema import COLUMN_NAMES
 
 
 @pytest.fixture(autouse=True)

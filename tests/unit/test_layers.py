@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 MEASURE = {
     "bench.runner", "bench.scenarios", "bench.loadgen", "bench.admission", "bench.metrics",
     "bench.stats", "bench.devicemem", "bench.environment", "bench.models", "bench.telemetry",
-    "bench.lockstep", "bench.threads", "bench.progress", "bench.arrays",
+    "bench.lockstep", "bench.threads", "bench.progress", "bench.results.arrow",
 }  # fmt: skip
 PLANNING = {
     "bench.plan", "bench.planview", "bench.feasibility", "bench.memory", "bench.prices",

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from bench import lease
-from bench.store import LocalStore, SweepPaths
+from bench.results.store import LocalStore, SweepPaths
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.report import build_report, pareto_front, recommend, repeat_spread
+from bench.results.report import build_report, pareto_front, recommend, repeat_spread
 
 
 def _frame() -> pd.DataFrame:
@@ -153,7 +153,7 @@ def test_an_unbounded_or_unstable_row_is_never_the_recommendation_while_a_sure_o
 
 
 def test_when_nothing_meets_the_sla_the_nearest_miss_is_named_with_the_gap():
-    from bench.report import nearest_misses
+    from bench.results.report import nearest_misses
 
     frame = _frame().assign(verdict="stable")
     frame["latency_ms_p99_hi"] = frame["latency_ms_p99"] * 1.1
@@ -166,7 +166,7 @@ def test_when_nothing_meets_the_sla_the_nearest_miss_is_named_with_the_gap():
 
 
 def _comparison(changes: dict[int, float]) -> Any:
-    from bench.compare import Comparison
+    from bench.results.compare import Comparison
 
     records = []
     for batch, change in changes.items():
@@ -186,7 +186,7 @@ def _comparison(changes: dict[int, float]) -> Any:
 
 
 def test_the_comparison_section_says_regressions_per_cell_and_draws_them():
-    from bench.report_decisions import comparison_section
+    from bench.results.report_decisions import comparison_section
 
     section = comparison_section(_comparison({1: 0.10, 8: 0.0}), "base", threshold=0.05)
     text = "\n\n".join(section.markdown)
@@ -200,8 +200,8 @@ def test_the_comparison_section_says_regressions_per_cell_and_draws_them():
 def test_the_fleet_section_names_the_cheapest_fleet_and_plots_the_bill():
     import numpy as np
 
-    from bench.capacity import plan_fleet
-    from bench.report_decisions import fleet_section
+    from bench.results.capacity import plan_fleet
+    from bench.results.report_decisions import fleet_section
 
     rows = _frame().assign(
         cell_id=lambda f: [f"c{i}" for i in range(len(f))],
@@ -248,7 +248,7 @@ def _generation_frame() -> pd.DataFrame:
 
 
 def test_ttft_and_tpot_targets_hold_generation_rows_only():
-    from bench.report import Sla
+    from bench.results.report import Sla
 
     frame = _generation_frame()
     cheapest = recommend(frame, Sla(p99_ms=400.0))
@@ -269,7 +269,7 @@ def test_ttft_and_tpot_targets_hold_generation_rows_only():
 def test_the_throughput_plot_marks_the_recommended_row_even_off_the_best_thread_line():
     """The plot draws the best thread count per batch size; the star is drawn at the
     recommended row wherever it is, with the SLA line (the image is checked to differ)."""
-    from bench.report import plot_throughput_vs_p99
+    from bench.results.report import plot_throughput_vs_p99
 
     frame = _frame().iloc[:5].assign(verdict="stable", latency_ms_p99_hi=None)
     slower = frame.iloc[[1]].assign(threads=2, inferences_per_s=600.0, latency_ms_p99=30.0)

@@ -245,7 +245,7 @@ def test_a_healthy_open_loop_is_stable():
 def test_compare_intervals_hold_no_change_and_find_a_known_shift():
     import numpy as np
 
-    from bench.compare import latency_change
+    from bench.results.compare import latency_change
 
     rng = np.random.default_rng(1)
     # serially dependent latencies: an AR(1) around 5 ms

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from bench.config import ConfigError
-from bench.store import LocalStore, RowFile, StoreError, SweepPaths, open_store, row_file
+from bench.results.store import LocalStore, RowFile, StoreError, SweepPaths, open_store, row_file
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.config import CellConfig
 from bench.manifest import Plan
-from bench.store import Store
+from bench.results.store import Store
 
 # The variable each scheduler sets to an array child's index, in the order they are tried.
 INDEX_VARIABLES = ("AWS_BATCH_JOB_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX")

@@ -27,8 +27,8 @@ from bench.executors.forkserver import ForkServer, ForkServerError
 from bench.job import save_result
 from bench.manifest import Plan
 from bench.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
+from bench.results.store import Store, SweepPaths, row_file
 from bench.runner import CellResult
-from bench.store import Store, SweepPaths, row_file
 
 LOG_TAIL_CHARS = 1500
 

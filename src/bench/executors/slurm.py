@@ -35,7 +35,7 @@ from bench.executors.base import (
 )
 from bench.job import write_array_map
 from bench.manifest import Plan
-from bench.store import LocalStore, Store, SweepPaths
+from bench.results.store import LocalStore, Store, SweepPaths
 
 SQUEUE_FAILURES_BEFORE_GIVING_UP = 10
 # What a cell in a container reads from its Slurm task, passed in by name (a name the task

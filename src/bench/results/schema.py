@@ -305,7 +305,7 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
         unknown = set(row) - COLUMN_NAMES
         if unknown:
             raise KeyError(f"not row columns: {sorted(unknown)}")
-    from bench.arrays import table  # from buffers: a cell never imports pandas
+    from bench.results.arrow import table  # from buffers: a cell never imports pandas
 
     return table({name: [row.get(name) for row in rows] for name in ROW_SCHEMA.names}, ROW_SCHEMA)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.capacity import ASSUMPTIONS
-from bench.compare import Comparison
-from bench.report import figure_png, markdown_table
+from bench.results.capacity import ASSUMPTIONS
+from bench.results.compare import Comparison
+from bench.results.report import figure_png, markdown_table
 
 VERDICT_COLOURS = {"faster": "tab:green", "cheaper": "tab:green", "slower": "tab:red"}
 VERDICT_COLOURS |= {"dearer": "tab:red"}  # everything else (no change, insufficient): grey

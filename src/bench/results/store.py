@@ -12,7 +12,7 @@ Stores written before attempts had files of their own hold `cells/<cell_id>.parq
 still collect and resume.
 
 A reader never sees a half-written file: local writes go to a temp file in the same folder
-and are renamed into place; S3 writes are one PUT each (bench.s3). No attempt's file is ever
+and are renamed into place; S3 writes are one PUT each (bench.results.s3). No attempt's file is ever
 written over: an attempt writes its own names, and a lease is only created where there is
 none or replaced where it is still the one its taker read (compare and swap).
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import ConfigError
-from bench.store_base import Store, StoreError
+from bench.results.store_base import Store, StoreError
 
 _UMASK: list[int] = []
 _UMASK_LOCK = threading.Lock()
@@ -199,7 +199,7 @@ def open_store(root: str) -> Store:
     if scheme == "file":
         return LocalStore(root)
     if scheme == "s3":
-        from bench.s3 import S3Store
+        from bench.results.s3 import S3Store
 
         return S3Store(root)
     raise ConfigError(

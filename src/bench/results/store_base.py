@@ -1,5 +1,5 @@
-"""What every results store is (bench.store for the local folder and open_store, bench.s3 for
-S3): files under a root URI addressed by relative paths, atomic writes, compare-and-swap
+"""What every results store is (results.store for the local folder and open_store, results.s3
+for S3): files under a root URI addressed by relative paths, atomic writes, compare-and-swap
 replaces. A module of its own so that a store implementation imports the interface, not the
 module that picks among implementations.
 """

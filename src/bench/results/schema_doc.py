@@ -1,13 +1,14 @@
-"""docs/columns.md from the row schema (bench.rows.COLUMNS), so the page cannot drift from it.
+"""docs/columns.md from the row schema (bench.results.schema.COLUMNS), so the page cannot
+drift from it.
 
-    python -m bench.schema_doc > docs/columns.md      (or `make docs`)
+    python -m bench.results.schema_doc > docs/columns.md      (or `make docs`)
 
 tests/unit/test_docs.py fails when the committed page differs from what this prints.
 """
 
 from __future__ import annotations
 
-from bench.rows import COLUMNS, SCHEMA_VERSION
+from bench.results.schema import COLUMNS, SCHEMA_VERSION
 
 # Characters that would end a table cell or start Markdown markup inside one.
 _ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "*": "\\*", "<": "&lt;"})
@@ -23,8 +24,9 @@ def columns_markdown() -> str:
     lines = [
         "# Result row columns",
         "",
-        "Generated from the row schema in `src/bench/rows.py` by "
-        "`python -m bench.schema_doc > docs/columns.md` (`make docs`); do not edit it by hand.",
+        "Generated from the row schema in `src/bench/results/schema.py` by "
+        "`python -m bench.results.schema_doc > docs/columns.md` (`make docs`); "
+        "do not edit it by hand.",
         "",
         f"Schema version: {SCHEMA_VERSION}. Every row of `aggregated.parquet` and of each "
         f"attempt file under `cells/` has these {len(COLUMNS)} columns, in this order; "

@@ -23,7 +23,7 @@ import json
 import statistics
 from dataclasses import dataclass
 
-from bench.store import Store, SweepPaths
+from bench.results.store import Store, SweepPaths
 
 MAX_SWEEPS = 5  # the most recent sweeps of the executor: today's machine, today's code
 GAP_LIMIT_S = 300.0  # a longer pause between two cells is a resume, not start-up

@@ -32,8 +32,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bench.rows import ROW_SCHEMA, conform
-from bench.store import Store, SweepPaths
+from bench.results.schema import ROW_SCHEMA, conform
+from bench.results.store import Store, SweepPaths
 
 SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
 FILE_COLUMN = "__bench_file"

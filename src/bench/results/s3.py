@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.config import ConfigError
-from bench.store_base import Store, StoreError
+from bench.results.store_base import Store, StoreError
 
 MAX_ATTEMPTS = 10
 CONNECT_CHECK_S = 5.0
