@@ -31,10 +31,10 @@ import argparse
 
 import numpy as np
 
+from bench.measure.runner import run_cell
 from bench.plan import plan_from_overrides
 from bench.results.capacity import replica_rate
 from bench.results.compare import sample_latencies
-from bench.runner import run_cell
 
 
 def measure(overrides: list[str]) -> dict:

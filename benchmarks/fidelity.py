@@ -1,7 +1,7 @@
 """Does bench measure what a plain timing loop measures? The same cell, both ways, alternating.
 
 Pairs of processes, one of each kind, take turns measuring (the other one idle, blocked on its
-stdin): a bench worker that runs the cell through `bench.runner.run_cell`, what `bench run`
+stdin): a bench worker that runs the cell through `bench.measure.runner.run_cell`, what `bench run`
 calls (thread policy, engine imports, load, warmup, the closed loop, the summary), and a
 plain loop that loads the same checkpoint once, runs a few warmup calls, then calls the model
 in `threads` Python threads for the same number of seconds, each call bracketed by
@@ -123,7 +123,7 @@ def fork_after_preload() -> None:
     import importlib
 
     from bench.engines.hf import HFEngine
-    from bench.runner import FORK_SERVER_PRELOAD_VARIABLE
+    from bench.measure.runner import FORK_SERVER_PRELOAD_VARIABLE
 
     for name in HFEngine.preload:
         importlib.import_module(name)
@@ -137,8 +137,8 @@ def fork_after_preload() -> None:
 def run_bench_worker(overrides: list[str]) -> None:
     if os.environ.get("FIDELITY_FORKED"):
         fork_after_preload()
+    from bench.measure.runner import run_cell
     from bench.plan import plan_from_overrides
-    from bench.runner import run_cell
 
     cell = plan_from_overrides(overrides).cells[0]
     out = sys.stdout
@@ -221,13 +221,13 @@ def run_plain_worker(checkpoint: str, threads: int, torch_threads: int, seconds:
 
 def same_process(threads: int, pairs: int, seconds: float, base: list[str] = CELL) -> list[str]:
     """bench's closed loop and the plain loop over one model object, alternating windows."""
-    from bench import threads as thread_policy
     from bench.engines import ENGINES
     from bench.engines.hf import AUTOCAST_DTYPES
-    from bench.loadgen import run_closed_loop
-    from bench.metrics import nearest_rank_ms
+    from bench.measure import threads as thread_policy
+    from bench.measure.loadgen import run_closed_loop
+    from bench.measure.metrics import nearest_rank_ms
+    from bench.measure.scenarios import request_for
     from bench.plan import plan_from_overrides
-    from bench.scenarios import request_for
 
     cell = plan_from_overrides(cell_overrides(threads, seconds, base)).cells[0]
     policy = thread_policy.plan_policy(cell.threads, cell.torch_threads)

@@ -1,4 +1,4 @@
-"""What running a cell as several MPI ranks adds to each request (bench.lockstep).
+"""What running a cell as several MPI ranks adds to each request (bench.measure.lockstep).
 
 The `sleep` calibration engine with a fixed service time, as one process and as a group of
 `--ranks` under mpirun (rank 0 announces each request, every follower sleeps the same time

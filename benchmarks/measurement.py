@@ -19,10 +19,10 @@ import dataclasses
 import json
 
 from bench.engines.calibration import SleepEngine
-from bench.loadgen import run_closed_loop
+from bench.measure.loadgen import run_closed_loop
+from bench.measure.runner import run_cell
+from bench.measure.stats import serial_quantile_interval
 from bench.plan import plan_from_overrides
-from bench.runner import run_cell
-from bench.stats import serial_quantile_interval
 
 
 def coverage(runs: int) -> None:

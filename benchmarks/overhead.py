@@ -17,8 +17,8 @@ import json
 import platform
 import statistics
 
+from bench.measure.runner import run_cell
 from bench.plan import plan_from_overrides
-from bench.runner import run_cell
 
 TARGET_P50_US = 20.0
 

@@ -144,11 +144,11 @@ def stdout_to_stderr() -> Iterator[None]:
 
 
 def _as_group(cell: CellConfig, args: argparse.Namespace) -> int | None:
-    """A cell whose engine runs as several MPI ranks (bench.lockstep): outside mpirun, this
+    """A cell whose engine runs as several MPI ranks (bench.measure.lockstep): outside mpirun, this
     command again under `mpirun -np N` (its exit code); a follower rank follows rank 0 (its
     exit code). None: this process runs the cell itself (rank 0, or a one-process cell)."""
-    from bench import lockstep
     from bench.engines import ENGINES
+    from bench.measure import lockstep
 
     rank, _ = lockstep.mpi_world()
     if lockstep.under_mpi() and rank == 0:
@@ -164,8 +164,8 @@ def _as_group(cell: CellConfig, args: argparse.Namespace) -> int | None:
 
 def _run(args: argparse.Namespace) -> int:
     from bench.feasibility import planner_warnings
+    from bench.measure.runner import run_cell
     from bench.plan import plan_from_overrides
-    from bench.runner import run_cell
 
     plan = plan_from_overrides(args.overrides)
     if len(plan.cells) != 1:
@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         return code
     # stdout carries only the row (`bench run ... | jq`): what libraries print while the cell
     # runs (DeepSpeed logs to stdout on import) goes to stderr
-    from bench import progress
+    from bench.measure import progress
 
     progress.begin(progress.CellProgress(None, plan.sweep_id, plan.cells[0].cell_id, ""))
     with stdout_to_stderr():  # the phases too, as they happen
@@ -539,9 +539,10 @@ def _status(args: argparse.Namespace) -> int:
     import time
     from collections import Counter
 
-    from bench import lease, progress
+    from bench import lease
     from bench.compose import compose_one
     from bench.executors.base import read_submissions
+    from bench.measure import progress
     from bench.results.collect import collect
     from bench.results.store import SweepPaths, open_store
     from bench.sweep import make_executor, submissions_table

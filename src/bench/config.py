@@ -140,7 +140,7 @@ class ScenarioConfig:
     # and equal time blocks (throughput); also the time windows in windows_json
     stable_tolerance: float = 0.10  # a change in level during the window smaller than this
     # share is not drift (a larger one is, when significant)
-    # the engine as a server with limits (bench.admission); None = no limit
+    # the engine as a server with limits (bench.measure.admission); None = no limit
     request_timeout_s: float | None = None  # wait + service past this: the request failed
     server_workers: int | None = None  # requests served at once; the rest wait in line
     max_waiting: int | None = None  # a request finding this many waiting is refused

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from bench import lease, progress
+from bench import lease
 from bench.feasibility import planner_warnings
 from bench.manifest import Plan, manifest_location, read_manifest
+from bench.measure import progress
+from bench.measure.runner import CellResult, attempt_id, run_cell
 from bench.results.store import Store, SweepPaths, row_file
-from bench.runner import CellResult, attempt_id, run_cell
 
 
 def save_result(store: Store, result: CellResult) -> None:

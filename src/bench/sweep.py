@@ -22,10 +22,10 @@ from bench.executors.base import ProgressFn, read_submissions
 from bench.feasibility import infeasible_reason
 from bench.job import cell_statuses, save_result
 from bench.manifest import Plan, write_manifest
-from bench.progress import CLEAR_LINE
+from bench.measure.progress import CLEAR_LINE
+from bench.measure.runner import CellResult, failure_row, unsupported_row
 from bench.results.collect import Collected, collect
 from bench.results.store import Store, SweepPaths, open_store
-from bench.runner import CellResult, failure_row, unsupported_row
 
 PLANNER_ATTEMPT = "planner"  # the attempt id of rows the planner writes (nothing was run)
 

@@ -4,10 +4,10 @@ rate does not (benchmarks/capacity_check.py does the same for a real CPU model).
 
 from __future__ import annotations
 
+from bench.measure.runner import run_cell
 from bench.plan import plan_from_overrides
 from bench.results.capacity import replica_rate
 from bench.results.compare import sample_latencies
-from bench.runner import run_cell
 
 SLA_MS = 30.0
 # one client before a 4 ms server: the SLA (7.5 service times) is met up to about 70% load,

@@ -1,5 +1,5 @@
 """A cell that runs as several MPI ranks, launched for real: `bench run` and a local sweep
-(its fork server's cells) start `mpirun -np N` themselves (bench.lockstep), rank 0 measures
+(its fork server's cells) start `mpirun -np N` themselves (bench.measure.lockstep), rank 0 measures
 and writes one row, the followers repeat its requests and write nothing. The engine is the
 `sleep` calibration engine with `engine.mpi_ranks=2` (FasterTransformer's TP path needs GPUs;
 its launch is this one). Open MPI's mpirun comes from .ci/run (apt: openmpi-bin); without it

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from bench.emulator import aws_env
+from bench.measure.runner import run_cell
 from bench.plan import plan_from_overrides
-from bench.runner import run_cell
 from tests.conftest import REPO
 from tests.support.openai_server import check_streamed_row
 

@@ -19,11 +19,11 @@ import pytest
 from bench.config import ConfigError
 from bench.engines import ENGINES
 from bench.engines.calibration import SleepEngine
-from bench.loadgen import run_closed_loop
+from bench.measure.loadgen import run_closed_loop
+from bench.measure.runner import run_cell
+from bench.measure.scenarios import request_for
+from bench.measure.stats import serial_quantile_interval
 from bench.plan import plan_from_overrides
-from bench.runner import run_cell
-from bench.scenarios import request_for
-from bench.stats import serial_quantile_interval
 
 
 def _cell(*overrides: str, models_dir=None):

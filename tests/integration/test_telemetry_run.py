@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from bench.job import save_result
+from bench.measure.runner import run_cell
 from bench.plan import plan_from_overrides
 from bench.results.store import SweepPaths, open_store
-from bench.runner import run_cell
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
 

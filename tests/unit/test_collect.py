@@ -402,7 +402,7 @@ def test_ls_lists_the_sweeps_newest_first_with_their_rows(store, tmp_path):
 
 
 def test_the_summary_says_how_to_clear_the_percentile_flags(store):
-    from bench import stats
+    from bench.measure import stats
 
     _manifest(store, ["a", "b", "c"])
     _attempt(store, _row("a", 0, percentile_flags=stats.percentile_flags(200, (50, 99), 0.95)))

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import environment
-from bench.environment import (
+from bench.measure.host_facts import (
     GPU_KEYS,
+    NVIDIA_SMI_QUERY,
+    cuda_version,
     gpu_facts,
     host_facts,
     parse_nvidia_smi,
@@ -24,11 +25,11 @@ from bench.results.schema import COLUMN_NAMES
 
 @pytest.fixture(autouse=True)
 def _clear_caches() -> Iterator[None]:
-    environment.gpu_facts.cache_clear()
-    environment.cuda_version.cache_clear()
+    gpu_facts.cache_clear()
+    cuda_version.cache_clear()
     yield
-    environment.gpu_facts.cache_clear()
-    environment.cuda_version.cache_clear()
+    gpu_facts.cache_clear()
+    cuda_version.cache_clear()
 
 
 def fake_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
@@ -67,7 +68,7 @@ def test_fake_receives_the_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     fake_smi(tmp_path, monkeypatch, f'echo "$@" > {args}\necho "A10G, 535.1, 210, 1710, 300"')
     assert gpu_facts()["gpu_count"] == 1
     assert args.read_text().split() == [
-        f"--query-gpu={environment.NVIDIA_SMI_QUERY}",
+        f"--query-gpu={NVIDIA_SMI_QUERY}",
         "--format=csv,noheader,nounits",
     ]
 
@@ -102,7 +103,7 @@ def test_failure_gives_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scr
 
 def test_timeout_gives_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_smi(tmp_path, monkeypatch, "exec sleep 5")
-    monkeypatch.setattr(environment, "NVIDIA_SMI_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("bench.measure.host_facts.NVIDIA_SMI_TIMEOUT_S", 0.2)
     assert gpu_facts() == dict.fromkeys(GPU_KEYS)
 
 
@@ -143,7 +144,7 @@ def test_physical_cores() -> None:
 
 
 def test_physical_cores_falls_back_to_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(environment, "_cpuinfo", lambda: ARM_CPUINFO)
+    monkeypatch.setattr("bench.measure.host_facts._cpuinfo", lambda: ARM_CPUINFO)
     assert host_facts()["cpu_physical_cores"] == os.cpu_count()
 
 
@@ -176,7 +177,7 @@ def test_parse_torch_cuda(text: str, expected: str | None) -> None:
 
 def test_cuda_version_does_not_import_torch() -> None:
     loaded = "torch" in sys.modules
-    environment.cuda_version()
+    cuda_version()
     assert ("torch" in sys.modules) == loaded
 
 

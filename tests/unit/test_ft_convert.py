@@ -20,7 +20,7 @@ from bench.engines.fastertransformer import (  # noqa: E402
     LIB_ENV,
     FasterTransformerEngine,
 )
-from bench.lockstep import MPI_SIZE_ENV  # noqa: E402
+from bench.measure.lockstep import MPI_SIZE_ENV  # noqa: E402
 
 H, HEADS, LAYERS, VOCAB, MAX_POS = 16, 4, 2, 64, 32
 
@@ -500,13 +500,13 @@ def test_unsupported_tasks_and_mpi(opt_cell, tmp_path, monkeypatch) -> None:
     seq2seq = dataclasses.replace(t5, model=dataclasses.replace(t5.model, task="seq2seq"))
     assert _reason(seq2seq) is None  # T5Encoder + T5Decoding
     tp2 = dataclasses.replace(cell, tp_degree=2)
-    # bench cell relaunches itself under mpirun (bench.lockstep): only a host without it says no
+    # bench cell relaunches itself under mpirun (measure.lockstep): only a host without it says no
     assert (
         FasterTransformerEngine.mpi_ranks(tp2) == 2 and FasterTransformerEngine.mpi_ranks(cell) == 1
     )
-    monkeypatch.setattr("bench.lockstep.shutil.which", lambda name: None)
+    monkeypatch.setattr("bench.measure.lockstep.shutil.which", lambda name: None)
     assert "no mpirun" in _reason(tp2)
-    monkeypatch.setattr("bench.lockstep.shutil.which", lambda name: "/usr/bin/mpirun")
+    monkeypatch.setattr("bench.measure.lockstep.shutil.which", lambda name: "/usr/bin/mpirun")
     assert _reason(tp2) is None
     monkeypatch.setenv(MPI_SIZE_ENV, "2")
     assert _reason(tp2) is None

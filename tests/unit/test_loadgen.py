@@ -10,10 +10,10 @@ import pytest
 
 from bench.config import ScenarioConfig
 from bench.engines.calibration import SleepEngine
-from bench.loadgen import run_closed_loop
+from bench.measure.loadgen import run_closed_loop
+from bench.measure.runner import run_cell
 from bench.plan import plan_from_overrides
 from bench.results.schema import SAMPLES_SCHEMA, rows_to_table
-from bench.runner import run_cell
 
 SERVICE_MS = 5.0
 

@@ -1,4 +1,4 @@
-"""bench.lockstep in one process: a leader and a follower thread on loopback, rank variables
+"""bench.measure.lockstep in one process: a leader and a follower thread on loopback, rank variables
 set by hand (the real launch under mpirun is tests/integration/test_lockstep_mpirun.py)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from bench import lockstep
 from bench.emulator import free_port
 from bench.engines.calibration import SleepEngine
+from bench.measure import lockstep
 from bench.plan import plan_from_overrides
 
 
@@ -85,7 +85,7 @@ def test_outside_a_group_the_engine_is_left_alone(monkeypatch):
 
 def test_a_host_without_mpirun_makes_a_group_cell_unsupported(monkeypatch):
     monkeypatch.delenv(lockstep.MPI_SIZE_ENV, raising=False)
-    monkeypatch.setattr("bench.lockstep.shutil.which", lambda name: None)
+    monkeypatch.setattr("bench.measure.lockstep.shutil.which", lambda name: None)
     cell = _cell("engine.mpi_ranks=2")
     assert "no mpirun" in SleepEngine.host_reason(cell)
     assert SleepEngine.host_reason(_cell()) is None  # one process needs no launcher

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.loadgen import LoadResult
-from bench.metrics import (
+from bench.measure.loadgen import LoadResult
+from bench.measure.metrics import (
     latency_summary,
     nearest_rank_ms,
     summarize,

@@ -1,5 +1,5 @@
 """bench.tasks: each task's inputs, units and memory size, and the server limits
-(bench.admission) that make requests fail the way a saturated endpoint's do."""
+(bench.measure.admission) that make requests fail the way a saturated endpoint's do."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.admission import Admission, RequestRefused, RequestTimedOut
 from bench.config import model_from_dict
+from bench.measure.admission import Admission, RequestRefused, RequestTimedOut
 from bench.tasks import AUTO_CLASSES, TASKS, image_size, task_of
 
 

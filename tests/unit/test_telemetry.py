@@ -7,8 +7,15 @@ import time
 
 import pytest
 
-from bench import telemetry
-from bench.telemetry import Sample, Sampler, in_windows, own_cpu_ticks, parse_proc_stat, summary
+from bench.measure import telemetry
+from bench.measure.telemetry import (
+    Sample,
+    Sampler,
+    in_windows,
+    own_cpu_ticks,
+    parse_proc_stat,
+    summary,
+)
 
 STAT = "cpu  100 5 50 800 20 3 2 10 7 0\ncpu0 50 2 25 400 10 1 1 5 3 0\nintr 1 2 3\n"
 

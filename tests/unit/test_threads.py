@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bench import threads
+from bench.measure import threads
 
 
 @pytest.mark.parametrize(

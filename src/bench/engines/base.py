@@ -97,7 +97,7 @@ class Engine(ABC):
 
     @classmethod
     def mpi_ranks(cls, cell: CellConfig) -> int:
-        """How many MPI ranks serve `cell` together (bench.lockstep launches them under
+        """How many MPI ranks serve `cell` together (bench.measure.lockstep launches them under
         mpirun; rank 0 measures, the others repeat its requests): 1 for one process."""
         return 1
 

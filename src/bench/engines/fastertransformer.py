@@ -13,7 +13,7 @@ load, as FT's gpt.py does when the file and inference types differ).
 Tensor parallelism: FT runs one process per GPU, ranked by MPI, and initialises NCCL from MPI
 inside the op (`ftNcclInitialize` checks `MPI_Initialized`). A tp_degree > 1 cell therefore
 runs as `mpirun -np <tp> python -m bench cell ...`, which `bench cell` (and `bench run`)
-starts by itself from any executor (bench.lockstep); every rank loads its own `.{rank}.bin`
+starts by itself from any executor (bench.measure.lockstep); every rank loads its own `.{rank}.bin`
 files, and ranks 1..tp-1 repeat each request rank 0 makes, in its order (the op's collectives
 block otherwise). A host without mpirun makes such a cell unsupported, saying so. MPI must be
 initialised in this process before the op is built: through torch.distributed's MPI backend
@@ -45,7 +45,7 @@ from typing import Any
 
 from bench.config import CellConfig
 from bench.engines.base import Capability, Engine, LoadInfo, PrepareInfo, Unsupported
-from bench.lockstep import mpi_world, mpirun_reason, under_mpi
+from bench.measure.lockstep import mpi_world, mpirun_reason, under_mpi
 from bench.tasks import task_of
 
 LIB_ENV = "BENCH_FT_LIB"
@@ -156,7 +156,7 @@ class FasterTransformerEngine(Engine):
 
     @classmethod
     def mpi_ranks(cls, cell: CellConfig) -> int:
-        """One rank per GPU for tensor parallelism (bench.lockstep launches them)."""
+        """One rank per GPU for tensor parallelism (bench.measure.lockstep launches them)."""
         return cell.tp_degree if cell.tp_degree > 1 else 1
 
     def __init__(self, cell: CellConfig) -> None:
@@ -173,7 +173,7 @@ class FasterTransformerEngine(Engine):
     # -- prepare ---------------------------------------------------------------------------
 
     def prepare(self) -> PrepareInfo:
-        from bench.models import ensure_checkpoint
+        from bench.measure.checkpoints import ensure_checkpoint
 
         cell = self.cell
         got = ensure_checkpoint(cell.model, cell.models_dir, cell.seed)

@@ -210,7 +210,7 @@ class HttpEngine(Engine):
     def prepare(self) -> PrepareInfo:
         if "{checkpoint}" not in self.options.server_command:
             return PrepareInfo()
-        from bench.models import ensure_checkpoint
+        from bench.measure.checkpoints import ensure_checkpoint
 
         got = ensure_checkpoint(self.cell.model, self.cell.models_dir, self.cell.seed)
         self.checkpoint = str(got.folder)

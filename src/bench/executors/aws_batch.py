@@ -124,7 +124,7 @@ class AwsBatchExecutor(Executor):
                 "sharedMemorySize": int(shm) if shm else max(64, memory_mib // SHM_SHARE)
             },
             # BENCH_IMAGE (and its digest when the URI pins one): rows record the image they
-            # ran in (bench.environment.host_facts).
+            # ran in (bench.measure.host_facts.host_facts).
             "environment": [
                 {"name": "PYTHONUNBUFFERED", "value": "1"},
                 {"name": "BENCH_IMAGE", "value": image},

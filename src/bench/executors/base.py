@@ -172,7 +172,7 @@ def crash_row(cell: CellConfig, status: str, error_class: str, error: str) -> di
     """The row of a cell whose process died or ran out of time without writing its own: a
     cell that ran carries the planner's warnings (a borderline estimate may be why)."""
     from bench.feasibility import planner_warnings
-    from bench.runner import failure_row
+    from bench.measure.runner import failure_row
 
     row = failure_row(cell, status, error_class, error)
     if status in ("failed", "timeout"):

@@ -35,12 +35,12 @@ import time
 import traceback
 from typing import IO, Any
 
-from bench.runner import FORK_SERVER_PRELOAD_VARIABLE
+from bench.measure.runner import FORK_SERVER_PRELOAD_VARIABLE
 
 READY_TIMEOUT_S = 300.0
 # what every cell imports, whatever its engine: imported before forking, by name (the server
 # runs the bench program in its children; it does not call into it)
-CELL_MODULES = ("bench.cli", "bench.job", "bench.runner")
+CELL_MODULES = ("bench.cli", "bench.job", "bench.measure.runner")
 
 
 class ForkServerError(RuntimeError):

@@ -26,9 +26,9 @@ from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
 from bench.executors.forkserver import ForkServer, ForkServerError
 from bench.job import save_result
 from bench.manifest import Plan
-from bench.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
+from bench.measure.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
+from bench.measure.runner import CellResult
 from bench.results.store import Store, SweepPaths, row_file
-from bench.runner import CellResult
 
 LOG_TAIL_CHARS = 1500
 

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.measure.stats import min_samples_supported
 from bench.results.schema import AXIS_COLUMNS
 from bench.results.store import Store, SweepPaths
-from bench.stats import min_samples_supported
 
 MATCH_KEYS = (
     *AXIS_COLUMNS,

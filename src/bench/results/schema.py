@@ -251,7 +251,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         pa.int32(),
         "engine=http server mode: how the server the cell started ended (negative: a signal)",
     ),
-    # bench.telemetry: sampled every 0.2 s inside the measured window(s)
+    # bench.measure.telemetry: sampled every 0.2 s inside the measured window(s)
     ("telemetry_samples", pa.int32(), "telemetry samples taken inside the measured window(s)"),
     ("host_cpus_busy_mean", pa.float64(), "CPUs busy during the window, every process (mean)"),
     (

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench import progress, stats
 from bench.config import ScenarioConfig
+from bench.measure import progress, stats
 
 Request = Callable[[], Sequence[int] | None]  # returns token arrival times (ns) or None
 CHECK_INTERVAL_S = 0.5  # how often the coordinator tests whether the intervals are tight ...

@@ -67,7 +67,7 @@ class DeviceMemory:
         return process_anon_mb()
 
 
-def device_memory(device: str) -> DeviceMemory:
+def memory_of(device: str) -> DeviceMemory:
     """The memory of the device `device` names ("cpu", "cuda", "cuda:0")."""
     if device.startswith("cuda"):
         import torch

@@ -1,6 +1,6 @@
 """run_cell(cell) -> one result row (and the raw samples). Never raises past itself.
 
-Order inside a cell: the thread policy (before torch is imported: see bench.threads), the
+Order inside a cell: the thread policy (before torch is imported: see bench.measure.threads), the
 engine's imports and device context (timed: import_s), prepare (checkpoint onto local disk;
 not timed as load), load (timed: load_s), initialize (timed: init_s), make one synthetic
 batch (not timed), warmup + measured window, summarise. Host memory is read after the
@@ -26,17 +26,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench import devicemem, lockstep, progress, telemetry, threads
 from bench.config import CellConfig
-from bench.devicemem import device_memory
 from bench.engines import ENGINES
 from bench.engines.base import Engine, Unsupported
-from bench.environment import host_facts
-from bench.loadgen import LoadResult
-from bench.metrics import summarize
+from bench.measure import device_memory, lockstep, progress, telemetry, threads
+from bench.measure.host_facts import host_facts
+from bench.measure.loadgen import LoadResult
+from bench.measure.metrics import summarize
+from bench.measure.scenarios import Measured, request_for, run_capacity, run_scenario
 from bench.results import arrow
 from bench.results.schema import SAMPLES_SCHEMA, SCHEMA_VERSION
-from bench.scenarios import Measured, request_for, run_capacity, run_scenario
 from bench.tasks import image_size, task_of
 
 MAX_ERROR_CHARS = 2000
@@ -154,7 +153,7 @@ def _load(
     engine.import_libraries()
     import_s = time.perf_counter() - started
     threads.apply_torch_threads(policy)  # torch is loaded now, if the engine uses it
-    rss_after_import = devicemem.rss_mb()
+    rss_after_import = device_memory.rss_mb()
     if first:
         progress.enter("prepare")
     prepared = engine.prepare()
@@ -171,7 +170,7 @@ def _load(
         info["fork_server_preload"] = preloaded  # import_s left out what the server imported
     init_s = time.perf_counter() - started
     if row is not None:
-        rss_after_load = devicemem.rss_mb()
+        rss_after_load = device_memory.rss_mb()
         row.update(
             import_s=import_s,
             rss_after_import_mb=rss_after_import,
@@ -195,15 +194,15 @@ def _load(
 def _start_measuring() -> bool:
     """Loading is over: restart the memory peaks so they describe serving alone. False when
     the kernel would not reset the host's peak."""
-    devicemem.reset_cuda_peaks()
-    return devicemem.reset_peak_rss()
+    device_memory.reset_cuda_peaks()
+    return device_memory.reset_peak_rss()
 
 
 def _memory_columns(host_peak_reset: bool) -> dict[str, Any]:
     """Peaks since _start_measuring: host RSS, and per GPU allocated / reserved / driver."""
-    devices = devicemem.cuda_memory()
+    devices = device_memory.cuda_memory()
     columns: dict[str, Any] = {
-        "peak_rss_mb": devicemem.peak_rss_mb(),
+        "peak_rss_mb": device_memory.peak_rss_mb(),
         "peak_rss_scope": "measurement" if host_peak_reset else "process",
     }
     if devices:
@@ -274,7 +273,9 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
                 engine,
                 row,
                 policy,
-                lambda: base.append(device_memory(getattr(engine, "device", "cpu")).used_mb()),
+                lambda: base.append(
+                    device_memory.memory_of(getattr(engine, "device", "cpu")).used_mb()
+                ),
             )
             host_peak_reset = _start_measuring()
             progress.enter("warmup")
@@ -343,7 +344,7 @@ def run_cell(
             error_class=type(exc).__name__,
             error=str(exc)[:MAX_ERROR_CHARS] or repr(exc),
         )
-    row.setdefault("peak_rss_mb", devicemem.peak_rss_mb())  # a failed cell: the process's
+    row.setdefault("peak_rss_mb", device_memory.peak_rss_mb())  # a failed cell: the process's
     row["warnings"] = warnings_for(cell) if warnings_for else None
     row["finished_at"] = now_utc()
     return CellResult(row=row, samples=samples, telemetry=trace)

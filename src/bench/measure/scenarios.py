@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.admission import Admission, limits_set
 from bench.config import CellConfig, ScenarioConfig
-from bench.devicemem import device_memory, host_available_mb
 from bench.engines.base import Engine
-from bench.loadgen import LoadResult, Request, run_closed_loop, run_open_loop
-from bench.metrics import nearest_rank_ms
+from bench.measure.admission import Admission, limits_set
+from bench.measure.device_memory import host_available_mb, memory_of
+from bench.measure.loadgen import LoadResult, Request, run_closed_loop, run_open_loop
+from bench.measure.metrics import nearest_rank_ms
 from bench.tasks import task_of
 
 
@@ -145,10 +145,10 @@ def run_capacity(
     serve requests across them all. `engine` is the copy already loaded; `base_mb` was in use
     before it."""
     scenario = cell.scenario
-    memory = device_memory(getattr(engine, "device", "cpu"))
+    memory = memory_of(getattr(engine, "device", "cpu"))
     budget = scenario.memory_budget_mb or memory.total_mb
     limit = scenario.memory_threshold * budget
-    host_floor = (1 - scenario.memory_threshold) * device_memory("cpu").total_mb
+    host_floor = (1 - scenario.memory_threshold) * memory_of("cpu").total_mb
 
     def settle(copy: Engine) -> float:
         copy.own_memory()

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from bench import stats
 from bench.config import CellConfig, ScenarioConfig, packed_replicas
 from bench.engines.base import device_kind
-from bench.loadgen import LoadResult
+from bench.measure import stats
+from bench.measure.loadgen import LoadResult
 from bench.tasks import task_of
 
 PERCENTILES = (50, 90, 95, 99)

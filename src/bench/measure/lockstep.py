@@ -170,7 +170,7 @@ def lead(engine: Any) -> Any:
 
     engine.load = load_together
     engine.close = close_all
-    # what a scenario's request calls (bench.scenarios.request_for); generate_timed calls
+    # what a scenario's request calls (bench.measure.scenarios.request_for); generate_timed calls
     # generate inside, so only the outer call is a step
     engine.infer = grouped(engine.infer, "infer")
     engine.generate_timed = grouped(engine.generate_timed, "generate_timed")
