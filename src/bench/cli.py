@@ -17,12 +17,12 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from bench.compose import UsageError
-from bench.config import ConfigError, add_config_dir
+from bench.config.compose import UsageError
+from bench.config.schema import ConfigError, add_config_dir
 from bench.results.store import StoreError
 
 if TYPE_CHECKING:
-    from bench.config import CellConfig
+    from bench.config.schema import CellConfig
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 VERBS_WITH_OVERRIDES = (
@@ -203,7 +203,7 @@ def _cell(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from bench.compose import store_root
+    from bench.config.compose import store_root
     from bench.results.collect import collect, summary_text
     from bench.results.store import SweepPaths, open_store
 
@@ -250,7 +250,7 @@ def export_bytes(table: Any, export: str) -> bytes:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from bench.compose import compose_one
+    from bench.config.compose import compose_one
     from bench.plan import plan_from_overrides
     from bench.planview import format_plan, plan_report
     from bench.results.history import cell_overhead
@@ -273,8 +273,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
 
-    from bench.compose import compose_one
-    from bench.config import instance_from_catalog
+    from bench.config.compose import compose_one
+    from bench.config.schema import instance_from_catalog
     from bench.memory import given_parameters
     from bench.plan import plan_from_overrides
     from bench.planview import fit_rows, format_fit
@@ -304,7 +304,7 @@ def _fit(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.compose import compose_one
+    from bench.config.compose import compose_one
     from bench.results.collect import collect
     from bench.results.report import SLA_KEYS, Sla, build_report
     from bench.results.store import SweepPaths, open_store
@@ -374,7 +374,7 @@ def _prices(args: argparse.Namespace) -> int:
     import boto3
     from omegaconf import OmegaConf
 
-    from bench.config import conf_dir
+    from bench.config.schema import conf_dir
     from bench.prices import PRICING_API_REGION, refresh_catalog, write_catalog
 
     if not args.out:  # the installed package's catalog is never rewritten in place
@@ -437,7 +437,7 @@ def _verb_options(
 ) -> tuple[dict[str, float | None], list[str]]:
     """A verb's own numeric `key=value` options (ranges: key -> (default, low, high)),
     validated, and the overrides left for Hydra."""
-    from bench.config import finite_number
+    from bench.config.schema import finite_number
 
     values = {key: default for key, (default, _, _) in ranges.items()}
     rest = []
@@ -453,7 +453,7 @@ def _verb_options(
 def _compare(args: argparse.Namespace) -> int:
     import io
 
-    from bench.compose import compose_one
+    from bench.config.compose import compose_one
     from bench.results.compare import compare, comparison_text
 
     options, rest = _verb_options(args.overrides, COMPARE_OPTIONS)
@@ -476,7 +476,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _capacity(args: argparse.Namespace) -> int:
-    from bench.compose import compose_one
+    from bench.config.compose import compose_one
     from bench.results.capacity import fleet_text
 
     options, rest = _verb_options(args.overrides, CAPACITY_OPTIONS)
@@ -513,7 +513,7 @@ def _catalog_entries(cfg: Any) -> list[dict[str, Any]]:
     """The composed config's instance types, the user's own (catalog.extra) included."""
     from omegaconf import OmegaConf
 
-    from bench.config import catalog_entries
+    from bench.config.schema import catalog_entries
 
     return catalog_entries(OmegaConf.to_container(cfg.catalog, resolve=True))  # type: ignore[arg-type]
 
@@ -525,7 +525,7 @@ def _spot_prices(cfg: Any) -> dict[str, float]:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from bench.compose import store_root
+    from bench.config.compose import store_root
     from bench.results.history import list_sweeps, sweeps_table
     from bench.results.store import open_store
 
@@ -540,7 +540,7 @@ def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from bench import lease
-    from bench.compose import compose_one
+    from bench.config.compose import compose_one
     from bench.executors.base import read_submissions
     from bench.measure import progress
     from bench.results.collect import collect

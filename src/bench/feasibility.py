@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import CellConfig, InstanceSpec, ModelConfig
+from bench.config.schema import CellConfig, InstanceSpec, ModelConfig
+from bench.config.tasks import task_of
 from bench.memory import Estimate, bytes_per_sequence, estimate
-from bench.tasks import task_of
 
 GB_PER_GIB = 2**30 / 1e9
 NATIVE_LOW_PRECISION_CC = 7.5  # bf16 and int8 tensor cores from compute capability 7.5 on

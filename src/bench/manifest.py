@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from bench.config import CellConfig, ConfigError, cell_from_dict
+from bench.config.schema import CellConfig, ConfigError, cell_from_dict
 from bench.engines import check_engine
 from bench.results.store import Store, SweepPaths, open_store
 

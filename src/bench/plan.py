@@ -15,8 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bench.compose import check_group_choice, compose_many, compose_one
-from bench.config import (
+from bench.config.compose import check_group_choice, compose_many, compose_one
+from bench.config.schema import (
     CellConfig,
     ConfigError,
     InstanceSpec,

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from bench.config import CellConfig, InstanceSpec, ScenarioConfig
+from bench.config.schema import CellConfig, InstanceSpec, ScenarioConfig
 from bench.engines import ENGINES
 from bench.feasibility import (
     FitRow,

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from bench import lease
-from bench.config import ConfigError
+from bench.config.schema import ConfigError
 from bench.engines import ENGINES
 from bench.executors import EXECUTORS, Executor, JobHandle
 from bench.executors.base import ProgressFn, read_submissions

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from bench.config import ConfigError
+from bench.config.schema import ConfigError
 from bench.engines import ENGINES
 from bench.engines.calibration import SleepEngine
 from bench.measure.loadgen import run_closed_loop

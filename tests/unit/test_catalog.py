@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bench.config import ConfigError, instance_from_catalog
+from bench.config.schema import ConfigError, instance_from_catalog
 from bench.executors.base import crash_row
 from bench.feasibility import GB_PER_GIB, cell_warnings, gpu_capacity_gb, infeasible_reason
 from bench.plan import plan_from_overrides
@@ -28,7 +28,7 @@ FAMILIES_2026 = {
 
 @pytest.fixture(scope="module")
 def catalog():
-    from bench.compose import compose_one
+    from bench.config.compose import compose_one
 
     entries = list(compose_one([]).catalog.instances)
     return {e.type: instance_from_catalog(entries, e.type) for e in entries}

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from bench.compose import UsageError
-from bench.config import (
+from bench.config.compose import UsageError
+from bench.config.schema import (
     ConfigError,
     InstanceSpec,
     cell_from_dict,
@@ -322,6 +322,6 @@ def test_a_switch_takes_only_true_or_false(key, value):
     ],
 )
 def test_store_root_fast_path_agrees_with_composing(overrides):
-    from bench.compose import compose_one, store_root
+    from bench.config.compose import compose_one, store_root
 
     assert store_root(overrides) == str(compose_one(overrides).store.root)

@@ -17,8 +17,8 @@ from unittest import mock
 import pytest
 
 from bench import cli
-from bench.compose import UsageError, compose_many
-from bench.config import CONFIG_GROUPS, ConfigError
+from bench.config.compose import UsageError, compose_many
+from bench.config.schema import CONFIG_GROUPS, ConfigError
 from bench.results.schema_doc import columns_markdown
 
 ROOT = Path(__file__).resolve().parents[2]

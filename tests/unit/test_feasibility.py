@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench.config import instance_from_catalog, packed_replicas
+from bench.config.schema import instance_from_catalog, packed_replicas
 from bench.feasibility import fit_table, infeasible_reason
 from bench.plan import plan_from_overrides
 from tests.conftest import REPO
@@ -17,7 +17,7 @@ from tests.conftest import REPO
 
 @pytest.fixture(scope="module")
 def catalog():
-    from bench.compose import compose_one
+    from bench.config.compose import compose_one
 
     entries = list(compose_one([]).catalog.instances)
     return {e.type: instance_from_catalog(entries, e.type) for e in entries}

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from bench.config import CellConfig, EngineConfig, InstanceSpec, cell_from_dict  # noqa: E402
+from bench.config.schema import CellConfig, EngineConfig, InstanceSpec, cell_from_dict  # noqa: E402
 from bench.engines import ft_convert  # noqa: E402
 from bench.engines.base import Unsupported  # noqa: E402
 from bench.engines.fastertransformer import (  # noqa: E402

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.config import ScenarioConfig
+from bench.config.schema import ScenarioConfig
 from bench.engines.calibration import SleepEngine
 from bench.measure.loadgen import run_closed_loop
 from bench.measure.runner import run_cell

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.config import ConfigError, conf_dir
+from bench.config.schema import ConfigError, conf_dir
 from bench.manifest import Plan
 from bench.plan import plan_from_overrides
 

@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from omegaconf import OmegaConf
 
-from bench.config import conf_dir
+from bench.config.schema import conf_dir
 from bench.prices import (
     catalog_yaml,
     on_demand_filters,

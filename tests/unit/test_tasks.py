@@ -1,4 +1,4 @@
-"""bench.tasks: each task's inputs, units and memory size, and the server limits
+"""bench.config.tasks: each task's inputs, units and memory size, and the server limits
 (bench.measure.admission) that make requests fail the way a saturated endpoint's do."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.config import model_from_dict
+from bench.config.schema import model_from_dict
+from bench.config.tasks import AUTO_CLASSES, TASKS, image_size, task_of
 from bench.measure.admission import Admission, RequestRefused, RequestTimedOut
-from bench.tasks import AUTO_CLASSES, TASKS, image_size, task_of
 
 
 def _model(task: str, **extra):
@@ -27,7 +27,7 @@ def _cell(model, batch_size=3, seed=0):
 
 
 def test_every_task_is_in_the_config_and_auto_classes_are_unique():
-    from bench import config
+    from bench.config import schema as config
 
     assert tuple(TASKS) == config.TASKS
     assert len(AUTO_CLASSES) == len(set(AUTO_CLASSES))

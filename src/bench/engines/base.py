@@ -16,8 +16,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bench.config import CellConfig, ConfigError
-from bench.tasks import TASKS
+from bench.config.schema import CellConfig, ConfigError
+from bench.config.tasks import TASKS
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Capability:
     devices: frozenset[str]  # "cpu", "cuda"
     families: frozenset[str] | None = None  # None: any transformers architecture
     max_tp: int | None = 1  # None: any TP degree
-    tasks: frozenset[str] = frozenset({"encode", "generate"})  # keys of bench.tasks.TASKS
+    tasks: frozenset[str] = frozenset({"encode", "generate"})  # keys of bench.config.tasks.TASKS
     # why a task outside `tasks` is not run (the unsupported row says it), when known
     task_notes: tuple[tuple[str, str], ...] = ()
 
@@ -187,7 +187,7 @@ class Engine(ABC):
 
     @abstractmethod
     def make_batch(self) -> Any:
-        """One request's inputs, as the cell's task (bench.tasks) makes them."""
+        """One request's inputs, as the cell's task (bench.config.tasks) makes them."""
 
     @abstractmethod
     def infer(self, batch: Any) -> Any:

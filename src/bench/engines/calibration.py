@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import CellConfig, ConfigError
+from bench.config.schema import CellConfig, ConfigError
 from bench.engines.base import Engine, LoadInfo
 
 

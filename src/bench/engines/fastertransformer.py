@@ -43,10 +43,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.config import CellConfig
+from bench.config.schema import CellConfig
+from bench.config.tasks import task_of
 from bench.engines.base import Capability, Engine, LoadInfo, PrepareInfo, Unsupported
 from bench.measure.lockstep import mpi_world, mpirun_reason, under_mpi
-from bench.tasks import task_of
 
 LIB_ENV = "BENCH_FT_LIB"
 DEFAULT_LIB = "/opt/fastertransformer/lib/libth_transformer.so"

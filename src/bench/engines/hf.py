@@ -21,7 +21,8 @@ import importlib.util
 import threading
 from typing import Any
 
-from bench.config import InstanceSpec
+from bench.config.schema import InstanceSpec
+from bench.config.tasks import task_of
 from bench.engines.base import (
     ALL_TASKS,
     ANY_PRECISION,
@@ -33,7 +34,6 @@ from bench.engines.base import (
     PrepareInfo,
     Unsupported,
 )
-from bench.tasks import task_of
 
 # The dtype weights are loaded in; mixed precision keeps fp32 weights and autocasts the calls.
 TORCH_DTYPES = {
@@ -216,7 +216,7 @@ class HFEngine(Engine):
         return self.device
 
     def make_batch(self) -> dict[str, Any]:
-        """The task's inputs (bench.tasks), on the device the model reads them from, in the
+        """The task's inputs (bench.config.tasks), on the device the model reads them from, in the
         dtype of its weights where they are floating point (pixels)."""
 
         batch = task_of(self.cell.model).inputs(self.cell, self.model.config)

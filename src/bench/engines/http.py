@@ -47,7 +47,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bench.config import CellConfig, ConfigError
+from bench.config.schema import CellConfig, ConfigError
+from bench.config.tasks import task_of, text_prompt, token_prompts
 from bench.engines.base import (
     ANY_PRECISION,
     BOTH_DEVICES,
@@ -57,7 +58,6 @@ from bench.engines.base import (
     LoadInfo,
     PrepareInfo,
 )
-from bench.tasks import task_of, text_prompt, token_prompts
 
 APIS = ("completions", "chat", "embeddings")
 STOP_GRACE_S = 30.0

@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bench.config import CellConfig, ConfigError
+from bench.config.schema import CellConfig, ConfigError
+from bench.config.tasks import task_of, text_prompt
 from bench.engines.base import Engine, LoadInfo
 from bench.engines.http import (
     HttpError,
@@ -47,7 +48,6 @@ from bench.engines.http import (
     openai_generation,
     server_limits_reason,
 )
-from bench.tasks import task_of, text_prompt
 
 SCHEMAS = ("tgi", "chat")
 CONNECT_TIMEOUT_S = 10.0

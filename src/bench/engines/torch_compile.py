@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import ConfigError
+from bench.config.schema import ConfigError
+from bench.config.tasks import task_of
 from bench.engines.base import ALL_TASKS, ANY_PRECISION, BOTH_DEVICES, Capability
 from bench.engines.hf import HFEngine
-from bench.tasks import task_of
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 

@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import CellConfig, ConfigError
+from bench.config.schema import CellConfig, ConfigError
+from bench.config.tasks import token_prompts
 from bench.engines.base import (
     ANY_PRECISION,
     BOTH_DEVICES,
@@ -36,7 +37,6 @@ from bench.engines.base import (
     PrepareInfo,
     device_kind,
 )
-from bench.tasks import token_prompts
 
 VLLM_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 

@@ -28,7 +28,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.config import CellConfig, ConfigError, InstanceSpec
+from bench.config.schema import CellConfig, ConfigError, InstanceSpec
 from bench.executors.base import (
     UNCONFIRMED,
     Executor,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import CellConfig
+from bench.config.schema import CellConfig
 from bench.manifest import Plan
 from bench.results.store import Store
 

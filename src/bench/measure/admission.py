@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from bench.config import ScenarioConfig
+from bench.config.schema import ScenarioConfig
 
 Request = Callable[[], Sequence[int] | None]
 

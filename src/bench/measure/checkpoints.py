@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config import ModelConfig
+from bench.config.schema import ModelConfig
 
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 DOWNLOAD_PART_BYTES = 16 * 2**20  # ranged GETs of 16 MiB ...

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.config import ScenarioConfig
+from bench.config.schema import ScenarioConfig
 from bench.measure import progress, stats
 
 Request = Callable[[], Sequence[int] | None]  # returns token arrival times (ns) or None

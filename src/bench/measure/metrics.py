@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import CellConfig, ScenarioConfig, packed_replicas
+from bench.config.schema import CellConfig, ScenarioConfig, packed_replicas
+from bench.config.tasks import task_of
 from bench.engines.base import device_kind
 from bench.measure import stats
 from bench.measure.loadgen import LoadResult
-from bench.tasks import task_of
 
 PERCENTILES = (50, 90, 95, 99)
 

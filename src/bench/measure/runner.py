@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench.config import CellConfig
+from bench.config.schema import CellConfig
+from bench.config.tasks import image_size, task_of
 from bench.engines import ENGINES
 from bench.engines.base import Engine, Unsupported
 from bench.measure import device_memory, lockstep, progress, telemetry, threads
@@ -36,7 +37,6 @@ from bench.measure.metrics import summarize
 from bench.measure.scenarios import Measured, request_for, run_capacity, run_scenario
 from bench.results import arrow
 from bench.results.schema import SAMPLES_SCHEMA, SCHEMA_VERSION
-from bench.tasks import image_size, task_of
 
 MAX_ERROR_CHARS = 2000
 

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import CellConfig, ScenarioConfig
+from bench.config.schema import CellConfig, ScenarioConfig
+from bench.config.tasks import task_of
 from bench.engines.base import Engine
 from bench.measure.admission import Admission, limits_set
 from bench.measure.device_memory import host_available_mb, memory_of
 from bench.measure.loadgen import LoadResult, Request, run_closed_loop, run_open_loop
 from bench.measure.metrics import nearest_rank_ms
-from bench.tasks import task_of
 
 
 @dataclass

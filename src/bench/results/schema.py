@@ -37,7 +37,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("repeat", pa.int32(), "which repeat of the configuration (0 .. repeats-1)"),
     ("model", pa.string(), "conf/model name"),
     ("model_family", pa.string(), "architecture family"),
-    ("task", pa.string(), "encode | generate | seq2seq | classify_image (bench.tasks)"),
+    ("task", pa.string(), "encode | generate | seq2seq | classify_image (bench.config.tasks)"),
     ("engine", pa.string(), "engine name"),
     (
         "precision",

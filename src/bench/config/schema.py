@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import tasks as _tasks
+from bench.config import tasks as _tasks
 
 # fp16 / bf16 cast the whole model; amp_fp16 / amp_bf16 keep fp32 weights and autocast each call
 PRECISIONS = ("fp32", "fp16", "bf16", "amp_fp16", "amp_bf16", "int8")
 DEVICES = ("auto", "cpu", "cuda")
-# Tasks and the auto classes each may name live in bench.tasks (an explicit list, never a
+# Tasks and the auto classes each may name live in bench.config.tasks (an explicit list, never a
 # getattr on user input).
 TASKS = tuple(_tasks.TASKS)
 AUTO_CLASSES = _tasks.AUTO_CLASSES
@@ -38,10 +38,10 @@ def conf_dir() -> Path:
     """The Hydra config tree: $BENCH_CONF_DIR, the copy inside a wheel, or the repo's conf/."""
     if env := os.environ.get("BENCH_CONF_DIR"):
         return Path(env).resolve()
-    packaged = Path(__file__).parent / "conf"
+    packaged = Path(__file__).parent.parent / "conf"  # bench/conf, beside this package
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[2] / "conf"
+    return Path(__file__).resolve().parents[3] / "conf"
 
 
 # Users' own config folders (`--config-dir DIR`, `hydra.searchpath=[file://DIR]`, or
@@ -94,7 +94,7 @@ def group_options(group: str) -> list[str]:
 class ModelConfig:
     name: str  # the conf/model/NAME.yaml it came from
     family: str  # architecture family (bert, opt, gpt2, t5, ...)
-    task: str  # a key of bench.tasks.TASKS: encode, generate, seq2seq, classify_image
+    task: str  # a key of bench.config.tasks.TASKS: encode, generate, seq2seq, classify_image
     auto_class: str  # transformers auto class used to build and load it
     seq_len: int  # synthetic input tokens per sequence (text tasks; 0 for images)
     new_tokens: int  # tokens generated per sequence (generating tasks only; min = max)

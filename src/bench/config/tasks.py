@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.config import CellConfig, ModelConfig
+    from bench.config.schema import CellConfig, ModelConfig
 
 # Pixels per side of an image model's input when neither the model config nor the
 # architecture says (the seeds' image models all take 224 x 224).

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from bench.config import (
+from bench.config.schema import (
     CONFIG_GROUPS,
     ConfigError,
     add_config_dir,
