@@ -32,7 +32,7 @@ import argparse
 import numpy as np
 
 from bench.measure.runner import run_cell
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 from bench.results.capacity import replica_rate
 from bench.results.compare import sample_latencies
 

@@ -138,7 +138,7 @@ def run_bench_worker(overrides: list[str]) -> None:
     if os.environ.get("FIDELITY_FORKED"):
         fork_after_preload()
     from bench.measure.runner import run_cell
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
 
     cell = plan_from_overrides(overrides).cells[0]
     out = sys.stdout
@@ -227,7 +227,7 @@ def same_process(threads: int, pairs: int, seconds: float, base: list[str] = CEL
     from bench.measure.loadgen import run_closed_loop
     from bench.measure.metrics import nearest_rank_ms
     from bench.measure.scenarios import request_for
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
 
     cell = plan_from_overrides(cell_overrides(threads, seconds, base)).cells[0]
     policy = thread_policy.plan_policy(cell.threads, cell.torch_threads)

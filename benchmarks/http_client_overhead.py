@@ -26,7 +26,7 @@ def main() -> int:
     parser.add_argument("--threads", default="1,2,4")
     args = parser.parse_args()
     from bench.measure.runner import run_cell
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
 
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.support.openai_server", "--port", "0", "--null"],

@@ -22,7 +22,7 @@ from bench.engines.calibration import SleepEngine
 from bench.measure.loadgen import run_closed_loop
 from bench.measure.runner import run_cell
 from bench.measure.stats import serial_quantile_interval
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 
 
 def coverage(runs: int) -> None:

@@ -18,7 +18,7 @@ import platform
 import statistics
 
 from bench.measure.runner import run_cell
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 
 TARGET_P50_US = 20.0
 

@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
     from bench.results.collect import summary_text
     from bench.results.store import SweepPaths, open_store
     from bench.sweep import run_sweep
@@ -163,9 +163,9 @@ def _as_group(cell: CellConfig, args: argparse.Namespace) -> int | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bench.feasibility import planner_warnings
     from bench.measure.runner import run_cell
-    from bench.plan import plan_from_overrides
+    from bench.plan.feasibility import planner_warnings
+    from bench.plan.grid import plan_from_overrides
 
     plan = plan_from_overrides(args.overrides)
     if len(plan.cells) != 1:
@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
 def _cell(args: argparse.Namespace) -> int:
     from bench.executors import index_from_environment
     from bench.job import job_cell, run_job
-    from bench.manifest import check_manifest_store
+    from bench.plan.manifest import check_manifest_store
 
     index = args.index if args.index is not None else index_from_environment()
     check_manifest_store(args.manifest)  # unreachable or missing: one line, not 80 s of retries
@@ -251,8 +251,8 @@ def export_bytes(table: Any, export: str) -> bytes:
 
 def _plan(args: argparse.Namespace) -> int:
     from bench.config.compose import compose_one
-    from bench.plan import plan_from_overrides
-    from bench.planview import format_plan, plan_report
+    from bench.plan.grid import plan_from_overrides
+    from bench.plan.preview import format_plan, plan_report
     from bench.results.history import cell_overhead
     from bench.results.store import open_store
     from bench.sweep import make_executor
@@ -275,9 +275,9 @@ def _fit(args: argparse.Namespace) -> int:
 
     from bench.config.compose import compose_one
     from bench.config.schema import instance_from_catalog
-    from bench.memory import given_parameters
-    from bench.plan import plan_from_overrides
-    from bench.planview import fit_rows, format_fit
+    from bench.plan.grid import plan_from_overrides
+    from bench.plan.memory_estimate import given_parameters
+    from bench.plan.preview import fit_rows, format_fit
 
     # `fit params=15e9` / `fit lbme_gb=30`: the fit section's keys, said the short way
     overrides = [
@@ -375,7 +375,7 @@ def _prices(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     from bench.config.schema import conf_dir
-    from bench.prices import PRICING_API_REGION, refresh_catalog, write_catalog
+    from bench.plan.prices import PRICING_API_REGION, refresh_catalog, write_catalog
 
     if not args.out:  # the installed package's catalog is never rewritten in place
         raise ConfigError("--out", None, "give the file to write the refreshed catalog to")
@@ -408,7 +408,7 @@ def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
 
     import pandas as pd
 
-    from bench.manifest import check_sweep_id
+    from bench.plan.manifest import check_sweep_id
     from bench.results.store import SweepPaths, open_store
 
     if spec.endswith("/aggregated.parquet"):  # a URI the user spelled out: read where it says
@@ -584,7 +584,7 @@ def _print_cfg(args: argparse.Namespace) -> int:
     """`--cfg job`: the first cell's full config, as its job will get it (YAML)."""
     from omegaconf import OmegaConf
 
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
 
     if args.verb not in ("sweep", "run", "plan"):
         raise UsageError(f"--cfg job goes with sweep, run or plan, not {args.verb}")
@@ -674,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cfg is not None:
             return _print_cfg(args)
         if getattr(args, "sweep_id", None) is not None:  # collect, report, status
-            from bench.manifest import check_sweep_id
+            from bench.plan.manifest import check_sweep_id
 
             check_sweep_id(args.sweep_id)  # a path under the store, never outside it
         return HANDLERS[args.verb](args)

@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass
 
 from bench import lease
-from bench.feasibility import planner_warnings
-from bench.manifest import Plan, manifest_location, read_manifest
 from bench.measure import progress
 from bench.measure.runner import CellResult, attempt_id, run_cell
+from bench.plan.feasibility import planner_warnings
+from bench.plan.manifest import Plan, manifest_location, read_manifest
 from bench.results.store import Store, SweepPaths, row_file
 
 

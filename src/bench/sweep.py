@@ -19,11 +19,11 @@ from bench.config.schema import ConfigError
 from bench.engines import ENGINES
 from bench.executors import EXECUTORS, Executor, JobHandle
 from bench.executors.base import ProgressFn, read_submissions
-from bench.feasibility import infeasible_reason
 from bench.job import cell_statuses, save_result
-from bench.manifest import Plan, write_manifest
 from bench.measure.progress import CLEAR_LINE
 from bench.measure.runner import CellResult, failure_row, unsupported_row
+from bench.plan.feasibility import infeasible_reason
+from bench.plan.manifest import Plan, write_manifest
 from bench.results.collect import Collected, collect
 from bench.results.store import Store, SweepPaths, open_store
 

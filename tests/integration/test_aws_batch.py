@@ -202,7 +202,7 @@ def _parents(queues: list[str], sweep_id: str) -> list[str]:
 def test_submitting_twice_leaves_queued_cells_to_the_first_submission(
     s3_root, batch_queues, jobs_held_pending, capsys
 ):
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
     from bench.sweep import run_sweep
 
     def sweep(*extra: str) -> tuple[str, int]:
@@ -259,7 +259,7 @@ def test_a_failure_part_way_leaves_the_submitted_arrays_on_record(
     # The queue check passes, then one queue is gone by the time its array is submitted (as
     # when someone tears a stack down mid-sweep): the arrays before it are running.
     from bench.executors.aws_batch import AwsBatchExecutor
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
     from bench.sweep import run_sweep
 
     plan = plan_from_overrides([*NULL_SWEEP[1:], f"store.root={s3_root}", "sweep_id=partway"])

@@ -5,7 +5,7 @@ rate does not (benchmarks/capacity_check.py does the same for a real CPU model).
 from __future__ import annotations
 
 from bench.measure.runner import run_cell
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 from bench.results.capacity import replica_rate
 from bench.results.compare import sample_latencies
 

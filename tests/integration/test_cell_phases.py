@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 
 QUICK = [
     "scenario.min_requests=20",

@@ -15,7 +15,7 @@ import pytest
 
 from bench.emulator import aws_env
 from bench.measure.runner import run_cell
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO
 from tests.support.openai_server import check_streamed_row
 

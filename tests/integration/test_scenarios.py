@@ -23,7 +23,7 @@ from bench.measure.loadgen import run_closed_loop
 from bench.measure.runner import run_cell
 from bench.measure.scenarios import request_for
 from bench.measure.stats import serial_quantile_interval
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 
 
 def _cell(*overrides: str, models_dir=None):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.job import save_result
 from bench.measure.runner import run_cell
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 from bench.results.store import SweepPaths, open_store
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"

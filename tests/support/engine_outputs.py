@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bench.engines import ENGINES
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 
 
 def _first_tensor(output: object) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from bench.executors.aws_batch import MAX_ARRAY_SIZE, AwsBatchExecutor, _chunks
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 from bench.results.store import LocalStore
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from bench.config.schema import ConfigError, instance_from_catalog
 from bench.executors.base import crash_row
-from bench.feasibility import GB_PER_GIB, cell_warnings, gpu_capacity_gb, infeasible_reason
-from bench.plan import plan_from_overrides
-from bench.planview import cell_verdict
+from bench.plan.feasibility import GB_PER_GIB, cell_warnings, gpu_capacity_gb, infeasible_reason
+from bench.plan.grid import plan_from_overrides
+from bench.plan.preview import cell_verdict
 from tests.conftest import REPO
 
 FAMILIES_2026 = {

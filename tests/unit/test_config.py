@@ -17,7 +17,7 @@ from bench.config.schema import (
     model_from_dict,
     scenario_from_dict,
 )
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 
 
 def _error(overrides: list[str]) -> ConfigError:
@@ -294,7 +294,7 @@ def test_too_few_batches_for_an_interval_are_rejected():
 
 @pytest.mark.parametrize("precision", ["amp_fp16", "amp_bf16"])
 def test_mixed_precision_is_a_precision(precision):
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
 
     assert plan_from_overrides([f"precision={precision}"]).cells[0].precision == precision
 
@@ -303,7 +303,7 @@ def test_mixed_precision_is_a_precision(precision):
 @pytest.mark.parametrize("value", ["no", "off", "'0'", "1"])
 def test_a_switch_takes_only_true_or_false(key, value):
     """`force=no` must not mean force=true (a truthy string would re-run every ok cell)."""
-    from bench.plan import plan_from_overrides
+    from bench.plan.grid import plan_from_overrides
 
     with pytest.raises(ConfigError) as info:
         plan_from_overrides([f"{key}={value}"])

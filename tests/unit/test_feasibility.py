@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from bench.config.schema import instance_from_catalog, packed_replicas
-from bench.feasibility import fit_table, infeasible_reason
-from bench.plan import plan_from_overrides
+from bench.plan.feasibility import fit_table, infeasible_reason
+from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO
 
 
@@ -108,7 +108,7 @@ def test_plan_and_fit_verbs():
 
 
 def _seed002_cells():
-    from bench.planview import cell_verdict
+    from bench.plan.preview import cell_verdict
 
     plan = plan_from_overrides(["+grid=seed002_lmi"])
     return {(c.model.name, c.engine.name, c.precision): (c, cell_verdict(c)) for c in plan.cells}
@@ -126,7 +126,7 @@ def test_seed002_configurations_fit_or_are_borderline_never_infeasible():
 
 
 def test_batch_adds_the_kv_cache_not_copies_of_the_weights():
-    from bench.feasibility import cell_estimate
+    from bench.plan.feasibility import cell_estimate
 
     base = ["model=gpt_neox_20b", "precision=fp16", "instance=p4de.24xlarge"]
     one, eight = (
@@ -141,7 +141,7 @@ def test_batch_adds_the_kv_cache_not_copies_of_the_weights():
 
 @pytest.mark.parametrize("engine", ["hf", "accelerate", "deepspeed"])
 def test_fit_offers_nothing_plan_would_call_unsupported(catalog, engine):
-    from bench.planview import cell_verdict, fit_rows
+    from bench.plan.preview import cell_verdict, fit_rows
 
     cell = plan_from_overrides(["model=gpt_neox_20b", "precision=fp16", f"engine={engine}"]).cells[
         0
@@ -163,8 +163,8 @@ def test_fit_offers_nothing_plan_would_call_unsupported(catalog, engine):
 def test_fit_a_bare_lbme_gives_the_guides_candidates(catalog):
     """Seed 000: "if the LBME is 30 GB": one GPU of p4d/p4de, or 2-way on p3.8xlarge and
     g5.12xlarge."""
-    from bench.memory import given_parameters
-    from bench.planview import fit_rows
+    from bench.plan.memory_estimate import given_parameters
+    from bench.plan.preview import fit_rows
 
     params = given_parameters(None, 30, "fp16")
     assert params == 15_000_000_000

@@ -12,7 +12,7 @@ from bench.config.schema import ScenarioConfig
 from bench.engines.calibration import SleepEngine
 from bench.measure.loadgen import run_closed_loop
 from bench.measure.runner import run_cell
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 from bench.results.schema import SAMPLES_SCHEMA, rows_to_table
 
 SERVICE_MS = 5.0

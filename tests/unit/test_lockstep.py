@@ -10,7 +10,7 @@ import pytest
 from bench.emulator import free_port
 from bench.engines.calibration import SleepEngine
 from bench.measure import lockstep
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 
 
 def _cell(*overrides: str):

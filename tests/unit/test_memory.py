@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.memory import (
+from bench.plan.memory_estimate import (
     count_parameters,
     estimate,
     lbme,

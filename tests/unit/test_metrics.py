@@ -13,7 +13,7 @@ from bench.measure.metrics import (
     tokens_per_inference,
     usd_per_million,
 )
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
 
 MS = 1_000_000  # ns per ms
 

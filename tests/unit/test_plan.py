@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from bench.config.schema import ConfigError, conf_dir
-from bench.manifest import Plan
-from bench.plan import plan_from_overrides
+from bench.plan.grid import plan_from_overrides
+from bench.plan.manifest import Plan
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -12,7 +12,7 @@ from botocore.stub import ANY, Stubber
 from omegaconf import OmegaConf
 
 from bench.config.schema import conf_dir
-from bench.prices import (
+from bench.plan.prices import (
     catalog_yaml,
     on_demand_filters,
     refresh_catalog,

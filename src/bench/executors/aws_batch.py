@@ -41,7 +41,7 @@ from bench.executors.base import (
     journal_submission,
 )
 from bench.job import write_array_map
-from bench.manifest import Plan
+from bench.plan.manifest import Plan
 from bench.results.store import Store, SweepPaths
 
 MAX_ARRAY_SIZE = 10_000

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config.schema import CellConfig
-from bench.manifest import Plan
+from bench.plan.manifest import Plan
 from bench.results.store import Store
 
 # The variable each scheduler sets to an array child's index, in the order they are tried.
@@ -171,8 +171,8 @@ def handles_for(plan: Plan, submissions: list[Submission]) -> list[JobHandle]:
 def crash_row(cell: CellConfig, status: str, error_class: str, error: str) -> dict[str, Any]:
     """The row of a cell whose process died or ran out of time without writing its own: a
     cell that ran carries the planner's warnings (a borderline estimate may be why)."""
-    from bench.feasibility import planner_warnings
     from bench.measure.runner import failure_row
+    from bench.plan.feasibility import planner_warnings
 
     row = failure_row(cell, status, error_class, error)
     if status in ("failed", "timeout"):

@@ -25,9 +25,9 @@ from bench.engines import ENGINES
 from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
 from bench.executors.forkserver import ForkServer, ForkServerError
 from bench.job import save_result
-from bench.manifest import Plan
 from bench.measure.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
 from bench.measure.runner import CellResult
+from bench.plan.manifest import Plan
 from bench.results.store import Store, SweepPaths, row_file
 
 LOG_TAIL_CHARS = 1500

@@ -34,7 +34,7 @@ from bench.executors.base import (
     journal_submission,
 )
 from bench.job import write_array_map
-from bench.manifest import Plan
+from bench.plan.manifest import Plan
 from bench.results.store import LocalStore, Store, SweepPaths
 
 SQUEUE_FAILURES_BEFORE_GIVING_UP = 10

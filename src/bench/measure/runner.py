@@ -315,7 +315,7 @@ def run_cell(
     cell: CellConfig, warnings_for: Callable[[CellConfig], str | None] | None = None
 ) -> CellResult:
     """Run one cell in this process; always returns a row. `warnings_for` gives the row's
-    planner warnings (bench.feasibility.planner_warnings: the caller's, since measuring code
+    planner warnings (bench.plan.feasibility.planner_warnings: the caller's, since measuring code
     imports no planning code), asked after measuring: it may import transformers."""
     engine_class = ENGINES[cell.engine.name]
     reason = engine_class.unsupported_reason(cell) or engine_class.host_reason(cell)

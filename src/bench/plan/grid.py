@@ -26,7 +26,7 @@ from bench.config.schema import (
     instance_from_catalog,
 )
 from bench.engines import check_engine
-from bench.manifest import ORDERS, Plan, check_sweep_id, digest
+from bench.plan.manifest import ORDERS, Plan, check_sweep_id, digest
 
 GROUP_AXES = ("model", "engine", "scenario")
 SCALAR_AXES = (

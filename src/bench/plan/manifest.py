@@ -1,5 +1,5 @@
 """A sweep's plan as the jobs read it: the Plan (its cells, executor options, order), its
-manifest JSON, and where a manifest lives in a store. Planning (bench.plan, with Hydra) writes
+manifest JSON, and where a manifest lives in a store. Planning (bench.plan.grid, with Hydra) writes
 it; every job process reads it with this module alone, so a cell's process never imports
 Hydra or OmegaConf.
 """

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.config.schema import CellConfig, InstanceSpec, ModelConfig
 from bench.config.tasks import task_of
-from bench.memory import Estimate, bytes_per_sequence, estimate
+from bench.plan.memory_estimate import Estimate, bytes_per_sequence, estimate
 
 GB_PER_GIB = 2**30 / 1e9
 NATIVE_LOW_PRECISION_CC = 7.5  # bf16 and int8 tensor cores from compute capability 7.5 on
@@ -31,14 +31,14 @@ def _architecture_key(model: ModelConfig) -> str:
 
 @functools.cache
 def _params(auto_class: str, architecture_key: str) -> int:
-    from bench.memory import count_parameters
+    from bench.plan.memory_estimate import count_parameters
 
     return count_parameters(auto_class, json.loads(architecture_key))
 
 
 @functools.cache
 def _shape(architecture_key: str) -> dict[str, int]:
-    from bench.memory import architecture_shape
+    from bench.plan.memory_estimate import architecture_shape
 
     return architecture_shape(json.loads(architecture_key))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.config.schema import CellConfig, InstanceSpec, ScenarioConfig
 from bench.engines import ENGINES
-from bench.feasibility import (
+from bench.plan.feasibility import (
     FitRow,
     borderline_reason,
     cell_estimate,
@@ -18,7 +18,7 @@ from bench.feasibility import (
     gpu_capacity_gb,
     infeasible_reason,
 )
-from bench.manifest import Plan
+from bench.plan.manifest import Plan
 from bench.results.history import CellOverhead
 from bench.results.schema import AXIS_COLUMNS
 
