@@ -81,7 +81,7 @@ def populate(store: Store, n: int) -> None:
                 lambda i: store.write_table(
                     paths.attempt_row(f"cell-{i:06d}", f"a{i}", "ok"),
                     rows_to_table([synthetic_row(i)]),
-                    compression="snappy",  # as bench.job writes cell rows
+                    compression="snappy",  # as bench.executors.job writes cell rows
                 ),
                 range(n),
             )

@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _cell(args: argparse.Namespace) -> int:
     from bench.executors import index_from_environment
-    from bench.job import job_cell, run_job
+    from bench.executors.job import job_cell, run_job
     from bench.plan.manifest import check_manifest_store
 
     index = args.index if args.index is not None else index_from_environment()
@@ -539,8 +539,8 @@ def _status(args: argparse.Namespace) -> int:
     import time
     from collections import Counter
 
-    from bench import lease
     from bench.config.compose import compose_one
+    from bench.executors import lease
     from bench.executors.base import read_submissions
     from bench.measure import progress
     from bench.results.collect import collect

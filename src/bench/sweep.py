@@ -14,12 +14,11 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from bench import lease
 from bench.config.schema import ConfigError
 from bench.engines import ENGINES
-from bench.executors import EXECUTORS, Executor, JobHandle
+from bench.executors import EXECUTORS, Executor, JobHandle, lease
 from bench.executors.base import ProgressFn, read_submissions
-from bench.job import cell_statuses, save_result
+from bench.executors.job import cell_statuses, save_result
 from bench.measure.progress import CLEAR_LINE
 from bench.measure.runner import CellResult, failure_row, unsupported_row
 from bench.plan.feasibility import infeasible_reason

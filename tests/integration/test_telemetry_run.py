@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.job import save_result
+from bench.executors.job import save_result
 from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from bench.results.store import SweepPaths, open_store

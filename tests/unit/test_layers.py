@@ -133,7 +133,7 @@ def test_no_import_cycle() -> None:
 def test_a_job_process_loads_no_hydra() -> None:
     """What `bench cell` imports to read its manifest and run a cell, on any executor."""
     code = (
-        "import sys, bench.cli, bench.job, bench.measure.runner, bench.engines, "
+        "import sys, bench.cli, bench.executors.job, bench.measure.runner, bench.engines, "
         "bench.executors.local, bench.executors.aws_batch, bench.executors.slurm; "
         "print(sorted(m for m in ('hydra', 'omegaconf') if m in sys.modules))"
     )

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bench import lease
+from bench.executors import lease
 from bench.results.store import LocalStore, SweepPaths
 
 

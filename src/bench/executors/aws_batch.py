@@ -40,7 +40,7 @@ from bench.executors.base import (
     handles_for,
     journal_submission,
 )
-from bench.job import write_array_map
+from bench.executors.job import write_array_map
 from bench.plan.manifest import Plan
 from bench.results.store import Store, SweepPaths
 

@@ -40,7 +40,7 @@ from bench.measure.runner import FORK_SERVER_PRELOAD_VARIABLE
 READY_TIMEOUT_S = 300.0
 # what every cell imports, whatever its engine: imported before forking, by name (the server
 # runs the bench program in its children; it does not call into it)
-CELL_MODULES = ("bench.cli", "bench.job", "bench.measure.runner")
+CELL_MODULES = ("bench.cli", "bench.executors.job", "bench.measure.runner")
 
 
 class ForkServerError(RuntimeError):

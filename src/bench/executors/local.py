@@ -20,11 +20,11 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import lease
 from bench.engines import ENGINES
+from bench.executors import lease
 from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
 from bench.executors.forkserver import ForkServer, ForkServerError
-from bench.job import save_result
+from bench.executors.job import save_result
 from bench.measure.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
 from bench.measure.runner import CellResult
 from bench.plan.manifest import Plan

@@ -33,7 +33,7 @@ from bench.executors.base import (
     handles_for,
     journal_submission,
 )
-from bench.job import write_array_map
+from bench.executors.job import write_array_map
 from bench.plan.manifest import Plan
 from bench.results.store import LocalStore, Store, SweepPaths
 

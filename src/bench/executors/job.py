@@ -1,6 +1,6 @@
 """The job entry point: `python -m bench cell --manifest URI [--index N]`.
 
-A job needs only the manifest's URI and its index. It takes the cell's lease (bench.lease),
+A job needs only the manifest's URI and its index. It takes the cell's lease (executors.lease),
 stands down if another attempt holds it or (unless the sweep forces re-runs) the cell already
 has an ok row, runs its cell in this process and writes its attempt's samples, then its row
 (the row last: a row present means the attempt's files are complete), then gives the lease
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from bench import lease
+from bench.executors import lease
 from bench.measure import progress
 from bench.measure.runner import CellResult, attempt_id, run_cell
 from bench.plan.feasibility import planner_warnings
