@@ -17,8 +17,9 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from bench.config.checks import ConfigError
 from bench.config.compose import UsageError
-from bench.config.schema import ConfigError, add_config_dir
+from bench.config.schema import add_config_dir
 from bench.results.store import StoreError
 
 if TYPE_CHECKING:
@@ -437,7 +438,7 @@ def _verb_options(
 ) -> tuple[dict[str, float | None], list[str]]:
     """A verb's own numeric `key=value` options (ranges: key -> (default, low, high)),
     validated, and the overrides left for Hydra."""
-    from bench.config.schema import finite_number
+    from bench.config.checks import finite_number
 
     values = {key: default for key, (default, _, _) in ranges.items()}
     rest = []

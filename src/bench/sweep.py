@@ -14,14 +14,13 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from bench.config.schema import ConfigError
-from bench.engines import ENGINES
+from bench.config.checks import ConfigError
 from bench.executors import EXECUTORS, Executor, JobHandle, lease
 from bench.executors.base import ProgressFn, read_submissions
 from bench.executors.job import cell_statuses, save_result
 from bench.measure.progress import CLEAR_LINE
 from bench.measure.runner import CellResult, failure_row, unsupported_row
-from bench.plan.feasibility import infeasible_reason
+from bench.plan.feasibility import decide
 from bench.plan.manifest import Plan, write_manifest
 from bench.results.collect import Collected, collect
 from bench.results.store import Store, SweepPaths, open_store
@@ -44,23 +43,21 @@ def _check_same_grid(store: Store, plan: Plan) -> None:
         )
 
 
-def write_unsupported(store: Store, plan: Plan, this_host: bool) -> set[int]:
-    """Rows for the cells their engine cannot run (decided before anything is submitted:
-    an unsupported combination never costs a job). With `this_host` (cells run here) the
-    host's own checks count too. Returns their indices."""
+def write_planner_rows(store: Store, plan: Plan, this_host: bool) -> set[int]:
+    """Rows for the cells the planner decides not to run (bench.plan.feasibility.decide),
+    before anything is submitted, so that they never cost a job: unsupported ones, and
+    infeasible ones unless run_infeasible. With `this_host` (cells run here) the host's own
+    checks count too. Returns their indices."""
     done = set()
     for index, cell in enumerate(plan.cells):
-        engine_class = ENGINES[cell.engine.name]
-        reason = engine_class.unsupported_reason(cell)
-        if reason is None and this_host:
-            reason = engine_class.host_reason(cell)
-        if reason:
-            row = unsupported_row(cell, reason)
-        elif not plan.run_infeasible and (why := infeasible_reason(cell)):
-            row = failure_row(cell, "infeasible", "Infeasible", why)
+        decision = decide(cell, this_host)
+        if decision.outcome == "unsupported":
+            row = unsupported_row(cell, decision.reason)
+        elif decision.outcome == "infeasible" and not plan.run_infeasible:
+            row = failure_row(cell, "infeasible", "Infeasible", decision.reason)
         else:
             continue
-        row["attempt_id"] = PLANNER_ATTEMPT  # one per cell and verdict, written again on resume
+        row["attempt_id"] = PLANNER_ATTEMPT  # one per cell and outcome, written again on resume
         save_result(store, CellResult(row=row, samples=None))
         done.add(index)
     return done
@@ -166,7 +163,7 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     executor.check(plan, store)
     _check_same_grid(store, plan)
     manifest_uri = write_manifest(store, plan)
-    unsupported = write_unsupported(store, plan, this_host=executor.synchronous)
+    unsupported = write_planner_rows(store, plan, this_host=executor.synchronous)
     pending = plan.run_order(pending_indices(store, plan, unsupported))
     skipped = len(plan.cells) - len(pending) - len(unsupported)
     print(

@@ -134,7 +134,7 @@ def test_a_server_that_never_gets_healthy_fails_the_cell_in_time() -> None:
 
 
 def test_bad_http_options_are_one_line_errors() -> None:
-    from bench.config.schema import ConfigError
+    from bench.config.checks import ConfigError
 
     with pytest.raises(ConfigError, match=r"engine\.api"):
         plan_from_overrides(["engine=http", "engine.api=grpc"])
@@ -159,7 +159,7 @@ def test_bad_http_options_are_one_line_errors() -> None:
 def test_a_bearer_token_comes_from_the_environment_and_credentials_never_show(
     openai_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bench.config.schema import ConfigError
+    from bench.config.checks import ConfigError
 
     with pytest.raises(ConfigError) as refused:
         _cell(openai_server.replace("http://", "http://me:secret@"))

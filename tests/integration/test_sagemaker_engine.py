@@ -112,7 +112,7 @@ def test_chat_schema_non_streaming_batches_and_encoders(sagemaker_stub: str) -> 
 
 
 def test_bad_sagemaker_options_are_one_line_errors() -> None:
-    from bench.config.schema import ConfigError
+    from bench.config.checks import ConfigError
 
     with pytest.raises(ConfigError, match=r"engine\.endpoint_name"):
         plan_from_overrides(["engine=sagemaker", "model=opt_tiny"])

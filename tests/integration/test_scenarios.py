@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from bench.config.schema import ConfigError
+from bench.config.checks import ConfigError
 from bench.engines import ENGINES
 from bench.engines.calibration import SleepEngine
 from bench.measure.loadgen import run_closed_loop
@@ -212,7 +212,7 @@ def test_ramp_finds_the_knee_of_a_known_concurrency_limit():
     row = run_cell(cell).row
     assert row["status"] == "ok", row.get("error")
     assert row["sla_concurrency"] == 4
-    assert row["threads"] == 4  # the row's figures are the concurrency-4 stage's
+    assert row["headline_concurrency"] == 4  # the row's figures are the concurrency-4 stage's
     assert row["first_failure_concurrency"] == 16
     stages = json.loads(row["stages_json"])
     assert [s["concurrency"] for s in stages] == [1, 2, 4, 8, 16]  # stops after the failure
@@ -287,7 +287,7 @@ def test_capacity_on_cpu_matches_the_memory_arithmetic(models_dir, bench_cli):
     assert row["status"] == "ok", row.get("error")
     weights_mb = row["params"] * 4 / 2**20  # fp32
     assert row["memory_per_copy_mb"] == pytest.approx(weights_mb, rel=0.1)
-    trace = json.loads(row["stages_json"])
+    trace = json.loads(row["memory_trace_json"])
     limit = 0.9 * budget
     expected = 1 + math.floor((limit - trace[0]["used_mb"]) / weights_mb)
     assert abs(row["copies_fit"] - expected) <= 1, (row["copies_fit"], expected)

@@ -104,7 +104,7 @@ def test_an_engine_with_its_own_image_gets_its_own_array_and_definition(tmp_path
 def test_a_cell_without_an_image_and_a_bad_images_entry_are_config_errors(tmp_path):
     import pytest
 
-    from bench.config.schema import ConfigError
+    from bench.config.checks import ConfigError
 
     plan = plan_from_overrides(["engine=sleep", "instance=g5.xlarge", "sweep_id=t"])
     store = LocalStore(str(tmp_path))

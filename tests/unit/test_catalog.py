@@ -8,11 +8,17 @@ import sys
 
 import pytest
 
-from bench.config.schema import ConfigError, instance_from_catalog
+from bench.config.checks import ConfigError
+from bench.config.schema import instance_from_catalog
 from bench.executors.base import crash_row
-from bench.plan.feasibility import GB_PER_GIB, cell_warnings, gpu_capacity_gb, infeasible_reason
+from bench.plan.feasibility import (
+    GB_PER_GIB,
+    cell_warnings,
+    decide,
+    gpu_capacity_gb,
+    infeasible_reason,
+)
 from bench.plan.grid import plan_from_overrides
-from bench.plan.preview import cell_verdict
 from tests.conftest import REPO
 
 FAMILIES_2026 = {
@@ -61,8 +67,8 @@ def test_estimates_are_checked_against_usable_memory_not_nominal(catalog):
 
 def test_neuron_instances_are_unsupported_with_the_reason():
     for type_ in ("inf2.xlarge", "trn1.2xlarge"):
-        verdict, reason = cell_verdict(_cell("model=bert_tiny", f"instance={type_}"))
-        assert verdict == "unsupported" and "Neuron" in reason
+        outcome, reason = decide(_cell("model=bert_tiny", f"instance={type_}"))
+        assert outcome == "unsupported" and "Neuron" in reason
 
 
 def test_sagemaker_pricing_costs_the_cell_at_the_ml_rate_and_says_so(catalog):
@@ -123,8 +129,8 @@ def test_a_borderline_cell_that_fails_says_so_in_its_row():
         "model=opt_30b", "engine=deepspeed", "precision=fp16", "instance=g5.24xlarge",
         "tp_degree=4", "batch_size=4",
     )  # fmt: skip
-    verdict, reason = cell_verdict(cell)
-    assert verdict == "borderline" and "usable" in reason
+    outcome, reason = decide(cell)
+    assert outcome == "borderline" and "usable" in reason
     failed = crash_row(cell, "timeout", "Timeout", "ran past executor.timeout_s")
     assert "over the cautious estimate" in failed["warnings"]
     assert crash_row(cell, "infeasible", "Infeasible", "x").get("warnings") is None
@@ -150,7 +156,7 @@ def test_int8_on_gpu_engines_and_where_each_refuses_it():
     assert "kernel-injected" in no_kernels
     # seed 002's BLOOM-176B int8 TP8 on p4d: DeepSpeed runs it now, and the memory fits
     bloom = [c for c in plan_from_overrides(["+grid=seed002_lmi"]).cells if c.precision == "int8"]
-    assert bloom and all(cell_verdict(c)[0] in ("run", "borderline") for c in bloom)
+    assert bloom and all(decide(c)[0] in ("run", "borderline") for c in bloom)
 
 
 def test_deepspeed_int8_is_unsupported_where_the_installed_release_refuses_the_dtype():

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
+from bench.config.checks import ConfigError
 from bench.config.compose import UsageError
 from bench.config.schema import (
-    ConfigError,
     InstanceSpec,
     cell_from_dict,
     conf_dir,

@@ -17,8 +17,9 @@ from unittest import mock
 import pytest
 
 from bench import cli
+from bench.config.checks import ConfigError
 from bench.config.compose import UsageError, compose_many
-from bench.config.schema import CONFIG_GROUPS, ConfigError
+from bench.config.schema import CONFIG_GROUPS
 from bench.results.schema_doc import columns_markdown
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Memory fit before paying: infeasible cells and `fit` verdicts, with the guide's example."""
+"""Memory fit before paying: infeasible cells and `fit` rows, with the guide's example."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from bench.config.schema import instance_from_catalog, packed_replicas
-from bench.plan.feasibility import fit_table, infeasible_reason
+from bench.plan.feasibility import decide, fit_table, infeasible_reason
 from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO
 
@@ -31,24 +31,22 @@ def neox_rows(catalog):
 
 
 def test_neox_20b_fits_one_copy_per_80gb_gpu_not_per_40gb(neox_rows):
-    assert neox_rows[("p4de.24xlarge", 1)].verdict == "fits"
+    assert neox_rows[("p4de.24xlarge", 1)].fit == "fits"
     assert neox_rows[("p4de.24xlarge", 1)].replicas == 8
-    assert neox_rows[("p4d.24xlarge", 1)].verdict == "no"
+    assert neox_rows[("p4d.24xlarge", 1)].fit == "no"
     assert neox_rows[("p4d.24xlarge", 1)].rmme_per_gpu_gb > neox_rows[("p4d.24xlarge", 1)].gpu_gb
 
 
 def test_neox_20b_two_way_on_g5_12xlarge_is_worth_trying(neox_rows):
     row = neox_rows[("g5.12xlarge", 2)]
-    assert row.verdict in ("fits", "borderline") and row.replicas == 2
+    assert row.fit in ("fits", "borderline") and row.replicas == 2
     assert row.usd_per_replica_hour == pytest.approx(5.672 / 2)
-    assert neox_rows[("g5.xlarge", 1)].verdict == "no"
+    assert neox_rows[("g5.xlarge", 1)].fit == "no"
 
 
 def test_fit_is_cheapest_first_within_a_verdict(neox_rows):
-    rows = sorted(
-        neox_rows.values(), key=lambda r: {"fits": 0, "borderline": 1, "no": 2}[r.verdict]
-    )
-    fits = [r.usd_per_replica_hour for r in rows if r.verdict == "fits"]
+    rows = sorted(neox_rows.values(), key=lambda r: {"fits": 0, "borderline": 1, "no": 2}[r.fit])
+    fits = [r.usd_per_replica_hour for r in rows if r.fit == "fits"]
     priced = [usd for usd in fits if usd is not None]
     assert fits == sorted(priced) + [None] * (len(fits) - len(priced))  # unpriced types last
 
@@ -65,8 +63,8 @@ def test_infeasible_cells_say_why_with_numbers(catalog):
     assert "compute capability 7.0" in infeasible_reason(v100)
     t4 = dataclasses.replace(bert, instance=catalog["g4dn.xlarge"], precision="bf16")
     assert infeasible_reason(t4) is None  # 7.5 is native
-    tp = dataclasses.replace(bert, tp_degree=2)
-    assert "exceeds g5.xlarge's 1 GPUs" in infeasible_reason(tp)
+    tp = dataclasses.replace(bert, tp_degree=2)  # the engine's capability says no, not memory
+    assert infeasible_reason(tp) is None and decide(tp).outcome == "unsupported"
     cpu = plan_from_overrides(["model=gpt_neox_20b"]).cells[0]
     assert infeasible_reason(cpu) is None  # nothing to check on a CPU instance
 
@@ -93,7 +91,7 @@ def test_plan_and_fit_verbs():
 
     report = json.loads(run("plan", "+grid=bert_g5", "format=json"))
     assert len(report["cells"]) == 240
-    assert {c["verdict"] for c in report["cells"]} == {"run"}
+    assert {c["decision"] for c in report["cells"]} == {"run"}
     assert set(report["per_instance"]) == {
         "g5.xlarge",
         "g5.2xlarge",
@@ -108,18 +106,18 @@ def test_plan_and_fit_verbs():
 
 
 def _seed002_cells():
-    from bench.plan.preview import cell_verdict
+    from bench.plan.feasibility import decide
 
     plan = plan_from_overrides(["+grid=seed002_lmi"])
-    return {(c.model.name, c.engine.name, c.precision): (c, cell_verdict(c)) for c in plan.cells}
+    return {(c.model.name, c.engine.name, c.precision): (c, decide(c)) for c in plan.cells}
 
 
 def test_seed002_configurations_fit_or_are_borderline_never_infeasible():
     cells = _seed002_cells()
     for engine in ("deepspeed", "accelerate"):
-        cell, (verdict, reason) = cells[("opt_30b", engine, "fp16")]
+        cell, (outcome, reason) = cells[("opt_30b", engine, "fp16")]
         assert (cell.tp_degree, cell.instance.type, cell.batch_size) == (4, "g5.24xlarge", 4)
-        assert verdict in ("run", "borderline"), reason
+        assert outcome in ("run", "borderline"), reason
     bloom, _ = cells[("bloom_176b", "deepspeed", "int8")]
     assert (bloom.tp_degree, bloom.instance.type) == (8, "p4d.24xlarge")
     assert infeasible_reason(bloom) is None  # the memory fits (34.4 GB against 42.5 usable)
@@ -141,7 +139,8 @@ def test_batch_adds_the_kv_cache_not_copies_of_the_weights():
 
 @pytest.mark.parametrize("engine", ["hf", "accelerate", "deepspeed"])
 def test_fit_offers_nothing_plan_would_call_unsupported(catalog, engine):
-    from bench.plan.preview import cell_verdict, fit_rows
+    from bench.plan.feasibility import decide
+    from bench.plan.preview import fit_rows
 
     cell = plan_from_overrides(["model=gpt_neox_20b", "precision=fp16", f"engine={engine}"]).cells[
         0
@@ -152,8 +151,8 @@ def test_fit_offers_nothing_plan_would_call_unsupported(catalog, engine):
         planned = dataclasses.replace(
             cell, instance=catalog[row.instance], tp_degree=row.partitions
         )
-        verdict, reason = cell_verdict(planned)
-        assert verdict != "unsupported", (row.instance, row.partitions, reason)
+        outcome, reason = decide(planned)
+        assert outcome != "unsupported", (row.instance, row.partitions, reason)
     if engine == "hf":  # one device only
         assert {row.partitions for row in rows} == {1}
     else:
@@ -175,10 +174,10 @@ def test_fit_a_bare_lbme_gives_the_guides_candidates(catalog):
     }
     assert rows[("p4d.24xlarge", 1)].lbme_gb == 30.0
     assert rows[("p4d.24xlarge", 1)].lmme_gb == pytest.approx(1.15 * 30)
-    assert rows[("p4d.24xlarge", 1)].verdict == rows[("p4de.24xlarge", 1)].verdict == "fits"
-    assert rows[("g5.12xlarge", 2)].verdict == "fits"
-    assert rows[("p3.8xlarge", 2)].verdict in ("fits", "borderline")
-    assert rows[("g5.12xlarge", 1)].verdict == "no"
+    assert rows[("p4d.24xlarge", 1)].fit == rows[("p4de.24xlarge", 1)].fit == "fits"
+    assert rows[("g5.12xlarge", 2)].fit == "fits"
+    assert rows[("p3.8xlarge", 2)].fit in ("fits", "borderline")
+    assert rows[("g5.12xlarge", 1)].fit == "no"
 
 
 def test_fit_cli_takes_params_short_form():

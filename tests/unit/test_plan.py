@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.config.schema import ConfigError, conf_dir
+from bench.config.checks import ConfigError
+from bench.config.schema import conf_dir
 from bench.plan.grid import plan_from_overrides
 from bench.plan.manifest import Plan
 

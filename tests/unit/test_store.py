@@ -8,7 +8,7 @@ import stat
 import pyarrow as pa
 import pytest
 
-from bench.config.schema import ConfigError
+from bench.config.checks import ConfigError
 from bench.results.store import LocalStore, RowFile, StoreError, SweepPaths, open_store, row_file
 
 

@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from bench.config.checks import ConfigError
 from bench.config.schema import (
     CONFIG_GROUPS,
-    ConfigError,
     add_config_dir,
     check_root,
     conf_dir,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.config.schema import ConfigError
+from bench.config.checks import ConfigError
 from bench.engines.accelerate import AccelerateEngine
 from bench.engines.base import Engine
 from bench.engines.calibration import NullEngine, SleepEngine

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config.schema import ConfigError
+from bench.config.checks import ConfigError
 from bench.engines.base import (
     ALL_TASKS,
     ANY_PRECISION,

@@ -11,12 +11,12 @@ calls from the client threads, each followed by `synchronize()` inside the timed
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bench.config.schema import CellConfig, ConfigError
+from bench.config.checks import typed_options
+from bench.config.schema import CellConfig
 from bench.config.tasks import TASKS
 
 
@@ -137,8 +137,6 @@ class Engine(ABC):
             return (
                 f"{what} runs a model on at most {cap.max_tp} device(s); tp_degree={cell.tp_degree}"
             )
-        if cell.scenario.name == "capacity" and cell.tp_degree > 1:
-            return "the capacity scenario loads whole copies on one device; set tp_degree=1"
         gpus = cell.instance.gpus
         if device == "cuda" and gpus and cell.tp_degree > gpus:
             return f"tp_degree={cell.tp_degree} exceeds {cell.instance.type}'s {gpus} GPUs"
@@ -151,18 +149,7 @@ class Engine(ABC):
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:
         """Reject unknown option keys and values of the wrong type, naming the allowed ones."""
-        fields = {f.name: f for f in dataclasses.fields(cls.Options)}
-        for key, value in options.items():
-            if key not in fields:
-                allowed = ", ".join(fields) or "none"
-                raise ConfigError(f"engine.{key}", value, f"engine {cls.name} options: {allowed}")
-            default = fields[key].default
-            expected = float if isinstance(default, float) else type(default)
-            if isinstance(value, bool) and expected is not bool:
-                raise ConfigError(f"engine.{key}", value, f"must be {expected.__name__}")
-            if not isinstance(value, (expected, int) if expected is float else expected):
-                raise ConfigError(f"engine.{key}", value, f"must be {expected.__name__}")
-        cls.validate(cls.Options(**options))
+        cls.validate(typed_options("engine", f"engine {cls.name} options", cls.Options, options))
 
     @classmethod
     def validate(cls, options: Any) -> None:

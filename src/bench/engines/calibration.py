@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.config.schema import CellConfig, ConfigError
+from bench.config.checks import ConfigError
+from bench.config.schema import CellConfig
 from bench.engines.base import Engine, LoadInfo
 
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config.schema import CellConfig, ConfigError, cell_from_dict
+from bench.config.checks import ConfigError
+from bench.config.schema import CellConfig, cell_from_dict
 from bench.engines.base import Capability, LoadInfo, Unsupported, device_kind
 from bench.engines.hf import HFEngine, torch_dtype
 

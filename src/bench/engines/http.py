@@ -47,7 +47,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bench.config.schema import CellConfig, ConfigError
+from bench.config.checks import ConfigError
+from bench.config.schema import CellConfig
 from bench.config.tasks import task_of, text_prompt, token_prompts
 from bench.engines.base import (
     ANY_PRECISION,

@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bench.config.schema import CellConfig, ConfigError
+from bench.config.checks import ConfigError
+from bench.config.schema import CellConfig
 from bench.config.tasks import task_of, text_prompt
 from bench.engines.base import Engine, LoadInfo
 from bench.engines.http import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config.schema import ConfigError
+from bench.config.checks import ConfigError
 from bench.config.tasks import task_of
 from bench.engines.base import ALL_TASKS, ANY_PRECISION, BOTH_DEVICES, Capability
 from bench.engines.hf import HFEngine

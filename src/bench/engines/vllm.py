@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config.schema import CellConfig, ConfigError
+from bench.config.checks import ConfigError
+from bench.config.schema import CellConfig
 from bench.config.tasks import token_prompts
 from bench.engines.base import (
     ANY_PRECISION,

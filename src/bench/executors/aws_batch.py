@@ -28,7 +28,8 @@ import time
 import uuid
 from typing import Any
 
-from bench.config.schema import CellConfig, ConfigError, InstanceSpec
+from bench.config.checks import ConfigError
+from bench.config.schema import CellConfig, InstanceSpec
 from bench.executors.base import (
     UNCONFIRMED,
     Executor,

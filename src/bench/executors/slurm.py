@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.config.schema import ConfigError
+from bench.config.checks import ConfigError
 from bench.executors.aws_batch import queue_name
 from bench.executors.base import (
     Executor,

@@ -34,7 +34,8 @@ from bench.measure import device_memory, lockstep, progress, telemetry, threads
 from bench.measure.host_facts import host_facts
 from bench.measure.loadgen import LoadResult
 from bench.measure.metrics import summarize
-from bench.measure.scenarios import Measured, request_for, run_capacity, run_scenario
+from bench.measure.scenarios import SCENARIOS, Measured, request_for
+from bench.measure.support import why_unsupported
 from bench.results import arrow
 from bench.results.schema import SAMPLES_SCHEMA, SCHEMA_VERSION
 
@@ -142,11 +143,11 @@ def _load(
     engine: Engine,
     row: dict[str, Any] | None,
     policy: threads.ThreadPolicy,
-    on_prepared: Callable[[], None] | None = None,
+    before_load: Callable[[], None] | None = None,
 ) -> None:
     """imports (timed), prepare, load (timed), initialize (timed); the first copy's figures
     go into `row`."""
-    first = row is not None  # a capacity scenario's further copies go unsaid
+    first = row is not None  # further copies (a scenario's load_copy) go unsaid
     if first:
         progress.enter("import", engine.name)
     started = time.perf_counter()
@@ -157,8 +158,8 @@ def _load(
     if first:
         progress.enter("prepare")
     prepared = engine.prepare()
-    if on_prepared is not None:
-        on_prepared()
+    if before_load is not None:
+        before_load()
     if first:
         progress.enter("load")
     started = time.perf_counter()
@@ -256,40 +257,22 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
         cpu_affinity_list=policy.cpu_affinity_list,
         cpus_busy_at_start=policy.cpus_busy_at_start,
     )
+    scenario = SCENARIOS[cell.scenario.name](cell)
+
+    def load_copy() -> Engine:  # another copy of the model (a scenario that fills memory)
+        copies.append(engine_class(cell))
+        _load(copies[-1], None, policy)
+        return copies[-1]
+
     try:
-        if cell.scenario.name != "capacity":
-            _load(engine, row, policy)
-            host_peak_reset = _start_measuring()
-            progress.enter("warmup")
-            sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
-            try:
-                measured = run_scenario(cell, engine, request_for(engine, cell))
-            finally:
-                sampler.stop()
-        else:
-            base: list[float] = []  # in use once the libraries are imported, before weights
-            # engines resolve their device in their import step: measure the base there
-            _load(
-                engine,
-                row,
-                policy,
-                lambda: base.append(
-                    device_memory.memory_of(getattr(engine, "device", "cpu")).used_mb()
-                ),
-            )
-            host_peak_reset = _start_measuring()
-            progress.enter("warmup")
-
-            def load_copy() -> Engine:
-                copy = engine_class(cell)
-                _load(copy, None, policy)
-                return copy
-
-            sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
-            try:
-                measured = run_capacity(cell, engine, base[0], load_copy, copies)
-            finally:
-                sampler.stop()
+        _load(engine, row, policy, lambda: scenario.before_load(engine))
+        host_peak_reset = _start_measuring()
+        progress.enter("warmup")
+        sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
+        try:
+            measured = scenario.run(engine, request_for(engine, cell), load_copy)
+        finally:
+            sampler.stop()
         if "torch" in sys.modules:
             row["torch_threads"] = policy.intra_op_threads  # describe() reads torch's own
         row.update(engine.describe(), sync_scope=_sync_scope(engine))
@@ -317,9 +300,7 @@ def run_cell(
     """Run one cell in this process; always returns a row. `warnings_for` gives the row's
     planner warnings (bench.plan.feasibility.planner_warnings: the caller's, since measuring code
     imports no planning code), asked after measuring: it may import transformers."""
-    engine_class = ENGINES[cell.engine.name]
-    reason = engine_class.unsupported_reason(cell) or engine_class.host_reason(cell)
-    if reason:
+    if reason := why_unsupported(cell, this_host=True):
         return CellResult(row=unsupported_row(cell, reason), samples=None)
     row = base_row(cell)
     row["started_at"] = now_utc()

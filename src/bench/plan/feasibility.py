@@ -10,10 +10,11 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.config.schema import CellConfig, InstanceSpec, ModelConfig
 from bench.config.tasks import task_of
+from bench.measure.support import why_unsupported
 from bench.plan.memory_estimate import Estimate, bytes_per_sequence, estimate
 
 GB_PER_GIB = 2**30 / 1e9
@@ -129,8 +130,6 @@ def infeasible_reason(cell: CellConfig) -> str | None:
     instance = cell.instance
     if not nvidia_gpus(instance):
         return None
-    if cell.tp_degree > instance.gpus:
-        return f"tp_degree={cell.tp_degree} exceeds {instance.type}'s {instance.gpus} GPUs"
     if reason := precision_reason(cell.precision, instance):
         return reason
     est = cell_estimate(cell)
@@ -181,7 +180,7 @@ class FitRow:
     per_sequence_gb: float  # KV cache or activations each sequence beyond the first adds
     rmme_per_gpu_gb: float
     gpu_gb: float
-    verdict: str  # fits | borderline | no
+    fit: str  # fits | borderline | no
     usd_per_hour: float | None  # None: the price list has no price for the type
     usd_per_replica_hour: float | None
     note: str
@@ -223,7 +222,7 @@ def fit_table(
             est = estimate(params, precision, engine, p, model.family, tokens, batch_size, extra)
             capacity = gpu_capacity_gb(instance)
             over = est.rmme_per_gpu_gb / capacity - 1
-            verdict = "fits" if over <= 0 else "borderline" if over <= margin else "no"
+            fit = "fits" if over <= 0 else "borderline" if over <= margin else "no"
             replicas = instance.gpus // p
             price = list_price(instance, pricing)
             note = (
@@ -243,7 +242,7 @@ def fit_table(
                     per_sequence_gb=round(est.per_sequence_gb, 3),
                     rmme_per_gpu_gb=round(est.rmme_per_gpu_gb, 2),
                     gpu_gb=round(capacity, 2),
-                    verdict=verdict,
+                    fit=fit,
                     usd_per_hour=price,
                     usd_per_replica_hour=None if price is None else round(price / replicas, 4),
                     note=note,
@@ -253,7 +252,7 @@ def fit_table(
     return sorted(
         rows,
         key=lambda r: (
-            order[r.verdict],
+            order[r.fit],
             math.inf if r.usd_per_replica_hour is None else r.usd_per_replica_hour,
             r.partitions,
         ),
@@ -269,3 +268,29 @@ def planner_warnings(cell: CellConfig) -> str | None:
     """The planner's warnings for a cell that ran (borderline memory, slow int8), joined: a
     row's `warnings`."""
     return "; ".join(cell_warnings(cell)) or None
+
+
+DECISIONS = ("run", "borderline", "unsupported", "infeasible")  # borderline cells run
+
+
+class Decision(NamedTuple):
+    """What the planner decides for a cell, and why (or its warnings, for one that runs)."""
+
+    outcome: str  # one of DECISIONS
+    reason: str
+
+    @property
+    def runs(self) -> bool:
+        return self.outcome in ("run", "borderline")
+
+
+def decide(cell: CellConfig, this_host: bool = False) -> Decision:
+    """The one decision on whether a cell runs: `bench plan`, `bench fit` and the sweep ask it
+    (the runner asks its first part, bench.measure.support, before loading). `this_host`:
+    the cell runs on this machine, so a missing library or launcher counts."""
+    if reason := why_unsupported(cell, this_host):
+        return Decision("unsupported", reason)
+    if reason := infeasible_reason(cell):
+        return Decision("infeasible", reason)
+    outcome = "borderline" if borderline_reason(cell) else "run"
+    return Decision(outcome, "; ".join(cell_warnings(cell)))

@@ -15,17 +15,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from bench.config.checks import ConfigError, flag
 from bench.config.compose import check_group_choice, compose_many, compose_one
 from bench.config.schema import (
     CellConfig,
-    ConfigError,
     InstanceSpec,
     catalog_entries,
     cell_from_dict,
-    flag,
     instance_from_catalog,
 )
 from bench.engines import check_engine
+from bench.measure.scenarios import check_scenario
 from bench.plan.manifest import ORDERS, Plan, check_sweep_id, digest
 
 GROUP_AXES = ("model", "engine", "scenario")
@@ -160,6 +160,7 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
             "axes": axes_values,
         }
     )
+    check_scenario(cell.scenario)  # its own keys: the schema checked only the shared ones
     return dataclasses.replace(cell, cell_id=cell_id_for(cell))
 
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from bench.config.schema import CellConfig, ConfigError, cell_from_dict
+from bench.config.checks import ConfigError
+from bench.config.schema import CellConfig, cell_from_dict
 from bench.engines import check_engine
+from bench.measure.scenarios import check_scenario
 from bench.results.store import Store, SweepPaths, open_store
 
 MANIFEST_VERSION = 1
@@ -75,8 +77,9 @@ class Plan:
 
 
 def _checked(cell: CellConfig) -> CellConfig:
-    """A manifest's cell whose engine is registered here and takes its options."""
+    """A manifest's cell whose engine and scenario are registered here and take its options."""
     check_engine({"name": cell.engine.name, **cell.engine.options})
+    check_scenario(cell.scenario)
     return cell
 
 

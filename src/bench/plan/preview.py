@@ -7,16 +7,15 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from bench.config.schema import CellConfig, InstanceSpec, ScenarioConfig
-from bench.engines import ENGINES
+from bench.config.schema import CellConfig, InstanceSpec
+from bench.measure.scenarios import SCENARIOS
+from bench.measure.support import why_unsupported
 from bench.plan.feasibility import (
     FitRow,
-    borderline_reason,
     cell_estimate,
-    cell_warnings,
+    decide,
     fit_table,
     gpu_capacity_gb,
-    infeasible_reason,
 )
 from bench.plan.manifest import Plan
 from bench.results.history import CellOverhead
@@ -26,17 +25,6 @@ from bench.results.schema import AXIS_COLUMNS
 def _estimate_gb(cell: CellConfig) -> float | None:
     est = cell_estimate(cell)
     return round(est.rmme_per_gpu_gb, 2) if est is not None else None
-
-
-def cell_verdict(cell: CellConfig) -> tuple[str, str]:
-    """(run | borderline | unsupported | infeasible, reason); borderline cells run."""
-    if reason := ENGINES[cell.engine.name].unsupported_reason(cell):
-        return "unsupported", reason
-    if reason := infeasible_reason(cell):
-        return "infeasible", reason
-    if reason := borderline_reason(cell):
-        return "borderline", "; ".join(cell_warnings(cell))
-    return "run", "; ".join(cell_warnings(cell))
 
 
 def fit_rows(
@@ -49,11 +37,10 @@ def fit_rows(
 ) -> list[FitRow]:
     """`fit` for the model, precision, engine and batch of `cell`: only the instance types and
     partition degrees its engine can run, so `fit` never offers what `plan` would refuse."""
-    engine = ENGINES[cell.engine.name]
 
     def unsupported(instance: InstanceSpec, partitions: int) -> str | None:
-        return engine.unsupported_reason(
-            dataclasses.replace(cell, instance=instance, tp_degree=partitions)
+        return why_unsupported(
+            dataclasses.replace(cell, instance=instance, tp_degree=partitions), this_host=False
         )
 
     return fit_table(
@@ -71,15 +58,16 @@ def fit_rows(
 
 
 def plan_report(plan: Plan, overhead: CellOverhead) -> dict[str, Any]:
-    """Per cell: axes, memory estimate vs GPU memory, verdict; per instance type: the sweep's
-    own estimated instance-hours and dollars, as a range: cells that run x (overhead + the
-    least and the most their scenario measures; repeats and ramp stages counted)."""
+    """Per cell: axes, memory estimate vs GPU memory, the planner's decision; per instance
+    type: the sweep's own estimated instance-hours and dollars, as a range: cells that run x
+    (overhead + the least and the most their scenario measures; repeats and ramp stages
+    counted)."""
     cells = []
     per_instance: dict[str, dict[str, float]] = defaultdict(
         lambda: {"cells": 0, "hours": 0.0, "hours_max": 0.0, "usd": 0.0, "usd_max": 0.0}
     )
     for cell in plan.cells:
-        verdict, reason = cell_verdict(cell)
+        decision = decide(cell)
         cells.append(
             {
                 "index": cell.index,
@@ -93,12 +81,12 @@ def plan_report(plan: Plan, overhead: CellOverhead) -> dict[str, Any]:
                 "instance": cell.instance.type,
                 "est_gb_per_gpu": _estimate_gb(cell),
                 "gpu_gb": round(gpu_capacity_gb(cell.instance), 1) if cell.instance.gpus else None,
-                "verdict": verdict,
-                "reason": reason,
+                "decision": decision.outcome,
+                "reason": decision.reason,
             }
         )
-        if verdict in ("run", "borderline"):
-            least, most = measured_seconds(cell.scenario)
+        if decision.runs:
+            least, most = SCENARIOS[cell.scenario.name].seconds(cell.scenario)
             entry = per_instance[cell.instance.type]
             entry["cells"] += 1
             for key, seconds in (("", least), ("_max", most)):
@@ -126,19 +114,6 @@ def plan_report(plan: Plan, overhead: CellOverhead) -> dict[str, Any]:
     }
 
 
-def measured_seconds(scenario: ScenarioConfig) -> tuple[float, float]:
-    """(least, most) seconds a cell's scenario runs beyond start-up: warmup plus the measured
-    window from its minimum (min_duration_s; the stopping rule may need longer) to its cap
-    (max_duration_s). A ramp's stages are fixed."""
-    if scenario.name == "ramp":
-        fixed = len(scenario.stages) * (scenario.stage_duration_s + scenario.stage_warmup_s)
-        return fixed, fixed
-    before = scenario.warmup_s
-    if scenario.name == "open_loop" and not scenario.rate_per_s:  # calibration warms up too
-        before = 2 * scenario.warmup_s + scenario.calibrate_s
-    return before + scenario.min_duration_s, before + scenario.max_duration_s
-
-
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     import pandas as pd
 
@@ -155,12 +130,12 @@ def format_plan(report: dict[str, Any], fmt: str) -> str:
         *AXIS_COLUMNS,
         "est_gb_per_gpu",
         "gpu_gb",
-        "verdict",
+        "decision",
     ]
     lines = [_table(report["cells"], columns)]
     for cell in report["cells"]:
         if cell["reason"]:
-            lines.append(f"{cell['verdict']}: {cell['cell_id']}: {cell['reason']}")
+            lines.append(f"{cell['decision']}: {cell['cell_id']}: {cell['reason']}")
     lines.append(
         f"estimated cost of the sweep itself: cells x ({report['cell_overhead_s']:g} s overhead "
         f"per cell + their scenario's least .. most measuring); overhead: "

@@ -450,7 +450,7 @@ def build_report(
         )
         images[f"{model}-vs-batch-size.png"] = plot_vs_batch(group, str(model))
     if "stages_json" in ok.columns:
-        ramps = ok[(ok["scenario"] == "ramp") & ok["stages_json"].notna()]
+        ramps = ok[ok["stages_json"].notna()]
         for model, group in ramps.groupby("model"):
             images[f"{model}-ramp.png"] = plot_ramp(group, str(model))
     if not ok.empty:

@@ -18,7 +18,7 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-from bench.config.schema import ConfigError
+from bench.config.checks import ConfigError
 from bench.results.store_base import Store, StoreError
 
 MAX_ATTEMPTS = 10

@@ -1,7 +1,8 @@
 """The result row: one per cell, whatever happened. Its columns, types and meanings.
 
-The schema is versioned: a column added later bumps SCHEMA_VERSION, and the collector reads
-older files with the new columns as nulls.
+The schema is versioned: a shared column added later bumps SCHEMA_VERSION, and the collector
+reads older files with the new columns as nulls. Each scenario's own columns are declared by
+its class (bench.measure.scenarios) and placed after the open-loop columns.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 8
+from bench.measure.scenarios import scenario_columns
+
+SCHEMA_VERSION = 9
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
@@ -19,7 +22,10 @@ SCHEMA_VERSION = 8
 # seq2seq and classify_image; 7: pricing (ec2 | sagemaker | override), warnings (the
 # planner's: a borderline memory estimate, int8 without int8 tensor cores); 8: telemetry of the
 # measured window (host load and steal, host_busy; GPU utilisation, power, SM clock by NVML);
-# server_exit_code (engine=http's server mode), request_errors
+# server_exit_code (engine=http's server mode), request_errors; 9: the columns a scenario owns
+# come from its class (a new scenario's columns are nullable additions: no bump needed), the
+# ramp's headline_concurrency (threads stays the configured axis), capacity's
+# memory_trace_json (stages_json holds ramp stages only)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -168,30 +174,13 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("usd_per_million_tokens_packed", pa.float64(), "tokens likewise, every replica busy"),
     ("target_rate_per_s", pa.float64(), "open loop: scheduled arrivals per second"),
     ("achieved_rate_per_s", pa.float64(), "open loop: completed requests / window_s"),
-    ("capacity_rps", pa.float64(), "open loop: closed-loop requests/s the target was drawn from"),
     ("dispatch_delay_ms_p50", pa.float64(), "open loop: scheduled arrival -> handed to a client"),
     ("dispatch_delay_ms_p99", pa.float64(), "open loop: dispatch delay 99th percentile"),
     ("queue_delay_ms_mean", pa.float64(), "open loop: scheduled arrival -> sent (waiting)"),
     ("queue_delay_ms_p99", pa.float64(), "open loop: queueing delay 99th percentile"),
     ("service_ms_p50", pa.float64(), "open loop: sent -> complete (latency without queueing)"),
     ("dropped", pa.int64(), "open loop: arrivals never sent before the budget ran out"),
-    ("sla_p99_ms", pa.float64(), "ramp: the P99 latency a stage had to meet"),
-    ("sla_concurrency", pa.int32(), "ramp: highest concurrency whose stage met the SLA"),
-    ("first_failure_concurrency", pa.int32(), "ramp: first concurrency with a failed request"),
-    ("peak_concurrency", pa.int32(), "ramp: the stage with the highest throughput"),
-    (
-        "stages_json",
-        pa.string(),
-        "JSON: ramp, per stage (concurrency, n, errors, P50, P99, rps, meets_sla); "
-        "capacity, memory in use after each copy",
-    ),
-    ("copies_fit", pa.int32(), "capacity: model copies loaded within the memory threshold"),
-    ("memory_per_copy_mb", pa.float64(), "capacity: median memory one more copy took, MiB"),
-    ("memory_base_mb", pa.float64(), "capacity: memory in use before the first copy, MiB"),
-    ("memory_used_mb", pa.float64(), "capacity: memory in use with copies_fit copies, MiB"),
-    ("memory_budget_mb", pa.float64(), "capacity: the device memory the threshold applies to"),
-    ("memory_threshold", pa.float64(), "capacity: share of the budget copies may fill"),
-    ("capacity_reason", pa.string(), "capacity: why no further copy was loaded"),
+    *scenario_columns(),  # each scenario's own (bench.measure.scenarios)
     ("rss_after_import_mb", pa.float64(), "cell process resident memory after imports, MiB"),
     ("rss_after_load_mb", pa.float64(), "... after loading (and initializing) the model, MiB"),
     ("model_rss_mb", pa.float64(), "the model's share: rss_after_load - rss_after_import"),
@@ -314,6 +303,7 @@ def conform(table: pa.Table) -> pa.Table:
     """A table read from any schema version, cast to the current one (new columns null)."""
     if table.schema.equals(ROW_SCHEMA):
         return table
+    table = _before_version_9(table)
     columns = []
     for field in ROW_SCHEMA:
         if field.name in table.column_names:
@@ -321,6 +311,23 @@ def conform(table: pa.Table) -> pa.Table:
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=ROW_SCHEMA)
+
+
+def _before_version_9(table: pa.Table) -> pa.Table:
+    """Files from before schema 9 kept a capacity row's memory trace in stages_json (now
+    memory_trace_json: stages_json is the ramp's alone)."""
+    names = table.column_names
+    if "memory_trace_json" in names or not {"stages_json", "scenario"} <= set(names):
+        return table
+    import pyarrow.compute as pc
+
+    capacity = pc.equal(table.column("scenario"), "capacity")
+    stages = table.column("stages_json")
+    nothing = pa.nulls(table.num_rows, pa.string())
+    table = table.set_column(
+        names.index("stages_json"), "stages_json", pc.if_else(capacity, nothing, stages)
+    )
+    return table.append_column("memory_trace_json", pc.if_else(capacity, stages, nothing))
 
 
 SAMPLES_SCHEMA = pa.schema(

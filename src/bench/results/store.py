@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config.schema import ConfigError
+from bench.config.checks import ConfigError
 from bench.results.store_base import Store, StoreError
 
 _UMASK: list[int] = []

@@ -1,0 +1,107 @@
+"""Value checks for configuration: each raises ConfigError, one line naming the key, the bad
+value and what is allowed. Shared by the cell schema, the engines' and scenarios' options and
+the executors' options."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad configuration value: one line naming the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is not allowed; {allowed}")
+
+
+def require(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(key, value, allowed)
+
+
+def choice(
+    key: str, value: Any, allowed: tuple[str, ...] | list[str], what: str = "allowed"
+) -> str:
+    require(value in allowed, key, value, f"{what}: " + ", ".join(allowed))
+    return value
+
+
+def int_at_least(key: str, value: Any, low: int, high: int | None = None) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    if high is None:
+        require(ok, key, value, f"must be an integer >= {low}")
+    else:
+        require(ok and value <= high, key, value, f"must be an integer from {low} to {high}")
+    return value
+
+
+def flag(key: str, value: Any) -> bool:
+    """A true/false switch. Only a real boolean: `force=no` or `force="0"` would be truthy
+    strings, and a switch like force that re-runs cells must never flip by accident."""
+    require(isinstance(value, bool), key, value, "must be true or false")
+    return value
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def finite_number(key: str, text: str, low: float, high: float) -> float:
+    """A number given on the command line as text, finite and in [low, high]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    ok = math.isfinite(value) and low <= value <= high
+    require(ok, key, text, f"must be a number from {low:g} to {high:g}")
+    return value
+
+
+def positive(key: str, value: Any) -> float:
+    ok = finite(value) and value > 0
+    require(ok, key, value, "must be a finite number > 0")
+    return float(value)
+
+
+def non_negative(key: str, value: Any) -> float:
+    ok = finite(value) and value >= 0
+    require(ok, key, value, "must be a finite number >= 0")
+    return float(value)
+
+
+def share(key: str, value: Any, low_open: bool = True) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (0 < value < 1 if low_open else 0 <= value < 1)
+    require(ok, key, value, "must be a number in (0, 1)" if low_open else "must be in [0, 1)")
+    return float(value)
+
+
+def optional(check: Any, key: str, d: dict[str, Any], *bounds: int) -> Any:
+    """d's value for `key` (GROUP.NAME) checked by `check`, or None when unset."""
+    value = d.get(key.rsplit(".", 1)[1])
+    return None if value is None else check(key, value, *bounds)
+
+
+def typed_options(group: str, owner: str, options_type: type, values: dict[str, Any]) -> Any:
+    """`values` as an `options_type` dataclass: an unknown key, or a value whose type differs
+    from its field's default (an int is a float; a list is a tuple), is refused naming what is
+    allowed. Fields defaulting to None are the owner's to check."""
+    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    typed = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{group}.{key}", value, f"{owner}: {', '.join(fields) or 'none'}")
+        default = fields[key].default
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        typed[key] = value
+        if default is None or default is dataclasses.MISSING:
+            continue
+        expected = float if isinstance(default, float) else type(default)
+        wrong = isinstance(value, bool) and expected is not bool
+        if wrong or not isinstance(value, (expected, int) if expected is float else expected):
+            raise ConfigError(f"{group}.{key}", value, f"must be {expected.__name__}")
+    return options_type(**typed)
