@@ -160,7 +160,8 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
             "axes": axes_values,
         }
     )
-    check_scenario(cell.scenario)  # its own keys: the schema checked only the shared ones
+    # its own keys (the schema checked only the shared ones), before the id is drawn from them
+    cell = dataclasses.replace(cell, scenario=check_scenario(cell.scenario))
     return dataclasses.replace(cell, cell_id=cell_id_for(cell))
 
 

@@ -79,7 +79,8 @@ class Plan:
 def _checked(cell: CellConfig) -> CellConfig:
     """A manifest's cell whose engine and scenario are registered here and take its options."""
     check_engine({"name": cell.engine.name, **cell.engine.options})
-    check_scenario(cell.scenario)
+    if check_scenario(cell.scenario) != cell.scenario:  # the planner kept only its own keys
+        raise ConfigError("scenario", cell.scenario.options, "keys of another scenario")
     return cell
 
 

@@ -3,6 +3,8 @@ one module and one class each; this registry is the only list of them."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from bench.config.checks import choice
 from bench.config.schema import ScenarioConfig
 from bench.measure.scenarios.base import Column, Measured, Scenario, request_for
@@ -14,9 +16,18 @@ from bench.measure.scenarios.ramp import Ramp
 SCENARIOS: dict[str, type[Scenario]] = {s.name: s for s in (Latency, OpenLoop, Ramp, Capacity)}
 
 
-def check_scenario(config: ScenarioConfig) -> None:
-    """The scenario exists and takes these keys and values (ConfigError otherwise)."""
-    SCENARIOS[choice("scenario.name", config.name, tuple(SCENARIOS), "scenarios")].check(config)
+def check_scenario(config: ScenarioConfig) -> ScenarioConfig:
+    """`config` with its scenario's own keys only, checked (ConfigError naming the key, the
+    value and what is allowed). A key another scenario owns is dropped: a grid whose blocks
+    run several scenarios sets each one's keys once. Any other key is refused."""
+    scenario = SCENARIOS[choice("scenario.name", config.name, tuple(SCENARIOS), "scenarios")]
+    others = {key for s in SCENARIOS.values() if s is not scenario for key in s.option_keys()}
+    own = {
+        k: v for k, v in config.options.items() if k in scenario.option_keys() or k not in others
+    }
+    checked = dataclasses.replace(config, options=own)
+    scenario.check(checked)
+    return checked
 
 
 def scenario_columns() -> list[Column]:

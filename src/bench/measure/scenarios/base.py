@@ -53,6 +53,10 @@ class Scenario:
         return typed_options("scenario", owner, cls.Options, config.options)
 
     @classmethod
+    def option_keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls.Options))
+
+    @classmethod
     def check(cls, config: ScenarioConfig) -> None:
         """Refuse unknown keys and bad values (ConfigError), naming what is allowed."""
         cls.validate(config, cls.options_of(config))
