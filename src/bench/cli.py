@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _cell(args: argparse.Namespace) -> int:
-    from bench.executors import index_from_environment
+    from bench.executors.environment import index_from_environment
     from bench.executors.job import job_cell, run_job
     from bench.plan.manifest import check_manifest_store
 

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from bench.config.checks import ConfigError
-from bench.executors import EXECUTORS, Executor, JobHandle, lease
+from bench.executors import Executor, JobHandle, executor_class, lease
 from bench.executors.base import ProgressFn, read_submissions
 from bench.executors.job import cell_statuses, save_result
 from bench.measure.progress import CLEAR_LINE
@@ -97,10 +97,7 @@ def progress_printer(stream: TextIO, walls: dict[str, float] | None = None) -> P
 
 
 def make_executor(options: dict[str, Any]) -> Executor:
-    name = options.get("name", "local")
-    if name not in EXECUTORS:
-        raise ConfigError("executor", name, "allowed: " + ", ".join(EXECUTORS))
-    return EXECUTORS[name](options)
+    return executor_class(options)(options)
 
 
 def submissions_table(states: list[dict[str, Any]]) -> str:
@@ -190,7 +187,7 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
             follow = f"python -m bench status {plan.sweep_id} store.root={plan.store_root}"
             print(f"follow it with: {follow}", file=stream)
             return None
-        executor.wait(executor.submissions, float(plan.executor.get("poll_s", 30)))
+        executor.wait(executor.submissions, executor.poll_s)
         print(submissions_table(executor.describe(executor.submissions)), file=stream)
     collected = collect(store, plan.sweep_id)
     if walls and (split := time_split(collected.table, walls)):

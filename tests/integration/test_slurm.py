@@ -185,10 +185,10 @@ def test_render_script_execs_bench_cell_on_the_array_map(gpus: int) -> None:
 
 
 def test_an_image_runs_the_cell_in_a_container_with_the_task_environment(tmp_path: Path) -> None:
-    from bench.executors.slurm import container_command
+    from bench.executors.slurm import SlurmOptions, container_command
     from bench.results.store import open_store
 
-    local = container_command({"image": "bench-hf:1"}, open_store(str(tmp_path)), gpus=2)
+    local = container_command(SlurmOptions(image="bench-hf:1"), open_store(str(tmp_path)), gpus=2)
     assert local[:4] == ["podman", "run", "--rm", "--network"] and local[-1] == "bench-hf:1"
     assert f"{tmp_path}:{tmp_path}" in local  # the local store, at its own path
     assert local[local.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
@@ -207,7 +207,7 @@ def test_an_image_runs_the_cell_in_a_container_with_the_task_environment(tmp_pat
         container=["docker", "run", "--rm", "img:1"],
     )
     assert "exec docker run --rm img:1 --manifest s3://b/r/sw/manifest.json --array sw-a" in script
-    assert container_command({"image": None}, open_store(str(tmp_path)), gpus=0) == []
+    assert container_command(SlurmOptions(), open_store(str(tmp_path)), gpus=0) == []
 
 
 def test_an_unknown_container_runtime_is_refused_before_anything_is_written(tmp_path: Path) -> None:

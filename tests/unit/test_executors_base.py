@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.executors.base import INDEX_VARIABLES, index_from_environment
+from bench.executors.environment import INDEX_VARIABLES, index_from_environment
 
 
 @pytest.mark.parametrize(

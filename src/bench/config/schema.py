@@ -368,17 +368,9 @@ ROOT_SECTIONS = {
 GRID_KEYS = ("name", "axes", "blocks")
 FORMATS = ("table", "json")
 PRICINGS = ("ec2", "sagemaker")  # which catalog price a cell is costed at
+
+
 # Executor options that are numbers: (integer?, lowest allowed).
-EXECUTOR_NUMBERS = {
-    "timeout_s": (False, 0.0),
-    "attempt_duration_s": (True, 60),  # AWS Batch refuses shorter attempt timeouts
-    "time_limit_s": (True, 1),
-    "poll_s": (False, 0.0),
-    "attempts": (True, 1),
-    "parallelism": (True, 1),
-}
-
-
 def _optional_positive(key: str, value: Any) -> None:
     if value is not None:
         positive(key, value)
@@ -401,20 +393,6 @@ def check_group_keys(group: str, options: dict[str, Any], choice: str | None) ->
         raise ConfigError(
             f"{group}.{unknown[0]}", options[unknown[0]], "keys: " + ", ".join(sorted(known))
         )
-
-
-def check_executor_options(options: dict[str, Any]) -> None:
-    """The executor's numeric options are finite and in range (before anything is written)."""
-    for key, (integer, low) in EXECUTOR_NUMBERS.items():
-        if key not in options:
-            continue
-        value, name = options[key], f"executor.{key}"
-        if integer:
-            int_at_least(name, value, int(low))
-        else:
-            require(finite(value) and value > low, name, value, "must be a finite number > 0")
-    if options.get("shared_memory_mib") is not None:  # null: the executor's own default
-        int_at_least("executor.shared_memory_mib", options["shared_memory_mib"], 64)
 
 
 def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
@@ -453,7 +431,6 @@ def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
     executor = dict(cfg.get("executor") or {})
     check_group_keys("executor", executor, executor.get("name"))
     check_group_keys("store", dict(cfg.get("store") or {}), None)
-    check_executor_options(executor)
 
 
 def root_keys() -> set[str]:

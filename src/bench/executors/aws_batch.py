@@ -26,9 +26,10 @@ import json
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from bench.config.checks import ConfigError
+from bench.config.checks import ConfigError, int_at_least, positive
 from bench.config.schema import CellConfig, InstanceSpec
 from bench.executors.base import (
     UNCONFIRMED,
@@ -39,8 +40,10 @@ from bench.executors.base import (
     SubmissionFailed,
     group_by_instance,
     handles_for,
+    instance_queue,
     journal_submission,
 )
+from bench.executors.environment import AwsBatchEnvironment
 from bench.executors.job import write_array_map
 from bench.plan.manifest import Plan
 from bench.results.store import Store, SweepPaths
@@ -66,11 +69,6 @@ RETRY_ON_EXIT = [
 ]
 
 
-def queue_name(prefix: str, instance_type: str) -> str:
-    """Queue per instance type, as jobs/batch.yaml names them: bench-g5-xlarge."""
-    return f"{prefix}{instance_type.replace('.', '-')}"
-
-
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", text)[:128]
 
@@ -79,9 +77,35 @@ def _chunks(indices: list[int], size: int) -> list[list[int]]:
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
+@dataclass(frozen=True)
+class AwsBatchOptions:
+    image: str | None = None  # container image URI (ECR)
+    images: dict[str, str | None] | None = None  # an engine's own image (null: `image`)
+    shared_memory_mib: int | None = None  # /dev/shm per job; None = a quarter of its memory
+    job_role_arn: str | None = None  # role the cells run as (jobs/batch.yaml JobRoleArn)
+    execution_role_arn: str | None = None  # role ECS pulls the image with
+    queue_prefix: str = "bench-"
+    job_definition_prefix: str = "bench"
+    attempts: int = 3  # tries per child; only host/Spot terminations are retried
+    attempt_duration_s: int = 3600  # Batch kills an attempt running longer than this
+    poll_s: float = 30.0  # seconds between status polls when wait=true
+
+
 class AwsBatchExecutor(Executor):
     name = "aws_batch"
     active_states = ACTIVE_STATES
+    Options = AwsBatchOptions
+    environment = AwsBatchEnvironment
+    options: AwsBatchOptions
+
+    @classmethod
+    def validate(cls, options: AwsBatchOptions) -> None:
+        int_at_least("executor.attempts", options.attempts, 1)
+        # AWS Batch refuses attempt timeouts under a minute
+        int_at_least("executor.attempt_duration_s", options.attempt_duration_s, 60)
+        positive("executor.poll_s", options.poll_s)
+        if options.shared_memory_mib is not None:
+            int_at_least("executor.shared_memory_mib", options.shared_memory_mib, 64)
 
     def __init__(self, options: dict[str, Any], client: Any | None = None) -> None:
         super().__init__(options)
@@ -98,13 +122,13 @@ class AwsBatchExecutor(Executor):
     def image_for(self, cell: CellConfig) -> str:
         """The image a cell runs in: its engine's entry in `images` (vLLM, served vLLM: an
         image whose environment has that engine's libraries), else `image`."""
-        images = self.options.get("images") or {}
-        return str(images.get(cell.engine.name) or self.options.get("image") or "")
+        images = self.options.images or {}
+        return str(images.get(cell.engine.name) or self.options.image or "")
 
     def container_properties(
         self, instance: InstanceSpec, gpus: int, image: str | None = None
     ) -> dict[str, Any]:
-        image = image or self.options["image"]
+        image = image or self.options.image
         vcpus = max(1, instance.vcpus - 1)
         memory_mib = int(instance.memory_gib * 1024 * MEMORY_SHARE)
         requirements = [
@@ -113,7 +137,7 @@ class AwsBatchExecutor(Executor):
         ]
         if gpus:
             requirements.append({"type": "GPU", "value": str(gpus)})
-        shm = self.options.get("shared_memory_mib")
+        shm = self.options.shared_memory_mib
         props: dict[str, Any] = {
             "image": image,
             "command": ["--manifest", "Ref::manifest", "--array", "Ref::array"],
@@ -138,8 +162,8 @@ class AwsBatchExecutor(Executor):
             ("job_role_arn", "jobRoleArn"),
             ("execution_role_arn", "executionRoleArn"),
         ):
-            if self.options.get(key):
-                props[field] = self.options[key]
+            if value := getattr(self.options, key):
+                props[field] = value
         return props
 
     def job_definition(self, instance: InstanceSpec, gpus: int, image: str | None = None) -> str:
@@ -149,17 +173,15 @@ class AwsBatchExecutor(Executor):
             "type": "container",
             "containerProperties": self.container_properties(instance, gpus, image),
             "retryStrategy": {
-                "attempts": int(self.options.get("attempts", 3)),
+                "attempts": self.options.attempts,
                 "evaluateOnExit": RETRY_ON_EXIT,
             },
-            "timeout": {
-                "attemptDurationSeconds": int(self.options.get("attempt_duration_s", 3600))
-            },
+            "timeout": {"attemptDurationSeconds": self.options.attempt_duration_s},
             "parameters": {"manifest": "", "array": ""},
             "propagateTags": True,
         }
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-        name = f"{self.options.get('job_definition_prefix', 'bench')}-{digest}"
+        name = f"{self.options.job_definition_prefix}-{digest}"
         found = self.client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
         if not found.get("jobDefinitions"):
             self.client.register_job_definition(jobDefinitionName=name, **body)
@@ -170,7 +192,7 @@ class AwsBatchExecutor(Executor):
     ) -> list[Submission]:
         gpus = max(plan.cells[i].tp_degree for i in indices) if instance.gpus else 0
         definition = self.job_definition(instance, gpus, self.image_for(plan.cells[indices[0]]))
-        queue = queue_name(self.options.get("queue_prefix", "bench-"), instance.type)
+        queue = instance_queue(self.options.queue_prefix, instance.type)
         manifest = store.uri(SweepPaths(plan.sweep_id).manifest)
         submissions = []
         for part, chunk in enumerate(_chunks(indices, MAX_ARRAY_SIZE)):
@@ -232,7 +254,7 @@ class AwsBatchExecutor(Executor):
     def check(self, plan: Plan, store: Store) -> None:
         from bench.engines import ENGINES
 
-        images = self.options.get("images") or {}
+        images = self.options.images or {}
         for engine, uri in images.items():
             if engine not in ENGINES or not (uri is None or (isinstance(uri, str) and uri)):
                 raise ConfigError(
@@ -243,7 +265,7 @@ class AwsBatchExecutor(Executor):
         if lacking := sorted({c.engine.name for c in plan.cells if not self.image_for(c)}):
             raise ConfigError(
                 "executor.image",
-                self.options.get("image"),
+                self.options.image,
                 f"set the container image URI to run (cells of engine {', '.join(lacking)} "
                 "have no image; executor.images.ENGINE=URI gives one engine its own)",
             )
@@ -278,8 +300,8 @@ class AwsBatchExecutor(Executor):
 
     def _check_queues(self, plan: Plan) -> None:
         """Every instance type's queue exists and is enabled, before anything is written."""
-        prefix = self.options.get("queue_prefix", "bench-")
-        wanted = sorted({queue_name(prefix, cell.instance.type) for cell in plan.cells})
+        prefix = self.options.queue_prefix
+        wanted = sorted({instance_queue(prefix, cell.instance.type) for cell in plan.cells})
         found = {q["jobQueueName"]: q for q in self._describe("job queues", wanted)}
         if missing := [q for q in wanted if q not in found]:
             raise ConfigError(

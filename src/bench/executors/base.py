@@ -1,34 +1,31 @@
 """The executor interface: submit cells, get handles back; results are read from the store.
-
-Every scheduler's array index is read in one place, `index_from_environment`.
-"""
+Each executor has typed options (conf/executor/NAME.yaml declares the same keys and defaults;
+a test holds them equal) and names the environment its jobs run in
+(bench.executors.environment)."""
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from bench.config.checks import typed_options
 from bench.config.schema import CellConfig
+from bench.executors.environment import JobEnvironment
 from bench.plan.manifest import Plan
 from bench.results.store import Store
 
-# The variable each scheduler sets to an array child's index, in the order they are tried.
-INDEX_VARIABLES = ("AWS_BATCH_JOB_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX")
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Executors without options of their own."""
 
 
-def index_from_environment(environ: dict[str, str] | None = None) -> int:
-    """The array index the scheduler gave this job; ValueError when none is set."""
-    environ = dict(os.environ) if environ is None else environ
-    for name in INDEX_VARIABLES:
-        value = environ.get(name)
-        if value is not None and value != "":
-            if not (value.isascii() and value.isdigit()):
-                raise ValueError(f"{name}={value!r} is not a non-negative integer")
-            return int(value)
-    raise ValueError(f"no --index given and none of {', '.join(INDEX_VARIABLES)} is set")
+def instance_queue(prefix: str, instance_type: str) -> str:
+    """A queue (Batch) or partition (Slurm) per instance type, as jobs/batch.yaml names them:
+    bench-g5-xlarge."""
+    return f"{prefix}{instance_type.replace('.', '-')}"
 
 
 @dataclass
@@ -59,9 +56,25 @@ class Executor(ABC):
     # its cells: a re-submitted sweep leaves those cells to it.
     active_states: tuple[str, ...] = ()
 
+    Options: ClassVar[type] = NoOptions
+    environment: ClassVar[type[JobEnvironment]] = JobEnvironment
+
     def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
+        self.options = self.options_of(options)
         self.submissions: list[Submission] = []
+
+    @classmethod
+    def options_of(cls, options: dict[str, Any]) -> Any:
+        """`options` (conf/executor/NAME.yaml, the manifest's `executor`) typed and checked:
+        an unknown key or a bad value is a ConfigError, before anything is written."""
+        own = {k: v for k, v in options.items() if k != "name"}
+        typed = typed_options("executor", f"executor {cls.name} options", cls.Options, own)
+        cls.validate(typed)
+        return typed
+
+    @classmethod
+    def validate(cls, options: Any) -> None:
+        """Executor-specific checks on option values; raise ConfigError."""
 
     def check(self, plan: Plan, store: Store) -> None:
         """Raise ConfigError before anything is written if this executor cannot run the plan."""
@@ -69,6 +82,11 @@ class Executor(ABC):
     def describe(self, submissions: list[Submission]) -> list[dict[str, Any]]:
         """The scheduler's state of each submission (job id, status, children per state)."""
         return []
+
+    @property
+    def poll_s(self) -> float:
+        """Seconds between the scheduler's status polls when the sweep waits."""
+        return float(getattr(self.options, "poll_s", 30.0))
 
     def wait(self, submissions: list[Submission], poll_s: float) -> None:
         """Block until every submission has finished."""

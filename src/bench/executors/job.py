@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 
 from bench.executors import lease
+from bench.executors.environment import attempt_id
 from bench.measure import progress
-from bench.measure.runner import CellResult, attempt_id, run_cell
+from bench.measure.runner import CellResult, run_cell
 from bench.plan.feasibility import planner_warnings
 from bench.plan.manifest import Plan, manifest_location, read_manifest
 from bench.results.store import Store, SweepPaths, row_file

@@ -18,11 +18,14 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+from bench.config.checks import positive
 from bench.engines import ENGINES
 from bench.executors import lease
 from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
+from bench.executors.environment import LocalEnvironment
 from bench.executors.forkserver import ForkServer, ForkServerError
 from bench.executors.job import save_result
 from bench.measure.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
@@ -99,9 +102,22 @@ def _stood_down(log_bytes: bytes) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class LocalOptions:
+    timeout_s: float = 1800.0  # a cell still running after this becomes a `timeout` row
+    fork_server: bool = True  # fork cells from a process that imported their libraries once
+
+
 class LocalExecutor(Executor):
     name = "local"
     synchronous = True
+    Options = LocalOptions
+    environment = LocalEnvironment
+    options: LocalOptions
+
+    @classmethod
+    def validate(cls, options: LocalOptions) -> None:
+        positive("executor.timeout_s", options.timeout_s)
 
     server: ForkServer | None = None
     terminal: int | None = None
@@ -114,7 +130,7 @@ class LocalExecutor(Executor):
         if self.terminal is not None:
             env[PROGRESS_FD_VARIABLE] = str(self.terminal)
         argv = ["cell", "--manifest", store.uri(paths.manifest), "--index", str(index)]
-        timeout_s = float(self.options.get("timeout_s", 1800))
+        timeout_s = float(self.options.timeout_s)
         try:
             outcome, code, log_bytes = self._run_cell_process(argv, env, timeout_s)
         finally:  # killed on timeout (or by Ctrl-C): its lease must not outlive it
@@ -155,7 +171,7 @@ class LocalExecutor(Executor):
         """The terminal copy the cells say their phases on, and the fork server (unless
         executor.fork_server=false) with the modules the pending cells' engines preload."""
         self.terminal = _terminal_copy()
-        if not self.options.get("fork_server", True) or not indices:
+        if not self.options.fork_server or not indices:
             return
         preload = sorted({m for i in indices for m in ENGINES[plan.cells[i].engine.name].preload})
         try:

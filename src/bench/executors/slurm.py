@@ -19,11 +19,11 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config.checks import ConfigError
-from bench.executors.aws_batch import queue_name
+from bench.config.checks import ConfigError, int_at_least, positive
 from bench.executors.base import (
     Executor,
     JobHandle,
@@ -31,8 +31,10 @@ from bench.executors.base import (
     Submission,
     group_by_instance,
     handles_for,
+    instance_queue,
     journal_submission,
 )
+from bench.executors.environment import SlurmEnvironment
 from bench.executors.job import write_array_map
 from bench.plan.manifest import Plan
 from bench.results.store import LocalStore, Store, SweepPaths
@@ -69,15 +71,31 @@ def _time_limit(seconds: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
-def container_command(options: dict[str, Any], store: Store, gpus: int) -> list[str]:
+@dataclass(frozen=True)
+class SlurmOptions:
+    parallelism: int = 1  # tasks of one array running at once (%N): 1 keeps cells apart
+    time_limit_s: int = 3600  # --time for each task
+    partition: str | None = None  # --partition for every array (None: the cluster's default)
+    partition_per_instance: bool = False  # partition <partition_prefix><type, '.' -> '-'>
+    partition_prefix: str = ""
+    log_dir: str = "slurm-logs"  # per-task logs, <log_dir>/<sweep_id>/ (shared by the nodes)
+    python: str | None = None  # interpreter on the nodes (None: this one)
+    sbatch_args: tuple[str, ...] = ()  # extra #SBATCH directives, e.g. ["--account=ml"]
+    image: str | None = None  # run each cell inside this image (bench's containers/)
+    container_runtime: str = "podman"  # podman or docker: what runs `image` on the nodes
+    container_args: tuple[str, ...] = ()  # extra `podman run` arguments
+    poll_s: float = 5.0  # seconds between squeue polls when wait=true
+
+
+def container_command(options: SlurmOptions, store: Store, gpus: int) -> list[str]:
     """`podman run ... IMAGE` for `executor.image`, to which the cell's arguments are appended
     (the image's entry point is `python -m bench cell`); [] when no image is set. A local
     store is mounted at its own path and written as the submitting user, so its files stay
     theirs."""
-    image = options.get("image")
+    image = options.image
     if not image:
         return []
-    runtime = options.get("container_runtime") or "podman"
+    runtime = options.container_runtime or "podman"
     if runtime not in GPU_FLAGS:
         allowed = " or ".join(GPU_FLAGS)
         raise ConfigError("executor.container_runtime", runtime, f"use {allowed}")
@@ -88,7 +106,7 @@ def container_command(options: dict[str, Any], store: Store, gpus: int) -> list[
         argv += ["--env", "HOME=/tmp"]  # that user has no home in the image
     if gpus:
         argv += GPU_FLAGS[runtime]
-    return [*argv, *(options.get("container_args") or []), image]
+    return [*argv, *options.container_args, image]
 
 
 def render_script(
@@ -131,6 +149,15 @@ class SlurmExecutor(Executor):
     name = "slurm"
     # UNKNOWN too: when squeue cannot answer, submitting the same cells again risks paying twice
     active_states = ("ACTIVE", "UNKNOWN")
+    Options = SlurmOptions
+    environment = SlurmEnvironment
+    options: SlurmOptions
+
+    @classmethod
+    def validate(cls, options: SlurmOptions) -> None:
+        int_at_least("executor.parallelism", options.parallelism, 1)
+        int_at_least("executor.time_limit_s", options.time_limit_s, 1)
+        positive("executor.poll_s", options.poll_s)
 
     def _sbatch(self, script: str, script_path: Path) -> str:
         script_path.write_text(script)
@@ -152,7 +179,7 @@ class SlurmExecutor(Executor):
         progress: ProgressFn | None = None,
     ) -> list[JobHandle]:
         self.check(plan, store)
-        log_dir = Path(self.options.get("log_dir") or "slurm-logs").expanduser().absolute()
+        log_dir = Path(self.options.log_dir or "slurm-logs").expanduser().absolute()
         log_dir = log_dir / plan.sweep_id
         log_dir.mkdir(parents=True, exist_ok=True)
         manifest = store.uri(SweepPaths(plan.sweep_id).manifest)
@@ -163,21 +190,21 @@ class SlurmExecutor(Executor):
             # Unique per submission, so a re-submission never rewrites a running array's map.
             name = f"{plan.sweep_id}-{instance_type}-{uuid.uuid4().hex[:6]}".replace("/", "-")
             write_array_map(store, plan.sweep_id, name, group)
-            partition = self.options.get("partition")
-            if self.options.get("partition_per_instance"):
-                partition = queue_name(self.options.get("partition_prefix", ""), instance_type)
+            partition = self.options.partition
+            if self.options.partition_per_instance:
+                partition = instance_queue(self.options.partition_prefix, instance_type)
             script = render_script(
                 name=name,
                 size=len(group),
-                parallelism=int(self.options.get("parallelism", 1)),
+                parallelism=self.options.parallelism,
                 gpus=gpus,
-                time_limit_s=int(self.options.get("time_limit_s", 3600)),
+                time_limit_s=self.options.time_limit_s,
                 log_dir=log_dir,
                 manifest_uri=manifest,
                 array=name,
                 partition=partition,
-                python=str(self.options.get("python") or sys.executable),
-                extra=list(self.options.get("sbatch_args") or []),
+                python=self.options.python or sys.executable,
+                extra=list(self.options.sbatch_args),
                 container=container_command(self.options, store, gpus),
             )
             sub = Submission(self.name, "", name, instance_type, group, array=name, queue=partition)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 import traceback
@@ -52,26 +51,9 @@ class CellResult:
 # Set in a cell forked from the local fork server: the modules it imported before forking.
 FORK_SERVER_PRELOAD_VARIABLE = "BENCH_FORK_SERVER_PRELOAD"
 
+
 # Each scheduler's job id, and the variable that numbers a retry of that same job (Batch
 # keeps the job id across attempts; Slurm keeps it across requeues).
-ATTEMPT_VARIABLES = (
-    ("BENCH_ATTEMPT_ID", None),
-    ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT"),
-    ("SLURM_JOB_ID", "SLURM_RESTART_COUNT"),
-)
-
-
-def attempt_id() -> str:
-    """One id per execution: the scheduler's job id (and retry number) where there is one,
-    else a fresh uuid; only letters, digits, '-' and '_', since it names the attempt's files."""
-    for variable, retry in ATTEMPT_VARIABLES:
-        if value := os.environ.get(variable):
-            if retry and (number := os.environ.get(retry)):
-                value = f"{value}-{number}"
-            return re.sub(r"[^A-Za-z0-9_-]", "-", value)[:128]
-    return uuid.uuid4().hex
-
-
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -82,7 +64,7 @@ def base_row(cell: CellConfig) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "sweep_id": cell.sweep_id,
         "cell_id": cell.cell_id,
-        "attempt_id": attempt_id(),
+        "attempt_id": uuid.uuid4().hex,  # a job names its attempt (executors.environment)
         "cell_index": cell.index,
         "config_id": cell.cell_id.removesuffix(f"-r{cell.repeat}") if cell.repeat else cell.cell_id,
         "repeat": cell.repeat,

@@ -25,6 +25,7 @@ from bench.config.schema import (
     instance_from_catalog,
 )
 from bench.engines import check_engine
+from bench.executors import check_executor
 from bench.measure.scenarios import check_scenario
 from bench.plan.manifest import ORDERS, Plan, check_sweep_id, digest
 
@@ -258,13 +259,16 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
         sweep_id = f"{grid_name}-{digest(sorted(seen), 8)}"
     check_sweep_id(sweep_id)
     cells = [dataclasses.replace(c, sweep_id=str(sweep_id)) for c in cells]
+    executor = OmegaConf.to_container(base.executor, resolve=True)
+    assert isinstance(executor, dict)
+    check_executor(executor)  # its typed options, before anything is written
     return Plan(
         sweep_id=str(sweep_id),
         grid_name=grid_name,
         axes=products[0] if len(products) == 1 else {"blocks": products},
         cells=cells,
         store_root=str(base.store.root),
-        executor=OmegaConf.to_container(base.executor, resolve=True),  # type: ignore[arg-type]
+        executor=executor,
         force=flag("force", base.force),
         wait=flag("wait", base.wait),
         run_infeasible=flag("run_infeasible", base.run_infeasible),
