@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,9 +102,10 @@ def test_samples_hold_every_measured_request(smoke: dict) -> None:
     for row in frame.itertuples():
         samples = pd.read_parquet(sweep_dir / "samples" / row.cell_id / f"{row.attempt_id}.parquet")
         assert len(samples) == row.n
-        assert samples["latency_ns"].quantile(0.5, interpolation="lower") / 1e6 == pytest.approx(
-            row.latency_ms_p50, rel=0.05
-        )
+        # the row's percentiles are nearest-rank ones (numpy's inverted_cdf): exactly those
+        for q, column in ((50, "latency_ms_p50"), (90, "latency_ms_p90"), (99, "latency_ms_p99")):
+            exact = np.percentile(samples["latency_ns"], q, method="inverted_cdf") / 1e6
+            assert exact == pytest.approx(getattr(row, column), rel=1e-12), column
 
 
 def test_rerun_runs_nothing_and_deleting_one_row_reruns_only_it(smoke: dict) -> None:

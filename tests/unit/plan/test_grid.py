@@ -14,7 +14,7 @@ from bench.config.schema import conf_dir
 from bench.plan.grid import plan_from_overrides
 from bench.plan.manifest import Plan
 
-REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
+REPO_CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 @pytest.fixture(scope="module")
