@@ -8,24 +8,7 @@ import json
 from bench.executors.aws_batch import MAX_ARRAY_SIZE, AwsBatchExecutor, _chunks
 from bench.plan.grid import plan_from_overrides
 from bench.results.store import LocalStore
-
-
-class FakeBatch:
-    def __init__(self) -> None:
-        self.registered: list[dict] = []
-        self.submitted: list[dict] = []
-
-    def describe_job_definitions(self, jobDefinitionName: str, status: str) -> dict:
-        found = [d for d in self.registered if d["jobDefinitionName"] == jobDefinitionName]
-        return {"jobDefinitions": found}
-
-    def register_job_definition(self, **body) -> dict:
-        self.registered.append(body)
-        return {"jobDefinitionName": body["jobDefinitionName"], "revision": 1}
-
-    def submit_job(self, **request) -> dict:
-        self.submitted.append(request)
-        return {"jobId": f"job-{len(self.submitted)}"}
+from tests.support.fake_batch import FakeBatch
 
 
 def test_arrays_split_at_the_batch_limit():
