@@ -99,15 +99,16 @@ def test_unknown_keys_and_bad_values_are_refused(name: str) -> None:
     with pytest.raises(ConfigError) as unknown:
         executor.options_of({"name": name, "timeout": 5})
     assert unknown.value.key == "executor.timeout" and "options:" in str(unknown.value)
-    numeric = next(
+    numbers = [
         f.name
         for f in dataclasses.fields(executor.Options)
         if isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
-    )
-    for bad in ("abc", -1, True):
-        with pytest.raises(ConfigError) as info:
-            executor.options_of({"name": name, numeric: bad})
-        assert info.value.key == f"executor.{numeric}"
+    ]
+    for key in numbers:  # none is negative, text or a boolean
+        for bad in ("abc", -1, True):
+            with pytest.raises(ConfigError) as info:
+                executor.options_of({"name": name, key: bad})
+            assert info.value.key == f"executor.{key}"
 
 
 @pytest.mark.parametrize("name", sorted(EXECUTORS))
