@@ -27,7 +27,8 @@ per layer; T5Encoder and T5Decoding with the MoE and adapter arguments). Because
 arguments changed between releases, each op is built from a short list of known signatures,
 newest first, and the first one the library accepts is used (its label goes into the row);
 none accepted raises Unsupported with every error. The T5Decoding weights are checked on CPU
-against FT's layout (tests/unit/engines/test_fastertransformer.py); the ops themselves never ran here.
+against FT's layout (tests/unit/engines/test_fastertransformer.py); the ops themselves never
+ran here.
 """
 
 from __future__ import annotations

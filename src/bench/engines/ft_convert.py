@@ -33,7 +33,7 @@ The layout (all of it is FT's, except what is marked "bench-only"):
     converter does; they are kept in the bench-only file `bench.opt.embed_positions_head.bin`
     so that the conversion can be undone exactly. A model whose word_embed_proj_dim differs
     from hidden_size (opt-350m) gets project_in folded into `wte` and project_out into
-    `lm_head.weight`, as FT does; that cannot be undone, so to_hf_state_dict leaves those
+    `lm_head.weight`, as FT does; that cannot be undone, so the tests' inverse leaves those
     tensors out. FT always writes OPT's `lm_head.weight` (the tied embedding).
   - GPT-2: `lm_head.weight` is written only when the head is not tied to `wte` (FT's GPT-2
     converter reads GPT2Model, which has no head; gpt.py then shares `wte`).
@@ -62,7 +62,7 @@ The layout (all of it is FT's, except what is marked "bench-only"):
     encoder-only checkpoint.
 * Every config.ini also gets a bench-only `[bench]` section (FT's readers ignore unknown
   sections): the Hugging Face model_type, tensor_para_size, the state-dict key prefix and the
-  tied keys, which is what to_hf_state_dict needs to give back the original names.
+  tied keys, which is what the tests' inverse needs to give back the original names.
 
 Assumptions: only fp32 and fp16 weight files (FT's converters accept only those; bf16
 inference loads either and casts); pipeline parallelism is not split here (FT's loaders pick
@@ -697,142 +697,3 @@ def load_rank(
             raise ValueError(f"{path}: {data.size} values, expected shape {shape}")
         out[tensor.name] = data.reshape(shape)
     return out
-
-
-def load_full(ft_dir: Path) -> dict[str, np.ndarray]:
-    """Every tensor of the converted folder, its rank files concatenated back together."""
-    ft_dir = resolve_dir(ft_dir)
-    ini = read_config(ft_dir)
-    tp = ini["bench"].getint("tensor_para_size")
-    ranks = [load_rank(ft_dir, r) for r in range(tp)]
-    full = {}
-    for tensor in layout(ini):
-        parts = [r[tensor.name] for r in ranks]
-        split = tensor.split
-        full[tensor.name] = parts[0] if split is None else np.concatenate(parts, axis=split)
-    return full
-
-
-def _unfuse_qkv(qkv: np.ndarray) -> list[np.ndarray]:
-    """[in, 3, out] -> HF [out, in] q, k, v."""
-    return [qkv[:, j, :].T for j in range(3)]
-
-
-def _opt_from_ft(f: dict[str, np.ndarray], ini: configparser.ConfigParser) -> dict:
-    bench, g = ini["bench"], ini["gpt"]
-    d = bench["hf_prefix"] + "decoder."
-    sd = {}
-    if not _flag(bench, "embed_projection"):  # folded projections cannot be undone
-        sd[d + "embed_tokens.weight"] = f["model.wte"]
-        if _flag(bench, "hf_lm_head"):
-            sd["lm_head.weight"] = f["model.lm_head.weight"]
-    sd[d + "embed_positions.weight"] = np.concatenate([f[OPT_HEAD_ROWS], f["model.wpe"]])
-    if _flag(g, "has_post_decoder_layernorm"):
-        for p in ("weight", "bias"):
-            sd[f"{d}final_layer_norm.{p}"] = f[f"model.final_layernorm.{p}"]
-    for i in range(g.getint("num_layer")):
-        h, m = f"{d}layers.{i}.", f"model.layers.{i}."
-        a = h + "self_attn."
-        q, k, v = _unfuse_qkv(f[m + "attention.query_key_value.weight"])
-        qb, kb, vb = f[m + "attention.query_key_value.bias"]
-        sd.update({a + "q_proj.weight": q, a + "k_proj.weight": k, a + "v_proj.weight": v})
-        sd.update({a + "q_proj.bias": qb, a + "k_proj.bias": kb, a + "v_proj.bias": vb})
-        sd[a + "out_proj.weight"] = f[m + "attention.dense.weight"].T
-        sd[a + "out_proj.bias"] = f[m + "attention.dense.bias"]
-        sd[h + "fc1.weight"] = f[m + "mlp.dense_h_to_4h.weight"].T
-        sd[h + "fc1.bias"] = f[m + "mlp.dense_h_to_4h.bias"]
-        sd[h + "fc2.weight"] = f[m + "mlp.dense_4h_to_h.weight"].T
-        sd[h + "fc2.bias"] = f[m + "mlp.dense_4h_to_h.bias"]
-        for p in ("weight", "bias"):
-            sd[f"{h}self_attn_layer_norm.{p}"] = f[f"{m}input_layernorm.{p}"]
-            sd[f"{h}final_layer_norm.{p}"] = f[f"{m}post_attention_layernorm.{p}"]
-    return sd
-
-
-def _gpt2_from_ft(f: dict[str, np.ndarray], ini: configparser.ConfigParser) -> dict:
-    bench, g = ini["bench"], ini["gpt"]
-    p = bench["hf_prefix"]
-    hidden = g.getint("head_num") * g.getint("size_per_head")
-    sd = {
-        p + "wte.weight": f["model.wte"],
-        p + "wpe.weight": f["model.wpe"],
-        p + "ln_f.weight": f["model.final_layernorm.weight"],
-        p + "ln_f.bias": f["model.final_layernorm.bias"],
-    }
-    if _flag(bench, "hf_lm_head"):
-        sd["lm_head.weight"] = f.get("model.lm_head.weight", f["model.wte"])
-    for i in range(g.getint("num_layer")):
-        h, m = f"{p}h.{i}.", f"model.layers.{i}."
-        sd[h + "attn.c_attn.weight"] = f[m + "attention.query_key_value.weight"].reshape(
-            hidden, 3 * hidden
-        )
-        sd[h + "attn.c_attn.bias"] = f[m + "attention.query_key_value.bias"].reshape(-1)
-        sd[h + "attn.c_proj.weight"] = f[m + "attention.dense.weight"]
-        sd[h + "attn.c_proj.bias"] = f[m + "attention.dense.bias"]
-        sd[h + "mlp.c_fc.weight"] = f[m + "mlp.dense_h_to_4h.weight"]
-        sd[h + "mlp.c_fc.bias"] = f[m + "mlp.dense_h_to_4h.bias"]
-        sd[h + "mlp.c_proj.weight"] = f[m + "mlp.dense_4h_to_h.weight"]
-        sd[h + "mlp.c_proj.bias"] = f[m + "mlp.dense_4h_to_h.bias"]
-        for q in ("weight", "bias"):
-            sd[f"{h}ln_1.{q}"] = f[f"{m}input_layernorm.{q}"]
-            sd[f"{h}ln_2.{q}"] = f[f"{m}post_attention_layernorm.{q}"]
-    return sd
-
-
-def _t5_from_ft(f: dict[str, np.ndarray], ini: configparser.ConfigParser) -> dict:
-    gated = _flag(ini["structure"], "use_gated_activation")
-    sd = {"shared.weight": f["shared.weight_T"]}
-    if "lm_head.weight" in f:
-        sd["lm_head.weight"] = f["lm_head.weight"]
-    for name, array in f.items():
-        if name.startswith("shared.") or name == "lm_head.weight":
-            continue
-        if name.endswith(".qkv.weight"):
-            base = name[: -len("qkv.weight")]
-            for n, part in zip("qkv", _unfuse_qkv(array), strict=True):
-                sd[f"{base}{n}.weight"] = part
-        elif gated and ".DenseReluDense.wi" in name:
-            hf = name.replace(".wi2.", ".wi_1.").replace(".wi.", ".wi_0.")
-            sd[hf] = array.T
-        else:
-            sd[name] = array.T if array.ndim == 2 else array
-    return sd
-
-
-_FROM_FT: dict[str, Callable[[dict[str, np.ndarray], configparser.ConfigParser], dict]] = {
-    "opt": _opt_from_ft,
-    "gpt2": _gpt2_from_ft,
-    "t5": _t5_from_ft,
-}
-
-
-def to_hf_state_dict(ft_dir: Path, tp: int, config: Any = None) -> dict[str, Any]:
-    """Reassemble a converted folder into Hugging Face names and shapes (torch tensors in the
-    files' dtype): the inverse of convert_state_dict for every tensor it wrote. Tied keys the
-    source had (lm_head, T5's embed_tokens) come back as copies of the embedding. Left out:
-    OPT's embed_tokens / project_in / project_out / lm_head when the projections were folded.
-
-    `ft_dir` is the `{tp}-gpu` folder or its parent. `config` (the transformers config, or
-    None) is checked against config.ini: a mismatch raises ValueError.
-    """
-    import torch
-
-    ft_dir = resolve_dir(ft_dir, tp)
-    ini = read_config(ft_dir)
-    bench = ini["bench"]
-    if bench.getint("tensor_para_size") != tp:
-        raise ValueError(f"{ft_dir} holds tp={bench['tensor_para_size']}, not {tp}")
-    model_type = bench["model_type"]
-    if config is not None:
-        if getattr(config, "model_type", model_type) != model_type:
-            raise ValueError(f"{ft_dir} holds a {model_type} model, config is {config.model_type}")
-        vocab = ini["gpt" if ini.has_section("gpt") else "encoder"].getint("vocab_size")
-        if int(config.vocab_size) != vocab:
-            raise ValueError(f"{ft_dir} vocab_size {vocab} != config's {config.vocab_size}")
-    full = load_full(ft_dir)
-    sd = _FROM_FT[model_type](full, ini)
-    embedding = sd.get("shared.weight", full.get("model.wte"))
-    for key in filter(None, bench.get("tied_keys", "").split(",")):
-        if key not in sd:
-            sd[key] = embedding
-    return {k: torch.from_numpy(np.ascontiguousarray(v).copy()) for k, v in sd.items()}

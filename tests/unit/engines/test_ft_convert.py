@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from bench.engines import ft_convert  # noqa: E402
+from tests.support.ft_inverse import to_hf_state_dict  # noqa: E402
 from tests.support.tiny_ft_models import (  # noqa: E402
     EXACT,
     HEADS,
@@ -252,7 +253,7 @@ def test_t5_config_ini(converted) -> None:
 def test_round_trip_is_exact(models, converted, name: str, tp: int) -> None:
     model = models[name][0]
     ft_dir = converted(name, tp)
-    back = ft_convert.to_hf_state_dict(ft_dir.parent, tp, model.config)
+    back = to_hf_state_dict(ft_dir.parent, tp, model.config)
     original = model.state_dict()
     assert set(back) == set(original)
     for key, tensor in original.items():
@@ -266,7 +267,7 @@ def test_round_trip_fp16(models, converted) -> None:
     ft_dir = converted("opt", 2, "fp16")
     path = ft_dir / "model.layers.0.attention.query_key_value.weight.1.bin"
     assert path.stat().st_size == H * 3 * (H // 2) * 2
-    back = ft_convert.to_hf_state_dict(ft_dir, 2, model.config)
+    back = to_hf_state_dict(ft_dir, 2, model.config)
     for key, tensor in model.state_dict().items():
         assert torch.equal(back[key], tensor.half()), key
 
@@ -284,7 +285,7 @@ def test_folded_opt_projection(models, converted) -> None:
     np.testing.assert_allclose(
         w["model.lm_head.weight"], embed @ sd["model.decoder.project_out.weight"], rtol=1e-6
     )
-    back = ft_convert.to_hf_state_dict(ft_dir, 1, model.config)
+    back = to_hf_state_dict(ft_dir, 1, model.config)
     folded = {k for k in sd if "project_" in k or "embed_tokens" in k or k == "lm_head.weight"}
     assert set(back) == set(sd) - folded
     for key in back:
@@ -304,4 +305,4 @@ def test_conversion_errors(models, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="supports"):
         ft_convert.convert_state_dict({}, bert, tmp_path, 1)
     with pytest.raises(ValueError, match="holds tp=2, not 1"):
-        ft_convert.to_hf_state_dict(ft_convert.convert_model(model, tmp_path, 2), 1)
+        to_hf_state_dict(ft_convert.convert_model(model, tmp_path, 2), 1)
