@@ -17,7 +17,6 @@ embeds the PNGs, so it is one self-contained file.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+
+from bench.results.document import Block, Figure, Heading, Table, Text, to_html, to_markdown
 
 CONFIG_COLUMNS = ["model", "engine", "instance", "precision", "batch_size", "threads", "tp_degree"]
 FIGURES_COLUMNS = [
@@ -413,19 +414,6 @@ def plot_caption(name: str) -> str:
     return f"{what} ({name})" if what else name
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "(none)"
-    shown = frame.copy()
-    for column in shown.select_dtypes("float").columns:
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-    shown = shown.astype(object).where(shown.notna(), "")  # an absent figure is blank
-    header = "| " + " | ".join(shown.columns) + " |"
-    rule = "|" + "---|" * len(shown.columns)
-    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
-
-
 def build_report(
     frame: pd.DataFrame,
     sweep_id: str,
@@ -458,103 +446,49 @@ def build_report(
     pareto = pareto_front(frame)
     sla = str(target)
     counts = ", ".join(f"{k} {v}" for k, v in frame["status"].value_counts().items())
-    sections = [
-        f"# bench report: {sweep_id}",
-        f"{len(frame)} cells: {counts}. Costs are on-demand $ per million inferences "
-        "(price_per_hour / 3600 / inferences_per_s x 1e6); percentiles are nearest-rank with n.",
-        f"## Recommendation ({sla})",
-        "The cheapest configuration per model that meets the target on the upper end of its "
-        "P99 interval with a stable verdict (`recommended`); a model with no such row gets its "
-        "cheapest row that meets it on the estimate alone, marked `provisional` with why. "
-        "TTFT and TPOT targets hold generation rows to their P99 estimates (no interval); "
-        "the star on each throughput plot is this row:",
-        markdown_table(recommendations),
-        "## Pareto front: P99 latency vs cost",
-        "No other configuration is both faster (P99) and cheaper ($/M):",
-        markdown_table(pareto),
+    sections: list[Block] = [
+        Heading(f"bench report: {sweep_id}", level=1),
+        Text(
+            f"{len(frame)} cells: {counts}. Costs are on-demand $ per million inferences "
+            "(price_per_hour / 3600 / inferences_per_s x 1e6); percentiles are nearest-rank "
+            "with n."
+        ),
+        Heading(f"Recommendation ({sla})"),
+        Text(
+            "The cheapest configuration per model that meets the target on the upper end of its "
+            "P99 interval with a stable verdict (`recommended`); a model with no such row gets its "
+            "cheapest row that meets it on the estimate alone, marked `provisional` with why. "
+            "TTFT and TPOT targets hold generation rows to their P99 estimates (no interval); "
+            "the star on each throughput plot is this row:"
+        ),
+        Table(recommendations),
+        Heading("Pareto front: P99 latency vs cost"),
+        Text("No other configuration is both faster (P99) and cheaper ($/M):"),
+        Table(pareto),
     ]
     if target.is_set() and not (misses := nearest_misses(frame, target)).empty:
         sections += [
-            "Models with no configuration meeting the target, and their nearest miss (lowest "
-            "P99, upper end where bounded):",
-            markdown_table(misses),
+            Text(
+                "Models with no configuration meeting the target, and their nearest miss "
+                "(lowest P99, upper end where bounded):"
+            ),
+            Table(misses),
         ]
     spread = repeat_spread(frame)
     if not spread.empty:
         sections += [
-            "## Repeats",
-            "Configurations run more than once, each repeat in a fresh process: the spread is "
-            "(max - min) / median over the ok repeats.",
-            markdown_table(spread.drop(columns=["config_id"])),
+            Heading("Repeats"),
+            Text(
+                "Configurations run more than once, each repeat in a fresh process: the "
+                "spread is (max - min) / median over the ok repeats."
+            ),
+            Table(spread.drop(columns=["config_id"])),
         ]
     for decision in decisions:
-        sections += decision.markdown
-    plots = [f"![{plot_caption(name)}]({name})" for name in images]
+        sections += decision.blocks
+    plots = [Figure(name, plot_caption(name)) for name in images]
     for decision in decisions:
         images.update(decision.images)
-    sections += ["## Plots", *plots]
-    markdown = "\n\n".join(sections) + "\n"
-    return Report(markdown, _html(markdown, images), images, recommendations, pareto)
-
-
-# Short headers for the HTML tables (the column's name stays in each header's tooltip and in
-# report.md), so a table of every figure fits a page
-SHORT_HEADERS = {
-    "batch_size": "batch",
-    "tp_degree": "TP",
-    "latency_ms_p50": "P50 ms",
-    "latency_ms_p99": "P99 ms",
-    "latency_ms_p99_hi": "P99 upper ms",
-    "inferences_per_s": "inf/s",
-    "usd_per_million_inferences": "$/M inf",
-    "ttft_ms_p99": "TTFT P99 ms",
-    "tpot_ms_p99": "TPOT P99 ms",
-    "usd_per_million_output_tokens": "$/M out tokens",
-    "misses_by_ms": "misses by ms",
-}
-
-
-def _html(markdown: str, images: dict[str, bytes]) -> str:
-    """The Markdown's content as one HTML page with the PNGs inlined."""
-    import html
-
-    body = []
-    for block in (b.strip() for b in markdown.split("\n\n")):
-        if not block:
-            continue
-        if block.startswith("# "):
-            body.append(f"<h1>{html.escape(block[2:])}</h1>")
-        elif block.startswith("## "):
-            body.append(f"<h2>{html.escape(block[3:])}</h2>")
-        elif block.startswith("| "):
-            lines = [line for line in block.splitlines() if not line.startswith("|---")]
-            cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
-            head = "".join(
-                f"<th title='{c}'>{html.escape(SHORT_HEADERS.get(c, c))}</th>" for c in cells[0]
-            )
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]
-            )
-            body.append(
-                f"<div class='wide'><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{rows}</tbody></table></div>"
-            )
-        elif block.startswith("!["):
-            caption, name = block[2:-1].rsplit("](", 1)
-            data = base64.b64encode(images[name]).decode()
-            body.append(
-                f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-        else:
-            body.append(f"<p>{html.escape(block)}</p>")
-    style = (  # wide tables scroll inside their own box, the page keeps its width
-        "body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
-        ".wide{overflow-x:auto}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:2px 5px;white-space:nowrap}"
-        "th{background:#f3f3f3}img{max-width:100%}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>bench report</title>"
-        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
-    )
+    sections += [Heading("Plots"), *plots]
+    markdown = to_markdown(sections)
+    return Report(markdown, to_html(sections, images), images, recommendations, pareto)

@@ -15,7 +15,8 @@ import pandas as pd
 
 from bench.results.capacity import ASSUMPTIONS
 from bench.results.compare import Comparison
-from bench.results.report import figure_png, markdown_table
+from bench.results.document import Block, Figure, Heading, Table, Text
+from bench.results.report import figure_png, plot_caption
 
 VERDICT_COLOURS = {"faster": "tab:green", "cheaper": "tab:green", "slower": "tab:red"}
 VERDICT_COLOURS |= {"dearer": "tab:red"}  # everything else (no change, insufficient): grey
@@ -29,7 +30,7 @@ SHOWN_CELLS = 30  # more cells than this make a plot nobody reads: the table has
 
 @dataclass
 class Section:
-    markdown: list[str]
+    blocks: list[Block]
     images: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -78,9 +79,9 @@ def plot_comparison(table: pd.DataFrame, base_id: str, threshold: float) -> byte
 
 def comparison_section(result: Comparison, base_id: str, threshold: float) -> Section:
     table = result.table
-    heading = f"## Compared with {base_id}"
+    heading = Heading(f"Compared with {base_id}")
     if table.empty:
-        return Section([heading, "No cell of this sweep matches one of the base sweep."])
+        return Section([heading, Text("No cell of this sweep matches one of the base sweep.")])
     wide = table.assign(
         shown=[
             "" if pd.isna(c) else f"{c:+.1%} ({v})"
@@ -99,22 +100,22 @@ def comparison_section(result: Comparison, base_id: str, threshold: float) -> Se
         if len(regressions)
         else f"No regression beyond {threshold:.0%} with 95% confidence."
     )
-    markdown = [
+    blocks: list[Block] = [
         heading,
-        "Per matched configuration, NEW / BASE - 1 with its verdict (intervals from a block "
-        "bootstrap of both cells' raw samples for latency, from the throughput intervals for "
-        "throughput and $/M). " + verdict,
-        markdown_table(wide),
+        Text(
+            "Per matched configuration, NEW / BASE - 1 with its verdict (intervals from a block "
+            "bootstrap of both cells' raw samples for latency, from the throughput intervals "
+            "for throughput and $/M). " + verdict
+        ),
+        Table(wide),
     ]
-    differs = sorted(set(table["config_differs"]) - {""})
-    markdown += [f"Configs differ in: {', '.join(differs)}."] if differs else []
-    unmatched = [*result.only_base, *result.only_new]
-    markdown += [f"{len(unmatched)} cell(s) without a match: {', '.join(unmatched)}."] * bool(
-        unmatched
-    )
+    if differs := sorted(set(table["config_differs"]) - {""}):
+        blocks.append(Text(f"Configs differ in: {', '.join(differs)}."))
+    if unmatched := [*result.only_base, *result.only_new]:
+        blocks.append(Text(f"{len(unmatched)} cell(s) without a match: {', '.join(unmatched)}."))
     name = f"compared-with-{base_id}.png"
-    markdown.append(f"![{name}]({name})")
-    return Section(markdown, {name: plot_comparison(table, base_id, threshold)})
+    blocks.append(Figure(name, plot_caption(name)))
+    return Section(blocks, {name: plot_comparison(table, base_id, threshold)})
 
 
 def plot_fleet(table: pd.DataFrame, rate: float, p99_ms: float) -> bytes:
@@ -148,9 +149,9 @@ def fleet_section(table: pd.DataFrame, rate: float, peak_to_mean: float, p99_ms:
     sized = f"{rate:g} inferences/s" + (
         f" x peak_to_mean {peak_to_mean:g}" if peak_to_mean != 1 else ""
     )
-    heading = f"## Fleet for {sized} (P99 <= {p99_ms:g} ms)"
+    heading = Heading(f"Fleet for {sized} (P99 <= {p99_ms:g} ms)")
     if table.empty:
-        return Section([heading, "No ok cell with at least 100 measured requests."])
+        return Section([heading, Text("No ok cell with at least 100 measured requests.")])
     columns = ["model", "engine", "precision", "batch_size", "threads", "instance"]
     columns += ["service_p99_ms", "replica_rate_per_s", "replicas", "instances"]
     columns += ["usd_per_month", "spot_usd_per_month", "note"]
@@ -165,9 +166,12 @@ def fleet_section(table: pd.DataFrame, rate: float, peak_to_mean: float, p99_ms:
         else "No configuration meets the SLA at any fleet size."
     )
     name = "fleet-cost.png"
-    markdown = [heading, f"Replicas and instances per configuration; {ASSUMPTIONS}. {answer}"]
-    markdown += [markdown_table(shown)]
+    blocks: list[Block] = [
+        heading,
+        Text(f"Replicas and instances per configuration; {ASSUMPTIONS}. {answer}"),
+        Table(shown),
+    ]
     if table["usd_per_month"].notna().any():
-        markdown.append(f"![{name}]({name})")
-        return Section(markdown, {name: plot_fleet(table, rate, p99_ms)})
-    return Section(markdown)
+        blocks.append(Figure(name, plot_caption(name)))
+        return Section(blocks, {name: plot_fleet(table, rate, p99_ms)})
+    return Section(blocks)

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.results.document import to_markdown
 from bench.results.report import build_report, pareto_front, recommend, repeat_spread
 
 
@@ -189,7 +190,7 @@ def test_the_comparison_section_says_regressions_per_cell_and_draws_them():
     from bench.results.report_decisions import comparison_section
 
     section = comparison_section(_comparison({1: 0.10, 8: 0.0}), "base", threshold=0.05)
-    text = "\n\n".join(section.markdown)
+    text = to_markdown(section.blocks)
     assert "## Compared with base" in text and "**2 regression(s)**" in text  # P50 and P99
     assert "+10.0% (slower)" in text and "+0.0% (no significant change)" in text
     assert "without a match: gone" in text
@@ -214,7 +215,7 @@ def test_the_fleet_section_names_the_cheapest_fleet_and_plots_the_bill():
     }
     fleet = plan_fleet(rows, latencies, rate=2000, p99_ms=100)
     section = fleet_section(fleet, 2000, 1.0, 100)
-    text = "\n\n".join(section.markdown)
+    text = to_markdown(section.blocks)
     assert "## Fleet for 2000 inferences/s (P99 <= 100 ms)" in text
     best = fleet.iloc[0]
     assert f"${best['usd_per_month']:,.2f} per month" in text
