@@ -46,12 +46,16 @@ class Unsupported(RuntimeError):
 
 @dataclass(frozen=True)
 class Capability:
-    """What an engine can run: one row of the capability table (see engines.capability_table)."""
+    """What an engine can run: its row of the capability table (docs/engines.md lists every
+    engine's)."""
 
     precisions: frozenset[str]
     devices: frozenset[str]  # "cpu", "cuda"
     families: frozenset[str] | None = None  # None: any transformers architecture
     max_tp: int | None = 1  # None: any TP degree
+    # splits each layer's weights over the GPUs with its own kernels (DeepSpeed,
+    # FasterTransformer): the SageMaker LMI guide's larger loaded-memory multipliers apply
+    tensor_parallel: bool = False
     tasks: frozenset[str] = frozenset({"encode", "generate"})  # keys of bench.config.tasks.TASKS
     # why a task outside `tasks` is not run (the unsupported row says it), when known
     task_notes: tuple[tuple[str, str], ...] = ()

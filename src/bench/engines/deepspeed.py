@@ -108,6 +108,7 @@ class DeepSpeedEngine(HFEngine):
         frozenset({"fp32", "fp16", "bf16", "int8"}),
         frozenset({"cpu", "cuda"}),
         max_tp=None,
+        tensor_parallel=True,
         tasks=frozenset({"encode", "generate", "seq2seq"}),
         task_notes=(
             (

@@ -121,6 +121,7 @@ class FasterTransformerEngine(Engine):
         devices=frozenset({"cuda"}),
         families=frozenset({"gpt2", "opt", "t5"}),
         max_tp=None,
+        tensor_parallel=True,
         tasks=frozenset({"encode", "generate", "seq2seq"}),
         task_notes=(("classify_image", "FasterTransformer v5.3's torch ops are text models only"),),
     )

@@ -6,8 +6,8 @@ point is the cell verb; `container_runtime: docker` works the same); the task's 
 from SLURM_ARRAY_TASK_ID. `%parallelism` caps how many tasks run at once (default 1:
 cells sharing a node would skew each other's measurements). GPUs are asked for with
 `--gres=gpu:K` where a cell needs them. Per-task logs go to `log_dir` (a filesystem the
-compute nodes share). Status comes from squeue while jobs are queued or running, and from
-sacct where accounting is on; the rows in the store are the truth either way.
+compute nodes share). Status comes from squeue while jobs are queued or running; once they
+have left the queue, the rows in the store are the truth.
 """
 
 from __future__ import annotations

@@ -30,9 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.engines import ENGINES
+
 BYTES_PER_PARAM = {"int8": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 WEIGHT_PRECISION = {"amp_fp16": "fp32", "amp_bf16": "fp32"}  # autocast: weights stay fp32
-TENSOR_PARALLEL_ENGINES = ("deepspeed", "fastertransformer")
 FAMILY_GROUPS = {
     "gpt2": "gpt",
     "gpt_neo": "gpt",
@@ -80,7 +81,7 @@ def weight_precision(precision: str) -> str:
 
 
 def lmme_multiplier(engine: str, partitions: int, family: str, precision: str) -> float:
-    if engine in TENSOR_PARALLEL_ENGINES:
+    if ENGINES[engine].capability.tensor_parallel:  # the capability table says who splits
         table = TP_LMME[family_group(family)]
         return 1.20 if partitions == 1 else table[weight_precision(precision)]
     return 1.15 if partitions == 1 else 1.15 + 0.035 * partitions

@@ -1,6 +1,6 @@
 """The results store: a root URI, paths relative to it, atomic writes.
 
-Layout under the root (see DESIGN.md):
+Layout under the root (docs/executors.md, "Store layout"):
     <sweep_id>/manifest.json
     <sweep_id>/cells/<cell_id>/<attempt>.<status>.parquet   one row per attempt (any status)
     <sweep_id>/samples/<cell_id>/<attempt>.parquet          its raw per-request latencies
