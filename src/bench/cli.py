@@ -24,6 +24,7 @@ from bench.results.store import StoreError
 
 if TYPE_CHECKING:
     from bench.config.schema import CellConfig
+    from bench.results.store import Store, SweepPaths
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 VERBS_WITH_OVERRIDES = (
@@ -203,10 +204,29 @@ def _cell(args: argparse.Namespace) -> int:
     return EXIT_OK if row["status"] == "ok" else EXIT_CELL_FAILED
 
 
+def _sweep_in_store(root: str, sweep_id: str, needs: str) -> tuple[Store, SweepPaths]:
+    """The store at `root`, checked, and the sweep's paths there; one line (ConfigError) when
+    the store is unusable or the sweep has no cell rows (`needs` "rows": collect, report) or
+    no manifest ("manifest": status, which only reads)."""
+    from bench.results.store import SweepPaths, open_store
+
+    store = open_store(root)
+    store.check(writing=needs == "rows")
+    paths = SweepPaths(sweep_id)
+    found = (
+        store.has_files(paths.cells_dir, ".parquet")
+        if needs == "rows"
+        else store.exists(paths.manifest)
+    )
+    if not found:
+        what = "cell rows" if needs == "rows" else "manifest"
+        raise ConfigError("sweep_id", sweep_id, f"no {what} under {store.uri(sweep_id)}")
+    return store, paths
+
+
 def _collect(args: argparse.Namespace) -> int:
     from bench.config.compose import store_root
     from bench.results.collect import collect, summary_text
-    from bench.results.store import SweepPaths, open_store
 
     # `format=csv|json`: the aggregate also as aggregated.csv / .json, for tools without Parquet
     exports = [o for o in args.overrides if o.startswith("format=")]
@@ -214,13 +234,7 @@ def _collect(args: argparse.Namespace) -> int:
     if export not in EXPORT_FORMATS:
         raise ConfigError("format", export, f"collect writes one of {', '.join(EXPORT_FORMATS)}")
     root = store_root([o for o in args.overrides if not o.startswith("format=")])
-    store = open_store(root)
-    store.check()
-    paths = SweepPaths(args.sweep_id)
-    if not store.has_files(paths.cells_dir, ".parquet"):
-        raise ConfigError(
-            "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
-        )
+    store, paths = _sweep_in_store(root, args.sweep_id, "rows")
     collected = collect(store, args.sweep_id, strict=args.strict)
     print(summary_text(collected))
     print(f"aggregated: {store.uri(paths.aggregated)}")
@@ -308,7 +322,6 @@ def _report(args: argparse.Namespace) -> int:
     from bench.config.compose import compose_one
     from bench.results.collect import collect
     from bench.results.report import SLA_KEYS, Sla, build_report
-    from bench.results.store import SweepPaths, open_store
 
     # `compare=BASE` (a sweep id or aggregate URI) and `rate=R` add the decision sections
     base_spec = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("compare=")), None)
@@ -320,13 +333,7 @@ def _report(args: argparse.Namespace) -> int:
     p99 = cfg.sla.p99_ms
     if options["rate"] is not None and p99 is None:
         raise ConfigError("sla.p99_ms", None, "rate= sizes a fleet for a target: give sla.p99_ms=X")
-    store = open_store(str(cfg.store.root))
-    store.check()
-    paths = SweepPaths(args.sweep_id)
-    if not store.has_files(paths.cells_dir, ".parquet"):
-        raise ConfigError(
-            "sweep_id", args.sweep_id, f"no cell rows under {store.uri(args.sweep_id)}"
-        )
+    store, _ = _sweep_in_store(str(cfg.store.root), args.sweep_id, "rows")
     frame = pd.DataFrame(collect(store, args.sweep_id).table.to_pandas())
     decisions = []
     if base_spec is not None:
@@ -545,16 +552,10 @@ def _status(args: argparse.Namespace) -> int:
     from bench.executors.base import read_submissions
     from bench.measure import progress
     from bench.results.collect import collect
-    from bench.results.store import SweepPaths, open_store
     from bench.sweep import make_executor, submissions_table
 
     cfg = compose_one(args.overrides)
-    store = open_store(str(cfg.store.root))
-    store.check(writing=False)
-    if not store.exists(SweepPaths(args.sweep_id).manifest):
-        raise ConfigError(
-            "sweep_id", args.sweep_id, f"no manifest under {store.uri(args.sweep_id)}"
-        )
+    store, _ = _sweep_in_store(str(cfg.store.root), args.sweep_id, "manifest")
     submissions = read_submissions(store, args.sweep_id)
     by_executor: dict[str, list] = {}
     for sub in submissions:

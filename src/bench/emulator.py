@@ -8,7 +8,6 @@ the endpoint and no instance-metadata lookups, so no request can leave the machi
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,9 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bench.measure.ports import free_port
+
 START_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:

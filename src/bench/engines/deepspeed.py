@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig, cell_from_dict
 from bench.engines.base import Capability, LoadInfo, Unsupported, device_kind
 from bench.engines.hf import HFEngine, torch_dtype
+from bench.measure.ports import free_port
 
 # Families with DeepSpeed inference kernels (seed 000's list).
 KERNEL_FAMILIES = frozenset(
@@ -53,12 +53,6 @@ def wants_injection(cell: CellConfig, option: str) -> bool:
     if option == "auto":
         return device_kind(cell) == "cuda" and cell.model.family in KERNEL_FAMILIES
     return option == "true"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 ARCH_ENTRY = re.compile(r"^(\d+)\.(\d+)[a-z]?(\+PTX)?$")
@@ -163,7 +157,7 @@ class DeepSpeedEngine(HFEngine):
             "WORLD_SIZE": str(world),
             "LOCAL_SIZE": str(world),
             "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(_free_port()),
+            "MASTER_PORT": str(free_port()),
         }
         os.environ.update(base, RANK="0", LOCAL_RANK="0")
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:

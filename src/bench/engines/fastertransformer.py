@@ -34,10 +34,7 @@ ran here.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +44,7 @@ from typing import Any
 from bench.config.schema import CellConfig
 from bench.config.tasks import task_of
 from bench.engines.base import Capability, Engine, LoadInfo, PrepareInfo, Unsupported
+from bench.measure.checkpoints import publish_folder
 from bench.measure.lockstep import mpi_world, mpirun_reason, under_mpi
 
 LIB_ENV = "BENCH_FT_LIB"
@@ -89,19 +87,11 @@ def ensure_converted(checkpoint: Path, target: Path, tp: int) -> float | None:
 
     if (target / "config.ini").is_file():
         return None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        written = ft_convert.convert(checkpoint, tmp, tp, WEIGHT_DTYPE)
-        try:
-            os.rename(written, target)
-        except OSError:  # another process finished first
-            if not (target / "config.ini").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return time.perf_counter() - started
+    return publish_folder(
+        target,
+        lambda tmp: ft_convert.convert(checkpoint, tmp, tp, WEIGHT_DTYPE),  # tmp/<tp>-gpu
+        lambda folder: (folder / "config.ini").is_file(),
+    )
 
 
 @dataclass

@@ -218,7 +218,7 @@ class HttpEngine(Engine):
         return PrepareInfo(checkpoint=self.checkpoint, build_s=got.build_s)
 
     def _start_server(self) -> None:
-        from bench.emulator import free_port
+        from bench.measure.ports import free_port
 
         port = free_port()
         fields = {

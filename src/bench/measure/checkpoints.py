@@ -65,23 +65,25 @@ class Checkpoint:
     download_s: float | None = None  # seconds spent copying it from s3://, when it was
 
 
-def _publish(tmp: Path, folder: Path) -> None:
-    """Rename a finished temp folder into place; losing a race to another process is fine."""
-    try:
-        os.rename(tmp, folder)
-    except OSError:
-        if not _is_complete(folder):
-            raise
-
-
-def _in_temp_folder(root: Path, folder: Path, fill: Callable[[Path], None]) -> float:
-    """Fill a private temp folder, publish it as `folder`; returns the seconds it took."""
-    root.mkdir(parents=True, exist_ok=True)
+def publish_folder(
+    folder: Path,
+    fill: Callable[[Path], Path | None],
+    complete: Callable[[Path], bool] = _is_complete,
+) -> float:
+    """Fill a private temp folder beside `folder` and rename it (or the folder `fill` returns,
+    inside it) into place, so a reader never sees a half-written one. Concurrent processes may
+    race: the loser discards its copy when the winner's is `complete`. Returns the seconds
+    taken."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        fill(tmp)
-        _publish(tmp, folder)
+        written = fill(tmp) or tmp
+        try:
+            os.rename(written, folder)
+        except OSError:  # another process finished first
+            if not complete(folder):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return time.perf_counter() - started
@@ -141,7 +143,7 @@ def _from_hub(repo_id: str, root: Path) -> Checkpoint:
         snapshot_download(repo_id, local_dir=tmp, allow_patterns=HUB_FILES)
 
     try:
-        seconds = _in_temp_folder(root, folder, fetch)
+        seconds = publish_folder(folder, fetch)
     except Exception as exc:  # offline, no such repo, gated: one line, the cause named
         cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HubUnavailable(
@@ -168,7 +170,7 @@ def ensure_checkpoint(model: ModelConfig, models_dir: str, seed: int) -> Checkpo
         folder = root / f"s3-{digest}"
         if _is_complete(folder):
             return Checkpoint(folder)
-        seconds = _in_temp_folder(root, folder, lambda tmp: download_s3_folder(source, tmp))
+        seconds = publish_folder(folder, lambda tmp: download_s3_folder(source, tmp))
         if not _is_complete(folder):
             raise FileNotFoundError(f"model.checkpoint={source!r}: no config.json + safetensors")
         return Checkpoint(folder, download_s=seconds)
@@ -184,5 +186,5 @@ def ensure_checkpoint(model: ModelConfig, models_dir: str, seed: int) -> Checkpo
     folder = root / checkpoint_key(model, seed)
     if _is_complete(folder):
         return Checkpoint(folder)
-    seconds = _in_temp_folder(root, folder, lambda tmp: build_from_config(model, tmp, seed))
+    seconds = publish_folder(folder, lambda tmp: build_from_config(model, tmp, seed))
     return Checkpoint(folder, build_s=seconds)

@@ -73,7 +73,7 @@ def mpirun_command(ranks: int, argv: list[str], address: str) -> list[str]:
 
 def relaunch(ranks: int, argv: list[str]) -> int:
     """Run `bench ARGV` as `ranks` MPI ranks and wait: mpirun's exit code."""
-    from bench.emulator import free_port
+    from bench.measure.ports import free_port
 
     address = f"127.0.0.1:{free_port()}"
     command = mpirun_command(ranks, argv, address)

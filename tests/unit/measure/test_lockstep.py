@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from bench.emulator import free_port
 from bench.engines.calibration import SleepEngine
 from bench.measure import lockstep
+from bench.measure.ports import free_port
 from bench.plan.grid import plan_from_overrides
 
 
