@@ -64,7 +64,7 @@ pd.set_option("display.max_columns", 40)
 pd.set_option("display.max_rows", 200)
 columns = [
     "model", "engine", "precision", "precision_method", "batch_size", "status", "n",
-    "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_p99_hi", "verdict",
+    "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_p99_hi", "stability",
     "inferences_per_s", "tokens_per_s", "ttft_ms_p50", "tpot_ms_p50", "import_s", "load_s",
     "init_s", "peak_gpu_mem_mb", "gpu_util_pct_mean", "gpu_sm_clock_mhz_mean",
     "gpu_power_w_mean", "host_other_cpus_mean", "host_busy", "usd_per_million_inferences",

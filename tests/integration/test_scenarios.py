@@ -77,13 +77,13 @@ def test_injected_slowdown_mid_run_is_drifting_and_a_steady_run_is_stable():
         "scenario.ci_target=0",
     ]
     steady = run_cell(_cell(*common)).row
-    assert steady["verdict"] == "stable", steady["verdict_reason"]
+    assert steady["stability"] == "stable", steady["stability_reason"]
     # about 1.3 s of 4 ms requests, then every request takes twice as long
     slowed = run_cell(_cell(*common, "engine.slowdown_after=320", "engine.slowdown_factor=2.0"))
     row = slowed.row
     assert row["status"] == "ok", row.get("error")
-    assert row["verdict"] == "drifting", row["verdict_reason"]
-    assert row["verdict_reason"].startswith("latency +")
+    assert row["stability"] == "drifting", row["stability_reason"]
+    assert row["stability_reason"].startswith("latency +")
     windows = json.loads(row["windows_json"])
     assert windows[-1]["per_s"] < 0.7 * windows[0]["per_s"]  # the windows show the step
 
@@ -105,7 +105,7 @@ def test_stationary_runs_of_the_smoke_length_are_rarely_drifting():
     common = ["engine=sleep", "engine.distribution=lognormal", "engine.service_ms=5", "threads=2"]
     shorter = [*SMOKE_LENGTH, "scenario.min_duration_s=1.5", "scenario.ci_target=0"]
     states = [
-        run_cell(_cell(*common, *shorter, f"seed={seed}")).row["verdict"] for seed in range(20)
+        run_cell(_cell(*common, *shorter, f"seed={seed}")).row["stability"] for seed in range(20)
     ]
     assert states.count("drifting") <= 1, states
     assert states.count("insufficient") <= 4, states
@@ -126,8 +126,8 @@ def test_an_overloaded_open_loop_is_never_stable():
         )
     ).row
     assert row["status"] == "ok", row.get("error")
-    assert row["verdict"] == "drifting", row["verdict_reason"]
-    assert "overloaded" in row["verdict_reason"]
+    assert row["stability"] == "drifting", row["stability_reason"]
+    assert "overloaded" in row["stability_reason"]
 
 
 @pytest.fixture

@@ -55,11 +55,11 @@ def test_smoke_sweep_leaves_one_ok_row_per_cell(smoke: dict) -> None:
     assert frame["engine_info"].str.contains("fork_server_preload").all()
     assert (frame["import_s"] < 1.5).all(), frame[["cell_id", "import_s"]]
     # the grid is long enough for most cells to reach a stability verdict
-    assert set(frame["verdict"]) <= {"stable", "drifting", "insufficient"}
-    assert (frame["verdict"] != "insufficient").sum() >= 8, frame[["cell_id", "verdict_reason"]]
+    assert set(frame["stability"]) <= {"stable", "drifting", "insufficient"}
+    assert (frame["stability"] != "insufficient").sum() >= 8, frame[["cell_id", "stability_reason"]]
     # the printed table explains the words it uses, in one line each
     printed = smoke["first"].stdout
-    for word in set(frame["verdict"]):
+    for word in set(frame["stability"]):
         assert f"  {word}: " in printed
     expected_cost = frame["price_per_hour"] / 3600 / frame["inferences_per_s"] * 1e6
     pd.testing.assert_series_equal(

@@ -113,7 +113,7 @@ class EngineConfig:
 
 # Keys an older config may still carry, and what replaced them.
 REMOVED_SCENARIO_KEYS = {
-    "stable_windows": "removed: the verdict looks for a change point in the whole window; drop it",
+    "stable_windows": "removed: stability looks for a change point in the whole window; drop it",
     "bootstrap_resamples": (
         "removed: the throughput interval is batch means over scenario.windows time blocks; "
         "drop the key"

@@ -77,7 +77,7 @@ def latency_summary(latency_ns: np.ndarray, confidence: float, batches: int) -> 
 
 
 def stability(result: LoadResult, scenario: ScenarioConfig) -> dict[str, Any]:
-    """The verdict on the measured window, and its time windows for the row.
+    """The stability of the measured window, and its time windows for the row.
 
     In an open loop the arrivals set the throughput and queueing makes latency bursty, so the
     server is judged on service time (sent -> complete), and the loop on whether it kept up."""
@@ -94,14 +94,14 @@ def stability(result: LoadResult, scenario: ScenarioConfig) -> dict[str, Any]:
         queue_ns=(result.sent_ns - result.scheduled_ns)[ok] if open_loop else None,
         dropped=result.dropped,
     )
-    found = stats.verdict(evidence, scenario.stable_tolerance)
+    found = stats.stability(evidence, scenario.stable_tolerance)
     reason = found.reason
     if found.need_requests is not None:
         reason += "; " + _how_to_measure_longer(result, scenario, found.need_requests)
     windows = stats.time_windows(result.done_ns[ok], judged, window_ns, scenario.windows)
     return {
-        "verdict": found.state,
-        "verdict_reason": reason,
+        "stability": found.state,
+        "stability_reason": reason,
         "windows_json": json.dumps([w.to_dict() for w in windows]),
     }
 

@@ -1,4 +1,4 @@
-"""Statistics behind every figure's interval and every cell's verdict. Pure numpy, no I/O.
+"""Statistics behind every figure's interval and every cell's stability. Pure numpy, no I/O.
 
 Requests measured one after another are not independent: a slow spell (another process, a
 clock change, the allocator) makes neighbours slow together. The lag-1 autocorrelation of real
@@ -26,7 +26,7 @@ than it says (AR(1) at 0.9: a nominal 95% P50 interval held the truth 41% of the
 - Throughput: batch means over `b` equal time blocks of the measured window, mean block rate
   -+ t(b-1) x their standard error. $/M is a monotone function of throughput, so its interval
   is the throughput interval mapped through it.
-- Verdict: has the level moved during the window? A CUSUM change-point test on the log
+- Stability: has the level moved during the window? A CUSUM change-point test on the log
   latencies (open loop: service times) in the order measured, and closed-loop throughput as
   the gaps between consecutive completions: the peak of the cumulative deviation from the
   mean, over the long-run standard deviation (sd x sqrt(tau), tau the integrated
@@ -364,7 +364,7 @@ def level_shift(x: np.ndarray, confidence: float) -> Shift:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a verdict is drawn from: the judged latencies in the order measured, the ok
+    """What stability is judged from: the judged latencies in the order measured, the ok
     completions' times, and for an open loop its arrival rate and queueing delays."""
 
     latency_ns: np.ndarray  # closed loop: latency; open loop: service time (sent -> done)
@@ -377,10 +377,10 @@ class Evidence:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Stability:
     state: str  # stable | drifting | insufficient
     reason: str
-    need_requests: int | None = None  # insufficient: requests a verdict would need
+    need_requests: int | None = None  # insufficient: requests a judgement would need
 
 
 def _latency_clause(evidence: Evidence, tolerance: float) -> tuple[str | None, Shift]:
@@ -441,22 +441,22 @@ def _overload_clauses(evidence: Evidence, tolerance: float) -> list[str]:
     return clauses
 
 
-def verdict(evidence: Evidence, tolerance: float) -> Verdict:
+def stability(evidence: Evidence, tolerance: float) -> Stability:
     """stable | drifting | insufficient, with the figures that decided it (module doc)."""
     n = evidence.latency_ns.size
     if n < MIN_VERDICT_REQUESTS:
-        return Verdict(
+        return Stability(
             "insufficient",
-            f"{n} requests; a verdict needs at least {MIN_VERDICT_REQUESTS}",
+            f"{n} requests; judging stability needs at least {MIN_VERDICT_REQUESTS}",
             MIN_VERDICT_REQUESTS,
         )
     clause, shift = _latency_clause(evidence, tolerance)
     if shift.n_effective < MIN_EFFECTIVE_REQUESTS:
         need = math.ceil(MIN_EFFECTIVE_REQUESTS * shift.tau)
-        return Verdict(
+        return Stability(
             "insufficient",
             f"{n} requests are worth {shift.n_effective:.0f} independent ones (neighbours "
-            f"correlate: autocorrelation time {shift.tau:.1f} requests); a verdict needs "
+            f"correlate: autocorrelation time {shift.tau:.1f} requests); judging stability needs "
             f"{MIN_EFFECTIVE_REQUESTS}, about {need} requests",
             need,
         )
@@ -466,9 +466,9 @@ def verdict(evidence: Evidence, tolerance: float) -> Verdict:
     if evidence.target_rate_per_s is not None:
         clauses += [f"overloaded: {c}" for c in _overload_clauses(evidence, tolerance)]
     if clauses:
-        return Verdict("drifting", "; ".join(clauses))
+        return Stability("drifting", "; ".join(clauses))
     what = "latency and throughput" if evidence.judge_rate else "service time and queueing"
-    return Verdict(
+    return Stability(
         "stable",
         f"{what}: no change in level beyond {tolerance:.0%} during the window "
         f"({DRIFT_CONFIDENCE:.0%} confidence, {shift.n_effective:.0f} effective requests)",

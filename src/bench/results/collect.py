@@ -303,7 +303,7 @@ SUMMARY_COLUMNS = {
 }
 
 
-SUMMARY_EXTRA = ("latency_ms_p99_lo", "latency_ms_p99_hi", "verdict")
+SUMMARY_EXTRA = ("latency_ms_p99_lo", "latency_ms_p99_hi", "stability")
 _FIX = re.compile(r"scenario\.min_requests=(\d+)")  # the fix a percentile flag ends with
 SUMMARY_MAX_ROWS = 40
 
@@ -338,7 +338,7 @@ LEGEND = {
     "scenario.stable_tolerance (10% by default)",
     "drifting": "drifting: latency or throughput moved during the window (or an open loop "
     "fell behind); the number is not one steady figure",
-    "insufficient": "insufficient: too few requests to judge stability; verdict_reason in the "
+    "insufficient": "insufficient: too few requests to judge stability; stability_reason in the "
     "Parquet names the scenario.min_requests (and max_duration_s) that would do",
 }
 
@@ -360,14 +360,14 @@ def summary_text(collected: Collected) -> str:
     A large sweep shows its first rows and the count per status."""
     table = collected.table
     head = table.slice(0, SUMMARY_MAX_ROWS)
-    header = [*SUMMARY_COLUMNS.values(), "verdict"]
+    header = [*SUMMARY_COLUMNS.values(), "stability"]
     p99_at = header.index("p99_ms") + 1
     header.insert(p99_at, "p99 95% CI")  # the interval beside its estimate
     rows = []
     for r in head.select([*SUMMARY_COLUMNS, *SUMMARY_EXTRA]).to_pylist():
         cells = [_cell_text(r[column]) for column in SUMMARY_COLUMNS]
         cells.insert(p99_at, _interval(r["latency_ms_p99_lo"], r["latency_ms_p99_hi"]))
-        rows.append([*cells, r["verdict"] or ""])
+        rows.append([*cells, r["stability"] or ""])
     lines = [_text_table(header, rows)]
     if table.num_rows > head.num_rows:
         statuses = Counter(table.column("status").to_pylist()).most_common()

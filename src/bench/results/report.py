@@ -6,10 +6,10 @@ Plots (PNG, matplotlib, one set per model):
 - load time per engine (load_s with init_s stacked on it);
 - ramp rows: P50/P99 (with the SLA) and throughput vs concurrency, first failure marked.
 Recommendation: per model, the cheapest ok configuration (by $/M inferences) whose P99 meets
-the SLA on the upper end of its 95% interval and whose verdict is `stable` (generation rows
+the SLA on the upper end of its 95% interval and whose stability is `stable` (generation rows
 also meet `sla.ttft_ms` and `sla.tpot_ms` on their P99 TTFT and TPOT); only where no row
 is that sure, the cheapest row meeting it on its estimate alone (an interval the sample count
-leaves open, or a drifting or insufficient verdict), marked provisional with why; where no
+leaves open, or a drifting or insufficient stability), marked provisional with why; where no
 row meets the SLA, the nearest miss per model and by how much. Then the Pareto
 front of P99 latency vs $/M (no other configuration is both faster and cheaper). The HTML page
 embeds the PNGs, so it is one self-contained file.
@@ -32,7 +32,7 @@ FIGURES_COLUMNS = [
     "latency_ms_p50",
     "latency_ms_p99",
     "latency_ms_p99_hi",
-    "verdict",
+    "stability",
     "n",
     "inferences_per_s",
     "usd_per_million_inferences",
@@ -89,7 +89,7 @@ class Report:
 
 
 def _with_figures(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows from before intervals and verdicts existed get those columns empty."""
+    """Rows from before intervals and stability existed get those columns empty."""
     wanted = [*FIGURES_COLUMNS, *GENERATION_COLUMNS, "latency_ms_p99_lo"]
     missing = [c for c in wanted if c not in frame.columns]
     return frame.assign(**dict.fromkeys(missing)) if missing else frame
@@ -117,15 +117,15 @@ def meets_sla(frame: pd.DataFrame, target: Sla | float) -> pd.Series:
 
 
 def standing(frame: pd.DataFrame, p99_ms: float | None) -> pd.Series:
-    """'recommended' for a row sure enough to act on (P99 bounded under the SLA, verdict
+    """'recommended' for a row sure enough to act on (P99 bounded under the SLA, stability
     stable), else 'provisional: ...' naming what is missing."""
     reasons = pd.Series("", index=frame.index)
     if p99_ms is not None:
         open_interval = frame["latency_ms_p99_hi"].isna()
         reasons = reasons.where(~open_interval, "P99 interval open (too few requests)")
-    unstable = frame["verdict"].fillna("no verdict") != "stable"
-    verdicts = "verdict " + frame["verdict"].fillna("none").astype(str)
-    joined = reasons.where(~unstable, reasons.str.cat(verdicts, sep="; ").str.strip("; "))
+    unstable = frame["stability"].fillna("not judged") != "stable"
+    said = "stability " + frame["stability"].fillna("none").astype(str)
+    joined = reasons.where(~unstable, reasons.str.cat(said, sep="; ").str.strip("; "))
     return joined.map(lambda why: f"provisional: {why}" if why else "recommended")
 
 
@@ -456,8 +456,8 @@ def build_report(
         Heading(f"Recommendation ({sla})"),
         Text(
             "The cheapest configuration per model that meets the target on the upper end of its "
-            "P99 interval with a stable verdict (`recommended`); a model with no such row gets its "
-            "cheapest row that meets it on the estimate alone, marked `provisional` with why. "
+            "P99 interval and stability `stable` (`recommended`); a model with no such row gets "
+            "its cheapest row that meets it on the estimate alone, marked `provisional` with why. "
             "TTFT and TPOT targets hold generation rows to their P99 estimates (no interval); "
             "the star on each throughput plot is this row:"
         ),

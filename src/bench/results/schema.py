@@ -25,7 +25,8 @@ SCHEMA_VERSION = 9
 # server_exit_code (engine=http's server mode), request_errors; 9: the columns a scenario owns
 # come from its class (a new scenario's columns are nullable additions: no bump needed), the
 # ramp's headline_concurrency (threads stays the configured axis), capacity's
-# memory_trace_json (stages_json holds ramp stages only)
+# memory_trace_json (stages_json holds ramp stages only), stability and stability_reason
+# (were verdict, verdict_reason: `verdict` is compare's word alone)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -124,13 +125,13 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         "percentiles the sample count cannot support, and why (null: all supported)",
     ),
     (
-        "verdict",
+        "stability",
         pa.string(),
         "stable | drifting (the level changed significantly during the window, beyond "
         "stable_tolerance;"
         " or an open loop that could not keep up) | insufficient (too few requests to judge)",
     ),
-    ("verdict_reason", pa.string(), "the figures behind the verdict; for insufficient, the fix"),
+    ("stability_reason", pa.string(), "the figures behind `stability`; for insufficient, the fix"),
     (
         "windows_json",
         pa.string(),
@@ -313,9 +314,13 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=ROW_SCHEMA)
 
 
+RENAMED_IN_9 = {"verdict": "stability", "verdict_reason": "stability_reason"}
+
+
 def _before_version_9(table: pa.Table) -> pa.Table:
-    """Files from before schema 9 kept a capacity row's memory trace in stages_json (now
-    memory_trace_json: stages_json is the ramp's alone)."""
+    """Files from before schema 9 named stability `verdict` and kept a capacity row's memory
+    trace in stages_json (now memory_trace_json: stages_json is the ramp's alone)."""
+    table = table.rename_columns([RENAMED_IN_9.get(n, n) for n in table.column_names])
     names = table.column_names
     if "memory_trace_json" in names or not {"stages_json", "scenario"} <= set(names):
         return table

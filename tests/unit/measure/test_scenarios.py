@@ -85,6 +85,7 @@ def test_a_capacity_row_from_before_schema_9_moves_its_trace() -> None:
             "stages_json": ['[{"copy": 1}]', '[{"concurrency": 1}]'],
         }
     )
-    new = conform(old)
+    new = conform(old.append_column("verdict", pa.array(["stable", "drifting"])))
+    assert new.column("stability").to_pylist() == ["stable", "drifting"]
     assert new.column("memory_trace_json").to_pylist() == ['[{"copy": 1}]', None]
     assert new.column("stages_json").to_pylist() == [None, '[{"concurrency": 1}]']

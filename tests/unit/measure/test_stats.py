@@ -1,4 +1,4 @@
-"""The statistics behind intervals and verdicts, checked against distributions we know."""
+"""The statistics behind intervals and stability, checked against distributions we know."""
 
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def test_stationary_runs_are_rarely_called_drifting():
     """400 stationary runs (autocorrelated, noisy): drifting in at most 3%, mostly stable."""
     rng = np.random.default_rng(21)
     states = [
-        stats.verdict(_closed_loop(ar1_log_latencies(rng, 300, 0.5, 0.3)), 0.10).state
+        stats.stability(_closed_loop(ar1_log_latencies(rng, 300, 0.5, 0.3)), 0.10).state
         for _ in range(400)
     ]
     assert states.count("drifting") <= 12
@@ -183,7 +183,7 @@ def test_a_slowdown_anywhere_is_drifting_and_named():
     for run in range(100):
         latency = ar1_log_latencies(rng, 300, 0.5, 0.3)
         latency[150 if run % 2 else 240 :] *= 1.5
-        found = stats.verdict(_closed_loop(latency), 0.10)
+        found = stats.stability(_closed_loop(latency), 0.10)
         drifting += found.state == "drifting"
     assert drifting >= 95
     assert found.reason.startswith("latency +") and "from request 151 of 300" in found.reason
@@ -193,16 +193,16 @@ def test_a_slowdown_anywhere_is_drifting_and_named():
 def test_a_shift_within_the_tolerance_is_not_drift():
     latency = np.ones(400)
     latency[200:] = 1.05  # certain, but 5% < 10%
-    assert stats.verdict(_closed_loop(latency), 0.10).state == "stable"
+    assert stats.stability(_closed_loop(latency), 0.10).state == "stable"
     latency[200:] = 1.2
-    assert stats.verdict(_closed_loop(latency), 0.10).state == "drifting"
+    assert stats.stability(_closed_loop(latency), 0.10).state == "drifting"
 
 
 def test_too_few_or_too_correlated_requests_are_insufficient_and_say_how_many():
-    found = stats.verdict(_closed_loop(np.ones(25)), 0.10)
+    found = stats.stability(_closed_loop(np.ones(25)), 0.10)
     assert found.state == "insufficient" and found.need_requests == stats.MIN_VERDICT_REQUESTS
     rng = np.random.default_rng(1)
-    found = stats.verdict(_closed_loop(ar1_log_latencies(rng, 200, 0.98, 0.2)), 0.10)
+    found = stats.stability(_closed_loop(ar1_log_latencies(rng, 200, 0.98, 0.2)), 0.10)
     assert found.state == "insufficient", found.reason
     assert "independent ones" in found.reason and found.need_requests > 200
 
@@ -232,13 +232,13 @@ def _open_loop(rate: float, service_ms: float, seconds: float, seed: int) -> sta
 def test_an_overloaded_open_loop_is_never_stable():
     """Arrivals at 120/s into a 10 ms server (capacity 100/s): the queue grows and the
     completion rate falls short, although every service time is exactly 10 ms."""
-    found = stats.verdict(_open_loop(120, 10, 10, seed=0), 0.10)
+    found = stats.stability(_open_loop(120, 10, 10, seed=0), 0.10)
     assert found.state == "drifting"
     assert "overloaded" in found.reason and "queueing delay grew" in found.reason
 
 
 def test_a_healthy_open_loop_is_stable():
-    states = [stats.verdict(_open_loop(50, 10, 10, seed=s), 0.10).state for s in range(50)]
+    states = [stats.stability(_open_loop(50, 10, 10, seed=s), 0.10).state for s in range(50)]
     assert states.count("stable") >= 48, states
 
 

@@ -44,7 +44,7 @@ def test_neox_20b_two_way_on_g5_12xlarge_is_worth_trying(neox_rows):
     assert neox_rows[("g5.xlarge", 1)].fit == "no"
 
 
-def test_fit_is_cheapest_first_within_a_verdict(neox_rows):
+def test_fit_is_cheapest_first_within_a_fit(neox_rows):
     rows = sorted(neox_rows.values(), key=lambda r: {"fits": 0, "borderline": 1, "no": 2}[r.fit])
     fits = [r.usd_per_replica_hour for r in rows if r.fit == "fits"]
     priced = [usd for usd in fits if usd is not None]

@@ -355,14 +355,14 @@ def test_a_torn_cache_is_rebuilt_and_status_writes_none(store, monkeypatch):
     assert collect(store, SWEEP).table.num_rows == 1 and reads[-1] == []
 
 
-def test_summary_table_aligns_columns_and_names_interval_and_verdict(store):
+def test_summary_table_aligns_columns_and_names_interval_and_stability(store):
     _manifest(store, ["a", "b"])
-    _attempt(store, _row("a", 0, latency_ms_p99_lo=5.5, latency_ms_p99_hi=None, verdict="stable"))
+    _attempt(store, _row("a", 0, latency_ms_p99_lo=5.5, latency_ms_p99_hi=None, stability="stable"))
     _attempt(store, _row("b", 1, status="failed"))
     lines = summary_text(collect(store, SWEEP)).splitlines()
     header, first, second = lines[:3]
     assert header.split()[:3] == ["model", "engine", "prec"]
-    assert "p99 95% CI" in header and header.rstrip().endswith("verdict")
+    assert "p99 95% CI" in header and header.rstrip().endswith("stability")
     assert len(header) == len(first) == len(second)  # one width per column, right-aligned
     assert first.rstrip().endswith("stable")
     assert "5.5-?" in first and "200" in first  # inf/s of the ok row; the failed row's is blank

@@ -137,7 +137,7 @@ def test_ramp_rows_get_a_latency_and_throughput_vs_concurrency_plot():
 def test_an_unbounded_or_unstable_row_is_never_the_recommendation_while_a_sure_one_meets():
     """Only the cheapest row meets a 40 ms SLA on its point estimate, and its P99 interval is
     open (too few requests): the bounded, stable, dearer row that meets it is recommended."""
-    frame = _frame().assign(verdict="stable")
+    frame = _frame().assign(stability="stable")
     frame["latency_ms_p99_hi"] = frame["latency_ms_p99"] * 1.05
     cheap = (frame["precision"] == "fp16") & (frame["batch_size"] == 32)
     frame.loc[cheap, "latency_ms_p99_hi"] = None  # n too small to bound P99 from above
@@ -145,10 +145,10 @@ def test_an_unbounded_or_unstable_row_is_never_the_recommendation_while_a_sure_o
     assert (best["precision"], best["batch_size"]) == ("fp16", 8)  # 23 ms, bounded 24.15
     assert best["standing"] == "recommended"
     frame.loc[cheap, "latency_ms_p99_hi"] = 38.0  # bounded now, but drifting
-    frame.loc[cheap, "verdict"] = "drifting"
+    frame.loc[cheap, "stability"] = "drifting"
     assert recommend(frame, p99_ms=40.0).iloc[0]["batch_size"] == 8
     # with nothing sure, the cheapest estimate is offered, marked with why
-    frame["verdict"] = "insufficient"
+    frame["stability"] = "insufficient"
     weak = recommend(frame, p99_ms=40.0).iloc[0]
     assert weak["standing"].startswith("provisional") and "insufficient" in weak["standing"]
 
@@ -156,7 +156,7 @@ def test_an_unbounded_or_unstable_row_is_never_the_recommendation_while_a_sure_o
 def test_when_nothing_meets_the_sla_the_nearest_miss_is_named_with_the_gap():
     from bench.results.report import nearest_misses
 
-    frame = _frame().assign(verdict="stable")
+    frame = _frame().assign(stability="stable")
     frame["latency_ms_p99_hi"] = frame["latency_ms_p99"] * 1.1
     assert recommend(frame, p99_ms=5.0).empty
     miss = nearest_misses(frame, p99_ms=5.0).iloc[0]
@@ -229,7 +229,7 @@ def test_the_fleet_section_names_the_cheapest_fleet_and_plots_the_bill():
 
 def _generation_frame() -> pd.DataFrame:
     """Two generation rows (one fast to first token, one cheap) beside an encoder row."""
-    rows = _frame().iloc[:1].assign(verdict="stable", latency_ms_p99_hi=7.0)
+    rows = _frame().iloc[:1].assign(stability="stable", latency_ms_p99_hi=7.0)
     gen = []
     for batch, ttft, tpot, usd in [(1, 20.0, 8.0, 3.0), (8, 90.0, 9.0, 0.5)]:
         gen.append(
@@ -272,7 +272,7 @@ def test_the_throughput_plot_marks_the_recommended_row_even_off_the_best_thread_
     recommended row wherever it is, with the SLA line (the image is checked to differ)."""
     from bench.results.report import plot_throughput_vs_p99
 
-    frame = _frame().iloc[:5].assign(verdict="stable", latency_ms_p99_hi=None)
+    frame = _frame().iloc[:5].assign(stability="stable", latency_ms_p99_hi=None)
     slower = frame.iloc[[1]].assign(threads=2, inferences_per_s=600.0, latency_ms_p99=30.0)
     both = pd.concat([frame, slower], ignore_index=True)
     chosen = recommend(both, 40.0)
