@@ -7,7 +7,6 @@ the cell's lease (another sweep, an orphan), so a cell is never measured twice a
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any, TextIO
@@ -23,22 +22,22 @@ from bench.measure.runner import CellResult, failure_row, unsupported_row
 from bench.plan.feasibility import decide
 from bench.plan.manifest import Plan, write_manifest
 from bench.results.collect import Collected, collect
-from bench.results.store import Store, SweepPaths, open_store
+from bench.results.store import Store, SweepPaths, manifest_json, open_store
 
 PLANNER_ATTEMPT = "planner"  # the attempt id of rows the planner writes (nothing was run)
 
 
 def _check_same_grid(store: Store, plan: Plan) -> None:
     """A sweep folder holds one grid: refuse to mix a different one into it."""
-    paths = SweepPaths(plan.sweep_id)
-    if not store.exists(paths.manifest):
+    if (manifest := manifest_json(store, plan.sweep_id)) is None:
         return
-    old = {c["cell_id"] for c in json.loads(store.read_bytes(paths.manifest))["cells"]}
+    old = {c["cell_id"] for c in manifest["cells"]}
     if old != {c.cell_id for c in plan.cells}:
         raise ConfigError(
             "sweep_id",
             plan.sweep_id,
-            f"{store.uri(paths.manifest)} holds a different grid ({len(old)} cells); "
+            f"{store.uri(SweepPaths(plan.sweep_id).manifest)} holds a different grid "
+            f"({len(old)} cells); "
             "choose another sweep_id",
         )
 

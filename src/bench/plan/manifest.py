@@ -20,7 +20,8 @@ from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig, cell_from_dict
 from bench.engines import check_engine
 from bench.measure.scenarios import check_scenario
-from bench.results.store import Store, SweepPaths, open_store
+from bench.results.store import Store, SweepPaths, manifest_json, open_store
+from bench.results.store_base import StoreError
 
 MANIFEST_VERSION = 1
 ORDERS = ("manifest", "shuffled")
@@ -123,4 +124,8 @@ def write_manifest(store: Store, plan: Plan) -> str:
 
 
 def read_manifest(store: Store, sweep_id: str) -> Plan:
-    return Plan.from_manifest(json.loads(store.read_bytes(SweepPaths(sweep_id).manifest)))
+    """The sweep's Plan, every cell validated (StoreError when the sweep has no manifest)."""
+    manifest = manifest_json(store, sweep_id)
+    if manifest is None:
+        raise StoreError(f"no manifest at {store.uri(SweepPaths(sweep_id).manifest)}")
+    return Plan.from_manifest(manifest)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.results.schema import ROW_SCHEMA, conform
-from bench.results.store import Store, SweepPaths
+from bench.results.store import Store, SweepPaths, manifest_json
 
 SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
 FILE_COLUMN = "__bench_file"
@@ -210,11 +209,8 @@ def _best_per_cell(rows: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[str, st
 
 
 def _expected_cells(store: Store, sweep_id: str) -> list[str]:
-    paths = SweepPaths(sweep_id)
-    if not store.exists(paths.manifest):
-        return []
-    manifest = json.loads(store.read_bytes(paths.manifest))
-    return [cell["cell_id"] for cell in manifest["cells"]]
+    manifest = manifest_json(store, sweep_id)
+    return [cell["cell_id"] for cell in manifest["cells"]] if manifest else []
 
 
 def _cached_rows(

@@ -19,11 +19,10 @@ Reading never writes anything.
 from __future__ import annotations
 
 import io
-import json
 import statistics
 from dataclasses import dataclass
 
-from bench.results.store import Store, SweepPaths
+from bench.results.store import Store, SweepPaths, manifest_json
 
 MAX_SWEEPS = 5  # the most recent sweeps of the executor: today's machine, today's code
 GAP_LIMIT_S = 300.0  # a longer pause between two cells is a resume, not start-up
@@ -54,10 +53,10 @@ def list_sweeps(store: Store, statuses: bool = True) -> list[SweepInfo]:
     for name in store.folders():
         paths = SweepPaths(name)
         try:
-            manifest = json.loads(store.read_bytes(paths.manifest))
-        except Exception:  # not a sweep folder, or a torn manifest
+            manifest = manifest_json(store, name)
+        except Exception:  # a torn manifest
             continue
-        if not isinstance(manifest, dict):
+        if manifest is None:  # not a sweep folder
             continue
         collected = store.exists(paths.aggregated)
         found.append(

@@ -20,12 +20,14 @@ none or replaced where it is still the one its taker read (compare and swap).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.config.checks import ConfigError
 from bench.results.store_base import Store, StoreError
@@ -253,6 +255,19 @@ class SweepPaths:
 
     def lease(self, cell_id: str) -> str:
         return f"{self.sweep_id}/leases/{cell_id}.json"
+
+
+def manifest_json(store: Store, sweep_id: str) -> dict[str, Any] | None:
+    """A sweep's manifest as plain JSON, None when it has none: for readers that want its cell
+    ids or metadata (collect, ls, the sweep's same-grid check). A job's Plan, validated, is
+    bench.plan.manifest.read_manifest, which reads it through here."""
+    path = SweepPaths(sweep_id).manifest
+    if not store.exists(path):
+        return None
+    manifest = json.loads(store.read_bytes(path))
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{store.uri(path)} is not a manifest (a JSON object)")
+    return manifest
 
 
 @dataclass(frozen=True)
