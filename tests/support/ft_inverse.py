@@ -15,15 +15,12 @@ import numpy as np
 
 from bench.engines.ft_convert import (
     OPT_HEAD_ROWS,
+    _flag,
     layout,
     load_rank,
     read_config,
     resolve_dir,
 )
-
-
-def _flag(section: configparser.SectionProxy, key: str) -> bool:
-    return section.get(key, "0").strip().lower() in ("1", "true", "yes")
 
 
 def load_full(ft_dir: Path) -> dict[str, np.ndarray]:

@@ -149,7 +149,9 @@ class ScenarioConfig:
     options: dict[str, Any] = field(default_factory=dict)  # the scenario's own keys
 
 
-SHARED_SCENARIO_KEYS = tuple(f.name for f in dataclasses.fields(ScenarioConfig))[:-1]
+SHARED_SCENARIO_KEYS = tuple(
+    f.name for f in dataclasses.fields(ScenarioConfig) if f.name != "options"
+)
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,6 @@ class CellResult:
 FORK_SERVER_PRELOAD_VARIABLE = "BENCH_FORK_SERVER_PRELOAD"
 
 
-# Each scheduler's job id, and the variable that numbers a retry of that same job (Batch
-# keeps the job id across attempts; Slurm keeps it across requeues).
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 

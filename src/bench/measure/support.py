@@ -12,8 +12,6 @@ from bench.measure.scenarios import SCENARIOS
 
 def why_unsupported(cell: CellConfig, this_host: bool) -> str | None:
     """The reason `cell` cannot run (None when it can); `this_host`: it runs here."""
-    engine = ENGINES[cell.engine.name]
-    reason = engine.unsupported_reason(cell) or SCENARIOS[cell.scenario.name].unsupported_reason(
-        cell
-    )
+    engine, scenario = ENGINES[cell.engine.name], SCENARIOS[cell.scenario.name]
+    reason = engine.unsupported_reason(cell) or scenario.unsupported_reason(cell)
     return reason or (engine.host_reason(cell) if this_host else None)

@@ -68,14 +68,15 @@ class Capacity(Scenario):
         limit = options.memory_threshold * budget
         host_floor = (1 - options.memory_threshold) * memory_of("cpu").total_mb
 
-        def settle(copy: Engine) -> float:
+        def settle(copy: Engine, send: Request) -> float:
             copy.own_memory()
-            request_for(copy, cell)()  # the first request allocates what serving needs
+            send()  # the first request allocates what serving needs
             copy.synchronize()
             return memory.used_mb()
 
-        copies = [engine]
-        trace = [{"copy": 1, "used_mb": settle(engine)}]
+        # the runner's request serves the first copy: one batch per copy, none made twice
+        copies, requests = [engine], [request]
+        trace = [{"copy": 1, "used_mb": settle(engine, request)}]
         used, reason = trace[0]["used_mb"], ""
         if used > limit:
             reason = f"one copy already uses {used:.0f} MiB, past {limit:.0f} MiB"
@@ -92,9 +93,9 @@ class Capacity(Scenario):
                 reason = "the host's available memory would fall below the threshold's margin"
             else:
                 copies.append(load_copy())
-                used = settle(copies[-1])
+                requests.append(request_for(copies[-1], cell))
+                used = settle(copies[-1], requests[-1])
                 trace.append({"copy": len(trace) + 1, "used_mb": used})
-        requests = [request_for(copy, cell) for copy in copies]
         chooser = random.Random(cell.seed)
 
         def any_copy() -> Any:
