@@ -33,83 +33,123 @@ import numpy as np
 
 from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
-from bench.results.capacity import replica_rate
+from bench.results.capacity import ServiceTimes, replica_rate, service_times
 from bench.results.compare import sample_latencies
+
+ONE_STATE = False  # --one-state
 
 
 def measure(overrides: list[str]) -> dict:
     result = run_cell(plan_from_overrides(overrides).cells[0])
     if result.row["status"] != "ok":
         raise SystemExit(f"cell {result.row['status']}: {result.row.get('error')}")
-    service = sample_latencies(result.samples, service=True)
-    return {**result.row, "latencies_s": service / 1e9}
+    if ONE_STATE:  # every service time in send order, one distribution for both states
+        service = ServiceTimes(sample_latencies(result.samples, service=True) / 1e9)
+    else:
+        service = service_times(result.samples)
+    return {**result.row, "service": service}
+
+
+def described(times: ServiceTimes) -> str:
+    p50, p99 = 1000 * np.quantile(times.all, [0.5, 0.99])
+    text = f"P50 {p50:.3f} ms, P99 {p99:.3f} ms"
+    if times.back_to_back is None:
+        return text
+    return (
+        f"{text} (P50 after idle {1000 * np.median(times.after_idle):.3f} ms, n="
+        f"{times.after_idle.size}; back to back {1000 * np.median(times.back_to_back):.3f} ms, "
+        f"n={times.back_to_back.size})"
+    )
+
+
+def calibrate(args: argparse.Namespace, common: list[str]) -> tuple[ServiceTimes, float, float]:
+    """Service times, the SLA and the rate one replica takes under it (after `--settle`)."""
+    measured = [*common, f"scenario.min_requests={args.requests}"]
+    if args.input == "open_loop":
+        measured += ["scenario=open_loop", "scenario.load_fraction=0.5"]
+    service = measure(measured)["service"]
+    sla_ms = args.sla_ms or args.sla_x * 1000 * float(np.median(service.all))
+    rate = replica_rate(service, sla_ms / 1000)
+    print(
+        f"{args.model}: service times from {args.input} (n={service.all.size}): "
+        f"{described(service)}; SLA P99 <= {sla_ms:.3f} ms; capacity: one replica takes "
+        f"{rate:.1f} requests/s"
+    )
+    for round_ in range(1, args.settle + 1):
+        service = measure(open_loop_at(common, rate, args.requests))["service"]
+        settled = replica_rate(service, sla_ms / 1000)
+        print(f"settle {round_}: at {rate:.1f}/s: {described(service)} -> {settled:.1f} requests/s")
+        moved = abs(settled - rate) / rate
+        rate = settled
+        if moved < 0.05:
+            break
+    return service, sla_ms, rate
+
+
+def open_loop_at(common: list[str], rate: float, requests: int) -> list[str]:
+    return [
+        *common,
+        "scenario=open_loop",
+        f"scenario.rate_per_s={rate:.4f}",
+        f"scenario.min_requests={requests}",
+        "scenario.max_duration_s=600",
+    ]
+
+
+def holds(row: dict, sla_ms: float, at_rate: bool) -> bool:
+    """At the rate: the SLA inside or above the P99's interval, the estimate within 15 % of it
+    (the model puts the P99 on the SLA, so a finite run lands either side); over it: the whole
+    interval above the SLA."""
+    low = row.get("latency_ms_p99_lo")
+    if at_rate:
+        return (low is None or low <= sla_ms) and row["latency_ms_p99"] <= 1.15 * sla_ms
+    return low is not None and low > sla_ms
+
+
+def check_turn(args: argparse.Namespace) -> bool:
+    common = [f"model={args.model}", "threads=1", "batch_size=1", *args.overrides]
+    service, sla_ms, rate = calibrate(args, common)
+    print(
+        f"{'rate/s':>9} {'load':>5} {'n':>6} {'P99 lo':>8} {'P99':>8} {'P99 hi':>8}  holds "
+        "service P50, dispatch P99 (ms), other CPUs, steal"
+    )
+    verdicts = []
+    for factor in (1.0, args.over):
+        row = measure(open_loop_at(common, factor * rate, args.requests))
+        load = factor * rate * float(np.mean(service.all))
+        low, high = row.get("latency_ms_p99_lo"), row.get("latency_ms_p99_hi")
+        verdicts.append(holds(row, sla_ms, at_rate=factor == 1.0))
+        print(
+            f"{factor * rate:9.1f} {load:5.2f} {row['n']:6d} {low or float('nan'):8.3f} "
+            f"{row['latency_ms_p99']:8.3f} {high or float('nan'):8.3f}  {verdicts[-1]!s:5} "
+            f"{row['service_ms_p50']:.3f}, {row['dispatch_delay_ms_p99']:.3f}, "
+            f"{row.get('host_other_cpus_mean') or 0:.2f}, {row.get('host_steal_share') or 0:.3f}"
+        )
+    return all(verdicts)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bert_tiny")
-    parser.add_argument("--sla-ms", type=float, default=0.0)
+    parser.add_argument("--sla-ms", type=float, default=0.0, help="0: --sla-x times the P50")
+    parser.add_argument("--sla-x", type=float, default=6.0)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--over", type=float, default=1.2)
     parser.add_argument("--input", choices=("open_loop", "latency"), default="open_loop")
+    parser.add_argument(
+        "--one-state", action="store_true", help="one distribution for after idle and back to back"
+    )
     parser.add_argument("--settle", type=int, default=0, help="re-measure at the rate, K times")
+    parser.add_argument("--turns", type=int, default=1, help="calibrate and check, N times")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    common = [f"model={args.model}", "threads=1", "batch_size=1", *args.overrides]
-    measured = [*common, f"scenario.min_requests={args.requests}"]
-    if args.input == "open_loop":
-        measured += ["scenario=open_loop", "scenario.load_fraction=0.5"]
-    closed = measure(measured)
-    service_s = closed["latencies_s"]
-    sla_ms = args.sla_ms or 6 * 1000 * float(np.median(service_s))
-    rate = replica_rate(service_s, sla_ms / 1000)
-    print(
-        f"{args.model}: service times from {args.input} (n={service_s.size}): P50 "
-        f"{1000 * np.median(service_s):.3f} ms, P99 {1000 * np.quantile(service_s, 0.99):.3f} "
-        f"ms; SLA P99 <= {sla_ms:.3f} ms; capacity: one replica takes {rate:.1f} requests/s"
-    )
-    for round_ in range(1, args.settle + 1):
-        at_rate = measure(
-            [
-                *common,
-                "scenario=open_loop",
-                f"scenario.rate_per_s={rate:.4f}",
-                f"scenario.min_requests={args.requests}",
-                "scenario.max_duration_s=600",
-            ]
-        )
-        service_s = at_rate["latencies_s"]
-        settled = replica_rate(service_s, sla_ms / 1000)
-        print(
-            f"settle {round_}: service times at {rate:.1f}/s: P50 {1000 * np.median(service_s):.3f}"
-            f" ms, P99 {1000 * np.quantile(service_s, 0.99):.3f} ms -> {settled:.1f} requests/s"
-        )
-        moved = abs(settled - rate) / rate
-        rate = settled
-        if moved < 0.05:
-            break
-    print(
-        f"{'rate/s':>9} {'load':>5} {'n':>6} {'P99 lo':>8} {'P99':>8} {'P99 hi':>8}  SLA   "
-        "service P50, dispatch P99 (ms)"
-    )
-    for factor in (1.0, args.over):
-        row = measure(
-            [
-                *common,
-                "scenario=open_loop",
-                f"scenario.rate_per_s={factor * rate:.4f}",
-                f"scenario.min_requests={args.requests}",
-                "scenario.max_duration_s=600",
-            ]
-        )
-        load = factor * rate * float(np.mean(service_s))
-        low, high = row.get("latency_ms_p99_lo"), row.get("latency_ms_p99_hi")
-        met = "met" if row["latency_ms_p99"] <= sla_ms else "over"
-        print(
-            f"{factor * rate:9.1f} {load:5.2f} {row['n']:6d} {low or float('nan'):8.3f} "
-            f"{row['latency_ms_p99']:8.3f} {high or float('nan'):8.3f}  {met:5} "
-            f"{row['service_ms_p50']:.3f}, {row['dispatch_delay_ms_p99']:.3f}"
-        )
+    global ONE_STATE
+    ONE_STATE = args.one_state
+    held = 0
+    for turn in range(1, args.turns + 1):
+        print(f"turn {turn} of {args.turns}")
+        held += check_turn(args)
+    print(f"the model held in {held} of {args.turns} turns")
     return 0
 
 

@@ -506,13 +506,14 @@ def _capacity(args: argparse.Namespace) -> int:
 
 def _fleet(store: Any, rows: Any, rate: float, p99_ms: float, peak: float, cfg: Any) -> Any:
     """capacity.plan_fleet over a sweep's ok rows and their stored latencies."""
-    from bench.results.capacity import plan_fleet
-    from bench.results.compare import cell_latencies
+    from bench.results.capacity import plan_fleet, service_times
+    from bench.results.compare import cell_samples
 
     latencies = {
         # service times: an open-loop cell's samples include its queueing, which the model adds
-        str(row["cell_id"]): cell_latencies(store, row, service=True) / 1e9
+        str(row["cell_id"]): service_times(table)
         for _, row in rows[rows["status"] == "ok"].iterrows()
+        if (table := cell_samples(store, row)) is not None
     }
     return plan_fleet(rows, latencies, rate, p99_ms, peak, _spot_prices(cfg))
 

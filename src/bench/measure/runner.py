@@ -29,7 +29,7 @@ from bench.config.schema import CellConfig
 from bench.config.tasks import image_size, task_of
 from bench.engines import ENGINES
 from bench.engines.base import Engine, Unsupported
-from bench.measure import device_memory, lockstep, progress, telemetry, threads
+from bench.measure import device_memory, heap, lockstep, progress, telemetry, threads
 from bench.measure.host_facts import host_facts
 from bench.measure.loadgen import LoadResult
 from bench.measure.metrics import summarize
@@ -216,12 +216,16 @@ def _cuda_indices(engine: Engine, cell: CellConfig) -> list[int]:
     return [torch.cuda.current_device()]
 
 
+def _windows(measured: Measured) -> list[tuple[int, int]]:
+    """[opened_ns, closed_ns] of each measured window (perf_counter_ns)."""
+    stages = measured.stages or [measured.headline]
+    return [(s.opened_ns, s.opened_ns + int(s.window_s * 1e9)) for s in stages]
+
+
 def _window_telemetry(
-    sampler: telemetry.Sampler, measured: Measured, row: dict[str, Any]
+    sampler: telemetry.Sampler, windows: list[tuple[int, int]], row: dict[str, Any]
 ) -> list[telemetry.Sample]:
     """The samples inside the measured windows, summarised into the row."""
-    stages = measured.stages or [measured.headline]
-    windows = [(s.opened_ns, s.opened_ns + int(s.window_s * 1e9)) for s in stages]
     kept = telemetry.in_windows(sampler.samples, windows)
     row.update(telemetry.summary(kept, sampler.gpu.unavailable))
     return kept
@@ -246,23 +250,29 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
 
     try:
         _load(engine, row, policy, lambda: scenario.before_load(engine))
+        row["gc_frozen_objects"] = heap.freeze_loaded_heap()  # why: bench.measure.heap
         host_peak_reset = _start_measuring()
         progress.enter("warmup")
         sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
+        collections = heap.CollectionLog().start()
         try:
             measured = scenario.run(engine, request_for(engine, cell), load_copy)
         finally:
             sampler.stop()
+            collections.stop()
         if "torch" in sys.modules:
             row["torch_threads"] = policy.intra_op_threads  # describe() reads torch's own
         row.update(engine.describe(), sync_scope=_sync_scope(engine))
         row.update(measured.columns)
         row.update(_memory_columns(host_peak_reset))
-        return measured, _window_telemetry(sampler, measured, row)
+        windows = _windows(measured)
+        row.update(collections.summary(windows))
+        return measured, _window_telemetry(sampler, windows, row)
     finally:
         for copy in copies:
             copy.close()
         engine.close()
+        heap.thaw()  # a long-lived process (an in-process sweep, tests) collects it all again
 
 
 class NoCompletedRequests(RuntimeError):

@@ -9,7 +9,9 @@ concurrency brings on that replica); requests are independent, served first come
 by the first free slot of any replica, never batched together. That is an M/G/c queue with c =
 replicas x threads; its P99 response time (wait + service) is found by simulation over the
 empirical service times (SIMULATED_REQUESTS arrivals, the first WARMUP_SHARE discarded; the
-service times drawn in runs of consecutive measured requests, so slow spells stay together), and
+service times drawn in runs of consecutive measured requests, so slow spells stay together, and
+in the state the server is in: a request that finds a free server draws from the times measured
+after idle, one that waited from those measured back to back, see ServiceTimes), and
 the replicas needed are the fewest whose simulated P99 meets the SLA. Instances =
 ceil(replicas / replicas per instance), where an instance holds floor(GPUs / TP degree)
 replicas. The simulation is checked against the closed forms of M/M/c, M/D/1 and M/D/c in
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,37 +37,120 @@ BLOCK = 50  # consecutive measured requests resampled together (block_resample)
 RATE_PRECISION = 1e-3  # replica_rate's bisection stops within 0.1% of the rate
 
 
+MIN_STATE_SAMPLES = 200  # fewer in either state: one distribution for both
+
+
+@dataclass(frozen=True)
+class ServiceTimes:
+    """A replica's measured service times (seconds, in measurement order), by the state its
+    server was in when each began: `after_idle`, on a server that had nothing to do, and
+    `back_to_back`, the moment it finished the one before (the request had waited for it).
+
+    Why two: a CPU serves back to back faster (warm caches, no wake-up). bert_tiny on a 2-core
+    VM at 100 requests/s: P50 3.54 ms after idle, 2.89 ms back to back; a queue drains at the
+    faster speed, so one distribution for both sized a replica ~20 % too small a rate. Without
+    `back_to_back` (a closed loop, where every request follows the last) both states draw from
+    `after_idle`."""
+
+    after_idle: np.ndarray
+    back_to_back: np.ndarray | None = None
+
+    @property
+    def all(self) -> np.ndarray:
+        if self.back_to_back is None:
+            return self.after_idle
+        return np.concatenate([self.after_idle, self.back_to_back])
+
+    @property
+    def fastest_mean(self) -> float:
+        """The lower mean: what bounds the rate a replica can sustain from below."""
+        parts = [self.after_idle, self.back_to_back]
+        return min(float(np.mean(p)) for p in parts if p is not None)
+
+
+Service = np.ndarray | ServiceTimes
+
+
+def as_service_times(service: Service) -> ServiceTimes:
+    return service if isinstance(service, ServiceTimes) else ServiceTimes(np.asarray(service))
+
+
+def service_times(samples: Any) -> ServiceTimes:
+    """Service times (send -> complete, seconds) from a cell's samples table (pyarrow), ok
+    requests of its first stage, split by state. A request began back to back when it arrived
+    before the latest completion preceding its send: it waited, and was sent as a server
+    freed. A closed loop's requests (scheduled = sent) never did: one distribution."""
+    frame = samples.to_pandas()
+    if "ok" in frame:
+        frame = frame[frame["ok"].fillna(True)]
+    if "stage" in frame:
+        frame = frame[frame["stage"] == frame["stage"].min()]
+    frame = frame.sort_values("sent_ns")
+    sent = frame["sent_ns"].to_numpy(dtype=np.int64)
+    scheduled = (
+        frame["scheduled_ns"].fillna(frame["sent_ns"]).to_numpy(dtype=np.int64)
+        if "scheduled_ns" in frame
+        else sent
+    )
+    done = scheduled + frame["latency_ns"].to_numpy(dtype=np.int64)
+    service_s = (done - sent) / 1e9
+    completions = np.sort(done)
+    before = np.searchsorted(completions, sent, side="right") - 1
+    latest = np.where(before >= 0, completions[np.maximum(before, 0)], np.iinfo(np.int64).min)
+    waited = scheduled < latest
+    if min(waited.sum(), (~waited).sum()) < MIN_STATE_SAMPLES:
+        return ServiceTimes(service_s)
+    return ServiceTimes(service_s[~waited], service_s[waited])
+
+
 def simulated_p99(
-    service_s: np.ndarray, rate: float, servers: int, seed: int = 0, q: float = 0.99
+    service: Service, rate: float, servers: int, seed: int = 0, q: float = 0.99
 ) -> float:
     """P99 response time (seconds) of an M/G/`servers` FCFS queue at Poisson `rate` per
-    second, service times resampled from `service_s` (in measurement order) in blocks of
-    BLOCK consecutive requests."""
-    arrivals, services = _draws(service_s, rate, seed)
+    second (simulated_responses)."""
+    return float(np.quantile(simulated_responses(service, rate, servers, seed), q))
+
+
+def simulated_responses(service: Service, rate: float, servers: int, seed: int = 0) -> np.ndarray:
+    """Response times (wait + service, seconds) of an M/G/`servers` FCFS queue at Poisson
+    `rate` per second, the first WARMUP_SHARE left out; service times resampled (in
+    measurement order, blocks of BLOCK consecutive requests) from the measured ones of the
+    state the server is in: a request that finds a free server draws from `after_idle`, one
+    that waited from `back_to_back`."""
+    arrivals, idle, busy = _draws(as_service_times(service), rate, seed)
+    streams, taken = (idle, idle if busy is None else busy), [0, 0]
     free = [0.0] * servers  # when each server next falls idle (a heap)
     responses = np.empty(SIMULATED_REQUESTS)
-    for i, (arrival, service) in enumerate(zip(arrivals, services, strict=True)):
-        start = max(arrival, free[0])
-        heapq.heapreplace(free, start + service)
-        responses[i] = start + service - arrival
-    kept = responses[int(WARMUP_SHARE * SIMULATED_REQUESTS) :]
-    return float(np.quantile(kept, q))
+    for i, arrival in enumerate(arrivals):
+        waits = arrival < free[0]
+        state = 1 if waits and busy is not None else 0
+        service_s = streams[state][taken[state]]
+        taken[state] += 1
+        start = free[0] if waits else arrival
+        heapq.heapreplace(free, start + service_s)
+        responses[i] = start + service_s - arrival
+    return responses[int(WARMUP_SHARE * SIMULATED_REQUESTS) :]
 
 
-def _draws(service_s: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Arrival times and service times of one simulation; the service times depend on the
-    seed alone (drawn after as many gaps at any rate), so every rate and server count of a
-    search sees the same ones."""
+def _draws(
+    times: ServiceTimes, rate: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Arrival times and each state's service times of one simulation; the service times
+    depend on the seed alone (drawn after as many gaps at any rate), so every rate and server
+    count of a search sees the same ones."""
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1 / rate, SIMULATED_REQUESTS))
-    return arrivals, block_resample(service_s, SIMULATED_REQUESTS, rng)
+    idle = block_resample(times.after_idle, SIMULATED_REQUESTS, rng)
+    if times.back_to_back is None:
+        return arrivals, idle, None
+    return arrivals, idle, block_resample(times.back_to_back, SIMULATED_REQUESTS, rng)
 
 
-def unqueued_p99(service_s: np.ndarray, seed: int = 0, q: float = 0.99) -> float:
-    """The simulation's P99 with a server for every request (no wait): the least any fleet
-    reaches, the P99 of the resampled service times themselves."""
-    _, services = _draws(service_s, 1.0, seed)
-    return float(np.quantile(services[int(WARMUP_SHARE * SIMULATED_REQUESTS) :], q))
+def unqueued_p99(service: Service, seed: int = 0, q: float = 0.99) -> float:
+    """The simulation's P99 with a server for every request (no wait, so every one after
+    idle): the least any fleet reaches."""
+    _, idle, _ = _draws(as_service_times(service), 1.0, seed)
+    return float(np.quantile(idle[int(WARMUP_SHARE * SIMULATED_REQUESTS) :], q))
 
 
 def block_resample(service_s: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -78,38 +164,42 @@ def block_resample(service_s: np.ndarray, size: int, rng: np.random.Generator) -
     return service_s[runs.ravel()[:size]]
 
 
-def servers_needed(service_s: np.ndarray, rate: float, p99_s: float, per_replica: int = 1) -> int:
+def servers_needed(service: Service, rate: float, p99_s: float, per_replica: int = 1) -> int:
     """The fewest replicas (each `per_replica` servers) whose simulated P99 <= p99_s; 0 when
     no number can (the service times' own P99, as resampled, is over the SLA)."""
-    if unqueued_p99(service_s) > p99_s:
+    times = as_service_times(service)
+    if unqueued_p99(times) > p99_s:
         return 0
     # stability needs rate x mean service < servers; start there and double, then bisect
-    low = max(1, math.ceil(rate * float(np.mean(service_s)) / per_replica))
+    low = max(1, math.ceil(rate * times.fastest_mean / per_replica))
     high = low
-    while simulated_p99(service_s, rate, high * per_replica) > p99_s:
+    while simulated_p99(times, rate, high * per_replica) > p99_s:
         low, high = high + 1, high * 2
         if high * per_replica > MAX_SERVERS:
             raise ValueError(f"more than {MAX_SERVERS} servers for rate {rate}/s")
     while low < high:  # the P99 falls as replicas are added
         middle = (low + high) // 2
-        if simulated_p99(service_s, rate, middle * per_replica) <= p99_s:
+        if simulated_p99(times, rate, middle * per_replica) <= p99_s:
             high = middle
         else:
             low = middle + 1
     return high
 
 
-def replica_rate(service_s: np.ndarray, p99_s: float, per_replica: int = 1, seed: int = 0) -> float:
+def replica_rate(service: Service, p99_s: float, per_replica: int = 1, seed: int = 0) -> float:
     """The highest Poisson request rate (per second) one replica of `per_replica` servers
     takes with its simulated P99 <= p99_s; 0 when its service time's own P99 is over.
-    Bisection: with one seed, a higher rate only shrinks every gap between arrivals, so the
-    simulated P99 never falls as the rate rises."""
-    if unqueued_p99(service_s, seed) > p99_s:
+    Bisection: with one seed, a higher rate only shrinks every gap between arrivals, so with
+    one distribution the simulated P99 never falls as the rate rises (with two, the extra
+    waiting draws the faster back-to-back times; it still rises overall, and the bisection
+    returns a rate where the P99 crosses p99_s)."""
+    times = as_service_times(service)
+    if unqueued_p99(times, seed) > p99_s:
         return 0.0
-    low, high = 0.0, per_replica / float(np.mean(service_s))  # the stability limit
+    low, high = 0.0, per_replica / times.fastest_mean  # the stability limit
     while (high - low) > RATE_PRECISION * high:
         middle = (low + high) / 2
-        if simulated_p99(service_s, middle, per_replica, seed=seed) <= p99_s:
+        if simulated_p99(times, middle, per_replica, seed=seed) <= p99_s:
             low = middle
         else:
             high = middle
@@ -205,13 +295,14 @@ ASSUMPTIONS = (
     "model: Poisson arrivals at the sized rate; each replica serves `threads` requests at once, "
     "each taking a service time drawn from the cell's measured latencies; requests independent, "
     "first come first served, not batched together (M/G/c, simulated with the measured "
-    "service times in runs of 50 consecutive requests)"
+    "service times in runs of 50 consecutive requests; an open-loop cell's times split into "
+    "those begun after idle and those begun back to back, each drawn in its state)"
 )
 
 
 def plan_fleet(
     rows: pd.DataFrame,
-    latencies: dict[str, np.ndarray],
+    latencies: dict[str, Service],
     rate: float,
     p99_ms: float,
     peak_to_mean: float = 1.0,
@@ -223,10 +314,13 @@ def plan_fleet(
     has the instance type (EC2 pricing only: SageMaker endpoints have no Spot), on Spot;
     cheapest per month first."""
     records = [
-        _fleet_record(row, service, rate * peak_to_mean, p99_ms, spot_per_hour or {})
+        _fleet_record(
+            row, as_service_times(service), rate * peak_to_mean, p99_ms, spot_per_hour or {}
+        )
         for _, row in rows[rows["status"] == "ok"].iterrows()
         # a P99 needs 100 requests
-        if (service := latencies.get(str(row["cell_id"]))) is not None and service.size >= 100
+        if (service := latencies.get(str(row["cell_id"]))) is not None
+        and as_service_times(service).all.size >= 100
     ]
     table = pd.DataFrame(records)
     if table.empty:
@@ -237,7 +331,7 @@ def plan_fleet(
 
 
 def _fleet_record(
-    row: pd.Series, service: np.ndarray, rate: float, p99_ms: float, spot: dict[str, float]
+    row: pd.Series, service: ServiceTimes, rate: float, p99_ms: float, spot: dict[str, float]
 ) -> dict[str, Any]:
     batch = int(row.get("batch_size") or 1)
     threads = int(row.get("threads") or 1)
@@ -255,7 +349,7 @@ def _fleet_record(
     return {
         **{k: row.get(k) for k in ("model", "engine", "precision", "batch_size")},
         **{k: row.get(k) for k in ("threads", "tp_degree", "instance")},
-        "service_p99_ms": round(float(np.quantile(service, 0.99)) * 1000, 3),
+        "service_p99_ms": round(float(np.quantile(service.all, 0.99)) * 1000, 3),
         "replica_rate_per_s": round(replica_rate(service, p99_ms / 1000, threads) * batch, 2),
         "replicas": replicas or None,
         "replicas_per_instance": per_instance,

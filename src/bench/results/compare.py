@@ -157,18 +157,23 @@ def _verdict(
 WORSE = {"slower", "dearer"}
 
 
-def cell_latencies(store: Store, row: pd.Series, service: bool = False) -> np.ndarray:
-    """A row's measured request latencies (ns) in send order, ok requests of its first stage
-    (`service`: send -> complete, leaving out an open loop's wait for a free client); empty
-    when its samples file is gone."""
+def cell_samples(store: Store, row: pd.Series) -> Any:
+    """A row's samples table (pyarrow); None when its samples file is gone."""
     import pyarrow.parquet as pq
 
     path = SweepPaths(str(row["sweep_id"])).samples(str(row["cell_id"]), str(row["attempt_id"]))
     try:
-        table = pq.read_table(io.BytesIO(store.read_bytes(path)))
+        return pq.read_table(io.BytesIO(store.read_bytes(path)))
     except FileNotFoundError:
-        return np.empty(0)
-    return sample_latencies(table, service)
+        return None
+
+
+def cell_latencies(store: Store, row: pd.Series, service: bool = False) -> np.ndarray:
+    """A row's measured request latencies (ns) in send order, ok requests of its first stage
+    (`service`: send -> complete, leaving out an open loop's wait for a free client); empty
+    when its samples file is gone."""
+    table = cell_samples(store, row)
+    return np.empty(0) if table is None else sample_latencies(table, service)
 
 
 def sample_latencies(table: Any, service: bool = False) -> np.ndarray:

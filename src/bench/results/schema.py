@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from bench.measure.scenarios import scenario_columns
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
@@ -26,7 +26,8 @@ SCHEMA_VERSION = 9
 # come from its class (a new scenario's columns are nullable additions: no bump needed), the
 # ramp's headline_concurrency (threads stays the configured axis), capacity's
 # memory_trace_json (stages_json holds ramp stages only), stability and stability_reason
-# (were verdict, verdict_reason: `verdict` is compare's word alone)
+# (were verdict, verdict_reason: `verdict` is compare's word alone); 10: the Python heap
+# frozen after loading, and the collections inside the window (gc_*)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -257,6 +258,12 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         "other processes used >= 0.5 CPU on average or steal >= 5%: measured on a shared host",
     ),
     ("host_busy_reason", pa.string(), "what made host_busy true"),
+    # bench.measure.heap: the Python heap is frozen after loading; collections in the window
+    ("gc_frozen_objects", pa.int64(), "objects gc.freeze() moved out of collections after load"),
+    ("gc_collections", pa.int32(), "Python garbage collections begun inside the window(s)"),
+    ("gc_full_collections", pa.int32(), "of those, full (generation 2) collections"),
+    ("gc_pause_ms_total", pa.float64(), "time those collections paused the process, ms"),
+    ("gc_pause_ms_max", pa.float64(), "the longest of those pauses, ms"),
     ("gpu_telemetry", pa.string(), "nvml, or why there are no GPU samples"),
     ("gpu_util_pct_mean", pa.float64(), "GPU utilisation (NVML: time a kernel ran), mean %"),
     ("gpu_util_pct_min", pa.float64(), "GPU utilisation, lowest sample %"),

@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from bench.results.capacity import (
+    ServiceTimes,
     fleet_text,
     md1_p99,
     mdc_wait_cdf,
@@ -16,7 +18,9 @@ from bench.results.capacity import (
     plan_fleet,
     replica_rate,
     servers_needed,
+    service_times,
     simulated_p99,
+    simulated_responses,
 )
 
 MU = 100.0  # requests per second one server completes (10 ms mean service)
@@ -121,3 +125,75 @@ def test_spot_is_costed_where_the_catalog_has_it_and_never_for_sagemaker():
     assert fleet.loc["ec2", "replica_rate_per_s"] > 100
     text = fleet_text(fleet.reset_index(), 100, 1.0, 50)
     assert "on Spot" in text and "M/G/c" in text
+
+
+def _welch_mean_response(rate: float, first: float, other: float) -> float:
+    """M/G/1 with exceptional first service (Welch 1964), deterministic times: a request that
+    finds the server idle takes `first`, every other `other`. Mean wait
+    lambda E[S^2] / (2 (1 - rho)) + lambda (E[S0^2] - E[S^2]) / (2 (1 - rho + lambda E[S0])),
+    rho = lambda E[S]; an arrival finds it idle (PASTA) with probability
+    (1 - rho) / (1 - rho + lambda E[S0])."""
+    rho = rate * other
+    idle = (1 - rho) / (1 - rho + rate * first)
+    wait = rate * other**2 / (2 * (1 - rho)) + rate * (first**2 - other**2) / (
+        2 * (1 - rho + rate * first)
+    )
+    return wait + idle * first + (1 - idle) * other
+
+
+@pytest.mark.parametrize("rate", [30, 60, 90])
+def test_two_state_service_matches_welchs_exceptional_first_service(rate):
+    # 12 ms after idle, 8 ms back to back (a CPU's cold and warm requests, exaggerated)
+    times = ServiceTimes(after_idle=np.full(1000, 0.012), back_to_back=np.full(1000, 0.008))
+    simulated = float(np.mean(simulated_responses(times, rate, 1)))
+    assert simulated == pytest.approx(_welch_mean_response(rate, 0.012, 0.008), rel=0.05)
+    # one distribution (every request 12 ms) queues measurably longer at the same rate
+    slower = float(np.mean(simulated_responses(np.full(1000, 0.012), rate, 1)))
+    assert slower > simulated * 1.05
+
+
+def _open_loop_samples(rate: float, first_ns: int, other_ns: int, n: int) -> pa.Table:
+    """The samples one client thread records in an open loop before a server that takes
+    `first_ns` after idle and `other_ns` back to back (the dispatcher 20 us late)."""
+    rng = np.random.default_rng(3)
+    scheduled = np.cumsum(rng.exponential(1e9 / rate, n)).astype(np.int64)
+    sent, done, free = np.empty(n, np.int64), np.empty(n, np.int64), 0
+    for i, arrival in enumerate(scheduled):
+        waited = arrival < free
+        sent[i] = free + 5_000 if waited else arrival + 20_000
+        done[i] = free = sent[i] + (other_ns if waited else first_ns)
+    return pa.table(
+        {
+            "thread": np.zeros(n, np.int16),
+            "sent_ns": sent,
+            "latency_ns": done - scheduled,
+            "stage": np.zeros(n, np.int16),
+            "scheduled_ns": scheduled,
+            "ok": np.ones(n, bool),
+        }
+    )
+
+
+def test_an_open_loops_service_times_are_split_by_the_state_each_request_began_in():
+    samples = _open_loop_samples(60, first_ns=12_000_000, other_ns=8_000_000, n=3000)
+    times = service_times(samples)
+    assert times.back_to_back is not None
+    assert np.all(times.after_idle == 0.012) and np.all(times.back_to_back == 0.008)
+    assert times.after_idle.size + times.back_to_back.size == 3000
+    # a closed loop (sent = scheduled) never waited: one distribution, in send order
+    closed = samples.set_column(4, "scheduled_ns", samples.column("sent_ns"))
+    assert service_times(closed).back_to_back is None
+    # too few of one state to resample: one distribution too
+    rare = _open_loop_samples(2, first_ns=12_000_000, other_ns=8_000_000, n=3000)
+    assert service_times(rare).back_to_back is None
+
+
+def test_a_faster_back_to_back_server_takes_a_higher_rate():
+    idle = np.random.default_rng(5).normal(0.010, 0.001, 2000)
+    split = ServiceTimes(after_idle=idle, back_to_back=idle * 0.8)
+    assert replica_rate(split, 0.060) > 1.05 * replica_rate(idle, 0.060)
+    rows = pd.DataFrame(
+        [{"cell_id": "c", "status": "ok", "batch_size": 1, "threads": 1, "price_per_hour": 1.0}]
+    )
+    fleet = plan_fleet(rows, {"c": split}, rate=300, p99_ms=60)
+    assert fleet.loc[0, "replicas"] >= 3  # 300/s at >= 8 ms a request

@@ -1,0 +1,71 @@
+"""The Python heap in a cell: frozen after loading and thawed after, and every collection that
+begins inside the measured window counted in the row."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+from bench.measure import heap
+from bench.measure.runner import run_cell
+from bench.plan.grid import plan_from_overrides
+
+
+def test_freezing_moves_the_live_heap_out_of_collections_and_thawing_brings_it_back():
+    kept = [[i] for i in range(1000)]  # tracked containers that are alive now
+    frozen = heap.freeze_loaded_heap()
+    try:
+        assert frozen >= len(kept) and gc.get_freeze_count() == frozen
+    finally:
+        heap.thaw()
+    assert gc.get_freeze_count() == 0
+
+
+def test_only_collections_begun_inside_a_window_are_counted():
+    log = heap.CollectionLog().start()
+    try:
+        before = time.perf_counter_ns()
+        gc.collect()
+        gc.collect(0)
+        between = time.perf_counter_ns()
+        gc.collect()
+        after = time.perf_counter_ns()
+    finally:
+        log.stop()
+    assert log._callback not in gc.callbacks
+    inside = log.summary([(before, between)])
+    assert inside["gc_collections"] == 2 and inside["gc_full_collections"] == 1
+    assert 0 < inside["gc_pause_ms_max"] <= inside["gc_pause_ms_total"]
+    assert log.summary([(between, after)])["gc_collections"] == 1
+    assert log.summary([(after, after + 10**9)]) == {
+        "gc_collections": 0,
+        "gc_full_collections": 0,
+        "gc_pause_ms_total": 0,
+        "gc_pause_ms_max": 0.0,
+    }
+
+
+def test_a_cell_freezes_its_loaded_heap_thaws_it_and_counts_a_collection_in_its_window():
+    cell = plan_from_overrides(
+        [
+            "engine=sleep",
+            "engine.service_ms=5",
+            "scenario.warmup_s=0.2",
+            "scenario.min_requests=20",
+            "scenario.min_duration_s=2",
+            "scenario.ci_target=0",
+        ]
+    ).cells[0]
+    # a full collection from another thread, ~1 s in: after the sleep engine's instant load and
+    # 0.2 s of warmup, inside the 2-second window
+    collector = threading.Timer(1.0, gc.collect)
+    collector.start()
+    try:
+        row = run_cell(cell).row
+    finally:
+        collector.join()
+    assert row["status"] == "ok", row.get("error")
+    assert row["gc_frozen_objects"] > 10_000  # the harness and its imports at least
+    assert gc.get_freeze_count() == 0  # thawed when the cell ended
+    assert row["gc_full_collections"] >= 1 and row["gc_pause_ms_max"] > 0
