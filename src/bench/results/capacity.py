@@ -300,6 +300,13 @@ ASSUMPTIONS = (
 )
 
 
+ONE_STATE_NOTE = (
+    "service_states one: every measured request began back to back (a closed loop), or too few "
+    "began after idle to tell; a replica that idles between arrivals may serve slower (bert_tiny "
+    "on CPU: P50 +22 % after idle), so size from an open_loop cell near the expected rate"
+)
+
+
 def plan_fleet(
     rows: pd.DataFrame,
     latencies: dict[str, Service],
@@ -350,6 +357,7 @@ def _fleet_record(
         **{k: row.get(k) for k in ("model", "engine", "precision", "batch_size")},
         **{k: row.get(k) for k in ("threads", "tp_degree", "instance")},
         "service_p99_ms": round(float(np.quantile(service.all, 0.99)) * 1000, 3),
+        "service_states": "one" if service.back_to_back is None else "idle / back to back",
         "replica_rate_per_s": round(replica_rate(service, p99_ms / 1000, threads) * batch, 2),
         "replicas": replicas or None,
         "replicas_per_instance": per_instance,
@@ -376,6 +384,8 @@ def fleet_text(table: pd.DataFrame, rate: float, peak_to_mean: float, p99_ms: fl
         shown = shown.drop(columns=["spot_usd_per_month"])
         lines.append("(no Spot price in the catalog: `prices refresh --spot` records them)")
     lines.append(shown.to_string(index=False))
+    if (table["service_states"] == "one").any():
+        lines.append(ONE_STATE_NOTE)
     best = table.iloc[0]
     if pd.notna(best["usd_per_month"]):  # None / NaN: no fleet meets the SLA
         spot = best["spot_usd_per_month"]
