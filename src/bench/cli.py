@@ -186,6 +186,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _cell(args: argparse.Namespace) -> int:
+    from bench.executors import executor_class, lease
     from bench.executors.environment import index_from_environment
     from bench.executors.job import job_cell, run_job
     from bench.plan.manifest import check_manifest_store
@@ -195,7 +196,8 @@ def _cell(args: argparse.Namespace) -> int:
     store, plan, index = job_cell(args.manifest, index, args.array)  # the manifest, read once
     if (code := _as_group(plan.cells[index], args)) is not None:
         return code
-    outcome = run_job(store, plan, index)
+    limit_s = executor_class(plan.executor)(plan.executor).attempt_limit_s
+    outcome = run_job(store, plan, index, lease.lease_seconds(limit_s))
     if outcome.result is None:  # stood down: nothing wrong, nothing written
         print(json.dumps({"cell_id": outcome.cell_id, "stood_down": outcome.stood_down}))
         return EXIT_OK

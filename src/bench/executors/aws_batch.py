@@ -112,6 +112,10 @@ class AwsBatchExecutor(Executor):
         self._client = client
 
     @property
+    def attempt_limit_s(self) -> float:
+        return float(self.options.attempt_duration_s)
+
+    @property
     def client(self) -> Any:
         if self._client is None:
             import boto3

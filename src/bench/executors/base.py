@@ -84,6 +84,12 @@ class Executor(ABC):
         return []
 
     @property
+    def attempt_limit_s(self) -> float | None:
+        """The longest one attempt of a cell may run before this executor (or its scheduler)
+        kills it; None: no limit. A cell's lease lasts this long plus a margin."""
+        return None
+
+    @property
     def poll_s(self) -> float:
         """Seconds between the scheduler's status polls when the sweep waits."""
         return float(getattr(self.options, "poll_s", 30.0))

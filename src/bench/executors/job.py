@@ -114,14 +114,14 @@ def job_cell(manifest_uri: str, index: int, array: str | None = None) -> tuple[S
     return store, plan, index
 
 
-def run_job(store: Store, plan: Plan, index: int) -> JobOutcome:
-    """Run cell `index` of the plan (as job_cell found it) under the cell's lease and store
-    its row, unless another attempt holds the lease or (without force) the cell has an ok row
-    already."""
+def run_job(store: Store, plan: Plan, index: int, lease_s: float) -> JobOutcome:
+    """Run cell `index` of the plan (as job_cell found it) under the cell's lease (held for
+    `lease_s` seconds: lease.lease_seconds) and store its row, unless another attempt holds
+    the lease or (without force) the cell has an ok row already."""
     sweep_id = plan.sweep_id
     cell, attempt = plan.cells[index], attempt_id()
     try:
-        lease.acquire(store, sweep_id, cell.cell_id, attempt, lease.lease_seconds(plan.executor))
+        lease.acquire(store, sweep_id, cell.cell_id, attempt, lease_s)
     except lease.CellBusy as busy:
         return JobOutcome(cell.cell_id, attempt, None, f"busy: {busy}")
     try:

@@ -20,13 +20,11 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from bench.results.store import Store, SweepPaths
 
-# The executor option that bounds one attempt, per executor (local, aws_batch, slurm): a
-# lease lasts that long plus a margin, since the scheduler has killed the holder by then.
-ATTEMPT_LIMIT_KEYS = ("timeout_s", "attempt_duration_s", "time_limit_s")
+# A lease lasts the executor's attempt limit (Executor.attempt_limit_s) plus a margin, since
+# the scheduler has killed the holder by then; an executor without a limit gets the default.
 DEFAULT_LIMIT_S = 3600.0
 MARGIN_S = 120.0
 TAKE_TRIES = 3  # create, or take over a stale lease: retried when another taker raced us
@@ -90,12 +88,10 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def lease_seconds(executor_options: dict[str, Any]) -> float:
-    """How long a lease lasts: the executor's per-attempt limit plus a margin."""
-    for key in ATTEMPT_LIMIT_KEYS:
-        if executor_options.get(key) is not None:
-            return float(executor_options[key]) + MARGIN_S
-    return DEFAULT_LIMIT_S + MARGIN_S
+def lease_seconds(attempt_limit_s: float | None) -> float:
+    """How long a lease lasts: the executor's per-attempt limit (None: the default) plus a
+    margin."""
+    return (DEFAULT_LIMIT_S if attempt_limit_s is None else attempt_limit_s) + MARGIN_S
 
 
 def acquire(store: Store, sweep_id: str, cell_id: str, attempt: str, duration_s: float) -> Lease:

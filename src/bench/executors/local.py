@@ -122,6 +122,10 @@ class LocalExecutor(Executor):
     server: ForkServer | None = None
     terminal: int | None = None
 
+    @property
+    def attempt_limit_s(self) -> float:
+        return float(self.options.timeout_s)
+
     def _run_one(self, plan: Plan, store: Store, index: int, label: str = "") -> JobHandle:
         cell = plan.cells[index]
         paths = SweepPaths(plan.sweep_id)

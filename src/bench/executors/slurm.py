@@ -153,6 +153,10 @@ class SlurmExecutor(Executor):
     environment = SlurmEnvironment
     options: SlurmOptions
 
+    @property
+    def attempt_limit_s(self) -> float:
+        return float(self.options.time_limit_s)
+
     @classmethod
     def validate(cls, options: SlurmOptions) -> None:
         int_at_least("executor.parallelism", options.parallelism, 1)

@@ -12,6 +12,9 @@ import time
 import pytest
 
 from bench.executors import lease
+from bench.executors.aws_batch import AwsBatchExecutor
+from bench.executors.local import LocalExecutor
+from bench.executors.slurm import SlurmExecutor
 from bench.results.store import LocalStore, SweepPaths
 
 
@@ -92,10 +95,19 @@ def test_of_many_takers_of_one_stale_lease_exactly_one_wins(store):
 
 
 def test_lease_lasts_the_executors_attempt_limit_plus_a_margin():
-    assert lease.lease_seconds({"name": "local", "timeout_s": 30}) == 30 + lease.MARGIN_S
-    assert lease.lease_seconds({"attempt_duration_s": 3600}) == 3600 + lease.MARGIN_S
-    assert lease.lease_seconds({"time_limit_s": 600}) == 600 + lease.MARGIN_S
-    assert lease.lease_seconds({}) == lease.DEFAULT_LIMIT_S + lease.MARGIN_S
+    # each executor names its own limit, from its typed options
+    limits = {
+        "local": LocalExecutor({"timeout_s": 30}),
+        "aws_batch": AwsBatchExecutor({"attempt_duration_s": 3600}),
+        "slurm": SlurmExecutor({"time_limit_s": 600}),
+    }
+    assert {name: e.attempt_limit_s for name, e in limits.items()} == {
+        "local": 30.0,
+        "aws_batch": 3600.0,
+        "slurm": 600.0,
+    }
+    assert lease.lease_seconds(30.0) == 30 + lease.MARGIN_S
+    assert lease.lease_seconds(None) == lease.DEFAULT_LIMIT_S + lease.MARGIN_S
 
 
 def test_holders_lists_only_live_leases(store):
