@@ -176,16 +176,22 @@ def cell_latencies(store: Store, row: pd.Series, service: bool = False) -> np.nd
     return np.empty(0) if table is None else sample_latencies(table, service)
 
 
+def ok_first_stage(table: Any) -> pd.DataFrame:
+    """A cell's samples table (pyarrow) as a frame: its ok requests of its first stage (a
+    ramp's first stage: comparable across sweeps of the same grid), in send order."""
+    frame = table.to_pandas()
+    if "ok" in frame:
+        frame = frame[frame["ok"].fillna(True)]
+    if "stage" in frame:
+        frame = frame[frame["stage"] == frame["stage"].min()]
+    return frame.sort_values("sent_ns")
+
+
 def sample_latencies(table: Any, service: bool = False) -> np.ndarray:
     """The latencies (ns) of a cell's samples table (pyarrow), ok requests of its first stage,
     in send order; `service`: each less its wait from scheduled arrival to send (open loop;
     elsewhere the two are one time)."""
-    frame = table.to_pandas()
-    if "ok" in frame:
-        frame = frame[frame["ok"].fillna(True)]
-    if "stage" in frame:  # a ramp's first stage: comparable across sweeps of the same grid
-        frame = frame[frame["stage"] == frame["stage"].min()]
-    frame = frame.sort_values("sent_ns")
+    frame = ok_first_stage(table)
     latency = frame["latency_ns"].to_numpy(dtype=float)
     if service and "scheduled_ns" in frame:
         waited = (frame["sent_ns"] - frame["scheduled_ns"].fillna(frame["sent_ns"])).to_numpy()
