@@ -48,14 +48,12 @@ from bench.plan.grid import plan_from_overrides
 from bench.results.capacity import ServiceTimes, replica_rate, service_times, simulated_p99
 from bench.results.compare import sample_latencies
 
-ONE_STATE = False  # --one-state
 
-
-def measure(overrides: list[str]) -> dict:
+def measure(overrides: list[str], one_state: bool) -> dict:
     result = run_cell(plan_from_overrides(overrides).cells[0])
     if result.row["status"] != "ok":
         raise SystemExit(f"cell {result.row['status']}: {result.row.get('error')}")
-    if ONE_STATE:  # every service time in send order, one distribution for both states
+    if one_state:  # --one-state: every service time in send order, one distribution
         service = ServiceTimes(sample_latencies(result.samples, service=True) / 1e9)
     else:
         service = service_times(result.samples)
@@ -80,7 +78,7 @@ def calibrate(args: argparse.Namespace, common: list[str]) -> tuple[ServiceTimes
     measured = [*common, f"scenario.min_requests={args.requests}"]
     if args.input == "open_loop":
         measured += ["scenario=open_loop", "scenario.load_fraction=0.5"]
-    service = measure(measured)["service"]
+    service = measure(measured, args.one_state)["service"]
     sla_ms = args.sla_ms or args.sla_x * 1000 * float(np.median(service.all))
     rate = replica_rate(service, sla_ms / 1000)
     print(
@@ -89,7 +87,7 @@ def calibrate(args: argparse.Namespace, common: list[str]) -> tuple[ServiceTimes
         f"{rate:.1f} requests/s"
     )
     for round_ in range(1, args.settle + 1):
-        service = measure(open_loop_at(common, rate, args.requests))["service"]
+        service = measure(open_loop_at(common, rate, args.requests), args.one_state)["service"]
         settled = replica_rate(service, sla_ms / 1000)
         print(f"settle {round_}: at {rate:.1f}/s: {described(service)} -> {settled:.1f} requests/s")
         moved = abs(settled - rate) / rate
@@ -130,7 +128,7 @@ def check_turn(args: argparse.Namespace) -> tuple[bool, int]:
     )
     verdicts, agreed = [], 0
     for factor in (1.0, args.over):
-        row = measure(open_loop_at(common, factor * rate, args.requests))
+        row = measure(open_loop_at(common, factor * rate, args.requests), args.one_state)
         load = factor * rate * float(np.mean(service.all))
         low, high = row.get("latency_ms_p99_lo"), row.get("latency_ms_p99_hi")
         verdicts.append(holds(row, sla_ms, at_rate=factor == 1.0))
@@ -148,10 +146,10 @@ def check_turn(args: argparse.Namespace) -> tuple[bool, int]:
 
 def pooled(parts: list[ServiceTimes]) -> ServiceTimes:
     """Several segments' service times as one (each state's times in segment order)."""
-    idle = np.concatenate([p.after_idle for p in parts])
-    if any(p.back_to_back is None for p in parts):
+    busy = [p.back_to_back for p in parts if p.back_to_back is not None]
+    if len(busy) < len(parts):  # a segment with one distribution: pool as one
         return ServiceTimes(np.concatenate([p.all for p in parts]))
-    return ServiceTimes(idle, np.concatenate([p.back_to_back for p in parts]))  # type: ignore[misc]
+    return ServiceTimes(np.concatenate([p.after_idle for p in parts]), np.concatenate(busy))
 
 
 def interleaved(args: argparse.Namespace) -> bool:
@@ -171,7 +169,7 @@ def interleaved(args: argparse.Namespace) -> bool:
     for cycle in range(args.interleave):
         kinds = list(runs)
         for kind in kinds[cycle % 3 :] + kinds[: cycle % 3]:  # rotate: no kind always first
-            row = measure(open_loop_at(common, rates[kind], segment))
+            row = measure(open_loop_at(common, rates[kind], segment), args.one_state)
             runs[kind].append(row)
         print(
             f"cycle {cycle + 1}: service P50 (ms) "
@@ -216,8 +214,6 @@ def main() -> int:
     )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    global ONE_STATE
-    ONE_STATE = args.one_state
     if args.interleave:
         return 0 if interleaved(args) else 1
     held = agreed = 0

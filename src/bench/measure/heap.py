@@ -2,15 +2,16 @@
 
 Why freeze: CPython's full (generation 2) collection walks every tracked object. After torch,
 transformers and a model are loaded that is ~400,000 objects, and on a 2-core VM each full
-collection paused the process for 30-146 ms (bert_tiny: 6 in one 27-second open loop). A
+collection paused the process for 30-146 ms (6 of them over one bert_tiny cell, loading
+included). A
 pause stalls every request in flight and, in an open loop, queues every arrival behind it:
 a P99 then counts how many collections its window happened to catch, which is the harness's
 heap, not the engine's serving. So after loading (and before warmup) the heap is collected
 once and frozen (`gc.freeze()`: the objects that exist move to a permanent generation that
 collections skip), as vLLM's engine core does after its own start-up. Garbage made while
 serving is still collected, and every collection inside the measured window is counted in
-the row (`gc_collections`, `gc_pause_ms_total`, `gc_pause_ms_max`), so a pause that remains
-is seen, not hidden.
+the row (`gc_collections`, `gc_full_collections`, `gc_pause_ms_total`, `gc_pause_ms_max`), so
+a pause that remains is seen, not hidden.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.measure.telemetry import inside
 
 
 def freeze_loaded_heap() -> int:
@@ -68,11 +71,11 @@ class CollectionLog:
 
     def summary(self, windows: list[tuple[int, int]]) -> dict[str, Any]:
         """The row's columns: the collections that began inside a measured window."""
-        inside = [c for c in self.collections if any(a <= c.started_ns <= b for a, b in windows)]
-        pauses_ms = [c.pause_ns / 1e6 for c in inside]
+        counted = [c for c in self.collections if inside(c.started_ns, windows)]
+        pauses_ms = [c.pause_ns / 1e6 for c in counted]
         return {
-            "gc_collections": len(inside),
-            "gc_full_collections": sum(c.generation == 2 for c in inside),
+            "gc_collections": len(counted),
+            "gc_full_collections": sum(c.generation == 2 for c in counted),
             "gc_pause_ms_total": sum(pauses_ms),
             "gc_pause_ms_max": max(pauses_ms, default=0.0),
         }

@@ -156,9 +156,14 @@ class Sampler:
         self.samples.append(sample)
 
 
+def inside(t_ns: int, windows: list[tuple[int, int]]) -> bool:
+    """Whether perf_counter_ns time `t_ns` falls inside any measured window [opened, closed]."""
+    return any(a <= t_ns <= b for a, b in windows)
+
+
 def in_windows(samples: list[Sample], windows: list[tuple[int, int]]) -> list[Sample]:
     """The samples taken inside any of the measured windows [opened_ns, closed_ns]."""
-    return [s for s in samples if any(a <= s.t_ns <= b for a, b in windows)]
+    return [s for s in samples if inside(s.t_ns, windows)]
 
 
 def _mean(values: list[float]) -> float | None:

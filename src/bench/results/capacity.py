@@ -316,14 +316,12 @@ def plan_fleet(
     (`replica_rate_per_s`, inferences/s), and the cost on demand and, where `spot_per_hour`
     has the instance type (EC2 pricing only: SageMaker endpoints have no Spot), on Spot;
     cheapest per month first."""
+    measured = {cell: as_service_times(service) for cell, service in latencies.items()}
     records = [
-        _fleet_record(
-            row, as_service_times(service), rate * peak_to_mean, p99_ms, spot_per_hour or {}
-        )
+        _fleet_record(row, service, rate * peak_to_mean, p99_ms, spot_per_hour or {})
         for _, row in rows[rows["status"] == "ok"].iterrows()
         # a P99 needs 100 requests
-        if (service := latencies.get(str(row["cell_id"]))) is not None
-        and as_service_times(service).all.size >= 100
+        if (service := measured.get(str(row["cell_id"]))) is not None and service.all.size >= 100
     ]
     table = pd.DataFrame(records)
     if table.empty:

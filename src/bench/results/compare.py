@@ -168,12 +168,11 @@ def cell_samples(store: Store, row: pd.Series) -> Any:
         return None
 
 
-def cell_latencies(store: Store, row: pd.Series, service: bool = False) -> np.ndarray:
-    """A row's measured request latencies (ns) in send order, ok requests of its first stage
-    (`service`: send -> complete, leaving out an open loop's wait for a free client); empty
-    when its samples file is gone."""
+def cell_latencies(store: Store, row: pd.Series) -> np.ndarray:
+    """A row's measured request latencies (ns) in send order, ok requests of its first stage;
+    empty when its samples file is gone."""
     table = cell_samples(store, row)
-    return np.empty(0) if table is None else sample_latencies(table, service)
+    return np.empty(0) if table is None else sample_latencies(table)
 
 
 def ok_first_stage(table: Any) -> pd.DataFrame:
