@@ -1,17 +1,17 @@
-"""The Python heap while a cell measures: frozen after loading, its collections counted.
+"""The Python heap while a cell measures: every garbage collection inside the window counted.
 
-Why freeze: CPython's full (generation 2) collection walks every tracked object. After torch,
+Why count: CPython's full (generation 2) collection walks every tracked object. After torch,
 transformers and a model are loaded that is ~400,000 objects, and on a 2-core VM each full
 collection paused the process for 30-146 ms (6 of them over one bert_tiny cell, loading
-included). A
-pause stalls every request in flight and, in an open loop, queues every arrival behind it:
-a P99 then counts how many collections its window happened to catch, which is the harness's
-heap, not the engine's serving. So after loading (and before warmup) the heap is collected
-once and frozen (`gc.freeze()`: the objects that exist move to a permanent generation that
-collections skip), as vLLM's engine core does after its own start-up. Garbage made while
-serving is still collected, and every collection inside the measured window is counted in
-the row (`gc_collections`, `gc_full_collections`, `gc_pause_ms_total`, `gc_pause_ms_max`), so
-a pause that remains is seen, not hidden.
+included). A pause stalls every request in flight and, in an open loop, queues every arrival
+behind it, so the row says how many collections began inside the measured window and how long
+they paused it (`gc_collections`, `gc_full_collections`, `gc_pause_ms_total`,
+`gc_pause_ms_max`): a P99 that caught one is seen, not hidden.
+
+Why not freeze the heap after loading (`gc.freeze()`, as vLLM's engine core does): it was
+measured and rejected. No full collection fell inside the windows of bert_tiny open loops
+either way (P99 unchanged over 3 pairs), and `benchmarks/compare_aa.py` with the freeze called
+4 of 72 A/A verdicts a change (5.6 %, twice), against 1 of 72 without it (1.4 %).
 """
 
 from __future__ import annotations
@@ -22,19 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.measure.telemetry import inside
-
-
-def freeze_loaded_heap() -> int:
-    """Collect once, then move every object that survives to the permanent generation.
-    Returns how many objects were frozen."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
-
-
-def thaw() -> None:
-    """Undo freeze_loaded_heap: the frozen objects become collectable again."""
-    gc.unfreeze()
 
 
 @dataclass

@@ -250,7 +250,6 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
 
     try:
         _load(engine, row, policy, lambda: scenario.before_load(engine))
-        row["gc_frozen_objects"] = heap.freeze_loaded_heap()  # why: bench.measure.heap
         host_peak_reset = _start_measuring()
         progress.enter("warmup")
         sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
@@ -272,7 +271,6 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
         for copy in copies:
             copy.close()
         engine.close()
-        heap.thaw()  # a long-lived process (an in-process sweep, tests) collects it all again
 
 
 class NoCompletedRequests(RuntimeError):

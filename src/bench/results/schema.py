@@ -26,8 +26,8 @@ SCHEMA_VERSION = 10
 # come from its class (a new scenario's columns are nullable additions: no bump needed), the
 # ramp's headline_concurrency (threads stays the configured axis), capacity's
 # memory_trace_json (stages_json holds ramp stages only), stability and stability_reason
-# (were verdict, verdict_reason: `verdict` is compare's word alone); 10: the Python heap
-# frozen after loading, and the collections inside the window (gc_*)
+# (were verdict, verdict_reason: `verdict` is compare's word alone); 10: the Python
+# garbage collections inside the window (gc_*)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -258,8 +258,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         "other processes used >= 0.5 CPU on average or steal >= 5%: measured on a shared host",
     ),
     ("host_busy_reason", pa.string(), "what made host_busy true"),
-    # bench.measure.heap: the Python heap is frozen after loading; collections in the window
-    ("gc_frozen_objects", pa.int64(), "objects gc.freeze() moved out of collections after load"),
+    # bench.measure.heap: the Python garbage collections inside the window
     ("gc_collections", pa.int32(), "Python garbage collections begun inside the window(s)"),
     ("gc_full_collections", pa.int32(), "of those, full (generation 2) collections"),
     ("gc_pause_ms_total", pa.float64(), "time those collections paused the process, ms"),
