@@ -33,7 +33,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # getattr on user input).
 TASKS = tuple(_tasks.TASKS)
 AUTO_CLASSES = _tasks.AUTO_CLASSES
-CONFIG_GROUPS = ("model", "engine", "executor", "store", "scenario")
+CONFIG_GROUPS = ("model", "engine", "executor", "store", "scenario", "workload")
 
 
 def conf_dir() -> Path:
@@ -149,6 +149,28 @@ class ScenarioConfig:
     options: dict[str, Any] = field(default_factory=dict)  # the scenario's own keys
 
 
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """What each request carries (conf/workload/NAME.yaml): its keys are the workload's own,
+    typed and checked by its class in bench.measure.workloads."""
+
+    name: str = "synthetic"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    """Per-request service-level objectives: a request meets them when it completed and each
+    one set holds (goodput counts such requests); null = not an objective."""
+
+    ttft_ms: float | None = None  # time to first token (generation)
+    tpot_ms: float | None = None  # time per output token after the first (generation)
+    e2e_ms: float | None = None  # the request's latency (scheduled time -> complete)
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
+
+
 SHARED_SCENARIO_KEYS = tuple(
     f.name for f in dataclasses.fields(ScenarioConfig) if f.name != "options"
 )
@@ -201,6 +223,8 @@ class CellConfig:
     axes: dict[str, Any]  # the grid axes and this cell's value on each
     repeat: int = 0  # which repeat of this configuration (each runs in its own process)
     pricing: str = "ec2"  # which price list price_per_hour is from: ec2 | sagemaker | override
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    slo: SloConfig = field(default_factory=SloConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -286,6 +310,26 @@ def scenario_from_dict(d: dict[str, Any]) -> ScenarioConfig:
     return s
 
 
+def workload_from_dict(d: dict[str, Any] | None) -> WorkloadConfig:
+    """The workload's name and options as given (flat as in the YAML, or under `options` as in
+    the manifest); its class checks them (bench.measure.workloads.check_workload)."""
+    d = dict(d or {"name": "synthetic"})
+    name = d.pop("name", None)
+    require(isinstance(name, str) and bool(name), "workload", name, "must name a workload")
+    options = {**{k: v for k, v in d.items() if k != "options"}, **(d.get("options") or {})}
+    return WorkloadConfig(name=name, options={k: v for k, v in options.items() if v is not None})
+
+
+SLO_KEYS = ("ttft_ms", "tpot_ms", "e2e_ms")
+
+
+def slo_from_dict(d: dict[str, Any] | None) -> SloConfig:
+    d = dict(d or {})
+    if unknown := sorted(set(d) - set(SLO_KEYS)):
+        raise ConfigError(f"slo.{unknown[0]}", d[unknown[0]], "keys: " + ", ".join(SLO_KEYS))
+    return SloConfig(**{k: optional(positive, f"slo.{k}", d) for k in SLO_KEYS})
+
+
 def engine_from_dict(d: dict[str, Any]) -> EngineConfig:
     """The engine's name and options as given; whether the engine exists and takes these
     options is the registry's to say (bench.engines.check_engine, called by the planner):
@@ -357,6 +401,8 @@ def cell_from_dict(d: dict[str, Any]) -> CellConfig:
         axes=dict(d.get("axes") or {}),
         repeat=int_at_least("repeat", d.get("repeat") or 0, 0),
         pricing=choice("pricing", d.get("pricing") or "ec2", (*PRICINGS, "override")),
+        workload=workload_from_dict(d.get("workload")),
+        slo=slo_from_dict(d.get("slo")),
     )
 
 
@@ -366,6 +412,7 @@ ROOT_SECTIONS = {
     "sla": {"p99_ms", "ttft_ms", "tpot_ms"},
     "fit": {"margin", "partitions", "params", "lbme_gb"},
     "plan": {"cell_overhead_s"},
+    "slo": set(SLO_KEYS),
 }
 GRID_KEYS = ("name", "axes", "blocks")
 FORMATS = ("table", "json")
@@ -417,6 +464,7 @@ def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
         )
     for key in ("p99_ms", "ttft_ms", "tpot_ms"):
         _optional_positive(f"sla.{key}", (cfg.get("sla") or {}).get(key))
+    slo_from_dict(cfg.get("slo"))
     fit = cfg.get("fit") or {}
     margin = fit.get("margin")
     require(finite(margin) and 0 <= margin <= 1, "fit.margin", margin, "must be from 0 to 1")

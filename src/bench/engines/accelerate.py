@@ -41,7 +41,9 @@ class AccelerateEngine(HFEngine):
     Options = AccelerateOptions
     # int8: bitsandbytes LLM.int8() across the GPUs of the device map (transformers' loader);
     # on CPU the offload hooks and torch's dynamic quantisation do not combine
-    capability = Capability(ANY_PRECISION | {"int8"}, BOTH_DEVICES, max_tp=None, tasks=ALL_TASKS)
+    capability = Capability(
+        ANY_PRECISION | {"int8"}, BOTH_DEVICES, max_tp=None, tasks=ALL_TASKS, varied_inputs=True
+    )
     cuda_sync_scope = "device"  # a model split over GPUs: every device's streams count
 
     def import_libraries(self) -> None:

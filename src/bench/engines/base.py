@@ -38,6 +38,56 @@ class PrepareInfo:
     download_s: float | None = None  # seconds spent copying it from a remote store, if it was
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """One request's inputs, drawn by the cell's workload (bench.measure.workloads) outside
+    the timed bracket: what the engine turns into its own batch (`Engine.batch_for`)."""
+
+    prompts: tuple[tuple[int, ...], ...]  # token ids per sequence (batch_size of them)
+    output_lens: tuple[int, ...]  # tokens asked of each sequence (one length per request:
+    # every engine takes one max_tokens for a whole batch)
+    # a conversation so far, oldest first, for chat endpoints (multi_turn): (role, content)
+    # with a user turn's content as token ids and an assistant's as the server's own text
+    turns: tuple[tuple[str, tuple[int, ...] | str], ...] = ()
+    texts: tuple[str, ...] = ()  # the prompts as text, where the workload has text (a
+    # dataset): endpoints send it, in-process engines the ids (its words, hashed)
+    key: int = 0  # which distinct prompt this is (the workload's count; repeats reuse 0)
+    turn: int = -1  # multi_turn: which turn of its session (0 first); -1: not a session
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(len(p) for p in self.prompts)
+
+    @property
+    def output_asked(self) -> int:
+        return sum(self.output_lens)
+
+
+@dataclass
+class Reply:
+    """What a timed call returns beyond its token times: the tokens it produced, as counted
+    (`token_source`: usage = the server's own report, stream = counted as they streamed,
+    engine = an in-process engine's output, exact), the prompt tokens the server reports,
+    and the answer a conversation carries into its next turn."""
+
+    token_times: list[int] | None = None  # host time each token of the first sequence arrived
+    output_tokens: int | None = None  # generated tokens, every sequence of the batch
+    token_source: str = "engine"  # usage | stream | engine
+    input_tokens: int | None = None  # prompt tokens the server counted (its tokenizer's)
+    answer: str | tuple[int, ...] | None = None  # the first sequence's answer (text or ids)
+
+
+def words_for(ids: tuple[int, ...] | list[int]) -> str:
+    """A text prompt from token ids, for endpoints that take text (chat): one short word per
+    id, so distinct ids give distinct text and a prompt of n ids is about n words. The
+    server's tokenizer decides the token count (its usage reports it)."""
+    return " ".join(WORDS[i % len(WORDS)] + str(i // len(WORDS) % 10) for i in ids)
+
+
+# Syllables (consonant + vowel): a tokenizer keeps most, with their digit, in one or two tokens.
+WORDS = tuple(c + v for c in "bdfghklmnprstvz" for v in "aeiou")
+
+
 class Unsupported(RuntimeError):
     """This engine cannot run this cell here; the message says why. Becomes an `unsupported`
     row (planned cells are checked before anything loads; this catches what only the job's
@@ -59,6 +109,9 @@ class Capability:
     tasks: frozenset[str] = frozenset({"encode", "generate"})  # keys of bench.config.tasks.TASKS
     # why a task outside `tasks` is not run (the unsupported row says it), when known
     task_notes: tuple[tuple[str, str], ...] = ()
+    # takes a different input per request (`Engine.batch_for`); an engine that cannot
+    # repeats one fixed batch, and only a workload that repeats its prompt runs on it
+    varied_inputs: bool = False
 
 
 ANY_PRECISION = frozenset({"fp32", "fp16", "bf16"})  # fp16 / bf16: the whole model cast
@@ -180,6 +233,15 @@ class Engine(ABC):
     def make_batch(self) -> Any:
         """One request's inputs, as the cell's task (bench.config.tasks) makes them."""
 
+    def batch_for(self, inputs: Inputs) -> Any:
+        """The batch carrying `inputs` (called outside the timed bracket, once per request);
+        engines whose capability has varied_inputs override it. The default is the one
+        fixed batch, made once."""
+        batch = getattr(self, "_fixed_batch", None)
+        if batch is None:
+            batch = self._fixed_batch = self.make_batch()
+        return batch
+
     @abstractmethod
     def infer(self, batch: Any) -> Any:
         """One forward pass over the batch."""
@@ -188,9 +250,10 @@ class Engine(ABC):
         """Greedy generation of exactly `new_tokens` tokens per sequence."""
         raise NotImplementedError(f"engine {self.name} does not generate")
 
-    def generate_timed(self, batch: Any, new_tokens: int) -> list[int] | None:
-        """generate(), returning the host time (perf_counter_ns) each token step was ready;
-        None from engines that cannot stream, whose rows then carry no TTFT or TPOT."""
+    def generate_timed(self, batch: Any, new_tokens: int) -> list[int] | Reply | None:
+        """generate(), returning the host time (perf_counter_ns) each token step was ready
+        (or a Reply carrying them with the tokens counted); None from engines that cannot
+        stream, whose rows then carry no TTFT or TPOT."""
         self.generate(batch, new_tokens)
         return None
 

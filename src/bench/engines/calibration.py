@@ -20,11 +20,13 @@ import numpy as np
 
 from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig
-from bench.engines.base import Engine, LoadInfo
+from bench.engines.base import ALL_TASKS, ANY_PRECISION, BOTH_DEVICES, Capability, Engine, LoadInfo
 
 
 class NullEngine(Engine):
     name = "null"
+    # inputs cost it nothing: any workload runs, and the measurement is the harness's own
+    capability = Capability(ANY_PRECISION, BOTH_DEVICES, tasks=ALL_TASKS, varied_inputs=True)
 
     def load(self) -> LoadInfo:
         return LoadInfo(device="cpu")
@@ -65,6 +67,7 @@ class SleepEngine(Engine):
 
     name = "sleep"
     Options = SleepOptions
+    capability = NullEngine.capability
 
     @classmethod
     def validate(cls, options: SleepOptions) -> None:

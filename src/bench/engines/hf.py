@@ -30,6 +30,7 @@ from bench.engines.base import (
     MIXED_PRECISION,
     Capability,
     Engine,
+    Inputs,
     LoadInfo,
     PrepareInfo,
     Unsupported,
@@ -135,7 +136,10 @@ def token_clock(synchronize: Any) -> Any:
 class HFEngine(Engine):
     name = "hf"
     capability = Capability(
-        ANY_PRECISION | MIXED_PRECISION | {"int8"}, BOTH_DEVICES, tasks=ALL_TASKS
+        ANY_PRECISION | MIXED_PRECISION | {"int8"},
+        BOTH_DEVICES,
+        tasks=ALL_TASKS,
+        varied_inputs=True,
     )
     cuda_sync_scope = "stream"
     # torch's import starts no intra-op team (that happens at the first parallel region) and
@@ -225,6 +229,32 @@ class HFEngine(Engine):
             k: v.to(self.input_device(), dtype=dtype if dtype and v.is_floating_point() else None)
             for k, v in batch.items()
         }
+
+    def batch_for(self, inputs: Inputs) -> dict[str, Any]:
+        """The workload's prompts as one padded batch (docs/definitions.md): a decoder-only
+        model's on the left (its new tokens follow every prompt's last one), an encoder's
+        and an encoder-decoder's on the right; the mask covers the prompt tokens only. Ids
+        past the model's vocabulary wrap into it. Images keep the task's fixed batch."""
+        if not task_of(self.cell.model).text:
+            return super().batch_for(inputs)
+        import torch
+
+        config = self.model.config
+        vocab = int(getattr(config, "vocab_size", 0) or 0)
+        width = max(len(p) for p in inputs.prompts)
+        pad = config.pad_token_id if config.pad_token_id is not None else 0
+        ids = torch.full((len(inputs.prompts), width), int(pad), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        left = self.cell.model.task == "generate"
+        for row, prompt in enumerate(inputs.prompts):
+            tokens = torch.tensor(prompt, dtype=torch.long)
+            if vocab > 3:
+                tokens = torch.where(tokens >= vocab, 3 + (tokens - 3) % (vocab - 3), tokens)
+            span = slice(width - len(prompt), width) if left else slice(0, len(prompt))
+            ids[row, span] = tokens
+            mask[row, span] = 1
+        device = self.input_device()
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
     def _own_stream(self) -> Any:
         """This client thread's CUDA stream, made on its first call: it first waits for the

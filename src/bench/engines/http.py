@@ -2,14 +2,19 @@
 `/v1/chat/completions`, `/v1/embeddings`), measured from the client's side as the seeds'
 endpoint studies were.
 
-- A request is one HTTP call carrying the cell's batch: `batch_size` prompts of `seq_len`
-  random token ids (completions and embeddings take token ids; chat takes a text of `seq_len`
-  words, whose token count the server's usage reports). Generation asks for exactly
-  `new_tokens` (`max_tokens`, and vLLM's `min_tokens` and `ignore_eos`) with greedy decoding.
+- A request is one HTTP call carrying what the cell's workload drew for it
+  (bench.measure.workloads: a distinct prompt per request by default): `batch_size` prompts
+  of token ids for completions and embeddings (a dataset's text as text), a conversation of
+  text for chat (ids as words, the server's usage counts its tokens). Generation asks for
+  the drawn output length (`max_tokens`, and with `exact_length` vLLM's `min_tokens` and
+  `ignore_eos`); sampling is the server's default unless `temperature` / `top_p` are set.
+  The body is encoded before the timed bracket. A base URL may end in `/v1` or not.
 - Streaming (server-sent events, the default) stamps each chunk of the first prompt as it
   arrives: TTFT and TPOT are the client's, defined as for every engine (send -> first token;
-  the gaps between tokens). The last chunk's usage is checked against the tokens asked for
-  (`check_usage`): a server that stops early fails the request, it does not pass for fast.
+  the gaps between tokens). Output tokens are the server's usage where it reports it, else
+  counted from the stream (a chunk's token ids, else one per chunk); the row's token_source
+  says which. A count other than the one asked fails the request (`check_usage`; else it is
+  counted in token_mismatches): a server that stops early does not pass for fast.
 - Client threads are the scenario's `threads`, each with its own keep-alive connection
   (`http.client`, stdlib); the client's own cost per request with a server that answers at
   once is measured by `benchmarks/http_client_overhead.py` (docs/engines.md).
@@ -49,15 +54,18 @@ from typing import Any, ClassVar
 
 from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig
-from bench.config.tasks import task_of, text_prompt, token_prompts
+from bench.config.tasks import task_of, token_prompts
 from bench.engines.base import (
     ANY_PRECISION,
     BOTH_DEVICES,
     MIXED_PRECISION,
     Capability,
     Engine,
+    Inputs,
     LoadInfo,
     PrepareInfo,
+    Reply,
+    words_for,
 )
 
 APIS = ("completions", "chat", "embeddings")
@@ -84,6 +92,19 @@ class HttpOptions:
     # itself: config and rows are shared; the token stays in the job's environment)
     instances: int = 1  # instances behind the endpoint: the cell's price is this many times
     # the instance's (unless price_per_hour is given)
+    # sampling: null leaves the server's default (as other load tools do)
+    temperature: float | None = None
+    top_p: float | None = None
+    exact_length: bool = True  # ask for exactly the drawn output length (vLLM's min_tokens and
+    # ignore_eos); false: max_tokens only, so the server may stop early (token_mismatches)
+
+
+def api_root(url: str) -> urllib.parse.SplitResult:
+    """The server's root: a base URL given with the API's `/v1` (as OpenAI clients take it)
+    names the same server as one without."""
+    parsed = urllib.parse.urlsplit(url)
+    path = parsed.path.rstrip("/")
+    return parsed._replace(path=path.removesuffix("/v1"))
 
 
 class HttpError(RuntimeError):
@@ -104,6 +125,18 @@ def check_extra_json(text: str) -> None:
         extra = None
     if not isinstance(extra, dict):
         raise ConfigError("engine.extra_json", text, "must be a JSON object")
+
+
+def check_sampling(options: Any) -> None:
+    """temperature >= 0 and top_p in (0, 1], where set."""
+    if options.temperature is not None and not (
+        isinstance(options.temperature, (int, float)) and 0 <= options.temperature < math.inf
+    ):
+        raise ConfigError("engine.temperature", options.temperature, "must be a number >= 0")
+    if options.top_p is not None and not (
+        isinstance(options.top_p, (int, float)) and 0 < options.top_p <= 1
+    ):
+        raise ConfigError("engine.top_p", options.top_p, "must be a number in (0, 1]")
 
 
 def check_instances(count: int) -> None:
@@ -133,13 +166,14 @@ def merged(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def endpoint_capability(image_note: str) -> Capability:
     """An endpoint's: any precision, device and TP degree (the server's business: labels
-    here), text tasks only."""
+    here), text tasks only, a body of its own per request."""
     return Capability(
         ANY_PRECISION | MIXED_PRECISION | {"int8"},
         BOTH_DEVICES,
         max_tp=None,
         tasks=frozenset({"encode", "generate", "seq2seq"}),
         task_notes=(("classify_image", image_note),),
+        varied_inputs=True,
     )
 
 
@@ -176,6 +210,7 @@ class HttpEngine(Engine):
         check_extra_json(options.extra_json)
         check_durations(options, ("timeout_s", "ready_timeout_s"))
         check_instances(options.instances)
+        check_sampling(options)
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
@@ -204,7 +239,7 @@ class HttpEngine(Engine):
         self._local = threading.local()  # per client thread: its connection
         self.server: subprocess.Popen[bytes] | None = None
         self.server_exit: int | None = None
-        self.url = urllib.parse.urlsplit(self.options.url)
+        self.url = api_root(self.options.url)
         self.timeout_s = cell.scenario.request_timeout_s or self.options.timeout_s
 
     # -- the server (server mode) ----------------------------------------------------------
@@ -373,21 +408,36 @@ class HttpEngine(Engine):
             self._drop_connection()
             raise
 
-    def make_batch(self) -> dict[str, Any]:
-        """The request body (the same every time: the server's cache sees the same prompts,
-        as it would the same batch in an in-process engine)."""
+    def make_batch(self) -> bytes:
+        """A body of the model's seq_len random prompts (seeded), asking new_tokens."""
         model = self.cell.model
-        prompts = token_prompts(self.cell)
-        served = getattr(self, "served", None) or self.options.served_model or model.name
+        prompts = tuple(tuple(p) for p in token_prompts(self.cell))
+        return self.batch_for(Inputs(prompts, (model.new_tokens,) * len(prompts)))
+
+    def batch_for(self, inputs: Inputs) -> bytes:
+        """The request body carrying the workload's inputs, encoded once, outside the timed
+        bracket: token ids for completions and embeddings (the texts where the workload has
+        them), a conversation of text for chat."""
+        served = getattr(self, "served", None) or self.options.served_model or self.cell.model.name
         extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
+        prompts: list[Any] = list(inputs.texts) or [list(p) for p in inputs.prompts]
         if self.options.api == "embeddings":
-            return merged({"model": served, "input": prompts}, extra)
-        body = {"model": served, **openai_generation(model.new_tokens, self.options.stream)}
+            return json.dumps(merged({"model": served, "input": prompts}, extra)).encode()
+        body = {"model": served, **self.generation(max(inputs.output_lens))}
         if self.options.api == "chat":  # one conversation per request (batch_size 1)
-            body["messages"] = [{"role": "user", "content": text_prompt(self.cell)}]
+            body["messages"] = chat_messages(inputs)
         else:
             body["prompt"] = prompts
-        return merged(body, extra)
+        return json.dumps(merged(body, extra)).encode()
+
+    def generation(self, new_tokens: int) -> dict[str, Any]:
+        """The generation fields of a body, from the sampling options."""
+        body = openai_generation(new_tokens, self.options.stream, self.options.exact_length)
+        if self.options.temperature is not None:
+            body["temperature"] = self.options.temperature
+        if self.options.top_p is not None:
+            body["top_p"] = self.options.top_p
+        return body
 
     def _path(self) -> str:
         return {
@@ -396,48 +446,75 @@ class HttpEngine(Engine):
             "embeddings": "/v1/embeddings",
         }[self.options.api]
 
-    def infer(self, batch: dict[str, Any]) -> Any:
-        status, data = self._call("POST", self._path(), batch, self.timeout_s)
+    def _post(self, body: bytes, stream: bool) -> http.client.HTTPResponse:
+        connection = self._connection(self.timeout_s)
+        kind = {"Content-Type": "application/json"}
+        if stream:
+            kind["Accept"] = "text/event-stream"
+        connection.request("POST", self.url.path + self._path(), body, self._headers(**kind))
+        return connection.getresponse()
+
+    def infer(self, batch: bytes) -> Any:
+        try:
+            response = self._post(batch, stream=False)
+            status, data = response.status, response.read()
+        except Exception:
+            self._drop_connection()
+            raise
         if status != 200:
             raise HttpError(f"HTTP {status}: {data[:200]!r}")
         answer = json.loads(data)
         got = len(answer.get("data") or answer.get("choices") or [])
-        if self.options.api == "embeddings" and got != len(batch["input"]):
-            raise HttpError(f"{got} embeddings for {len(batch['input'])} inputs")
+        if self.options.api == "embeddings":
+            asked = len(json.loads(batch)["input"])
+            if got != asked:
+                raise HttpError(f"{got} embeddings for {asked} inputs")
         return answer
 
-    def generate(self, batch: dict[str, Any], new_tokens: int) -> Any:
+    def generate(self, batch: bytes, new_tokens: int) -> Any:
         return self.generate_timed(batch, new_tokens)
 
-    def generate_timed(self, batch: dict[str, Any], new_tokens: int) -> list[int] | None:
-        """Stream: the arrival time of each token chunk of the first prompt (index 0)."""
+    def generate_timed(self, batch: bytes, new_tokens: int) -> Reply:
+        """Stream: the arrival time of each token chunk of the first prompt (index 0), the
+        tokens counted, the first prompt's answer."""
+        prompts = self._prompt_count(batch)
         if not self.options.stream:
             answer = self.infer(batch)
-            self._check_usage(answer.get("usage"), batch)
-            return None
-        connection = self._connection(self.timeout_s)
-        try:
-            connection.request(
-                "POST",
-                self.url.path.rstrip("/") + self._path(),
-                json.dumps(batch).encode(),
-                self._headers(
-                    **{"Content-Type": "application/json", "Accept": "text/event-stream"}
-                ),
+            usage = answer.get("usage") or {}
+            reply = Reply(
+                output_tokens=usage.get("completion_tokens"),
+                token_source="usage" if usage.get("completion_tokens") is not None else "",
+                input_tokens=usage.get("prompt_tokens"),
+                answer=_answer_text(answer),
             )
-            response = connection.getresponse()
+            self._check_count(reply, new_tokens * prompts, None)
+            return reply
+        try:
+            response = self._post(batch, stream=True)
             if response.status != 200:
                 raise HttpError(f"HTTP {response.status}: {response.read()[:200]!r}")
-            times, usage = self._read_events(response)
+            stream = self._read_events(response)
         except Exception:
             self._drop_connection()
             raise
-        self._check_usage(usage, batch)
-        return times
+        usage = stream.usage or {}
+        reported = usage.get("completion_tokens")
+        reply = Reply(
+            token_times=stream.times,
+            output_tokens=reported if reported is not None else stream.counted,
+            token_source="usage" if reported is not None else "stream",
+            input_tokens=usage.get("prompt_tokens"),
+            answer=tuple(stream.ids) if stream.ids else "".join(stream.text),
+        )
+        self._check_count(reply, new_tokens * prompts, stream.counted if stream.exact else None)
+        return reply
 
-    def _read_events(self, response: http.client.HTTPResponse) -> tuple[list[int], Any]:
-        times: list[int] = []
-        usage = None
+    def _prompt_count(self, batch: bytes) -> int:
+        """Prompts in a body: the batch's sequences (chat: one conversation)."""
+        return 1 if self.options.api == "chat" else self.cell.batch_size
+
+    def _read_events(self, response: http.client.HTTPResponse) -> Streamed:
+        got = Streamed()
         while line := response.readline():
             if not line.startswith(b"data:"):
                 continue
@@ -445,34 +522,90 @@ class HttpEngine(Engine):
             if data == b"[DONE]":
                 break
             event = json.loads(data)
-            usage = event.get("usage") or usage
-            if first_prompt_token(event):
-                times.append(time.perf_counter_ns())
+            got.usage = event.get("usage") or got.usage
+            for choice in event.get("choices") or ():
+                got.add(choice)
         response.read()  # the rest of the chunked body, so the connection can be reused
-        if not times:
+        if not got.times:
             raise HttpError("the stream carried no token")
-        return times, usage
+        return got
 
-    def _check_usage(self, usage: Any, batch: dict[str, Any]) -> None:
-        if not self.options.check_usage or not usage:
+    def _check_count(self, reply: Reply, asked: int, streamed: int | None) -> None:
+        """A reply whose token count differs from what was asked fails the request (with
+        check_usage; else the row counts it in token_mismatches), and so does usage that
+        claims another count than the stream's token ids carried."""
+        if not self.options.check_usage:
             return
-        prompts = len(batch.get("prompt") or [None])
-        asked = batch["max_tokens"] * prompts
-        got = usage.get("completion_tokens")
+        got = reply.output_tokens
         if got is not None and got != asked:
-            raise UsageMismatch(f"the server generated {got} tokens, {asked} were asked for")
+            raise UsageMismatch(
+                f"the server generated {got} tokens ({reply.token_source}), {asked} were asked "
+                "for (engine.check_usage=false counts them in token_mismatches instead)"
+            )
+        if streamed is not None and got is not None and streamed != got:
+            raise UsageMismatch(f"usage says {got} tokens, the stream carried {streamed}")
 
 
-def openai_generation(new_tokens: int, stream: bool) -> dict[str, Any]:
-    """An OpenAI-style request's generation fields: exactly new_tokens, greedy, and with a
-    stream its final usage chunk (the prompt and model fields are the caller's)."""
-    body: dict[str, Any] = {
-        "max_tokens": new_tokens,
-        "min_tokens": new_tokens,  # vLLM: exactly new_tokens, EOS or not
-        "ignore_eos": True,
-        "temperature": 0.0,
-        "stream": stream,
-    }
+class Streamed:
+    """What a stream carried: the first prompt's token times, its answer (text pieces or token
+    ids), every prompt's tokens counted (a chunk's token ids, else one per chunk), usage."""
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.text: list[str] = []
+        self.ids: list[int] = []
+        self.counted = 0
+        self.exact = True  # every chunk carried its token ids: `counted` is exact
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, choice: dict[str, Any]) -> None:
+        if not _has_token(choice):
+            return
+        ids = choice.get("token_ids")
+        if ids:
+            self.counted += len(ids)
+        else:
+            self.counted += 1
+            self.exact = False
+        if choice.get("index", 0) != 0:
+            return
+        self.times.append(time.perf_counter_ns())
+        if ids:
+            self.ids.extend(ids)
+        piece = choice.get("text")
+        if piece is None:
+            piece = (choice.get("delta") or {}).get("content")
+        if piece:
+            self.text.append(piece)
+
+
+def chat_messages(inputs: Inputs) -> list[dict[str, str]]:
+    """A chat request's messages: the conversation so far (user turns' ids as words, the
+    server's answers as it gave them), else one user message of the first prompt."""
+    if inputs.turns:
+        return [
+            {"role": role, "content": content if isinstance(content, str) else words_for(content)}
+            for role, content in inputs.turns
+        ]
+    text = inputs.texts[0] if inputs.texts else words_for(inputs.prompts[0])
+    return [{"role": "user", "content": text}]
+
+
+def _answer_text(answer: dict[str, Any]) -> str | tuple[int, ...] | None:
+    choices = answer.get("choices") or [{}]
+    first = choices[0]
+    if first.get("token_ids"):
+        return tuple(first["token_ids"])
+    return first.get("text") or (first.get("message") or {}).get("content")
+
+
+def openai_generation(new_tokens: int, stream: bool, exact: bool = True) -> dict[str, Any]:
+    """An OpenAI-style request's generation fields: new_tokens (`exact`: no fewer, EOS or
+    not, as vLLM and SGLang take min_tokens and ignore_eos) and with a stream its final usage
+    chunk. Sampling is the server's default unless the caller adds it."""
+    body: dict[str, Any] = {"max_tokens": new_tokens, "stream": stream}
+    if exact:
+        body.update(min_tokens=new_tokens, ignore_eos=True)
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig
 from bench.config.tasks import task_of, text_prompt
-from bench.engines.base import Engine, LoadInfo
+from bench.engines.base import Engine, Inputs, LoadInfo, Reply, words_for
 from bench.engines.http import (
     HttpError,
     UsageMismatch,
@@ -183,10 +183,17 @@ class SageMakerEngine(Engine):
 
     # -- requests --------------------------------------------------------------------------
     def make_batch(self) -> bytes:
-        """The request body (the same every time, as an in-process engine's batch)."""
+        """A request body of the model's seq_len-word prompts."""
         prompts = [text_prompt(self.cell)] * self.cell.batch_size
+        return self._body(prompts, self.cell.model.new_tokens)
+
+    def batch_for(self, inputs: Inputs) -> bytes:
+        """The body carrying the workload's prompts, as text (the endpoint's tokenizer counts
+        them); TGI's parameters take one output length per request: the longest asked."""
+        return self._body([words_for(p) for p in inputs.prompts], max(inputs.output_lens))
+
+    def _body(self, prompts: list[str], new_tokens: int) -> bytes:
         extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
-        new_tokens = self.cell.model.new_tokens
         if not self.generates:
             body: dict[str, Any] = {"inputs": prompts}
         elif self.options.schema == "chat":
@@ -224,12 +231,17 @@ class SageMakerEngine(Engine):
     def generate(self, batch: bytes, new_tokens: int) -> Any:
         return self.generate_timed(batch, new_tokens)
 
-    def generate_timed(self, batch: bytes, new_tokens: int) -> list[int] | None:
-        """Stream: the arrival time of each line carrying a token."""
+    def generate_timed(self, batch: bytes, new_tokens: int) -> Reply:
+        """Stream: the arrival time of each line carrying a token; the tokens counted from the
+        endpoint's report where it gives one, else from the stream's lines."""
         if not self.options.stream:
             answer = self.infer(batch)
-            self._check_count(_reported_tokens(answer), new_tokens * self.cell.batch_size)
-            return None
+            asked = new_tokens * self.cell.batch_size
+            reported = _reported_tokens(answer)
+            self._check_count(reported, asked)
+            if reported is None:
+                return Reply(output_tokens=None, token_source="")
+            return Reply(output_tokens=reported, token_source="usage")
         arguments = self._arguments(batch)
         arguments.pop("Accept")  # the stream's own content type
         answer = self.runtime.invoke_endpoint_with_response_stream(**arguments)
@@ -244,12 +256,17 @@ class SageMakerEngine(Engine):
             reported = _reported_tokens(event) or reported
         if not times:
             raise HttpError("the stream carried no token")
-        self._check_count(reported, new_tokens)
-        return times
+        counted = reported if reported is not None else len(times)
+        self._check_count(counted, new_tokens)
+        source = "usage" if reported is not None else "stream"
+        return Reply(token_times=times, output_tokens=counted, token_source=source)
 
     def _check_count(self, reported: int | None, asked: int) -> None:
         if self.options.check_usage and reported is not None and reported != asked:
-            raise UsageMismatch(f"the endpoint generated {reported} tokens, {asked} were asked for")
+            raise UsageMismatch(
+                f"the endpoint generated {reported} tokens, {asked} were asked for "
+                "(engine.check_usage=false counts them in token_mismatches instead)"
+            )
 
 
 def _lines(stream: Any) -> Any:

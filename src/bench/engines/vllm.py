@@ -34,6 +34,7 @@ from bench.engines.base import (
     BOTH_DEVICES,
     Capability,
     Engine,
+    Inputs,
     LoadInfo,
     PrepareInfo,
     device_kind,
@@ -58,6 +59,7 @@ class VllmEngine(Engine):
         BOTH_DEVICES,
         max_tp=None,
         tasks=frozenset({"generate"}),
+        varied_inputs=True,
         task_notes=(
             ("encode", "bench runs vLLM for generation; an encoder is engine=hf's"),
             ("seq2seq", "vLLM's encoder-decoder support is not wired into bench"),
@@ -138,6 +140,9 @@ class VllmEngine(Engine):
     def make_batch(self) -> list[dict[str, Any]]:
         return [{"prompt_token_ids": ids} for ids in token_prompts(self.cell)]
 
+    def batch_for(self, inputs: Inputs) -> list[dict[str, Any]]:
+        return [{"prompt_token_ids": list(ids)} for ids in inputs.prompts]
+
     def infer(self, batch: Any) -> Any:
         raise NotImplementedError("engine vllm runs generation models only")
 
@@ -148,7 +153,7 @@ class VllmEngine(Engine):
             max_tokens=new_tokens,
             min_tokens=new_tokens,
             ignore_eos=True,
-            temperature=0.0,
+            temperature=0.0,  # greedy: an offline engine's outputs are compared in tests
             detokenize=False,
         )
 

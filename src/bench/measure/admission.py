@@ -21,10 +21,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from bench.config.schema import ScenarioConfig
 
 Request = Callable[[], Sequence[int] | None]
+T = TypeVar("T")
 
 
 class RequestRefused(RuntimeError):
@@ -96,20 +98,20 @@ class Admission:
             else:
                 self.busy -= 1
 
-    def wrap(self, request: Request, sync: Callable[[], None]) -> Request:
-        """`request` behind the gate. It synchronises the device itself, so that a worker is
+    def run(self, call: Callable[[], T], sync: Callable[[], None]) -> T:
+        """`call()` behind the gate. It synchronises the device itself, so that a worker is
         busy, and the timeout runs, until the result is complete."""
+        started = time.perf_counter_ns()
+        self._enter(started)
+        try:
+            result = call()
+            sync()
+        finally:
+            self._leave()
+        if self.timeout_ns is not None and time.perf_counter_ns() - started > self.timeout_ns:
+            raise RequestTimedOut("wait + service took longer than request_timeout_s")
+        return result
 
-        def guarded() -> Sequence[int] | None:
-            started = time.perf_counter_ns()
-            self._enter(started)
-            try:
-                tokens = request()
-                sync()
-            finally:
-                self._leave()
-            if self.timeout_ns is not None and time.perf_counter_ns() - started > self.timeout_ns:
-                raise RequestTimedOut("wait + service took longer than request_timeout_s")
-            return tokens
-
-        return guarded
+    def wrap(self, request: Request, sync: Callable[[], None]) -> Request:
+        """`request` (a plain callable) behind the gate."""
+        return lambda: self.run(request, sync)

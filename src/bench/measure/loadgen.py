@@ -24,13 +24,66 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from bench.config.schema import ScenarioConfig
 from bench.measure import progress, stats
 
-Request = Callable[[], Sequence[int] | None]  # returns token arrival times (ns) or None
+
+@dataclass
+class Settled:
+    """What one completed request carried and produced, read outside the timed bracket
+    (-1: not known)."""
+
+    token_times: Sequence[int] | None = None  # when each token of the first sequence arrived
+    input_tokens: int = -1  # prompt tokens sent (the workload's count)
+    server_input_tokens: int = -1  # prompt tokens the server reported
+    output_asked: int = -1  # tokens asked for, every sequence
+    output_tokens: int = -1  # tokens produced, every sequence, as counted (token_source)
+    token_source: str = ""  # usage | stream | engine
+    turn: int = -1  # multi_turn: the turn of its session
+    think_s: float = 0.0  # the client waits this long before its next request
+
+
+class Request(Protocol):
+    """What a load generator sends: `draw` the next request's inputs (outside the timed
+    bracket), call with them (timed: the request itself), then `settle` its outcome (outside
+    the bracket again), or `failed` when the call raised."""
+
+    def draw(self, client: int, arrival: int) -> Any: ...
+
+    def __call__(self, drawn: Any) -> Any: ...
+
+    def settle(self, client: int, drawn: Any, raw: Any) -> Settled: ...
+
+    def failed(self, client: int, drawn: Any) -> None: ...
+
+
+class Plain:
+    """A request that is a plain callable (no inputs drawn): the calibration loops, tests."""
+
+    def __init__(self, call: Callable[[], Sequence[int] | None]) -> None:
+        self.call = call
+
+    def draw(self, client: int, arrival: int) -> None:
+        return None
+
+    def __call__(self, drawn: Any) -> Sequence[int] | None:
+        return self.call()
+
+    def settle(self, client: int, drawn: Any, raw: Any) -> Settled:
+        return Settled(token_times=raw)
+
+    def failed(self, client: int, drawn: Any) -> None:
+        pass
+
+
+def as_request(request: Request | Callable[[], Sequence[int] | None]) -> Request:
+    return request if hasattr(request, "settle") else Plain(request)  # type: ignore[return-value]
+
+
 CHECK_INTERVAL_S = 0.5  # how often the coordinator tests whether the intervals are tight ...
 CHECK_GROWTH = 1.25  # ... once the sample has grown by this factor since the last test
 GIL_SWITCH_S = 50e-6  # the interpreter's switch interval while the coordinator checks
@@ -58,6 +111,14 @@ class LoadResult:
     target_rate_per_s: float | None = None
     opened_ns: int = 0  # perf_counter_ns when the window opened (telemetry keeps its samples)
     failures: dict[str, int] = field(default_factory=dict)  # "Class: message" -> count
+    # per request, -1 where not known (a failed request, an engine that does not say)
+    input_tokens: np.ndarray | None = None  # int32: prompt tokens sent
+    server_input_tokens: np.ndarray | None = None  # int32: prompt tokens the server reported
+    output_tokens_asked: np.ndarray | None = None  # int32: tokens asked for
+    output_tokens: np.ndarray | None = None  # int32: tokens produced, as counted
+    stream_tokens: np.ndarray | None = None  # int32: token times of the first sequence
+    turn: np.ndarray | None = None  # int16: multi_turn's turn of its session
+    token_sources: dict[str, int] = field(default_factory=dict)  # usage | stream | engine
 
     def failure_text(self, most: int = 3) -> str | None:
         """The commonest things failed requests raised, with their counts (None: none)."""
@@ -91,20 +152,28 @@ class _Records:
         self.ok: list[bool] = []
         self.gaps: list[int] = []
         self.failures: Counter[str] = Counter()  # what the failed requests raised
+        self.counts: list[tuple[int, int, int, int, int, int]] = []  # COUNT_FIELDS
+        self.sources: Counter[str] = Counter()
 
     def fail(self, scheduled: int, sent: int, done: int, exc: BaseException) -> None:
         """A failed request: its record, and what it raised (class and message, short)."""
-        self.add(scheduled, sent, done, ok=False)
+        self.add(scheduled, sent, done, FAILED, ok=False)
         self.failures[f"{type(exc).__name__}: {str(exc)[:160]}"] += 1
 
-    def add(
-        self,
-        scheduled: int,
-        sent: int,
-        done: int,
-        tokens: Sequence[int] | None = None,
-        ok: bool = True,
-    ) -> None:
+    def add(self, scheduled: int, sent: int, done: int, settled: Settled, ok: bool = True) -> None:
+        tokens = settled.token_times
+        self.counts.append(
+            (
+                settled.input_tokens,
+                settled.server_input_tokens,
+                settled.output_asked,
+                settled.output_tokens,
+                len(tokens) if tokens else -1,
+                settled.turn,
+            )
+        )
+        if settled.token_source:
+            self.sources[settled.token_source] += 1
         self.scheduled.append(scheduled)
         self.sent.append(sent)
         self.done.append(done)
@@ -114,6 +183,17 @@ class _Records:
             self.gaps.extend(b - a for a, b in itertools.pairwise(tokens))
         else:
             self.ttft.append(-1)
+
+
+FAILED = Settled()
+COUNT_FIELDS = (
+    "input_tokens",
+    "server_input_tokens",
+    "output_tokens_asked",
+    "output_tokens",
+    "stream_tokens",
+    "turn",
+)
 
 
 def _assemble(
@@ -128,6 +208,10 @@ def _assemble(
     done, ttft, ok = column("done", np.int64), column("ttft", np.int64), column("ok", bool)
     order = np.argsort(scheduled, kind="stable")
     end_ns = int(done.max()) if done.size else start_ns
+    counts = np.concatenate(
+        [np.asarray(r.counts, dtype=np.int32).reshape(-1, len(COUNT_FIELDS)) for r in records]
+        or [np.zeros((0, len(COUNT_FIELDS)), dtype=np.int32)]
+    )[order]
     return LoadResult(
         thread=thread[order],
         scheduled_ns=scheduled[order] - start_ns,
@@ -141,6 +225,9 @@ def _assemble(
         stop_reason=stop_reason,
         opened_ns=start_ns,
         failures=dict(sum((r.failures for r in records), Counter())),
+        **{name: counts[:, i] for i, name in enumerate(COUNT_FIELDS[:-1])},
+        turn=counts[:, -1].astype(np.int16),
+        token_sources=dict(sum((r.sources for r in records), Counter())),
     )
 
 
@@ -199,19 +286,24 @@ def _warm_up(
     count: int,
     seconds: float,
     tolerate_errors: bool = False,
+    client: int = 0,
 ) -> int:
     """At least `count` requests and at least `seconds` of them; returns how many ran."""
     deadline = time.perf_counter() + seconds
     done = 0
     while done < count or time.perf_counter() < deadline:
         done += 1
+        drawn = request.draw(client, -1)
         try:
-            request()
+            raw = request(drawn)
             sync()
         except Exception:
+            request.failed(client, drawn)
             if not tolerate_errors:
                 raise
             time.sleep(ERROR_BACKOFF_S)
+            continue
+        request.settle(client, drawn, raw)  # a session moves on; its think time is skipped
     return done
 
 
@@ -226,25 +318,30 @@ def _client(
     warmed: list[int],
 ) -> None:
     try:
-        warmed.append(_warm_up(request, sync, *warmup, tolerate_errors))
+        warmed.append(_warm_up(request, sync, *warmup, tolerate_errors, records.tid))
         barrier.wait()
         clock = time.perf_counter_ns
         while not shared.stop.is_set():
+            drawn = request.draw(records.tid, -1)  # the next inputs, before the clock starts
             t0 = clock()
             try:
-                tokens = request()
+                raw = request(drawn)
                 sync()
             except Exception as exc:
+                failed_at = clock()
+                request.failed(records.tid, drawn)
                 if not tolerate_errors:
                     raise
-                failed_at = clock()
                 records.fail(t0, t0, failed_at, exc)
                 shared.check_deadline(failed_at)  # a stage where all fail still ends on time
                 time.sleep(ERROR_BACKOFF_S)
                 continue
             t1 = clock()
-            records.add(t0, t0, t1, tokens)
+            settled = request.settle(records.tid, drawn, raw)
+            records.add(t0, t0, t1, settled)
             shared.record_and_check(t1)
+            if settled.think_s > 0:  # a session's user reads the answer (not measured)
+                shared.stop.wait(settled.think_s)
     except threading.BrokenBarrierError:
         return  # another client failed during warmup; its error is reported
     except BaseException as exc:  # surfaced to the caller after join
@@ -315,7 +412,7 @@ def intervals_tight(snapshot: _Snapshot, start_ns: int, scenario: ScenarioConfig
 
 
 def run_closed_loop(
-    request: Request,
+    request: Request | Callable[[], Sequence[int] | None],
     sync: Callable[[], None],
     threads: int,
     scenario: ScenarioConfig,
@@ -331,6 +428,7 @@ def run_closed_loop(
     count. With `tolerate_errors`, a request that raises is recorded as failed and the client
     goes on; otherwise the first error ends the run and is raised.
     """
+    request = as_request(request)
     shared = _Shared(scenario)
     barrier = threading.Barrier(threads, action=shared.open_window)
     records = [_Records(tid) for tid in range(threads)]
@@ -383,12 +481,13 @@ def poisson_schedule(rate_per_s: float, duration_s: float, seed: int) -> np.ndar
 
 
 def run_open_loop(
-    request: Request,
+    request: Request | Callable[[], Sequence[int] | None],
     sync: Callable[[], None],
     threads: int,
     rate_per_s: float,
     scenario: ScenarioConfig,
     seed: int = 0,
+    schedule_ns: np.ndarray | None = None,
 ) -> LoadResult:
     """Poisson arrivals at `rate_per_s` served by up to `threads` requests in flight.
 
@@ -396,12 +495,19 @@ def run_open_loop(
     max_duration_s). A dispatcher thread hands each arrival to a queue at its scheduled time;
     idle clients take from the queue. Latency = completion - scheduled arrival. Arrivals still
     queued half the schedule's length (at least 1 s) after the last one are dropped and
-    counted: only an overloaded server leaves any.
+    counted: only an overloaded server leaves any. `schedule_ns` (a trace's arrival offsets)
+    replaces the Poisson draw; `rate_per_s` is then the schedule's own mean rate.
     """
-    duration_s = min(
-        scenario.max_duration_s, max(scenario.min_duration_s, scenario.min_requests / rate_per_s)
-    )
-    schedule = poisson_schedule(rate_per_s, duration_s, seed)
+    request = as_request(request)
+    if schedule_ns is not None:
+        schedule = np.asarray(schedule_ns, dtype=np.int64)
+        duration_s = max(float(schedule[-1]) / 1e9 if schedule.size else 0.0, 1e-3)
+    else:
+        duration_s = min(
+            scenario.max_duration_s,
+            max(scenario.min_duration_s, scenario.min_requests / rate_per_s),
+        )
+        schedule = poisson_schedule(rate_per_s, duration_s, seed)
     arrivals: queue.Queue[tuple[int, int] | None] = queue.Queue()
     records = [_Records(tid) for tid in range(threads)]
     lateness = np.zeros(schedule.size, dtype=np.int64)
@@ -417,7 +523,7 @@ def run_open_loop(
         try:
             # failures are results here (recorded below), in warmup too
             warmed.append(
-                _warm_up(request, sync, scenario.warmup_requests, scenario.warmup_s, True)
+                _warm_up(request, sync, scenario.warmup_requests, scenario.warmup_s, True, mine.tid)
             )
             barrier.wait()
         except threading.BrokenBarrierError:
@@ -428,17 +534,21 @@ def run_open_loop(
             return
         clock = time.perf_counter_ns
         while (item := arrivals.get()) is not None:
-            _, scheduled = item
+            arrival, scheduled = item
             if clock() - shared.start_ns > deadline_ns:
                 continue  # the budget ran out: leave it unsent (counted as dropped)
+            drawn = request.draw(mine.tid, arrival)
             t0 = clock()
             try:
-                tokens = request()
+                raw = request(drawn)
                 sync()
             except Exception as exc:
-                mine.fail(scheduled, t0, clock(), exc)
+                failed_at = clock()
+                request.failed(mine.tid, drawn)
+                mine.fail(scheduled, t0, failed_at, exc)
                 continue
-            mine.add(scheduled, t0, clock(), tokens)
+            done = clock()
+            mine.add(scheduled, t0, done, request.settle(mine.tid, drawn, raw))
 
     workers = [
         threading.Thread(target=client, args=(r,), name=f"bench-client-{r.tid}", daemon=True)

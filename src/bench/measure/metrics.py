@@ -3,8 +3,9 @@
 - Percentiles are nearest-rank: the smallest sample with at least q% of samples at or below it
   (`numpy.percentile(..., method="inverted_cdf")`), always reported with n.
 - inferences_per_s = completed requests x batch_size / window_s.
-- tokens_per_s = inferences_per_s x tokens per inference: new_tokens when generating,
-  seq_len input tokens when encoding; none for images (their rate is inferences_per_s).
+- tokens_per_s = the tokens the ok requests produced (generating) or sent (encoding), counted
+  per request (bench.measure.goodput), / window_s; where an engine does not count them,
+  inferences_per_s x new_tokens (generating) or seq_len (encoding); none for images.
 - usd_per_million_inferences = price_per_hour / 3600 / inferences_per_s x 1e6.
 - packed: the instance holds replicas = floor(GPUs / TP degree) copies, each serving what the
   measured copy served: price_per_hour / replicas / 3600 / inferences_per_s x 1e6.
@@ -21,7 +22,7 @@ import numpy as np
 from bench.config.schema import CellConfig, ScenarioConfig, packed_replicas
 from bench.config.tasks import task_of
 from bench.engines.base import device_kind
-from bench.measure import stats
+from bench.measure import goodput, stats
 from bench.measure.loadgen import LoadResult
 
 PERCENTILES = (50, 90, 95, 99)
@@ -119,7 +120,8 @@ def _how_to_measure_longer(result: LoadResult, scenario: ScenarioConfig, need: i
 
 
 def generation_summary(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
-    """TTFT, TPOT = (e2e - TTFT) / (n_out - 1), inter-token gaps, prefill and decode speeds.
+    """TTFT, TPOT = (e2e - TTFT) / (n_out - 1) with each request's own streamed count n_out,
+    inter-token gaps, prefill and decode speeds.
 
     Only for generating cells whose engine streamed token times; every value in ms per
     request, speeds in tokens/s of one request (batch x tokens it carries)."""
@@ -129,13 +131,15 @@ def generation_summary(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     # TTFT and e2e both run from the scheduled time (= the send in a closed loop), so an
     # open loop's queueing counts in them as it does in latency; TPOT is their difference.
     ttft = result.ttft_ns[ok]
-    e2e = (result.done_ns - result.scheduled_ns)[ok]
     prefill = ttft - (result.sent_ns - result.scheduled_ns)[ok]  # the send -> first token
-    n_out = cell.model.new_tokens
     columns: dict[str, Any] = {f"ttft_ms_p{q}": nearest_rank_ms(ttft, q) for q in (50, 90, 99)}
-    columns["prefill_tokens_per_s"] = cell.batch_size * cell.model.seq_len / (prefill.mean() / 1e9)
-    if n_out > 1:
-        tpot = (e2e - ttft) / (n_out - 1)
+    sent = result.input_tokens[ok] if result.input_tokens is not None else np.zeros(0)
+    prompt_tokens = sent.mean() if sent.size and (sent >= 0).all() else None
+    prompt_tokens = prompt_tokens or cell.batch_size * cell.model.seq_len
+    columns["prefill_tokens_per_s"] = prompt_tokens / (prefill.mean() / 1e9)
+    tpot = goodput.tpot_ns(result, cell.model.new_tokens)[ok]
+    tpot = tpot[~np.isnan(tpot)]
+    if tpot.size:
         columns.update({f"tpot_ms_p{q}": nearest_rank_ms(tpot, q) for q in (50, 90, 99)})
         columns["decode_tokens_per_s"] = cell.batch_size / (tpot.mean() / 1e9)
     gaps = result.token_gaps_ns
@@ -182,6 +186,12 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     inferences_per_s = requests_per_s * cell.batch_size
     per_inference = tokens_per_inference(cell)
     tokens_per_s = inferences_per_s * per_inference if per_inference is not None else None
+    generating = task_of(cell.model).generates
+    counted = goodput.counted_tokens(
+        result.output_tokens if generating else result.input_tokens, result.ok
+    )
+    if counted is not None and per_inference is not None and result.window_s > 0:
+        tokens_per_s = counted / result.window_s
     replicas = packed_replicas(cell.instance, cell.tp_degree)
     per_replica = cell.price_per_hour / replicas
     low, high = stats.rate_interval(
@@ -190,7 +200,6 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     latency = latency_summary(result.latency_ns, scenario.confidence, scenario.windows)
     latency["percentile_flags"] = _with_dropped(latency["percentile_flags"], result)
     scale = cell.batch_size
-    generating = task_of(cell.model).generates
     on_gpu = device_kind(cell) == "cuda"
     return {
         "n": result.n,
@@ -226,4 +235,6 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
         "usd_per_million_tokens_packed": usd_per_million(per_replica, tokens_per_s),
         **generation_summary(result, cell),
         **open_loop_summary(result),
+        **goodput.token_summary(result),
+        **goodput.goodput_summary(result, cell.slo, cell.model.new_tokens),
     }

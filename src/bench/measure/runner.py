@@ -35,6 +35,7 @@ from bench.measure.loadgen import LoadResult
 from bench.measure.metrics import summarize
 from bench.measure.scenarios import SCENARIOS, Measured, request_for
 from bench.measure.support import why_unsupported
+from bench.measure.workloads import workload_of
 from bench.results import arrow
 from bench.results.schema import SAMPLES_SCHEMA, SCHEMA_VERSION
 
@@ -80,6 +81,8 @@ def base_row(cell: CellConfig) -> dict[str, Any]:
         "instance": cell.instance.type,
         "device": cell.device,
         "scenario": cell.scenario.name,
+        "workload": cell.workload.name,
+        "workload_params": workload_of(cell.workload).describe(cell),
         "price_per_hour": cell.price_per_hour,
         "price_source": cell.price_source,
         "pricing": cell.pricing,
@@ -97,6 +100,17 @@ def failure_row(cell: CellConfig, status: str, error_class: str, error: str) -> 
     return row
 
 
+# the per-request counts a sample row carries (null where not known)
+COUNTED = ("input_tokens", "server_input_tokens", "output_tokens_asked", "output_tokens", "turn")
+
+
+def _known(values: np.ndarray | None, size: int) -> pa.Array:
+    """Counts as an int32 column, null where negative (not known)."""
+    if values is None:
+        return pa.nulls(size, pa.int32())
+    return arrow.array(values.astype(np.int32), pa.int32(), mask=values < 0)
+
+
 def samples_table(stages: list[LoadResult]) -> pa.Table:
     """Every measured request of every stage, warmup excluded."""
     columns: list[list[pa.Array]] = [[] for _ in SAMPLES_SCHEMA]
@@ -110,6 +124,7 @@ def samples_table(stages: list[LoadResult]) -> pa.Table:
             r.scheduled_ns,
             ttft,
             r.ok,
+            *(_known(getattr(r, name), r.ok.size) for name in COUNTED),
         ]
         for column, part, field in zip(columns, parts, SAMPLES_SCHEMA, strict=True):
             column.append(part if isinstance(part, pa.Array) else arrow.array(part, field.type))
@@ -254,11 +269,13 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
         progress.enter("warmup")
         sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
         collections = heap.CollectionLog().start()
+        traffic = request_for(engine, cell)
         try:
-            measured = scenario.run(engine, request_for(engine, cell), load_copy)
+            measured = scenario.run(engine, traffic, load_copy)
         finally:
             sampler.stop()
             collections.stop()
+        row.update(traffic.source.facts())
         if "torch" in sys.modules:
             row["torch_threads"] = policy.intra_op_threads  # describe() reads torch's own
         row.update(engine.describe(), sync_scope=_sync_scope(engine))

@@ -8,10 +8,15 @@ from __future__ import annotations
 from bench.config.schema import CellConfig
 from bench.engines import ENGINES
 from bench.measure.scenarios import SCENARIOS
+from bench.measure.workloads import workload_of
 
 
 def why_unsupported(cell: CellConfig, this_host: bool) -> str | None:
     """The reason `cell` cannot run (None when it can); `this_host`: it runs here."""
     engine, scenario = ENGINES[cell.engine.name], SCENARIOS[cell.scenario.name]
-    reason = engine.unsupported_reason(cell) or scenario.unsupported_reason(cell)
+    reason = (
+        engine.unsupported_reason(cell)
+        or scenario.unsupported_reason(cell)
+        or workload_of(cell.workload).unsupported_reason(cell, engine)
+    )
     return reason or (engine.host_reason(cell) if this_host else None)

@@ -27,9 +27,10 @@ from bench.config.schema import (
 from bench.engines import check_engine
 from bench.executors import check_executor
 from bench.measure.scenarios import check_scenario
+from bench.measure.workloads import check_workload
 from bench.plan.manifest import ORDERS, Plan, check_sweep_id, digest
 
-GROUP_AXES = ("model", "engine", "scenario")
+GROUP_AXES = ("model", "engine", "scenario", "workload")
 SCALAR_AXES = (
     "precision",
     "batch_size",
@@ -41,7 +42,7 @@ SCALAR_AXES = (
     "torch_threads",
     "seed",
 )
-DOTTED_PREFIXES = ("model.", "engine.", "scenario.")
+DOTTED_PREFIXES = ("model.", "engine.", "scenario.", "workload.", "slo.")
 # Keys that do not change what a cell measures, so they stay out of its id.
 _NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat")
 _NOT_IDENTITY_COST = ("price_per_hour", "price_source", "pricing")
@@ -72,7 +73,11 @@ def _check_axes(axes: dict[str, Any]) -> dict[str, list[Any]]:
             for value in values:
                 check_group_choice(key, value)
         elif key not in SCALAR_AXES and not key.startswith(DOTTED_PREFIXES):
-            allowed = ", ".join((*GROUP_AXES, *SCALAR_AXES)) + ", or model./engine./scenario. keys"
+            allowed = (
+                ", ".join((*GROUP_AXES, *SCALAR_AXES))
+                + ", or keys under "
+                + "/".join(p.rstrip(".") for p in DOTTED_PREFIXES)
+            )
             raise ConfigError(f"grid.axes.{key}", values, f"axes are: {allowed}")
         checked[key] = list(dict.fromkeys(values))  # a value listed twice is one cell
     return checked
@@ -154,6 +159,8 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
             "model": resolved["model"],
             "engine": resolved["engine"],
             "scenario": resolved["scenario"],
+            "workload": resolved.get("workload"),
+            "slo": resolved.get("slo"),
             "instance": instance,
             "price_per_hour": price,
             "price_source": price_source,
@@ -163,6 +170,7 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
     )
     # its own keys (the schema checked only the shared ones), before the id is drawn from them
     cell = dataclasses.replace(cell, scenario=check_scenario(cell.scenario))
+    cell = dataclasses.replace(cell, workload=check_workload(cell))
     return dataclasses.replace(cell, cell_id=cell_id_for(cell))
 
 

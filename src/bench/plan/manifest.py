@@ -20,6 +20,7 @@ from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig, cell_from_dict
 from bench.engines import check_engine
 from bench.measure.scenarios import check_scenario
+from bench.measure.workloads import check_workload
 from bench.results.store import Store, SweepPaths, manifest_json, open_store
 from bench.results.store_base import StoreError
 
@@ -78,10 +79,13 @@ class Plan:
 
 
 def _checked(cell: CellConfig) -> CellConfig:
-    """A manifest's cell whose engine and scenario are registered here and take its options."""
+    """A manifest's cell whose engine, scenario and workload are registered here and take its
+    options."""
     check_engine({"name": cell.engine.name, **cell.engine.options})
     if check_scenario(cell.scenario) != cell.scenario:  # the planner kept only its own keys
         raise ConfigError("scenario", cell.scenario.options, "keys of another scenario")
+    if check_workload(cell) != cell.workload:
+        raise ConfigError("workload", cell.workload.options, "keys of another workload")
     return cell
 
 

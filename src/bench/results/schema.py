@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from bench.measure.scenarios import scenario_columns
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
@@ -27,7 +27,11 @@ SCHEMA_VERSION = 10
 # ramp's headline_concurrency (threads stays the configured axis), capacity's
 # memory_trace_json (stages_json holds ramp stages only), stability and stability_reason
 # (were verdict, verdict_reason: `verdict` is compare's word alone); 10: the Python
-# garbage collections inside the window (gc_*)
+# garbage collections inside the window (gc_*); 11: the workload (workload, workload_params,
+# distinct_prompts), token counts per request as sent and received (input_tokens_*,
+# server_input_tokens_*, output_tokens_asked_*, output_tokens_*, token_source,
+# token_mismatches), goodput under per-request SLOs (slo, slo_*_met_share, goodput_per_s);
+# samples carry each request's counts and turn
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -62,6 +66,9 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("instance", pa.string(), "instance type (catalog key)"),
     ("device", pa.string(), "resolved device, e.g. cpu or cuda"),
     ("scenario", pa.string(), "load scenario"),
+    ("workload", pa.string(), "what each request carried (conf/workload): synthetic, dataset, ..."),
+    ("workload_params", pa.string(), "the workload's options that differ from its defaults"),
+    ("distinct_prompts", pa.int64(), "distinct prompts sent (warmup included; 1: a repeat)"),
     ("status", pa.string(), "ok | failed | unsupported | infeasible | timeout"),
     ("error_class", pa.string(), "exception class when not ok"),
     ("error", pa.string(), "error message when not ok"),
@@ -146,7 +153,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("inferences_per_s", pa.float64(), "completed requests x batch_size / window_s"),
     ("inferences_per_s_lo", pa.float64(), "throughput interval, low end (batch means)"),
     ("inferences_per_s_hi", pa.float64(), "throughput interval, high end"),
-    ("tokens_per_s", pa.float64(), "generated tokens/s (generate) or input tokens/s (encode)"),
+    (
+        "tokens_per_s",
+        pa.float64(),
+        "generated tokens/s (generate) or input tokens/s (encode), from per-request counts",
+    ),
     ("ttft_ms_p50", pa.float64(), "time to first token: send (open loop: scheduled) -> first"),
     ("ttft_ms_p90", pa.float64(), "TTFT 90th percentile"),
     ("ttft_ms_p99", pa.float64(), "TTFT 99th percentile"),
@@ -156,7 +167,48 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("itl_ms_p50", pa.float64(), "inter-token gap (consecutive tokens of one request), pooled"),
     ("itl_ms_p90", pa.float64(), "inter-token gap 90th percentile"),
     ("itl_ms_p99", pa.float64(), "inter-token gap 99th percentile"),
-    ("prefill_tokens_per_s", pa.float64(), "batch x seq_len / mean send -> first token"),
+    (
+        "input_tokens_mean",
+        pa.float64(),
+        "prompt tokens sent per request (the workload's count; words for text): mean",
+    ),
+    ("input_tokens_p50", pa.float64(), "input_tokens: nearest-rank median"),
+    ("input_tokens_p99", pa.float64(), "input_tokens: nearest-rank 99th percentile"),
+    (
+        "server_input_tokens_mean",
+        pa.float64(),
+        "prompt tokens per request as the server reported them: mean over ok requests",
+    ),
+    ("server_input_tokens_p50", pa.float64(), "server_input_tokens: nearest-rank median"),
+    ("server_input_tokens_p99", pa.float64(), "server_input_tokens: nearest-rank 99th percentile"),
+    (
+        "output_tokens_asked_mean",
+        pa.float64(),
+        "output tokens asked per request: mean over ok requests",
+    ),
+    ("output_tokens_asked_p50", pa.float64(), "output_tokens_asked: nearest-rank median"),
+    ("output_tokens_asked_p99", pa.float64(), "output_tokens_asked: nearest-rank 99th percentile"),
+    (
+        "output_tokens_mean",
+        pa.float64(),
+        "output tokens produced per request, as counted (token_source): mean over ok requests",
+    ),
+    ("output_tokens_p50", pa.float64(), "output_tokens: nearest-rank median"),
+    ("output_tokens_p99", pa.float64(), "output_tokens: nearest-rank 99th percentile"),
+    (
+        "token_source",
+        pa.string(),
+        "how output tokens were counted: usage (the server's report) | stream (chunks counted) "
+        "| engine (in-process output); several with their request counts",
+    ),
+    ("token_mismatches", pa.int64(), "ok requests whose output tokens differ from those asked"),
+    ("slo", pa.string(), "the per-request SLOs goodput is judged on, e.g. 'ttft<=200ms'"),
+    ("slo_met_share", pa.float64(), "share of requests (failed ones too) meeting every SLO"),
+    ("slo_ttft_met_share", pa.float64(), "share meeting slo.ttft_ms"),
+    ("slo_tpot_met_share", pa.float64(), "share meeting slo.tpot_ms"),
+    ("slo_e2e_met_share", pa.float64(), "share meeting slo.e2e_ms"),
+    ("goodput_per_s", pa.float64(), "requests per second that met every SLO"),
+    ("prefill_tokens_per_s", pa.float64(), "mean prompt tokens / mean send -> first token"),
     ("decode_tokens_per_s", pa.float64(), "batch / mean TPOT (one request's decode)"),
     (
         "output_tokens_per_gpu_per_s",
@@ -350,5 +402,10 @@ SAMPLES_SCHEMA = pa.schema(
         pa.field("scheduled_ns", pa.int64()),  # open loop: scheduled arrival (else = sent_ns)
         pa.field("ttft_ns", pa.int64()),  # generate: send (open loop: scheduled) -> first token
         pa.field("ok", pa.bool_()),  # false: the request raised
+        pa.field("input_tokens", pa.int32()),  # prompt tokens sent (null: not known)
+        pa.field("server_input_tokens", pa.int32()),  # prompt tokens the server reported
+        pa.field("output_tokens_asked", pa.int32()),  # output tokens asked for
+        pa.field("output_tokens", pa.int32()),  # output tokens produced, as counted
+        pa.field("turn", pa.int32()),  # multi_turn: the turn of its session (null: none)
     ]
 )

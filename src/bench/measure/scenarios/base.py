@@ -14,9 +14,10 @@ import pyarrow as pa
 from bench.config.checks import typed_options
 from bench.config.schema import SHARED_SCENARIO_KEYS, CellConfig, ScenarioConfig
 from bench.config.tasks import task_of
-from bench.engines.base import Engine
+from bench.engines.base import Engine, Inputs, Reply
 from bench.measure.admission import Admission, limits_set
-from bench.measure.loadgen import LoadResult, Request
+from bench.measure.loadgen import LoadResult, Request, Settled
+from bench.measure.workloads import Source, workload_of
 
 # (column, arrow type, meaning): a row column a scenario owns (null in other scenarios' rows)
 Column = tuple[str, pa.DataType, str]
@@ -87,22 +88,64 @@ class Scenario:
         raise NotImplementedError
 
 
-def request_for(engine: Engine, cell: CellConfig) -> Request:
-    """One request against `engine`: a forward pass, or a generation that stamps its tokens."""
-    batch = engine.make_batch()
-    if task_of(cell.model).generates:
-        new_tokens = cell.model.new_tokens
+class Traffic:
+    """A cell's requests (loadgen's Request): the workload draws each request's inputs and the
+    engine makes its batch, outside the timed bracket; the call is the engine's forward pass or
+    generation, behind the scenario's server limits where set; `settle` reads what came back."""
 
-        def request() -> Any:
-            return engine.generate_timed(batch, new_tokens)
-    else:
+    def __init__(self, engine: Engine, cell: CellConfig, source: Source) -> None:
+        self.engine, self.source = engine, source
+        self.generates = task_of(cell.model).generates
+        self.text = task_of(cell.model).text
+        # one fixed batch (an engine that cannot vary it, or images): every request the same
+        source.pinned = source.pinned or not (engine.capability.varied_inputs and self.text)
+        gated = limits_set(cell.scenario) and not engine.remote  # a server's gate, in-process
+        self.gate = Admission.of(cell.scenario) if gated else None
 
-        def request() -> Any:
-            engine.infer(batch)
+    def draw(self, client: int, arrival: int) -> tuple[Inputs, Any]:
+        inputs = self.source.draw(client, arrival)
+        return inputs, self.engine.batch_for(inputs)
 
-    if limits_set(cell.scenario) and not engine.remote:  # a server's gate, in-process
-        return Admission.of(cell.scenario).wrap(request, engine.synchronize)
-    return request
+    def _call(self, drawn: tuple[Inputs, Any]) -> Any:
+        inputs, batch = drawn
+        if self.generates:  # an in-process batch generates its longest asked length
+            return self.engine.generate_timed(batch, max(inputs.output_lens))
+        self.engine.infer(batch)
+        return None
+
+    def __call__(self, drawn: tuple[Inputs, Any]) -> Any:
+        if self.gate is not None:
+            return self.gate.run(lambda: self._call(drawn), self.engine.synchronize)
+        return self._call(drawn)
+
+    def settle(self, client: int, drawn: tuple[Inputs, Any], raw: Any) -> Settled:
+        inputs = drawn[0]
+        reply = raw if isinstance(raw, Reply) else self._in_process(inputs, raw)
+        think_s = self.source.answered(client, inputs, reply)
+        return Settled(
+            token_times=reply.token_times,
+            input_tokens=inputs.input_tokens if self.text else -1,
+            server_input_tokens=reply.input_tokens if reply.input_tokens is not None else -1,
+            output_asked=inputs.output_asked if self.generates else -1,
+            output_tokens=reply.output_tokens if reply.output_tokens is not None else -1,
+            token_source=reply.token_source if self.generates else "",
+            turn=inputs.turn,
+            think_s=think_s,
+        )
+
+    def _in_process(self, inputs: Inputs, times: Any) -> Reply:
+        """An in-process engine's result: every sequence of the batch got the longest asked
+        length (its output, exact)."""
+        produced = max(inputs.output_lens) * len(inputs.output_lens) if self.generates else None
+        return Reply(token_times=times, output_tokens=produced, token_source="engine")
+
+    def failed(self, client: int, drawn: tuple[Inputs, Any]) -> None:
+        self.source.answered(client, drawn[0], None)  # a session whose turn failed starts over
+
+
+def request_for(engine: Engine, cell: CellConfig) -> Traffic:
+    """The cell's requests against `engine`, from its workload."""
+    return Traffic(engine, cell, workload_of(cell.workload).source(cell))
 
 
 def fixed_length(scenario: ScenarioConfig, seconds: float) -> ScenarioConfig:

@@ -17,7 +17,7 @@ from bench.config.checks import int_at_least, non_negative, share
 from bench.config.schema import CellConfig, ScenarioConfig
 from bench.engines.base import Engine
 from bench.measure.device_memory import host_available_mb, memory_of
-from bench.measure.loadgen import Request, run_closed_loop
+from bench.measure.loadgen import Request, Settled, run_closed_loop
 from bench.measure.scenarios.base import Measured, Scenario, request_for
 
 
@@ -70,7 +70,7 @@ class Capacity(Scenario):
 
         def settle(copy: Engine, send: Request) -> float:
             copy.own_memory()
-            send()  # the first request allocates what serving needs
+            send(send.draw(0, -1))  # the first request allocates what serving needs
             copy.synchronize()
             return memory.used_mb()
 
@@ -96,11 +96,7 @@ class Capacity(Scenario):
                 requests.append(request_for(copies[-1], cell))
                 used = settle(copies[-1], requests[-1])
                 trace.append({"copy": len(trace) + 1, "used_mb": used})
-        chooser = random.Random(cell.seed)
-
-        def any_copy() -> Any:
-            return chooser.choice(requests)()  # each request goes to a random copy
-
+        any_copy = AnyCopy(requests, random.Random(cell.seed))
         result = run_closed_loop(any_copy, engine.synchronize, cell.threads, self.config)
         return Measured(
             result,
@@ -116,6 +112,27 @@ class Capacity(Scenario):
                 "memory_trace_json": json.dumps(trace),
             },
         )
+
+
+class AnyCopy:
+    """Requests that each go to a random copy (chosen with the inputs, outside the timed
+    bracket)."""
+
+    def __init__(self, requests: list[Request], chooser: random.Random) -> None:
+        self.requests, self.chooser = requests, chooser
+
+    def draw(self, client: int, arrival: int) -> tuple[Request, Any]:
+        request = self.chooser.choice(self.requests)
+        return request, request.draw(client, arrival)
+
+    def __call__(self, drawn: tuple[Request, Any]) -> Any:
+        return drawn[0](drawn[1])
+
+    def settle(self, client: int, drawn: tuple[Request, Any], raw: Any) -> Settled:
+        return drawn[0].settle(client, drawn[1], raw)
+
+    def failed(self, client: int, drawn: tuple[Request, Any]) -> None:
+        drawn[0].failed(client, drawn[1])
 
 
 def _copy_size(trace: list[dict[str, Any]], base_mb: float, largest: bool) -> float:

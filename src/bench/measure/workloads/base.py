@@ -1,0 +1,172 @@
+"""What a workload is: what each request of a cell carries (prompts, their lengths, the
+lengths asked back, sessions, a trace's arrival times), drawn outside the timed bracket.
+
+A workload class types and checks its options (conf/workload/NAME.yaml), says which cells it
+cannot run on, and makes a `Source` for a cell: the seeded stream of `Inputs` the load
+generator draws from, one per request. One module per workload beside this one; nothing
+outside this package names a workload."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bench.config.checks import require, typed_options
+from bench.config.schema import CellConfig, WorkloadConfig
+from bench.config.tasks import DEFAULT_VOCAB, task_of
+from bench.engines.base import Engine, Inputs, Reply
+from bench.measure.workloads.lengths import Lengths
+
+FIRST_ID = 3  # token ids from 3 up: clear of pad / bos / eos
+
+
+@dataclass(frozen=True)
+class LengthOptions:
+    """Input and output lengths (bench.measure.workloads.lengths); a null mean is the model's
+    seq_len (input) or new_tokens (output)."""
+
+    input_dist: str = "fixed"  # fixed | uniform | normal | lognormal
+    input_mean: int | None = None  # null: model.seq_len
+    input_std: float = 0.0
+    input_min: int = 1
+    input_max: int = 0  # 0: no bound (a uniform needs one)
+    output_dist: str = "fixed"
+    output_mean: int | None = None  # null: model.new_tokens
+    output_std: float = 0.0
+    output_min: int = 1
+    output_max: int = 0
+    vocab: int = 0  # token ids drawn from [3, vocab); 0: the model's vocab_size (else 32000)
+
+
+class Source:
+    """One cell's stream of request inputs. `draw` is called by every client thread, outside
+    the timed bracket; it is seeded, so the k-th request drawn is the same in every run."""
+
+    schedule_ns: np.ndarray | None = None  # arrival offsets a trace fixes (None: the scenario's)
+
+    def __init__(self, cell: CellConfig, options: Any) -> None:
+        self.cell = cell
+        self.options = options
+        self.lock = threading.Lock()
+        self.rng = np.random.default_rng([cell.seed, cell.repeat, 0xB0C4])
+        self.count = 0  # requests drawn
+        self.keys: set[int] = set()  # distinct prompts drawn
+        # every request the first one's inputs: a repeat, or an engine that sends one fixed
+        # batch (the row's distinct_prompts then says 1, as it was)
+        self.pinned = False
+        self.first: Inputs | None = None
+        vocab = getattr(options, "vocab", 0) or cell.model.architecture.get("vocab_size")
+        self.vocab = int(vocab or DEFAULT_VOCAB)
+
+    def ids(self, length: int) -> tuple[int, ...]:
+        """`length` random token ids (the caller holds the lock)."""
+        return tuple(self.rng.integers(FIRST_ID, self.vocab, size=length).tolist())
+
+    def draw(self, client: int, arrival: int) -> Inputs:
+        """The next request's inputs, for client thread `client` (`arrival`: its index in an
+        open loop's schedule, -1 in a closed loop)."""
+        with self.lock:
+            if self.pinned and self.first is not None:
+                inputs = self.first
+            else:
+                inputs = self.next(client, arrival)
+                self.first = self.first or inputs
+                self.keys.add(inputs.key)
+            self.count += 1
+        return inputs
+
+    def next(self, client: int, arrival: int) -> Inputs:
+        """The next inputs (under the lock)."""
+        raise NotImplementedError
+
+    def answered(self, client: int, inputs: Inputs, reply: Reply | None) -> float:
+        """After a request completed (outside the bracket): seconds the client waits before
+        its next one (a session's think time); 0 by default."""
+        return 0.0
+
+    def facts(self) -> dict[str, Any]:
+        """The row's workload columns after measuring (warmup requests included)."""
+        return {"distinct_prompts": len(self.keys)}
+
+
+class Workload:
+    """One kind of traffic. Subclasses set `name`, typed `Options`, the row `columns` they own
+    and `source`."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type] = LengthOptions
+    columns: ClassVar[tuple[tuple[str, Any, str], ...]] = ()
+
+    @classmethod
+    def options_of(cls, config: WorkloadConfig) -> Any:
+        return typed_options("workload", f"workload {cls.name} keys", cls.Options, config.options)
+
+    @classmethod
+    def option_keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls.Options))
+
+    @classmethod
+    def check(cls, cell: CellConfig) -> None:
+        """Refuse bad values (ConfigError naming the key, the value and what is allowed)."""
+        options = cls.options_of(cell.workload)
+        if isinstance(options, LengthOptions):
+            require(options.vocab >= 0, "workload.vocab", options.vocab, "must be >= 0")
+            cls.lengths(cell, options)
+        cls.validate(cell, options)
+
+    @classmethod
+    def validate(cls, cell: CellConfig, options: Any) -> None:
+        """The workload's own checks; raise ConfigError."""
+
+    @classmethod
+    def lengths(cls, cell: CellConfig, options: LengthOptions) -> tuple[Lengths, Lengths]:
+        """(input, output) lengths; the output of a model that generates nothing is 0."""
+        model = cell.model
+        return (
+            Lengths.of(options, "input", model.seq_len or 1),
+            Lengths.of(options, "output", max(model.new_tokens, 1)),
+        )
+
+    @classmethod
+    def varies(cls, options: Any) -> bool:
+        """Whether its requests differ in shape or kind, beyond the content of one fixed shape
+        (an engine that sends one fixed batch can stand in for fixed-length random prompts:
+        the row's distinct_prompts then says 1; nothing else)."""
+        return True
+
+    @classmethod
+    def unsupported_reason(cls, cell: CellConfig, engine: type[Engine]) -> str | None:
+        """Why `engine` cannot send this workload (None when it can)."""
+        options = cls.options_of(cell.workload)
+        if not task_of(cell.model).text and cls.name != "synthetic":
+            return f"workload {cls.name} sends text prompts; {cell.model.task} takes images"
+        if cls.varies(options) and not engine.capability.varied_inputs:
+            return (
+                f"engine {engine.name} sends one fixed batch, so it cannot send workload "
+                f"{cls.name}'s requests of varied lengths or content; use workload=synthetic "
+                "with fixed lengths (input_dist=fixed, output_dist=fixed)"
+            )
+        return None
+
+    @classmethod
+    def source(cls, cell: CellConfig) -> Source:
+        raise NotImplementedError
+
+    @classmethod
+    def describe(cls, cell: CellConfig) -> str:
+        """One line for the row: the workload and its parameters."""
+        options = cls.options_of(cell.workload)
+        return f"{cls.name}({', '.join(f'{k}={v}' for k, v in sorted(_set(options).items()))})"
+
+
+def _set(options: Any) -> dict[str, Any]:
+    """The options that differ from their defaults."""
+    return {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != f.default
+    }
