@@ -5,8 +5,11 @@ checked against a truth it did not produce.
 Each completion streams `max_tokens` tokens per prompt over server-sent events, `token_ms`
 apart after `first_token_ms`, then a usage chunk; a share of requests fail with HTTP 500
 (`fail`), a share sleep past any client timeout (`hang`), and `short` makes it stop one token
-early (a server that ignores min_tokens). `null` answers every request at once with one
-token: the client's own overhead is all that is left.
+early (a server that ignores min_tokens), `--extra-tokens N` streams N more than asked and
+`--no-usage` never reports usage. `--log FILE` appends every request body it receives (a
+JSON line each), `--serial` serves one request at a time (a server of known capacity), and a
+body with vLLM's `return_token_ids` gets each chunk's token ids. `null` answers every
+request at once with one token: the client's own overhead is all that is left.
 
     python -m tests.support.openai_server --port 0 [--startup-s 1] [--fail 0.1] [--hang 0.05]
 The bound port is printed on stdout as `listening on PORT` once it accepts connections.
@@ -36,6 +39,19 @@ class Behaviour:
         self.random = random.Random(args.seed)
         self.lock = threading.Lock()
         self.served = 0
+        self.log = open(args.log, "a") if args.log else None  # noqa: SIM115 (the server's life)
+        self.usage = not args.no_usage
+        self.extra_tokens = args.extra_tokens
+        # one request at a time, first come first served: a server of known capacity
+        self.serial = threading.Lock() if args.serial else None
+
+    def record(self, path: str, body: dict[str, Any]) -> None:
+        """Log what the server received, a JSON line per request, with its arrival time."""
+        if self.log is not None:
+            with self.lock:
+                entry = {"path": path, "at": time.monotonic(), "body": body}
+                self.log.write(json.dumps(entry) + "\n")
+                self.log.flush()
 
     def fate(self) -> str:
         """ok, fail or hang for the next request (seeded, so a run is repeatable)."""
@@ -83,6 +99,7 @@ class Handler(BaseHTTPRequestHandler):
         if behaviour.token and self.headers.get("Authorization") != f"Bearer {behaviour.token}":
             self._json(401, {"error": {"message": "bad or missing bearer token"}})
             return
+        behaviour.record(self.path, body)
         fate = "ok" if behaviour.null else behaviour.fate()
         if fate == "fail":
             self._json(500, {"error": {"message": "injected failure"}})
@@ -98,7 +115,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path not in ("/v1/completions", "/v1/chat/completions"):
             self._json(404, {"error": "not found"})
             return
-        self._complete(body, chat=self.path.endswith("chat/completions"))
+        if behaviour.serial is None:
+            self._complete(body, chat=self.path.endswith("chat/completions"))
+            return
+        with behaviour.serial:
+            self._complete(body, chat=self.path.endswith("chat/completions"))
 
     def _complete(self, body: dict[str, Any], chat: bool) -> None:
         behaviour = self.behaviour
@@ -107,13 +128,14 @@ class Handler(BaseHTTPRequestHandler):
             prompts = [prompts]
         count = len(prompts) if isinstance(prompts, list) else 1
         tokens = 1 if behaviour.null else int(body.get("max_tokens", 16))
-        made = tokens - 1 if behaviour.short else tokens
+        made = (tokens - 1 if behaviour.short else tokens) + behaviour.extra_tokens
+        with_ids = bool(body.get("return_token_ids"))  # vLLM's: each chunk carries its ids
         if not body.get("stream"):
             if not behaviour.null:
                 time.sleep(behaviour.first_token_s + behaviour.token_s * (made - 1))
             choices = [{"index": i, "text": "x" * made} for i in range(count)]
             usage = {"prompt_tokens": 0, "completion_tokens": made * count}
-            self._json(200, {"choices": choices, "usage": usage})
+            self._json(200, {"choices": choices, **({"usage": usage} if behaviour.usage else {})})
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -124,9 +146,11 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(behaviour.first_token_s if step == 0 else behaviour.token_s)
             for index in range(count):
                 piece = {"delta": {"content": "x"}} if chat else {"text": "x"}
+                if with_ids:
+                    piece["token_ids"] = [1000 + step]
                 self._event({"choices": [{"index": index, **piece}]})
         usage = {"prompt_tokens": 0, "completion_tokens": made * count}
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if behaviour.usage and (body.get("stream_options") or {}).get("include_usage"):
             self._event({"choices": [], "usage": usage})
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
@@ -165,6 +189,10 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--null", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--require-token", default="", help="answer 401 without this bearer")
+    parser.add_argument("--log", default="", help="append each request received (JSONL)")
+    parser.add_argument("--no-usage", action="store_true", help="never report usage")
+    parser.add_argument("--extra-tokens", type=int, default=0, help="stream more than asked")
+    parser.add_argument("--serial", action="store_true", help="serve one request at a time")
     return parser
 
 

@@ -33,6 +33,7 @@ from bench.engines.base import (
     Inputs,
     LoadInfo,
     PrepareInfo,
+    Reply,
     Unsupported,
 )
 
@@ -298,10 +299,14 @@ class HFEngine(Engine):
                 streamer=streamer,
             )
 
-    def generate_timed(self, batch: dict[str, Any], new_tokens: int) -> list[int]:
+    def generate_timed(self, batch: dict[str, Any], new_tokens: int) -> Reply:
+        """Token times, and the first sequence's new token ids (a conversation's answer)."""
         clock = token_clock(self.synchronize)
-        self.generate(batch, new_tokens, streamer=clock)
-        return clock.times
+        output = self.generate(batch, new_tokens, streamer=clock)
+        sequences = getattr(output, "sequences", output)
+        answer = tuple(sequences[0, -new_tokens:].tolist())
+        produced = new_tokens * int(sequences.shape[0])
+        return Reply(token_times=clock.times, output_tokens=produced, answer=answer)
 
     def own_memory(self) -> None:
         """On CPU, weights loaded from safetensors stay mapped from the checkpoint file, and

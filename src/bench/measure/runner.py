@@ -319,6 +319,7 @@ def run_cell(
                 f"no request completed ({headline.errors} failed, {headline.dropped} dropped)" + why
             )
         row.update(summarize(headline, cell), status="ok")
+        row.update(workload_of(cell.workload).summarize(headline))
         samples = samples_table(measured.stages)
         trace = telemetry.table(window_samples)
     except Unsupported as exc:  # only the host could tell (a library missing, say)

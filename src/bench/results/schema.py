@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from bench.measure.scenarios import scenario_columns
+from bench.measure.workloads import workload_columns
 
 SCHEMA_VERSION = 11
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
@@ -235,6 +236,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("service_ms_p50", pa.float64(), "open loop: sent -> complete (latency without queueing)"),
     ("dropped", pa.int64(), "open loop: arrivals never sent before the budget ran out"),
     *scenario_columns(),  # each scenario's own (bench.measure.scenarios)
+    *workload_columns(),  # each workload's own (bench.measure.workloads)
     ("rss_after_import_mb", pa.float64(), "cell process resident memory after imports, MiB"),
     ("rss_after_load_mb", pa.float64(), "... after loading (and initializing) the model, MiB"),
     ("model_rss_mb", pa.float64(), "the model's share: rss_after_load - rss_after_import"),

@@ -97,13 +97,23 @@ class Traffic:
         self.engine, self.source = engine, source
         self.generates = task_of(cell.model).generates
         self.text = task_of(cell.model).text
-        # one fixed batch (an engine that cannot vary it, or images): every request the same
-        source.pinned = source.pinned or not (engine.capability.varied_inputs and self.text)
+        # one fixed batch (an engine that cannot vary it, or images): every request the same,
+        # the engine's own (which, with MPI ranks, every rank makes alike)
+        self.fixed = not (engine.capability.varied_inputs and self.text)
+        if self.fixed:
+            model = cell.model
+            source.pinned = True
+            source.first = Inputs(
+                prompts=((0,) * model.seq_len,) * cell.batch_size,
+                output_lens=(model.new_tokens,) * cell.batch_size,
+            )
         gated = limits_set(cell.scenario) and not engine.remote  # a server's gate, in-process
         self.gate = Admission.of(cell.scenario) if gated else None
 
     def draw(self, client: int, arrival: int) -> tuple[Inputs, Any]:
         inputs = self.source.draw(client, arrival)
+        if self.fixed:
+            return inputs, Engine.batch_for(self.engine, inputs)  # the one batch, made once
         return inputs, self.engine.batch_for(inputs)
 
     def _call(self, drawn: tuple[Inputs, Any]) -> Any:

@@ -1,5 +1,6 @@
 """open_loop: Poisson arrivals at rate_per_s, or at load_fraction x the requests/s a short
-closed loop at `threads` concurrency reaches first (that capacity is in the row)."""
+closed loop at `threads` concurrency reaches first (that capacity is in the row); with
+workload=trace, the trace's own arrival times (its speedup applied), and the rate is theirs."""
 
 from __future__ import annotations
 
@@ -57,6 +58,14 @@ class OpenLoop(Scenario):
 
     def run(self, engine: Engine, request: Request, load_copy: Callable[[], Engine]) -> Measured:
         config, options, columns = self.config, self.options, {}
+        schedule = getattr(getattr(request, "source", None), "schedule_ns", None)
+        if schedule is not None:  # a trace: its own arrival times
+            span_s = max(float(schedule[-1]) / 1e9, 1e-3)
+            rate = schedule.size / span_s
+            result = run_open_loop(
+                request, engine.synchronize, self.cell.threads, rate, config, schedule_ns=schedule
+            )
+            return Measured(result, [result], columns)
         rate = options.rate_per_s
         if not rate:
             probe = run_closed_loop(

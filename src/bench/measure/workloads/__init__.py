@@ -8,9 +8,15 @@ import dataclasses
 from bench.config.checks import choice
 from bench.config.schema import CellConfig, WorkloadConfig
 from bench.measure.workloads.base import Source, Workload
+from bench.measure.workloads.dataset import Dataset
+from bench.measure.workloads.multi_turn import MultiTurn
+from bench.measure.workloads.shared_prefix import SharedPrefix
 from bench.measure.workloads.synthetic import Synthetic
+from bench.measure.workloads.trace import Trace
 
-WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (Synthetic,)}
+WORKLOADS: dict[str, type[Workload]] = {
+    w.name: w for w in (Synthetic, Dataset, SharedPrefix, MultiTurn, Trace)
+}
 
 
 def workload_of(config: WorkloadConfig) -> type[Workload]:

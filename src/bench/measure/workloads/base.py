@@ -19,6 +19,7 @@ from bench.config.checks import require, typed_options
 from bench.config.schema import CellConfig, WorkloadConfig
 from bench.config.tasks import DEFAULT_VOCAB, task_of
 from bench.engines.base import Engine, Inputs, Reply
+from bench.measure.loadgen import LoadResult
 from bench.measure.workloads.lengths import Lengths
 
 FIRST_ID = 3  # token ids from 3 up: clear of pad / bos / eos
@@ -155,6 +156,11 @@ class Workload:
     @classmethod
     def source(cls, cell: CellConfig) -> Source:
         raise NotImplementedError
+
+    @classmethod
+    def summarize(cls, result: LoadResult) -> dict[str, Any]:
+        """The workload's own row columns from the headline window ({} by default)."""
+        return {}
 
     @classmethod
     def describe(cls, cell: CellConfig) -> str:

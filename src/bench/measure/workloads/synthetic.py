@@ -51,8 +51,9 @@ class Synthetic(Workload):
 
     @classmethod
     def varies(cls, options: Any) -> bool:
+        """Lengths other than the model's seq_len and new_tokens (content alone may repeat)."""
         fixed = options.input_dist == "fixed" and options.output_dist == "fixed"
-        return not (fixed or options.repeat)
+        return not (fixed and options.input_mean is None and options.output_mean is None)
 
     @classmethod
     def source(cls, cell: CellConfig) -> Source:
