@@ -4,57 +4,16 @@ OpenAI-compatible test server with known delays and injected faults, not a model
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
-from tests.conftest import REPO
+from tests.support.http_cells import http_cell as _cell
+from tests.support.http_cells import server_args
 from tests.support.openai_server import check_streamed_row
-
-SERVER = [sys.executable, "-m", "tests.support.openai_server"]
-
-
-@pytest.fixture
-def openai_server(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The test server, started with the test's parameters (indirect); its URL."""
-    args = list(getattr(request, "param", []))
-    proc = subprocess.Popen(
-        [*SERVER, "--port", "0", *args], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    port = proc.stdout.readline().split()[-1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def _cell(url: str, *overrides: str):
-    return plan_from_overrides(
-        [
-            "model=opt_tiny",
-            "engine=http",
-            f"engine.url={url}",
-            "scenario.warmup_requests=2",
-            "scenario.warmup_s=0.1",
-            "scenario.min_requests=60",
-            "scenario.min_duration_s=1.0",
-            "scenario.max_duration_s=6",  # a cell whose every request fails ends here
-            "scenario.ci_target=0",
-            *overrides,
-        ]
-    ).cells[0]
-
-
-def server_args(*args: str) -> pytest.MarkDecorator:
-    """Start the test's server with these arguments."""
-    return pytest.mark.parametrize("openai_server", [list(args)], indirect=True)
 
 
 @server_args("--first-token-ms", "20", "--token-ms", "4")
