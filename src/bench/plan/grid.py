@@ -26,7 +26,7 @@ from bench.config.schema import (
 )
 from bench.engines import check_engine
 from bench.executors import check_executor
-from bench.measure.scenarios import check_scenario
+from bench.measure.scenarios import SCENARIOS, check_scenario
 from bench.measure.workloads import check_workload
 from bench.plan.manifest import ORDERS, Plan, check_sweep_id, digest
 
@@ -171,6 +171,7 @@ def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfi
     # its own keys (the schema checked only the shared ones), before the id is drawn from them
     cell = dataclasses.replace(cell, scenario=check_scenario(cell.scenario))
     cell = dataclasses.replace(cell, workload=check_workload(cell))
+    SCENARIOS[cell.scenario.name].check_cell(cell)
     return dataclasses.replace(cell, cell_id=cell_id_for(cell))
 
 

@@ -12,8 +12,11 @@ from bench.measure.scenarios.capacity import Capacity
 from bench.measure.scenarios.latency import Latency
 from bench.measure.scenarios.open_loop import OpenLoop
 from bench.measure.scenarios.ramp import Ramp
+from bench.measure.scenarios.sla_search import SlaSearch
 
-SCENARIOS: dict[str, type[Scenario]] = {s.name: s for s in (Latency, OpenLoop, Ramp, Capacity)}
+SCENARIOS: dict[str, type[Scenario]] = {
+    s.name: s for s in (Latency, OpenLoop, Ramp, Capacity, SlaSearch)
+}
 
 
 def check_scenario(config: ScenarioConfig) -> ScenarioConfig:

@@ -67,6 +67,10 @@ class Scenario:
         """The scenario's own checks on its values; raise ConfigError."""
 
     @classmethod
+    def check_cell(cls, cell: CellConfig) -> None:
+        """Checks that need the rest of the cell (its SLOs, say); raise ConfigError."""
+
+    @classmethod
     def seconds(cls, config: ScenarioConfig) -> tuple[float, float]:
         """(least, most) seconds the scenario runs beyond start-up (the plan's estimate):
         warmup plus the measured window from min_duration_s (the stopping rule may need
