@@ -181,3 +181,23 @@ def test_trace_arrivals_keep_the_traces_times(openai_server: str, tmp_path: Path
     assert row["n"] == 300 and row["dropped"] == 0
     assert row["dispatch_delay_ms_p99"] < 5  # arrivals within 5 ms of the trace (P99)
     assert row["distinct_prompts"] == 300
+
+
+@server_args("--first-token-ms", "5", "--token-ms", "1")
+def test_the_servers_own_metrics_are_in_the_row(openai_server: str) -> None:
+    row = run_cell(
+        http_cell(
+            openai_server,
+            "threads=4",
+            f"engine.metrics_url={openai_server}/metrics",
+            "scenario.min_duration_s=1.5",
+        )
+    ).row
+    assert row["status"] == "ok", row.get("error")
+    assert row["server_metrics"] == f"prometheus {openai_server}/metrics"
+    assert 1 <= row["server_requests_running_max"] <= 4  # at most the four clients
+    assert 0 < row["server_kv_cache_usage_max"] <= 0.5
+    assert row["server_prefix_cache_hit_rate"] == pytest.approx(0.25)
+    assert row["client_limited"] is False, row["client_limited_reason"]
+    alone = run_cell(http_cell(openai_server, "scenario.min_duration_s=0.5")).row
+    assert alone.get("server_metrics") is None  # an external endpoint: only where it is named

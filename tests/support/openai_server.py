@@ -39,6 +39,7 @@ class Behaviour:
         self.random = random.Random(args.seed)
         self.lock = threading.Lock()
         self.served = 0
+        self.running = 0  # requests being answered now (its /metrics reports them)
         self.log = open(args.log, "a") if args.log else None  # noqa: SIM115 (the server's life)
         self.usage = not args.no_usage
         self.extra_tokens = args.extra_tokens
@@ -87,6 +88,22 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
+        if self.path == "/metrics":  # vLLM's names, as Prometheus text
+            b = self.behaviour
+            page = (
+                "# TYPE vllm:num_requests_running gauge\n"
+                f'vllm:num_requests_running{{engine="0"}} {b.running}\n'
+                f'vllm:num_requests_waiting{{engine="0"}} 0\n'
+                f'vllm:kv_cache_usage_perc{{engine="0"}} {min(1.0, b.running / 8)}\n'
+                f'vllm:prefix_cache_queries_total{{engine="0"}} {100 * b.served}\n'
+                f'vllm:prefix_cache_hits_total{{engine="0"}} {25 * b.served}\n'
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         if self.path in ("/health", "/v1/models"):
             self._json(200, {"object": "list", "data": [{"id": "test-model"}]})
         else:
@@ -115,6 +132,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.path not in ("/v1/completions", "/v1/chat/completions"):
             self._json(404, {"error": "not found"})
             return
+        with behaviour.lock:
+            behaviour.running += 1
+        try:
+            self._serve(body)
+        finally:
+            with behaviour.lock:
+                behaviour.running -= 1
+
+    def _serve(self, body: dict[str, Any]) -> None:
+        behaviour = self.behaviour
         if behaviour.serial is None:
             self._complete(body, chat=self.path.endswith("chat/completions"))
             return

@@ -270,3 +270,8 @@ class Engine(ABC):
     def describe(self) -> dict[str, Any]:
         """Environment facts for the row (device name, peak device memory, ...)."""
         return {}
+
+    def metrics_url(self) -> str | None:
+        """Where the server publishes its own metrics (Prometheus text), read through the
+        window with the host telemetry; None: none (in-process engines)."""
+        return None

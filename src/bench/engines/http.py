@@ -97,6 +97,8 @@ class HttpOptions:
     top_p: float | None = None
     exact_length: bool = True  # ask for exactly the drawn output length (vLLM's min_tokens and
     # ignore_eos); false: max_tokens only, so the server may stop early (token_mismatches)
+    metrics_url: str = ""  # the server's Prometheus metrics; "" = server mode's /metrics, an
+    # external endpoint's none
 
 
 def api_root(url: str) -> urllib.parse.SplitResult:
@@ -200,6 +202,11 @@ class HttpEngine(Engine):
         parsed = urllib.parse.urlsplit(options.url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigError("engine.url", options.url, "must be http://HOST[:PORT] or https://")
+        metrics = urllib.parse.urlsplit(options.metrics_url)
+        if options.metrics_url and (metrics.scheme not in ("http", "https") or metrics.username):
+            raise ConfigError(
+                "engine.metrics_url", options.metrics_url, "must be http(s)://HOST[:PORT]/PATH"
+            )
         if parsed.username or parsed.password:  # rows and manifests are shared: never there
             shown = options.url.replace(parsed.netloc, parsed.netloc.rpartition("@")[2])
             raise ConfigError(
@@ -345,6 +352,11 @@ class HttpEngine(Engine):
                 server.wait()
         self.server_exit = server.returncode
         return self.server_exit
+
+    def metrics_url(self) -> str | None:
+        if self.options.metrics_url:
+            return self.options.metrics_url
+        return f"{self._base()}/metrics" if self.options.server_command else None
 
     def describe(self) -> dict[str, Any]:
         """After measuring: a server this cell started is stopped here, so the row can say how

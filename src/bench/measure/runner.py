@@ -30,6 +30,7 @@ from bench.config.tasks import image_size, task_of
 from bench.engines import ENGINES
 from bench.engines.base import Engine, Unsupported
 from bench.measure import device_memory, heap, lockstep, progress, telemetry, threads
+from bench.measure.client_health import client_health
 from bench.measure.host_facts import host_facts
 from bench.measure.loadgen import LoadResult
 from bench.measure.metrics import summarize
@@ -242,7 +243,7 @@ def _window_telemetry(
 ) -> list[telemetry.Sample]:
     """The samples inside the measured windows, summarised into the row."""
     kept = telemetry.in_windows(sampler.samples, windows)
-    row.update(telemetry.summary(kept, sampler.gpu.unavailable))
+    row.update(telemetry.summary(kept, sampler.gpu.unavailable, sampler.server))
     return kept
 
 
@@ -267,7 +268,9 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
         _load(engine, row, policy, lambda: scenario.before_load(engine))
         host_peak_reset = _start_measuring()
         progress.enter("warmup")
-        sampler = telemetry.Sampler(_cuda_indices(engine, cell)).start()
+        sampler = telemetry.Sampler(
+            _cuda_indices(engine, cell), server_url=engine.metrics_url()
+        ).start()
         collections = heap.CollectionLog().start()
         traffic = request_for(engine, cell)
         try:
@@ -320,6 +323,7 @@ def run_cell(
             )
         row.update(summarize(headline, cell), status="ok")
         row.update(workload_of(cell.workload).summarize(headline))
+        row.update(client_health(row, ENGINES[cell.engine.name].remote))
         samples = samples_table(measured.stages)
         trace = telemetry.table(window_samples)
     except Unsupported as exc:  # only the host could tell (a library missing, say)

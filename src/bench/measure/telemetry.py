@@ -7,7 +7,8 @@ reads, where present:
   CPU time stolen by the hypervisor, since the previous sample; and this process's own CPU
   time (/proc/self/stat), so `host_other_cpus` is what other processes used;
 - each GPU the cell uses from NVML (nvidia-ml-py): utilisation (the share of the last sample
-  period in which a kernel ran), memory in use, power draw and SM clock.
+  period in which a kernel ran), memory in use, power draw and SM clock;
+- the server's own metrics, for an endpoint that has them (bench.measure.server_metrics).
 The runner keeps the samples inside the measured window(s) (warmup and loading left out),
 summarises them into the row (means and extremes) and stores them beside the request samples.
 A host is flagged busy when other processes averaged `BUSY_OTHER_CPUS` CPUs or more, or the
@@ -23,6 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.measure import server_metrics
+from bench.measure.server_metrics import COUNTERS, GAUGES, ServerMetrics
 
 INTERVAL_S = 0.2
 BUSY_OTHER_CPUS = 0.5  # other processes' mean CPU use over the window that flags a busy host
@@ -63,6 +67,7 @@ class Sample:
     steal_share: float | None  # share of CPU time stolen since the previous sample
     gpus: list[tuple[float, float, float, float]] = field(default_factory=list)
     # per GPU: utilisation %, memory used MiB, power W, SM clock MHz
+    server: dict[str, float] | None = None  # the server's figures (server_metrics.figures)
 
 
 class GpuReader:
@@ -108,9 +113,12 @@ class GpuReader:
 class Sampler:
     """Samples in a background thread from start() to stop()."""
 
-    def __init__(self, cuda_indices: list[int], interval_s: float = INTERVAL_S) -> None:
+    def __init__(
+        self, cuda_indices: list[int], interval_s: float = INTERVAL_S, server_url: str | None = None
+    ) -> None:
         self.interval_s = interval_s
         self.gpu = GpuReader(cuda_indices)
+        self.server = ServerMetrics(server_url)
         self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-telemetry", daemon=True)
@@ -142,6 +150,7 @@ class Sampler:
         except (OSError, ValueError, IndexError):  # not Linux: GPU figures only
             cpu, own = None, None
         sample = Sample(now, None, None, None, self.gpu.read() if self.gpu.handles else [])
+        sample.server = self.server.read()
         if cpu is not None and own is not None and self._previous is not None:
             before, own_before, t_before = self._previous
             seconds = (now - t_before) / 1e9
@@ -170,7 +179,9 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summary(samples: list[Sample], gpu_note: str | None) -> dict[str, Any]:
+def summary(
+    samples: list[Sample], gpu_note: str | None, server: ServerMetrics | None = None
+) -> dict[str, Any]:
     """The row's telemetry columns from the window's samples."""
     host = [s for s in samples if s.cpus_busy is not None]
     other = [max(0.0, s.cpus_busy - (s.own_cpus or 0.0)) for s in host]  # type: ignore[operator]
@@ -181,6 +192,7 @@ def summary(samples: list[Sample], gpu_note: str | None) -> dict[str, Any]:
         "host_other_cpus_mean": _mean(other),
         "host_other_cpus_max": max(other, default=None),
         "host_steal_share": _mean(steal),
+        "client_cpus_mean": _mean([s.own_cpus for s in host if s.own_cpus is not None]),
     }
     reasons = []
     if (mean_other := columns["host_other_cpus_mean"]) is not None and (
@@ -205,7 +217,13 @@ def summary(samples: list[Sample], gpu_note: str | None) -> dict[str, Any]:
             gpu_sm_clock_mhz_mean=_mean(clock),
             gpu_sm_clock_mhz_min=min(clock),
         )
+    if server is not None and server.url:
+        readings = [s.server for s in samples if s.server is not None]
+        columns.update(server_metrics.summary(readings, server.unavailable, server.url))
     return columns
+
+
+SERVER_FIELDS = tuple(f"server_{name}" for name in (*GAUGES, *COUNTERS))
 
 
 def table(samples: list[Sample]) -> Any:
@@ -219,6 +237,7 @@ def table(samples: list[Sample]) -> Any:
             for name in (
                 "cpus_busy", "own_cpus", "steal_share",
                 "gpu_util_pct", "gpu_mem_used_mb", "gpu_power_w", "gpu_sm_clock_mhz",
+                *SERVER_FIELDS,
             )
         ]
     )  # fmt: skip
@@ -227,7 +246,8 @@ def table(samples: list[Sample]) -> Any:
         readings: list[tuple[Any, ...]] = list(s.gpus) or [(None, None, None, None)]
         for index, reading in enumerate(readings):
             host = (s.t_ns, index if s.gpus else -1, s.cpus_busy, s.own_cpus, s.steal_share)
-            for key, value in zip(rows, (*host, *reading), strict=True):
+            server = [(s.server or {}).get(name.removeprefix("server_")) for name in SERVER_FIELDS]
+            for key, value in zip(rows, (*host, *reading, *server), strict=True):
                 rows[key].append(value)
     from bench.results.arrow import table  # from buffers: a cell never imports pandas
 

@@ -32,7 +32,8 @@ SCHEMA_VERSION = 11
 # distinct_prompts), token counts per request as sent and received (input_tokens_*,
 # server_input_tokens_*, output_tokens_asked_*, output_tokens_*, token_source,
 # token_mismatches), goodput under per-request SLOs (slo, slo_*_met_share, goodput_per_s);
-# samples carry each request's counts and turn
+# samples carry each request's counts and turn; the server's own metrics (server_*), the
+# client's health (client_limited, client_cpus_mean); sla_search's columns
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -318,6 +319,33 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("gc_pause_ms_total", pa.float64(), "time those collections paused the process, ms"),
     ("gc_pause_ms_max", pa.float64(), "the longest of those pauses, ms"),
     ("gpu_telemetry", pa.string(), "nvml, or why there are no GPU samples"),
+    (
+        "client_cpus_mean",
+        pa.float64(),
+        "CPUs the cell's own process used on average in the window (the client, and an "
+        "in-process engine)",
+    ),
+    ("client_limited", pa.bool_(), "a remote engine's window paced by the client, not the server"),
+    (
+        "client_limited_reason",
+        pa.string(),
+        "why (dispatch lag, busy client threads, CPU) and the fix",
+    ),
+    (
+        "server_metrics",
+        pa.string(),
+        "prometheus URL the server's own metrics came from, or why there are none",
+    ),
+    ("server_kv_cache_usage_max", pa.float64(), "server: KV cache in use, highest share (0..1)"),
+    ("server_kv_cache_usage_mean", pa.float64(), "server: KV cache in use, mean share"),
+    ("server_requests_running_max", pa.float64(), "server: most requests running at once"),
+    ("server_requests_waiting_max", pa.float64(), "server: most requests waiting in its queue"),
+    (
+        "server_prefix_cache_hit_rate",
+        pa.float64(),
+        "server: prefix-cache hits / queries over the window (tokens, as vLLM counts)",
+    ),
+    ("server_preemptions", pa.float64(), "server: requests preempted during the window"),
     ("gpu_util_pct_mean", pa.float64(), "GPU utilisation (NVML: time a kernel ran), mean %"),
     ("gpu_util_pct_min", pa.float64(), "GPU utilisation, lowest sample %"),
     ("gpu_mem_used_mb_max", pa.float64(), "GPU memory in use (NVML, whole device), max MiB"),
