@@ -60,5 +60,12 @@ def test_llm_engines_miniature_hf_vllm_and_served_vllm(vllm_python: Path, tmp_pa
     assert "vllm.entrypoints.openai.api_server" in info["server_command"]
     # load_s is time to healthy: a vLLM server takes seconds to load even a tiny model
     assert (served.load_s > 1).all() and (served.server_exit_code.notna()).all()
+    # the server's own /metrics, read through the window: its KV cache and scheduler
+    assert served.server_metrics.str.startswith("prometheus").all(), served.server_metrics
+    assert (served.server_kv_cache_usage_max > 0).all()
+    assert (served.server_requests_running_max >= 1).all()
+    assert served.server_requests_waiting_max.notna().all()
+    # a distinct prompt per request, tokens counted from the server's usage
+    assert (served.distinct_prompts > served.n).all() and (served.token_source == "usage").all()
     in_process = rows[rows.engine == "vllm"].iloc[0]
     assert json.loads(in_process.engine_info)["vllm_version"]
