@@ -159,6 +159,12 @@ class Engine(ABC):
         return 1
 
     @classmethod
+    def varies_inputs(cls, cell: CellConfig) -> bool:
+        """Whether it sends each request's own inputs for `cell` (Capability.varied_inputs;
+        an engine whose ranks must all make one batch alike says no for those cells)."""
+        return cls.capability.varied_inputs
+
+    @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
         """Why this host cannot run `cell` (a library or launcher missing); None when it can.
         Checked where the cell runs, and at plan time when that is this machine."""

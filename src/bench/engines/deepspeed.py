@@ -111,8 +111,15 @@ class DeepSpeedEngine(HFEngine):
                 "injection and AutoTP have no policy for image models",
             ),
         ),
+        varied_inputs=True,
     )
     cuda_sync_scope = "device"  # tensor parallel: the ranks' collectives run on their streams
+
+    @classmethod
+    def varies_inputs(cls, cell: CellConfig) -> bool:
+        """One process (tp_degree 1) sends each request's own inputs; tensor-parallel ranks
+        repeat rank 0's requests with a batch each makes alike (bench.measure.lockstep)."""
+        return cell.tp_degree == 1
 
     @classmethod
     def validate(cls, options: DeepSpeedOptions) -> None:

@@ -103,7 +103,7 @@ class Traffic:
         self.text = task_of(cell.model).text
         # one fixed batch (an engine that cannot vary it, or images): every request the same,
         # the engine's own (which, with MPI ranks, every rank makes alike)
-        self.fixed = not (engine.capability.varied_inputs and self.text)
+        self.fixed = not (engine.varies_inputs(cell) and self.text)
         if self.fixed:
             model = cell.model
             source.pinned = True

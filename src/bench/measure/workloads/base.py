@@ -145,7 +145,7 @@ class Workload:
         options = cls.options_of(cell.workload)
         if not task_of(cell.model).text and cls.name != "synthetic":
             return f"workload {cls.name} sends text prompts; {cell.model.task} takes images"
-        if cls.varies(options) and not engine.capability.varied_inputs:
+        if cls.varies(options) and not engine.varies_inputs(cell):
             return (
                 f"engine {engine.name} sends one fixed batch, so it cannot send workload "
                 f"{cls.name}'s requests of varied lengths or content; use workload=synthetic "

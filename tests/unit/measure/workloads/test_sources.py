@@ -160,17 +160,18 @@ def test_bad_workload_options_name_their_key(cell: CellConfig, name, options, ke
 def test_engines_that_send_one_batch_refuse_varied_workloads() -> None:
     from bench.measure.support import why_unsupported
 
-    plan = plan_from_overrides(
-        [
-            "model=opt_tiny",
-            "engine=deepspeed",
-            "workload.input_dist=uniform",
-            "workload.input_max=64",
-        ]
-    )
+    varied = ["workload.input_dist=uniform", "workload.input_max=64"]
+    ranks = ["model=opt_tiny", "engine=deepspeed", "tp_degree=2", "device=cpu"]
+    plan = plan_from_overrides([*ranks, *varied])
     assert "sends one fixed batch" in why_unsupported(plan.cells[0], this_host=False)
-    plain = plan_from_overrides(["model=opt_tiny", "engine=deepspeed"]).cells[0]
+    plain = plan_from_overrides(ranks).cells[0]
     assert why_unsupported(plain, this_host=False) is None
+    one = plan_from_overrides(["model=opt_tiny", "engine=deepspeed", *varied]).cells[0]
+    assert why_unsupported(one, this_host=False) is None  # one process varies its inputs
+    ft = plan_from_overrides(
+        ["model=opt_tiny", "engine=fastertransformer", "instance=g5.xlarge", *varied]
+    ).cells[0]
+    assert "sends one fixed batch" in (why_unsupported(ft, this_host=False) or "")
 
 
 def test_every_workload_has_its_yaml() -> None:
