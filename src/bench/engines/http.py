@@ -27,8 +27,10 @@ endpoint studies were.
   `load_s` is that time to healthy. After measuring it stops the server (SIGTERM, then
   SIGKILL after 30 s) and the row records its exit code; its output goes to the cell's
   stderr, so to the cell's log.
-- One server-sent chunk is taken for one token, as vLLM and TGI stream them; a server that
-  packs several tokens into a chunk gives a TPOT per chunk (its usage check still holds).
+- A chunk that carries its token ids (vLLM's `return_token_ids`) stamps each of them at its
+  arrival; one without is taken for one token, as vLLM and TGI usually stream them (a server
+  that packs several tokens into such a chunk gives a TPOT per chunk; its usage still counts
+  the tokens).
 
 The price is that of the instances behind the endpoint: the cell's `instance` (and
 `price_per_hour=` when they are not in the catalog). Precision, device and TP degree are the
@@ -559,8 +561,9 @@ class HttpEngine(Engine):
 
 
 class Streamed:
-    """What a stream carried: the first prompt's token times, its answer (text pieces or token
-    ids), every prompt's tokens counted (a chunk's token ids, else one per chunk), usage."""
+    """What a stream carried: the first prompt's token times (a chunk's arrival once per token
+    id it carries, else once), its answer (text pieces or token ids), every prompt's tokens
+    counted (a chunk's token ids, else one per chunk), usage."""
 
     def __init__(self) -> None:
         self.times: list[int] = []
@@ -581,7 +584,9 @@ class Streamed:
             self.exact = False
         if choice.get("index", 0) != 0:
             return
-        self.times.append(time.perf_counter_ns())
+        # a chunk of several token ids: each arrived now (TPOT divides by tokens, not chunks)
+        stamp = time.perf_counter_ns()
+        self.times.extend([stamp] * len(ids) if ids else [stamp])
         if ids:
             self.ids.extend(ids)
         piece = choice.get("text")
