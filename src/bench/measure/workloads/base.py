@@ -100,6 +100,10 @@ class Workload:
 
     name: ClassVar[str]
     Options: ClassVar[type] = LengthOptions
+    source_class: ClassVar[type[Source]]  # the stream of inputs it makes for a cell
+    # the scenarios it runs under (None: any), and why, for the unsupported row
+    scenarios: ClassVar[tuple[str, ...] | None] = None
+    scenarios_why: ClassVar[str] = ""
     columns: ClassVar[tuple[tuple[str, Any, str], ...]] = ()
 
     @classmethod
@@ -143,6 +147,11 @@ class Workload:
     def unsupported_reason(cls, cell: CellConfig, engine: type[Engine]) -> str | None:
         """Why `engine` cannot send this workload (None when it can)."""
         options = cls.options_of(cell.workload)
+        if cls.scenarios is not None and cell.scenario.name not in cls.scenarios:
+            return (
+                f"workload={cls.name} {cls.scenarios_why}: use scenario="
+                f"{' or '.join(cls.scenarios)}, not {cell.scenario.name}"
+            )
         if not task_of(cell.model).text and cls.name != "synthetic":
             return f"workload {cls.name} sends text prompts; {cell.model.task} takes images"
         if cls.varies(options) and not engine.varies_inputs(cell):
@@ -155,7 +164,7 @@ class Workload:
 
     @classmethod
     def source(cls, cell: CellConfig) -> Source:
-        raise NotImplementedError
+        return cls.source_class(cell, cls.options_of(cell.workload))
 
     @classmethod
     def summarize(cls, result: LoadResult) -> dict[str, Any]:

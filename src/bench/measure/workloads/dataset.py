@@ -23,11 +23,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from bench.config.checks import ConfigError, choice, int_at_least, require
+from bench.config.checks import choice, int_at_least
 from bench.config.schema import CellConfig
 from bench.engines.base import Inputs
 from bench.measure.workloads.base import FIRST_ID, Source, Workload
-from bench.measure.workloads.files import read_bytes, read_json, read_lines
+from bench.measure.workloads.files import check_path, read_bytes, read_json, read_lines
 
 FORMATS = ("auto", "sharegpt", "jsonl")
 
@@ -145,12 +145,13 @@ class DatasetSource(Source):
 class Dataset(Workload):
     name = "dataset"
     Options = DatasetOptions
+    source_class = DatasetSource
     columns = (("dataset_prompts", pa.int64(), "dataset: prompts that passed the filters"),)
 
     @classmethod
     def check(cls, cell: CellConfig) -> None:
         options = cls.options_of(cell.workload)
-        require(bool(options.path), "workload.path", options.path, "name the dataset file")
+        check_path(options.path, "dataset file")
         choice("workload.format", options.format, FORMATS)
         for key in ("min_input_len", "max_input_len", "output_len", "max_output_len"):
             int_at_least(
@@ -158,12 +159,3 @@ class Dataset(Workload):
             )
         int_at_least("workload.samples", options.samples, 0)
         int_at_least("workload.vocab", options.vocab, 0)
-        if not options.path.startswith("s3://"):
-            from pathlib import Path
-
-            if not Path(options.path).expanduser().is_file():
-                raise ConfigError("workload.path", options.path, "no such file")
-
-    @classmethod
-    def source(cls, cell: CellConfig) -> Source:
-        return DatasetSource(cell, cls.options_of(cell.workload))

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.config.checks import ConfigError, require
+
 
 def read_bytes(path: str) -> bytes:
     if path.startswith("s3://"):
@@ -38,3 +40,11 @@ def read_json(path: str) -> Any:
         return json.loads(read_bytes(path))
     except ValueError as exc:
         raise ValueError(f"{path}: not JSON ({exc})") from None
+
+
+def check_path(path: str, what: str) -> None:
+    """workload.path names `what`: an s3:// object (read where the cell runs) or a local file
+    that exists (ConfigError otherwise)."""
+    require(bool(path), "workload.path", path, f"name the {what}")
+    if not path.startswith("s3://") and not Path(path).expanduser().is_file():
+        raise ConfigError("workload.path", path, "no such file")

@@ -89,6 +89,9 @@ class MultiTurnSource(Source):
 class MultiTurn(Workload):
     name = "multi_turn"
     Options = MultiTurnOptions
+    source_class = MultiTurnSource
+    scenarios = ("latency",)
+    scenarios_why = "runs conversations on closed-loop clients"
     columns = (
         ("session_turns", pa.int32(), "multi_turn: turns per conversation"),
         (
@@ -109,19 +112,6 @@ class MultiTurn(Workload):
             cell.batch_size,
             "workload=multi_turn sends one conversation per request: set batch_size=1",
         )
-
-    @classmethod
-    def unsupported_reason(cls, cell: CellConfig, engine: Any) -> str | None:
-        if cell.scenario.name != "latency":
-            return (
-                "workload=multi_turn runs conversations on closed-loop clients: "
-                f"use scenario=latency, not {cell.scenario.name}"
-            )
-        return super().unsupported_reason(cell, engine)
-
-    @classmethod
-    def source(cls, cell: CellConfig) -> Source:
-        return MultiTurnSource(cell, cls.options_of(cell.workload))
 
     @classmethod
     def summarize(cls, result: LoadResult) -> dict[str, Any]:

@@ -36,12 +36,9 @@ class SharedPrefixSource(Source):
 class SharedPrefix(Workload):
     name = "shared_prefix"
     Options = SharedPrefixOptions
+    source_class = SharedPrefixSource
 
     @classmethod
     def validate(cls, cell: CellConfig, options: SharedPrefixOptions) -> None:
         int_at_least("workload.prefixes", options.prefixes, 1)
         int_at_least("workload.prefix_len", options.prefix_len, 1)
-
-    @classmethod
-    def source(cls, cell: CellConfig) -> Source:
-        return SharedPrefixSource(cell, cls.options_of(cell.workload))

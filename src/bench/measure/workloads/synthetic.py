@@ -48,13 +48,10 @@ class SyntheticSource(Source):
 class Synthetic(Workload):
     name = "synthetic"
     Options = SyntheticOptions
+    source_class = SyntheticSource
 
     @classmethod
     def varies(cls, options: Any) -> bool:
         """Lengths other than the model's seq_len and new_tokens (content alone may repeat)."""
         fixed = options.input_dist == "fixed" and options.output_dist == "fixed"
         return not (fixed and options.input_mean is None and options.output_mean is None)
-
-    @classmethod
-    def source(cls, cell: CellConfig) -> Source:
-        return SyntheticSource(cell, cls.options_of(cell.workload))

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.config.checks import ConfigError, int_at_least, positive, require
+from bench.config.checks import int_at_least, positive
 from bench.config.schema import CellConfig
 from bench.engines.base import Inputs
 from bench.measure.workloads.base import FIRST_ID, Source, Workload
-from bench.measure.workloads.files import read_lines
+from bench.measure.workloads.files import check_path, read_lines
 
 ALIASES = {
     "timestamp": ("timestamp", "TIMESTAMP", "time_ms"),
@@ -99,30 +99,15 @@ class TraceSource(Source):
 class Trace(Workload):
     name = "trace"
     Options = TraceOptions
+    source_class = TraceSource
+    scenarios = ("open_loop",)
+    scenarios_why = "sets the arrival times itself"
 
     @classmethod
     def check(cls, cell: CellConfig) -> None:
         options = cls.options_of(cell.workload)
-        require(bool(options.path), "workload.path", options.path, "name the trace (JSONL)")
+        check_path(options.path, "trace (JSONL)")
         positive("workload.speedup", options.speedup)
         int_at_least("workload.block_size", options.block_size, 1)
         int_at_least("workload.limit", options.limit, 0)
         int_at_least("workload.vocab", options.vocab, 0)
-        if not options.path.startswith("s3://"):
-            from pathlib import Path
-
-            if not Path(options.path).expanduser().is_file():
-                raise ConfigError("workload.path", options.path, "no such file")
-
-    @classmethod
-    def unsupported_reason(cls, cell: CellConfig, engine: Any) -> str | None:
-        if cell.scenario.name != "open_loop":
-            return (
-                "workload=trace sets the arrival times itself: use scenario=open_loop, "
-                f"not {cell.scenario.name}"
-            )
-        return super().unsupported_reason(cell, engine)
-
-    @classmethod
-    def source(cls, cell: CellConfig) -> Source:
-        return TraceSource(cell, cls.options_of(cell.workload))

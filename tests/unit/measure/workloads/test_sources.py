@@ -178,3 +178,13 @@ def test_every_workload_has_its_yaml() -> None:
     from bench.config.schema import group_options
 
     assert set(group_options("workload")) == set(WORKLOADS)
+
+
+def test_workloads_name_the_scenario_they_need() -> None:
+    from bench.measure.support import why_unsupported
+
+    talk = plan_from_overrides(["engine=http", "model=opt_tiny", "workload=multi_turn"]).cells[0]
+    opened = dataclasses.replace(talk, scenario=dataclasses.replace(talk.scenario, name="ramp"))
+    reason = why_unsupported(opened, this_host=False) or ""
+    assert "closed-loop clients: use scenario=latency, not ramp" in reason
+    assert why_unsupported(talk, this_host=False) is None
