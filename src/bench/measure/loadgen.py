@@ -1,4 +1,10 @@
-"""Load generators: closed loop (latency, each ramp stage, capacity) and open loop (Poisson).
+"""Load generators: closed loop (latency, each ramp stage, capacity) and open loop (Poisson,
+or a trace's own arrival times).
+
+Each run combines three parts: the requests (a `Request` draws its next inputs from the cell's
+workload, bench.measure.workloads, before the clock starts), an arrival strategy (closed loop:
+a client sends when its last request was answered; open loop: a schedule of arrivals drawn up
+front), and the stop rules that end the window (bench.measure.stops).
 
 Timing: each request is bracketed by `time.perf_counter_ns()` taken immediately before the
 call and immediately after the device synchronise, so a latency is send -> complete result on
@@ -29,7 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bench.config.schema import ScenarioConfig
-from bench.measure import progress, stats
+from bench.measure import progress, stats, stops
 
 
 @dataclass
@@ -84,8 +90,8 @@ def as_request(request: Request | Callable[[], Sequence[int] | None]) -> Request
     return request if hasattr(request, "settle") else Plain(request)  # type: ignore[return-value]
 
 
-CHECK_INTERVAL_S = 0.5  # how often the coordinator tests whether the intervals are tight ...
-CHECK_GROWTH = 1.25  # ... once the sample has grown by this factor since the last test
+CHECK_INTERVAL_S = stops.CHECK_INTERVAL_S
+CHECK_GROWTH = stops.CHECK_GROWTH
 GIL_SWITCH_S = 50e-6  # the interpreter's switch interval while the coordinator checks
 ERROR_BACKOFF_S = 0.001  # a client pauses after a failed request: a refusing engine is not spun
 
@@ -242,18 +248,13 @@ class _Shared:
         self.start_ns = 0
         self.stop_reason = "targets_met"
         self.errors: list[BaseException] = []
-        self.min_requests = scenario.min_requests
-        self.min_ns = int(scenario.min_duration_s * 1e9)
-        self.max_ns = int(scenario.max_duration_s * 1e9)
-        self.wait_for_intervals = scenario.ci_target > 0
-        self.plan = (
-            f">= {scenario.min_requests} requests and {scenario.min_duration_s:g} s, "
-            f"at most {scenario.max_duration_s:g} s"
-        )
+        self.rules = stops.WindowRules.of(scenario)
+        self.wait_for_intervals = self.rules.gate is not None
+        self.budget = stops.MaxDuration(int(scenario.max_duration_s * 1e9))
 
     def open_window(self) -> None:
         # said before the window's clock starts; every client waits at the barrier meanwhile
-        progress.enter("measure", self.plan)
+        progress.enter("measure", self.rules.plan)
         self.start_ns = time.perf_counter_ns()
 
     def record_and_check(self, now_ns: int) -> None:
@@ -261,16 +262,13 @@ class _Shared:
             self.count += 1
             count = self.count
         elapsed = now_ns - self.start_ns
-        if elapsed >= self.max_ns:
-            self.finish("max_duration")
-        elif count >= self.min_requests and elapsed >= self.min_ns:
-            if self.wait_for_intervals:
-                self.minimums_met.set()  # the coordinator decides when the intervals are tight
-            else:
-                self.finish("targets_met")
+        if (reason := self.rules.reason(count, elapsed)) is not None:
+            self.finish(reason)
+        elif self.rules.gate is not None and self.rules.gate(count, elapsed):
+            self.minimums_met.set()  # the coordinator decides when the intervals are tight
 
     def check_deadline(self, now_ns: int) -> None:
-        if now_ns - self.start_ns >= self.max_ns:
+        if self.budget(self.count, now_ns - self.start_ns):
             self.finish("max_duration")
 
     def finish(self, reason: str) -> None:
