@@ -53,14 +53,13 @@ class Inputs:
     # dataset): endpoints send it, in-process engines the ids (its words, hashed)
     key: int = 0  # which distinct prompt this is (the workload's count; repeats reuse 0)
     turn: int = -1  # multi_turn: which turn of its session (0 first); -1: not a session
+    # counted when drawn, outside the client's path: the prompt tokens and the tokens asked
+    input_tokens: int = field(init=False)
+    output_asked: int = field(init=False)
 
-    @property
-    def input_tokens(self) -> int:
-        return sum(len(p) for p in self.prompts)
-
-    @property
-    def output_asked(self) -> int:
-        return sum(self.output_lens)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_tokens", sum(len(p) for p in self.prompts))
+        object.__setattr__(self, "output_asked", sum(self.output_lens))
 
 
 @dataclass

@@ -506,7 +506,7 @@ def run_open_loop(
             max(scenario.min_duration_s, scenario.min_requests / rate_per_s),
         )
         schedule = poisson_schedule(rate_per_s, duration_s, seed)
-    arrivals: queue.Queue[tuple[int, int] | None] = queue.Queue()
+    arrivals: queue.Queue[tuple[int, int, Any] | None] = queue.Queue()
     records = [_Records(tid) for tid in range(threads)]
     lateness = np.zeros(schedule.size, dtype=np.int64)
     shared = _Shared(scenario)
@@ -532,10 +532,9 @@ def run_open_loop(
             return
         clock = time.perf_counter_ns
         while (item := arrivals.get()) is not None:
-            arrival, scheduled = item
+            _, scheduled, drawn = item
             if clock() - shared.start_ns > deadline_ns:
                 continue  # the budget ran out: leave it unsent (counted as dropped)
-            drawn = request.draw(mine.tid, arrival)
             t0 = clock()
             try:
                 raw = request(drawn)
@@ -563,10 +562,14 @@ def run_open_loop(
     start = shared.start_ns
     for k, offset in enumerate(schedule):
         target = start + int(offset)
+        # The dispatcher draws each arrival's inputs while it waits for its time, so a client
+        # sends the moment it is free: drawn by the client, a waiting request's queueing
+        # would carry the draw (measured: 60 us more per request after a 4 ms service).
+        drawn = request.draw(-1, k)
         if (wait := target - time.perf_counter_ns()) > 0:
             time.sleep(wait / 1e9)
         lateness[k] = time.perf_counter_ns() - target
-        arrivals.put((k, target))
+        arrivals.put((k, target, drawn))
     for _ in workers:
         arrivals.put(None)
     for worker in workers:

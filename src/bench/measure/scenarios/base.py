@@ -111,6 +111,8 @@ class Traffic:
                 prompts=((0,) * model.seq_len,) * cell.batch_size,
                 output_lens=(model.new_tokens,) * cell.batch_size,
             )
+        # a source that follows the answers (a conversation) is told each one
+        self.talks = type(source).answered is not Source.answered
         gated = limits_set(cell.scenario) and not engine.remote  # a server's gate, in-process
         self.gate = Admission.of(cell.scenario) if gated else None
 
@@ -134,27 +136,32 @@ class Traffic:
 
     def settle(self, client: int, drawn: tuple[Inputs, Any], raw: Any) -> Settled:
         inputs = drawn[0]
-        reply = raw if isinstance(raw, Reply) else self._in_process(inputs, raw)
-        think_s = self.source.answered(client, inputs, reply)
+        if not isinstance(raw, Reply):  # an in-process engine: its token times, or nothing
+            # every sequence of the batch got the longest asked length (its output, exact)
+            produced = max(inputs.output_lens) * len(inputs.output_lens)
+            return Settled(
+                token_times=raw,
+                input_tokens=inputs.input_tokens if self.text else -1,
+                output_asked=inputs.output_asked if self.generates else -1,
+                output_tokens=produced if self.generates else -1,
+                token_source="engine" if self.generates else "",
+                turn=inputs.turn,
+                think_s=self.source.answered(client, inputs, Reply(raw)) if self.talks else 0.0,
+            )
         return Settled(
-            token_times=reply.token_times,
+            token_times=raw.token_times,
             input_tokens=inputs.input_tokens if self.text else -1,
-            server_input_tokens=reply.input_tokens if reply.input_tokens is not None else -1,
+            server_input_tokens=raw.input_tokens if raw.input_tokens is not None else -1,
             output_asked=inputs.output_asked if self.generates else -1,
-            output_tokens=reply.output_tokens if reply.output_tokens is not None else -1,
-            token_source=reply.token_source if self.generates else "",
+            output_tokens=raw.output_tokens if raw.output_tokens is not None else -1,
+            token_source=raw.token_source if self.generates else "",
             turn=inputs.turn,
-            think_s=think_s,
+            think_s=self.source.answered(client, inputs, raw) if self.talks else 0.0,
         )
 
-    def _in_process(self, inputs: Inputs, times: Any) -> Reply:
-        """An in-process engine's result: every sequence of the batch got the longest asked
-        length (its output, exact)."""
-        produced = max(inputs.output_lens) * len(inputs.output_lens) if self.generates else None
-        return Reply(token_times=times, output_tokens=produced, token_source="engine")
-
     def failed(self, client: int, drawn: tuple[Inputs, Any]) -> None:
-        self.source.answered(client, drawn[0], None)  # a session whose turn failed starts over
+        if self.talks:
+            self.source.answered(client, drawn[0], None)  # a failed turn ends its conversation
 
 
 def request_for(engine: Engine, cell: CellConfig) -> Traffic:
