@@ -432,17 +432,27 @@ class HttpEngine(Engine):
         """The request body carrying the workload's inputs, encoded once, outside the timed
         bracket: token ids for completions and embeddings (the texts where the workload has
         them), a conversation of text for chat."""
-        served = getattr(self, "served", None) or self.options.served_model or self.cell.model.name
-        extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
-        prompts: list[Any] = list(inputs.texts) or [list(p) for p in inputs.prompts]
+        prompts: list[Any] = list(inputs.texts or inputs.prompts)  # JSON writes tuples as lists
         if self.options.api == "embeddings":
-            return json.dumps(merged({"model": served, "input": prompts}, extra)).encode()
-        body = {"model": served, **self.generation(max(inputs.output_lens))}
+            return json.dumps({**self._body_base(0), "input": prompts}).encode()
+        body = dict(self._body_base(max(inputs.output_lens)))
         if self.options.api == "chat":  # one conversation per request (batch_size 1)
             body["messages"] = chat_messages(inputs)
         else:
             body["prompt"] = prompts
-        return json.dumps(merged(body, extra)).encode()
+        return json.dumps(body).encode()
+
+    def _body_base(self, new_tokens: int) -> dict[str, Any]:
+        """A body's fields but its inputs, for an output length (made once per length)."""
+        bases = self.__dict__.setdefault("_bases", {})
+        served = getattr(self, "served", None) or self.options.served_model or self.cell.model.name
+        if (served, new_tokens) not in bases:
+            extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
+            body = {"model": served}
+            if self.options.api != "embeddings":
+                body.update(self.generation(new_tokens))
+            bases[served, new_tokens] = merged(body, extra)
+        return bases[served, new_tokens]
 
     def generation(self, new_tokens: int) -> dict[str, Any]:
         """The generation fields of a body, from the sampling options."""
