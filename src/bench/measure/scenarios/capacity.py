@@ -18,7 +18,7 @@ from bench.config.schema import CellConfig, ScenarioConfig
 from bench.engines.base import Engine
 from bench.measure.device_memory import host_available_mb, memory_of
 from bench.measure.loadgen import Request, Settled, run_closed_loop
-from bench.measure.scenarios.base import Measured, Scenario, request_for
+from bench.measure.scenarios.base import Measured, Scenario, Traffic, request_for
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,8 @@ class Capacity(Scenario):
                 reason = "the host's available memory would fall below the threshold's margin"
             else:
                 copies.append(load_copy())
-                requests.append(request_for(copies[-1], cell))
+                like = request if isinstance(request, Traffic) else None
+                requests.append(request_for(copies[-1], cell, like=like))
                 used = settle(copies[-1], requests[-1])
                 trace.append({"copy": len(trace) + 1, "used_mb": used})
         any_copy = AnyCopy(requests, random.Random(cell.seed))

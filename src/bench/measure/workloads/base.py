@@ -49,6 +49,9 @@ class Source:
     the timed bracket; it is seeded, so the k-th request drawn is the same in every run."""
 
     schedule_ns: np.ndarray | None = None  # arrival offsets a trace fixes (None: the scenario's)
+    # its requests may be drawn ahead and cycled for an in-process engine (no state per
+    # client, no arrival times of their own)
+    cycles = True
 
     def __init__(self, cell: CellConfig, options: Any) -> None:
         self.cell = cell

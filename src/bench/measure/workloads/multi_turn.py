@@ -40,6 +40,8 @@ class Conversation:
 
 
 class MultiTurnSource(Source):
+    cycles = False  # each turn follows the last answer
+
     def __init__(self, cell: CellConfig, options: MultiTurnOptions) -> None:
         super().__init__(cell, options)
         self.conversations: dict[int, Conversation] = {}

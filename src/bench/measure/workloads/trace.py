@@ -63,6 +63,8 @@ def parse(lines: list[dict[str, Any]]) -> list[Record]:
 
 
 class TraceSource(Source):
+    cycles = False  # each arrival is its own record
+
     def __init__(self, cell: CellConfig, options: TraceOptions) -> None:
         super().__init__(cell, options)
         records = parse(read_lines(options.path))
