@@ -119,6 +119,7 @@ class Traffic:
         gated = limits_set(cell.scenario) and not engine.remote  # a server's gate, in-process
         self.gate = Admission.of(cell.scenario) if gated else None
         self.turns = itertools.count()  # next() is atomic under the GIL
+        self.draws_ahead = source.cycles  # an open loop's dispatcher may draw for it
         cycles = not (engine.remote or self.fixed) and source.cycles
         self.ring: list[tuple[Inputs, Any]] = []
         if cycles:  # another copy of the same model on the same device takes the same ring
