@@ -160,27 +160,27 @@ class Traffic:
 
     def settle(self, client: int, drawn: tuple[Inputs, Any], raw: Any) -> Settled:
         inputs = drawn[0]
-        if not isinstance(raw, Reply):  # an in-process engine: its token times, or nothing
-            # every sequence of the batch got the longest asked length (its output, exact)
+        reply = raw if isinstance(raw, Reply) else None
+        if reply is not None:
+            times, source = reply.token_times, reply.token_source
+            served = -1 if reply.input_tokens is None else reply.input_tokens
+            produced = -1 if reply.output_tokens is None else reply.output_tokens
+        else:  # an in-process engine's token times (or none): every sequence of the batch
+            # got the longest asked length, its output exact
+            times, source, served = raw, "engine", -1
             produced = max(inputs.output_lens) * len(inputs.output_lens)
-            return Settled(
-                token_times=raw,
-                input_tokens=inputs.input_tokens if self.text else -1,
-                output_asked=inputs.output_asked if self.generates else -1,
-                output_tokens=produced if self.generates else -1,
-                token_source="engine" if self.generates else "",
-                turn=inputs.turn,
-                think_s=self.source.answered(client, inputs, Reply(raw)) if self.talks else 0.0,
-            )
+        think_s = 0.0
+        if self.talks:
+            think_s = self.source.answered(client, inputs, reply or Reply(raw))
         return Settled(
-            token_times=raw.token_times,
+            token_times=times,
             input_tokens=inputs.input_tokens if self.text else -1,
-            server_input_tokens=raw.input_tokens if raw.input_tokens is not None else -1,
+            server_input_tokens=served,
             output_asked=inputs.output_asked if self.generates else -1,
-            output_tokens=raw.output_tokens if raw.output_tokens is not None else -1,
-            token_source=raw.token_source if self.generates else "",
+            output_tokens=produced if self.generates else -1,
+            token_source=source if self.generates else "",
             turn=inputs.turn,
-            think_s=self.source.answered(client, inputs, raw) if self.talks else 0.0,
+            think_s=think_s,
         )
 
     def failed(self, client: int, drawn: tuple[Inputs, Any]) -> None:
