@@ -14,6 +14,7 @@ from bench.measure.runner import run_cell
 from bench.measure.workloads.lengths import Lengths, ks_distance
 from tests.support import datasets
 from tests.support.http_cells import http_cell, server_args
+from tests.support.timer_canary import host_timer
 
 LOG = "/tmp/bench-test-openai-server.jsonl"
 
@@ -166,22 +167,24 @@ def test_a_dataset_run_sends_the_files_prompts(openai_server: str) -> None:
 @server_args("--first-token-ms", "1", "--token-ms", "0.2")
 def test_trace_arrivals_keep_the_traces_times(openai_server: str, tmp_path: Path) -> None:
     path = datasets.write_jsonl(tmp_path / "trace.jsonl", datasets.trace(300, mean_gap_ms=10))
-    row = run_cell(
-        http_cell(
-            openai_server,
-            "scenario=open_loop",
-            "threads=8",
-            "workload=trace",
-            f"workload.path={path}",
-            "workload.block_size=16",
-            "engine.check_usage=false",
-        )
-    ).row
+    with host_timer(seconds=4) as host:
+        row = run_cell(
+            http_cell(
+                openai_server,
+                "scenario=open_loop",
+                "threads=8",
+                "workload=trace",
+                f"workload.path={path}",
+                "workload.block_size=16",
+                "engine.check_usage=false",
+            )
+        ).row
     assert row["status"] == "ok", row.get("error")
     assert row["n"] == 300 and row["dropped"] == 0
-    # arrivals near the trace's times: P99 lateness measured 5.3-6.7 ms on the 2-core VM in
-    # the last runs (under 5 ms earlier the same day); the target is 5 ms
-    assert row["dispatch_delay_ms_p99"] < 10
+    # arrivals within 5 ms of the trace's times beyond what the host's own timer keeps: a
+    # plain 2 ms sleep in another process overshot by 2.5 ms (P99) on the idle 2-core VM and
+    # 4.5-5 ms beside this test; bench's dispatch lateness tracked it (0.4-10 ms P99)
+    assert row["dispatch_delay_ms_p99"] < 5 + host.p99_ms, host.p99_ms
     assert row["distinct_prompts"] == 300
 
 
