@@ -6,13 +6,16 @@ end-to-end SLO for a share q of requests queueing theory gives exactly
 from __future__ import annotations
 
 import json
+import math
 import time
 
+import pandas as pd
 import pytest
 
 from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from bench.results.capacity import md1_p99
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 SERVICE_MS, SLO_MS, TARGET = 10.0, 30.0, 0.9
@@ -62,3 +65,28 @@ def test_sla_search_finds_the_queueing_theory_rate() -> None:
     assert row["slo_target_share"] == TARGET and row["slo"] == f"e2e<={SLO_MS:g}ms"
     assert row["slo_confirmed"] is not None and row["goodput_per_s"] > 0
     assert any(t["meets"] for t in tries) and not all(t["meets"] for t in tries)
+
+
+def test_capacity_sizes_from_the_searched_rate(tmp_path) -> None:
+    sweep = [
+        "sweep",
+        "engine=sleep",
+        f"engine.service_ms={SERVICE_MS}",
+        "engine.max_concurrency=1",
+        "threads=8",
+        "scenario=sla_search",
+        f"slo.e2e_ms={SLO_MS}",
+        "scenario.stage_s=2",
+        "scenario.tolerance=0.15",
+        "scenario.min_duration_s=2",
+        "scenario.max_duration_s=4",
+        "sweep_id=searched",
+    ]
+    assert (proc := run_cli(sweep, tmp_path)).returncode == 0, proc.stderr[-2000:]
+    proc = run_cli(["capacity", "searched", "rate=500", "sla.p99_ms=30", "format=json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (fleet,) = json.loads(proc.stdout)
+    row = pd.read_parquet(tmp_path / "results" / "searched" / "aggregated.parquet").iloc[0]
+    assert fleet["service_states"] == "measured (sla_search)"
+    assert fleet["replica_rate_per_s"] == pytest.approx(row["slo_max_rate_per_s"], rel=1e-3)
+    assert fleet["replicas"] == math.ceil(500 / row["slo_max_rate_per_s"])

@@ -317,9 +317,15 @@ def plan_fleet(
     has the instance type (EC2 pricing only: SageMaker endpoints have no Spot), on Spot;
     cheapest per month first."""
     measured = {cell: as_service_times(service) for cell, service in latencies.items()}
+    ok = rows[rows["status"] == "ok"]
+    column = ok.get("slo_max_rate_per_s", pd.Series(None, index=ok.index, dtype=float))
+    searched = column.notna()
     records = [
+        _searched_record(row, rate * peak_to_mean, spot_per_hour or {})
+        for _, row in ok[searched].iterrows()
+    ] + [
         _fleet_record(row, service, rate * peak_to_mean, p99_ms, spot_per_hour or {})
-        for _, row in rows[rows["status"] == "ok"].iterrows()
+        for _, row in ok[~searched].iterrows()
         # a P99 needs 100 requests
         if (service := measured.get(str(row["cell_id"]))) is not None and service.all.size >= 100
     ]
@@ -337,6 +343,42 @@ def _fleet_record(
     batch = int(row.get("batch_size") or 1)
     threads = int(row.get("threads") or 1)
     replicas = servers_needed(service, rate / batch, p99_ms / 1000, per_replica=threads)
+    return _costed(
+        row,
+        replicas,
+        spot,
+        service_p99_ms=round(float(np.quantile(service.all, 0.99)) * 1000, 3),
+        service_states="one" if service.back_to_back is None else "idle / back to back",
+        replica_rate_per_s=round(replica_rate(service, p99_ms / 1000, threads) * batch, 2),
+        note="" if replicas else "its own P99 is over the SLA: no fleet meets it",
+    )
+
+
+def _searched_record(row: pd.Series, rate: float, spot: dict[str, float]) -> dict[str, Any]:
+    """An sla_search row: what one replica takes is measured (the highest arrival rate at
+    which its own SLOs held for the target share of requests), not simulated, so the
+    replicas are ceil(rate / that) and the sizing keeps the row's SLOs, not sla.p99_ms."""
+    per_replica = float(row["slo_max_rate_per_s"]) * int(row.get("batch_size") or 1)
+    replicas = math.ceil(rate / per_replica) if per_replica > 0 else 0
+    confirmed = "" if row.get("slo_confirmed") else ", not confirmed by its full window"
+    slo = f"{row.get('slo')} for {float(row.get('slo_target_share') or 0):.0%} of requests"
+    return _costed(
+        row,
+        replicas,
+        spot,
+        service_p99_ms=row.get("p99_ms"),
+        service_states="measured (sla_search)",
+        replica_rate_per_s=round(per_replica, 2),
+        note=(
+            f"measured by sla_search at its own SLO ({slo}{confirmed}), not sla.p99_ms"
+            if replicas
+            else "no rate met its SLO: no fleet meets it"
+        ),
+    )
+
+
+def _costed(row: pd.Series, replicas: int, spot: dict[str, float], **sized: Any) -> dict[str, Any]:
+    """A fleet table's record: the cell, how it was sized, and its instances and cost."""
     per_instance = int(row.get("replicas_per_instance") or 1)
     instances = math.ceil(replicas / per_instance) if replicas else None
     on_spot = spot.get(str(row.get("instance"))) if row.get("pricing") != "sagemaker" else None
@@ -347,19 +389,18 @@ def _fleet_record(
         return round(instances * per_hour * HOURS_PER_MONTH, 2)
 
     price = float(row.get("price_per_hour") or 0)
+    note = sized.pop("note")
     return {
         **{k: row.get(k) for k in ("model", "engine", "precision", "batch_size")},
         **{k: row.get(k) for k in ("threads", "tp_degree", "instance")},
-        "service_p99_ms": round(float(np.quantile(service.all, 0.99)) * 1000, 3),
-        "service_states": "one" if service.back_to_back is None else "idle / back to back",
-        "replica_rate_per_s": round(replica_rate(service, p99_ms / 1000, threads) * batch, 2),
+        **sized,
         "replicas": replicas or None,
         "replicas_per_instance": per_instance,
         "instances": instances,
         "usd_per_hour": None if instances is None else round(instances * price, 4),
         "usd_per_month": monthly(price),
         "spot_usd_per_month": monthly(on_spot),
-        "note": "" if replicas else "its own P99 is over the SLA: no fleet meets it",
+        "note": note,
         "cell_id": row["cell_id"],
     }
 

@@ -103,6 +103,37 @@ def test_the_fleet_is_ranked_by_monthly_cost_with_packed_instances():
     assert fleet.iloc[0]["usd_per_month"] == pytest.approx(fleet.iloc[0]["usd_per_hour"] * 730)
 
 
+def test_an_sla_search_row_sizes_from_its_measured_rate_not_the_simulation():
+    rows = pd.DataFrame(
+        [
+            {"cell_id": "searched", "status": "ok", "batch_size": 2, "threads": 4,
+             "replicas_per_instance": 2, "price_per_hour": 1.0, "instance": "g5.2xlarge",
+             "slo_max_rate_per_s": 25.0, "slo": "e2e<=100ms", "slo_target_share": 0.99,
+             "slo_confirmed": False, "p99_ms": 80.0},
+            {"cell_id": "none_met", "status": "ok", "batch_size": 1, "threads": 1,
+             "replicas_per_instance": 1, "price_per_hour": 1.0, "instance": "g5.xlarge",
+             "slo_max_rate_per_s": 0.0, "slo": "e2e<=1ms", "slo_target_share": 0.99,
+             "slo_confirmed": False, "p99_ms": 5.0},
+            {"cell_id": "sampled", "status": "ok", "batch_size": 1, "threads": 1,
+             "replicas_per_instance": 1, "price_per_hour": 1.0, "instance": "g5.xlarge",
+             "slo_max_rate_per_s": None},
+        ]
+    )  # fmt: skip
+    # no samples for the searched rows: their sizing needs none
+    fleet = plan_fleet(rows, {"sampled": np.full(500, 0.01)}, rate=120, p99_ms=50)
+    by_id = fleet.set_index("cell_id")
+    searched = by_id.loc["searched"]
+    # 25 requests/s of batch 2 = 50 inferences/s a replica: 120/s needs 3, two per instance
+    assert searched["replica_rate_per_s"] == 50.0
+    assert searched["replicas"] == 3 and searched["instances"] == 2
+    assert searched["usd_per_month"] == pytest.approx(2 * 730)
+    assert "sla_search" in searched["service_states"]
+    assert "e2e<=100ms for 99% of requests, not confirmed" in searched["note"]
+    assert pd.isna(by_id.loc["none_met", "instances"])
+    assert "no rate met its SLO" in by_id.loc["none_met", "note"]
+    assert by_id.loc["sampled", "service_states"] != "measured (sla_search)"
+
+
 def test_spot_is_costed_where_the_catalog_has_it_and_never_for_sagemaker():
     rows = pd.DataFrame(
         [
