@@ -43,6 +43,9 @@ class Behaviour:
         self.log = open(args.log, "a") if args.log else None  # noqa: SIM115 (the server's life)
         self.usage = not args.no_usage
         self.extra_tokens = args.extra_tokens
+        self.stream_tokens = args.stream_tokens  # stream at most this many (0: no limit)
+        self.usage_says_asked = args.usage_says_asked  # usage claims max_tokens whatever came
+        self.echo_auth = args.echo_auth  # a 401 whose body echoes the Authorization header
         # one request at a time, first come first served: a server of known capacity
         self.serial = threading.Lock() if args.serial else None
 
@@ -114,7 +117,8 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         behaviour = self.behaviour
         if behaviour.token and self.headers.get("Authorization") != f"Bearer {behaviour.token}":
-            self._json(401, {"error": {"message": "bad or missing bearer token"}})
+            said = f": got {self.headers.get('Authorization')}" if behaviour.echo_auth else ""
+            self._json(401, {"error": {"message": f"bad or missing bearer token{said}"}})
             return
         behaviour.record(self.path, body)
         fate = "ok" if behaviour.null else behaviour.fate()
@@ -156,12 +160,14 @@ class Handler(BaseHTTPRequestHandler):
         count = len(prompts) if isinstance(prompts, list) else 1
         tokens = 1 if behaviour.null else int(body.get("max_tokens", 16))
         made = (tokens - 1 if behaviour.short else tokens) + behaviour.extra_tokens
+        made = min(made, behaviour.stream_tokens or made)
+        claimed = tokens if behaviour.usage_says_asked else made
         with_ids = bool(body.get("return_token_ids"))  # vLLM's: each chunk carries its ids
         if not body.get("stream"):
             if not behaviour.null:
                 time.sleep(behaviour.first_token_s + behaviour.token_s * (made - 1))
             choices = [{"index": i, "text": "x" * made} for i in range(count)]
-            usage = {"prompt_tokens": 0, "completion_tokens": made * count}
+            usage = {"prompt_tokens": 0, "completion_tokens": claimed * count}
             self._json(200, {"choices": choices, **({"usage": usage} if behaviour.usage else {})})
             return
         self.send_response(200)
@@ -176,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
                 if with_ids:
                     piece["token_ids"] = [1000 + step]
                 self._event({"choices": [{"index": index, **piece}]})
-        usage = {"prompt_tokens": 0, "completion_tokens": made * count}
+        usage = {"prompt_tokens": 0, "completion_tokens": claimed * count}
         if behaviour.usage and (body.get("stream_options") or {}).get("include_usage"):
             self._event({"choices": [], "usage": usage})
         self._chunk(b"data: [DONE]\n\n")
@@ -220,6 +226,11 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--no-usage", action="store_true", help="never report usage")
     parser.add_argument("--extra-tokens", type=int, default=0, help="stream more than asked")
     parser.add_argument("--serial", action="store_true", help="serve one request at a time")
+    parser.add_argument("--stream-tokens", type=int, default=0, help="make at most this many")
+    parser.add_argument(
+        "--usage-says-asked", action="store_true", help="usage claims max_tokens, whatever came"
+    )
+    parser.add_argument("--echo-auth", action="store_true", help="a 401 echoes Authorization")
     return parser
 
 

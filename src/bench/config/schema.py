@@ -409,7 +409,7 @@ def cell_from_dict(d: dict[str, Any]) -> CellConfig:
 # The keys of the root config besides the config groups' (conf/config.yaml), and of the
 # sections that are not groups: a grid file or a `+key=` that adds any other key is a typo.
 ROOT_SECTIONS = {
-    "sla": {"p99_ms", "ttft_ms", "tpot_ms"},
+    "sla": {"p99_ms", "ttft_ms", "tpot_ms", "max_failed_share"},
     "fit": {"margin", "partitions", "params", "lbme_gb"},
     "plan": {"cell_overhead_s"},
     "slo": set(SLO_KEYS),
@@ -464,6 +464,10 @@ def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
         )
     for key in ("p99_ms", "ttft_ms", "tpot_ms"):
         _optional_positive(f"sla.{key}", (cfg.get("sla") or {}).get(key))
+    failed = (cfg.get("sla") or {}).get("max_failed_share", 0.0)
+    require(
+        finite(failed) and 0 <= failed <= 1, "sla.max_failed_share", failed, "must be from 0 to 1"
+    )
     slo_from_dict(cfg.get("slo"))
     fit = cfg.get("fit") or {}
     margin = fit.get("margin")

@@ -19,8 +19,10 @@ endpoint studies were.
   (`http.client`, stdlib); the client's own cost per request with a server that answers at
   once is measured by `benchmarks/http_client_overhead.py` (docs/engines.md).
 - A request that gets an HTTP error, breaks off or passes its timeout (the scenario's
-  `request_timeout_s`, else `timeout_s`) is a failed request: counted in the row's `errors`
-  and per ramp stage, left out of the latency figures, so a ramp finds the first failure.
+  `request_timeout_s`, else `timeout_s`, from send to the last byte: each read waits only
+  for the time left) is a failed request: counted in the row's `errors` and `failed_share`
+  and per ramp stage, flagged in `percentile_flags`, left out of the latency figures, so a
+  ramp finds the first failure.
 - Server mode (`server_command`): the cell starts the server itself (`{port}`, `{checkpoint}`,
   `{model}` and `{python}`, the cell's own interpreter, are filled in; the checkpoint is
   built from config like every engine's), polls `health_path` until it answers 200, and
@@ -117,6 +119,42 @@ class HttpError(RuntimeError):
 
 class UsageMismatch(RuntimeError):
     """The server generated another number of tokens than asked for."""
+
+
+class RequestTimeout(TimeoutError):
+    """No complete answer within the request's timeout, counted from the send to its last
+    byte: a socket's own timeout bounds each read alone, so a server trickling a byte a
+    second would never trip it."""
+
+
+class Deadline:
+    """One request's deadline: each blocking read gets the time left as its socket timeout,
+    and a read that begins after the deadline fails the request at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.perf_counter() + seconds
+
+    def arm(self, connection: http.client.HTTPConnection) -> None:
+        left = self.at - time.perf_counter()
+        if left <= 0:
+            raise RequestTimeout(f"no complete answer within {self.seconds:g} s")
+        if connection.sock is not None:
+            connection.sock.settimeout(left)
+
+    def read_all(
+        self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> bytes:
+        """The whole body, a read at a time, each under the time left."""
+        parts = []
+        while True:
+            self.arm(connection)
+            if not (part := response.read1(BODY_READ)):
+                return b"".join(parts)
+            parts.append(part)
+
+
+BODY_READ = 1 << 16  # bytes a non-streamed body is read by, each read under the deadline
 
 
 def check_extra_json(text: str) -> None:
@@ -470,18 +508,25 @@ class HttpEngine(Engine):
             "embeddings": "/v1/embeddings",
         }[self.options.api]
 
-    def _post(self, body: bytes, stream: bool) -> http.client.HTTPResponse:
+    def _post(
+        self, body: bytes, stream: bool, deadline: Deadline
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         connection = self._connection(self.timeout_s)
         kind = {"Content-Type": "application/json"}
         if stream:
             kind["Accept"] = "text/event-stream"
+        deadline.arm(connection)
         connection.request("POST", self.url.path + self._path(), body, self._headers(**kind))
-        return connection.getresponse()
+        return connection, connection.getresponse()
 
     def infer(self, batch: bytes) -> Any:
+        deadline = Deadline(self.timeout_s)
         try:
-            response = self._post(batch, stream=False)
-            status, data = response.status, response.read()
+            connection, response = self._post(batch, stream=False, deadline=deadline)
+            status, data = response.status, deadline.read_all(connection, response)
+        except TimeoutError as exc:
+            self._drop_connection()
+            raise RequestTimeout(f"no complete answer within {self.timeout_s:g} s") from exc
         except Exception:
             self._drop_connection()
             raise
@@ -513,11 +558,16 @@ class HttpEngine(Engine):
             )
             self._check_count(reply, new_tokens * prompts, None)
             return reply
+        deadline = Deadline(self.timeout_s)
         try:
-            response = self._post(batch, stream=True)
+            connection, response = self._post(batch, stream=True, deadline=deadline)
             if response.status != 200:
-                raise HttpError(f"HTTP {response.status}: {response.read()[:200]!r}")
-            stream = self._read_events(response)
+                data = deadline.read_all(connection, response)
+                raise HttpError(f"HTTP {response.status}: {data[:200]!r}")
+            stream = self._read_events(connection, response, deadline)
+        except TimeoutError as exc:
+            self._drop_connection()
+            raise RequestTimeout(f"no complete answer within {self.timeout_s:g} s") from exc
         except Exception:
             self._drop_connection()
             raise
@@ -530,16 +580,24 @@ class HttpEngine(Engine):
             input_tokens=usage.get("prompt_tokens"),
             answer=tuple(stream.ids) if stream.ids else "".join(stream.text),
         )
-        self._check_count(reply, new_tokens * prompts, stream.counted if stream.exact else None)
+        self._check_count(reply, new_tokens * prompts, stream)
         return reply
 
     def _prompt_count(self, batch: bytes) -> int:
         """Prompts in a body: the batch's sequences (chat: one conversation)."""
         return 1 if self.options.api == "chat" else self.cell.batch_size
 
-    def _read_events(self, response: http.client.HTTPResponse) -> Streamed:
+    def _read_events(
+        self,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        deadline: Deadline,
+    ) -> Streamed:
         got = Streamed()
-        while line := response.readline():
+        while True:
+            deadline.arm(connection)
+            if not (line := response.readline()):
+                break
             if not line.startswith(b"data:"):
                 continue
             data = line[5:].strip()
@@ -549,15 +607,17 @@ class HttpEngine(Engine):
             got.usage = event.get("usage") or got.usage
             for choice in event.get("choices") or ():
                 got.add(choice)
-        response.read()  # the rest of the chunked body, so the connection can be reused
+        deadline.read_all(connection, response)  # the rest, so the connection can be reused
         if not got.times:
             raise HttpError("the stream carried no token")
         return got
 
-    def _check_count(self, reply: Reply, asked: int, streamed: int | None) -> None:
+    def _check_count(self, reply: Reply, asked: int, stream: Streamed | None) -> None:
         """A reply whose token count differs from what was asked fails the request (with
         check_usage; else the row counts it in token_mismatches), and so does usage that
-        claims another count than the stream's token ids carried."""
+        claims another count than the stream carried: its token ids, or its chunks (one token
+        each, as vLLM, SGLang and TGI stream by default; a server that packs several per chunk
+        times its tokens by chunk too, so its TPOT would be wrong as well)."""
         if not self.options.check_usage:
             return
         got = reply.output_tokens
@@ -566,8 +626,15 @@ class HttpEngine(Engine):
                 f"the server generated {got} tokens ({reply.token_source}), {asked} were asked "
                 "for (engine.check_usage=false counts them in token_mismatches instead)"
             )
-        if streamed is not None and got is not None and streamed != got:
-            raise UsageMismatch(f"usage says {got} tokens, the stream carried {streamed}")
+        if stream is None or got is None or stream.counted == got:
+            return
+        if stream.exact:
+            raise UsageMismatch(f"usage says {got} tokens, the stream carried {stream.counted}")
+        raise UsageMismatch(
+            f"usage says {got} tokens, the stream carried {stream.counted} chunks of text (one "
+            "token each expected; a server that packs several per chunk needs "
+            "engine.check_usage=false, and its TPOT is per chunk)"
+        )
 
 
 class Streamed:

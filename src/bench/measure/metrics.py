@@ -167,9 +167,23 @@ def open_loop_summary(result: LoadResult) -> dict[str, Any]:
     }
 
 
+def failed_share(result: LoadResult) -> float:
+    """Failed requests over all requests sent in the window (ok + failed)."""
+    sent = result.n + result.errors
+    return result.errors / sent if sent else 0.0
+
+
 def _with_dropped(flags: str | None, result: LoadResult) -> str | None:
-    """The sample-count flags, plus a warning when an overloaded open loop dropped arrivals:
-    the longest waits are then missing from every percentile."""
+    """The sample-count flags, plus a warning when an overloaded open loop dropped arrivals
+    (the longest waits are then missing from every percentile) or when requests failed (the
+    percentiles are of those that succeeded: a failure has no latency to rank)."""
+    if result.errors:
+        share = failed_share(result)
+        failed = (
+            f"{result.errors} of {result.n + result.errors} requests failed ({share:.1%}): "
+            f"the percentiles are of the {result.n} that succeeded"
+        )
+        flags = f"{flags}; {failed}" if flags else failed
     if result.dropped:
         dropped = (
             f"{result.dropped} arrivals dropped unsent (overload): the percentiles "
@@ -204,6 +218,7 @@ def summarize(result: LoadResult, cell: CellConfig) -> dict[str, Any]:
     return {
         "n": result.n,
         "errors": result.errors,
+        "failed_share": failed_share(result),
         "request_errors": result.failure_text(),
         "warmup_n": result.warmup_n,
         "window_s": result.window_s,

@@ -41,18 +41,21 @@ FIGURES_COLUMNS = [
 GENERATION_COLUMNS = ["ttft_ms_p99", "tpot_ms_p99", "usd_per_million_output_tokens"]
 
 
-SLA_KEYS = ("p99_ms", "ttft_ms", "tpot_ms")  # the root config's sla.* keys
+SLA_KEYS = ("p99_ms", "ttft_ms", "tpot_ms", "max_failed_share")  # the root config's sla.* keys
+MAX_FAILED_SHARE = 0.001  # conf/config.yaml's sla.max_failed_share
 
 
 @dataclass(frozen=True)
 class Sla:
     """The targets a recommendation meets (None: no target). P99 request latency is judged on
     the upper end of its interval; TTFT and TPOT (generation rows only: an encoder has none)
-    on their P99 estimates, which carry no interval."""
+    on their P99 estimates, which carry no interval. A row whose failed requests are over
+    `max_failed_share` meets none: its percentiles rank only the requests that succeeded."""
 
     p99_ms: float | None = None
     ttft_ms: float | None = None
     tpot_ms: float | None = None
+    max_failed_share: float | None = MAX_FAILED_SHARE
 
     def __str__(self) -> str:
         parts = [
@@ -71,6 +74,13 @@ class Sla:
 def as_sla(target: Sla | float | None) -> Sla:
     """A bare number is a P99 target."""
     return target if isinstance(target, Sla) else Sla(p99_ms=target)
+
+
+def failed_over(frame: pd.DataFrame, sla: Sla) -> pd.Series:
+    """Rows whose share of failed requests is over the SLA's (rows from before the column: 0)."""
+    if sla.max_failed_share is None or "failed_share" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["failed_share"].astype(float).fillna(0.0) > sla.max_failed_share
 
 
 def shown_columns(frame: pd.DataFrame) -> list[str]:
@@ -106,7 +116,7 @@ def meets_sla(frame: pd.DataFrame, target: Sla | float) -> pd.Series:
     and can only ever be a provisional recommendation (see `standing`). A TTFT or TPOT target
     holds a generation row to its P99 TTFT / TPOT; rows without tokens are not held to it."""
     sla = as_sla(target)
-    met = pd.Series(True, index=frame.index)
+    met = ~failed_over(frame, sla)
     if sla.p99_ms is not None:
         met &= _p99_upper(frame) <= sla.p99_ms
     for column, limit in (("ttft_ms_p99", sla.ttft_ms), ("tpot_ms_p99", sla.tpot_ms)):
@@ -136,8 +146,7 @@ def recommend(frame: pd.DataFrame, p99_ms: Sla | float | None) -> pd.DataFrame:
     sla = as_sla(p99_ms)
     frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
-    if sla.is_set():
-        ok = ok[meets_sla(ok, sla)]
+    ok = ok[meets_sla(ok, sla)]  # without a latency target: the failed-request share alone
     columns = CONFIG_COLUMNS + shown_columns(frame) + ["standing"]
     if ok.empty:
         return ok.assign(standing=pd.Series(dtype=str))[columns]
@@ -163,12 +172,16 @@ def nearest_misses(frame: pd.DataFrame, p99_ms: Sla | float) -> pd.DataFrame:
     closest = rest.loc[rest.groupby("model")["_upper"].idxmin()]
     target = sla.p99_ms
     over = closest["_upper"] - target if target is not None else closest["_upper"] * float("nan")
+    failing = failed_over(closest, sla)
     closest = closest.assign(
         misses_by_ms=over.round(3),
         misses_by=(over / (target or 1)).map(
             lambda share: "" if pd.isna(share) else f"+{share:.0%}" if share > 0 else "TTFT/TPOT"
         ),
     )
+    if failing.any():  # its latency may be fine: the requests that failed are not in it
+        shares = closest.loc[failing, "failed_share"].astype(float)
+        closest.loc[failing, "misses_by"] = shares.map(lambda s: f"failed {s:.1%}")
     columns = [*CONFIG_COLUMNS, *shown_columns(frame), "misses_by_ms", "misses_by"]
     return closest[columns].reset_index(drop=True)
 
@@ -459,7 +472,9 @@ def build_report(
             "P99 interval and stability `stable` (`recommended`); a model with no such row gets "
             "its cheapest row that meets it on the estimate alone, marked `provisional` with why. "
             "TTFT and TPOT targets hold generation rows to their P99 estimates (no interval); "
-            "the star on each throughput plot is this row:"
+            f"a row whose failed requests are over {target.max_failed_share or 0:.2%} of those "
+            "sent (sla.max_failed_share) is never chosen; the star on each throughput plot is "
+            "this row:"
         ),
         Table(recommendations),
         Heading("Pareto front: P99 latency vs cost"),

@@ -14,7 +14,7 @@ import pyarrow as pa
 from bench.measure.scenarios import scenario_columns
 from bench.measure.workloads import workload_columns
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
@@ -33,7 +33,9 @@ SCHEMA_VERSION = 11
 # server_input_tokens_*, output_tokens_asked_*, output_tokens_*, token_source,
 # token_mismatches), goodput under per-request SLOs (slo, slo_*_met_share, goodput_per_s);
 # samples carry each request's counts and turn; the server's own metrics (server_*), the
-# client's health (client_limited, client_cpus_mean); sla_search's columns
+# client's health (client_limited, client_cpus_mean); sla_search's columns; 12: failed_share
+# (a failed request is flagged in percentile_flags, and report recommends no cell over
+# sla.max_failed_share)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -102,6 +104,12 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         "stages_done | first_failure (ramp) | schedule_done (open loop)",
     ),
     ("errors", pa.int64(), "requests that raised (ramp and open loop count them and go on)"),
+    (
+        "failed_share",
+        pa.float64(),
+        "failed requests / requests sent in the window; `report` recommends none over "
+        "sla.max_failed_share",
+    ),
     (
         "request_errors",
         pa.string(),
