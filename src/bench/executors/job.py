@@ -18,6 +18,7 @@ from bench.measure import progress
 from bench.measure.runner import CellResult, run_cell
 from bench.plan.feasibility import planner_warnings
 from bench.plan.manifest import Plan, manifest_location, read_manifest
+from bench.results.collect import collected_files
 from bench.results.store import Store, SweepPaths, row_file
 
 
@@ -40,25 +41,40 @@ def save_result(store: Store, result: CellResult) -> None:
     )
 
 
-def _statuses(store: Store, row_files: list[str]) -> dict[str, set[str]]:
-    """The statuses of the attempts these row files hold, per cell: from the name, or (files
-    of the older one-row-per-cell layout) from the file; an unreadable file holds none."""
+def _statuses(
+    store: Store, row_files: list[str], read_before: set[str] = frozenset()
+) -> dict[str, set[str]]:
+    """The statuses of the attempts these row files hold, per cell: from the name, except
+    that an ok name counts only when the file reads as an ok row (a truncated file named ok
+    would otherwise stand for a row forever, and the cell never re-run) unless it is in
+    `read_before`; files of the older one-row-per-cell layout, from the file. An unreadable
+    file holds none (collect names it)."""
     found: dict[str, set[str]] = {}
     for path in row_files:
         parsed = row_file(path)
         status = parsed.status
-        if status is None:
-            try:
-                status = store.read_table(path).column("status")[0].as_py()
-            except Exception:  # an unreadable file is no ok row; collect names it
+        if status is None or (status == "ok" and path not in read_before):
+            status = _status_in(store, path)
+            if status is None:
                 continue
         found.setdefault(parsed.cell_id, set()).add(str(status))
     return found
 
 
+def _status_in(store: Store, path: str) -> str | None:
+    """The status a row file holds, or None when it cannot be read as a row."""
+    try:
+        column = store.read_table(path).column("status")
+        return str(column[0].as_py()) if len(column) else None
+    except Exception:  # torn, truncated or foreign: no row
+        return None
+
+
 def cell_statuses(store: Store, sweep_id: str) -> dict[str, set[str]]:
-    """The statuses of every attempt of every cell, from one listing."""
-    return _statuses(store, store.list_tree(SweepPaths(sweep_id).cells_dir, ".parquet"))
+    """The statuses of every attempt of every cell, from one listing. An ok row file counts
+    only once read: those an earlier collect read, unchanged since, are taken as read."""
+    versions = store.list_versions(SweepPaths(sweep_id).cells_dir, ".parquet")
+    return _statuses(store, sorted(versions), collected_files(store, sweep_id, versions))
 
 
 def has_ok_row(store: Store, sweep_id: str, cell_id: str) -> bool:

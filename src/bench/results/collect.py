@@ -30,9 +30,11 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from bench.results.schema import ROW_SCHEMA, conform
 from bench.results.store import Store, SweepPaths, manifest_json
+from bench.results.store_base import StoreError
 
 SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
 FILE_COLUMN = "__bench_file"
@@ -214,15 +216,15 @@ def _expected_cells(store: Store, sweep_id: str) -> list[str]:
 
 
 def _cached_rows(
-    store: Store, paths: SweepPaths, versions: dict[str, str]
+    data: bytes | None, versions: dict[str, str]
 ) -> tuple[pl.DataFrame | None, bool]:
     """(the rows an earlier collect read from files still here and unchanged, whether it held
-    any other); None when there is no usable cache (none yet, another schema version,
-    unreadable: it is rebuilt)."""
+    any other), from the cache's bytes; None when there is no usable cache (none yet,
+    another schema version, unreadable: it is rebuilt)."""
+    if data is None:
+        return None, False
     try:
-        if not store.exists(paths.collected_rows):
-            return None, False
-        cached = pl.read_parquet(io.BytesIO(store.read_bytes(paths.collected_rows)))
+        cached = pl.read_parquet(io.BytesIO(data))
     except Exception:  # a torn or foreign cache costs a full read, never a wrong row
         return None, False
     if cached.schema != _cache_schema():
@@ -233,6 +235,22 @@ def _cached_rows(
     )
     kept = cached.join(current, on=[FILE_COLUMN, VERSION_COLUMN], how="semi", maintain_order="left")
     return kept, kept.height < cached.height
+
+
+def collected_files(store: Store, sweep_id: str, versions: dict[str, str]) -> set[str]:
+    """The row files an earlier collect read as rows, unchanged since (`versions`: the
+    current listing); empty without a readable cache."""
+    paths = SweepPaths(sweep_id)
+    try:
+        if not store.exists(paths.collected_rows):
+            return set()
+        cached = pl.read_parquet(
+            io.BytesIO(store.read_bytes(paths.collected_rows)),
+            columns=[FILE_COLUMN, VERSION_COLUMN],
+        )
+    except Exception:  # a torn or foreign cache: every ok file is read instead
+        return set()
+    return {f for f, v in cached.iter_rows() if versions.get(f) == v}
 
 
 def _arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -248,10 +266,61 @@ CACHE_SCHEMA = ROW_SCHEMA.append(pa.field(FILE_COLUMN, pa.string())).append(
 def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = True) -> Collected:
     """Aggregate a sweep's cell rows and write `<sweep_id>/aggregated.parquet` (unless not
     `write`: `bench status` only reads). Rows read before are taken from the collected-rows
-    cache when their file is unchanged; only new or rewritten files are decoded."""
+    cache when their file is unchanged; only new or rewritten files are decoded.
+
+    Two collects of one sweep may run at once (a user's and a sweep's, on S3 a cold one
+    takes a minute). Each writes the cache and the aggregate only if they are still what it
+    found when it began (compare-and-swap on their versions); one that finds them changed
+    reads again, so a slower collect that began earlier never writes over a newer aggregate."""
+    paths = SweepPaths(sweep_id)
+    for _ in range(COLLECT_TRIES):
+        cache_data, cache_version = _read_versioned(store, paths.collected_rows)
+        found = {
+            paths.collected_rows: cache_version,
+            paths.aggregated: _read_versioned(store, paths.aggregated)[1] if write else None,
+        }
+        collected, cache = _collect_once(store, sweep_id, strict, cache_data)
+        if not write:
+            return collected
+        if cache is not None and not _swap(store, paths.collected_rows, cache, found):
+            continue
+        if _swap(store, paths.aggregated, collected.table, found):
+            return collected
+    raise StoreError(
+        f"{store.uri(paths.aggregated)} kept changing while this collect ran "
+        f"({COLLECT_TRIES} tries): another collect is writing it; its rows are safe in "
+        "cells/, run collect again"
+    )
+
+
+COLLECT_TRIES = 5
+
+
+def _read_versioned(store: Store, rel: str) -> tuple[bytes | None, str | None]:
+    try:
+        return store.read_versioned(rel)
+    except FileNotFoundError:
+        return None, None
+
+
+def _swap(store: Store, rel: str, table: pa.Table, found: dict[str, str | None]) -> bool:
+    """Write `table` at `rel` if it is still the version `found` there (absent: create it)."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    data = buffer.getvalue()
+    if found[rel] is None:
+        return store.create(rel, data)
+    return store.replace_if(rel, data, found[rel])
+
+
+def _collect_once(
+    store: Store, sweep_id: str, strict: bool, cache_data: bytes | None
+) -> tuple[Collected, pa.Table | None]:
+    """The aggregate from one listing (and the collected-rows cache's bytes), and the cache
+    to write (None: it holds nothing new)."""
     paths = SweepPaths(sweep_id)
     versions = store.list_versions(paths.cells_dir, ".parquet")
-    cached, dropped = _cached_rows(store, paths, versions)
+    cached, dropped = _cached_rows(cache_data, versions)
     seen = set(cached[FILE_COLUMN].to_list()) if cached is not None else set()
     frames, unreadable = ([cached] if cached is not None else []), []
     new_files = sorted(f for f in versions if f not in seen)
@@ -262,18 +331,14 @@ def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = Tru
         path, error = unreadable[0]
         raise UnreadableCellFile(f"{store.uri(path)}: {error}")
     rows = pl.concat(frames) if frames else pl.DataFrame(schema=_cache_schema())
-    if write and (cached is None or dropped or rows.height > cached.height):
-        store.write_table(paths.collected_rows, _arrow(rows, CACHE_SCHEMA))
+    changed = cached is None or dropped or rows.height > cached.height
     best, superseded = _best_per_cell(rows)
     best = best.sort(["cell_index", "cell_id"], nulls_last=True, maintain_order=True)
     table = _arrow(best, ROW_SCHEMA)
-    if write:
-        store.write_table(paths.aggregated, table)
-
     expected = _expected_cells(store, sweep_id)
     present = set(best["cell_id"].to_list())
     statuses = best.select("cell_id", "status").iter_rows()
-    return Collected(
+    collected = Collected(
         table=table,
         expected=expected,
         missing=[cell_id for cell_id in expected if cell_id not in present],
@@ -281,6 +346,7 @@ def collect(store: Store, sweep_id: str, strict: bool = False, write: bool = Tru
         unreadable=unreadable,
         superseded=superseded,
     )
+    return collected, _arrow(rows, CACHE_SCHEMA) if changed else None
 
 
 SUMMARY_COLUMNS = {

@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from typing import Any
 
 from bench.config.checks import ConfigError
 from bench.results.store_base import Store, StoreError
+
+SWAP_STALE_S = 30.0  # a compare-and-swap marker older than this was left by a killed taker
 
 _UMASK: list[int] = []
 _UMASK_LOCK = threading.Lock()
@@ -117,7 +120,9 @@ class LocalStore(Store):
         # that gets it re-reads before replacing, so a taker that comes later sees the new
         # content and backs off. (A lease's content names its taker, so versions differ.)
         marker = f"{rel}.{version[:16]}.swap"
-        if not self.create(marker, b""):
+        if not self.create(marker, b"") and not (
+            self._stale_marker(marker) and self.create(marker, b"")
+        ):
             return False
         try:
             try:
@@ -130,6 +135,18 @@ class LocalStore(Store):
             return True
         finally:
             self.delete(marker)
+
+    def _stale_marker(self, marker: str) -> bool:
+        """Remove a swap marker older than SWAP_STALE_S: its taker was killed between taking
+        and deleting it (a swap takes milliseconds), and would block that version forever."""
+        try:
+            age = time.time() - (self.root / marker).stat().st_mtime
+        except FileNotFoundError:
+            return True  # gone meanwhile: try again
+        if age < SWAP_STALE_S:
+            return False
+        self.delete(marker)
+        return True
 
     def read_bytes(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
