@@ -121,7 +121,14 @@ def _sweep(args: argparse.Namespace) -> int:
     print(summary_text(collected))
     aggregated = open_store(plan.store_root).uri(SweepPaths(plan.sweep_id).aggregated)
     print(f"aggregated: {aggregated}")
-    return EXIT_CELL_FAILED if collected.failed or collected.missing else EXIT_OK
+    if collected.failed_now:
+        print(
+            f"{len(collected.failed_now)} cells failed or timed out in this run (an earlier ok "
+            f"row stands for any that had one): {', '.join(collected.failed_now[:10])}"
+            + (" ..." if len(collected.failed_now) > 10 else "")
+        )
+    failed = collected.failed or collected.missing or collected.failed_now
+    return EXIT_CELL_FAILED if failed else EXIT_OK
 
 
 def _printable(row: dict[str, Any]) -> str:

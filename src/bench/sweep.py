@@ -21,7 +21,7 @@ from bench.measure.progress import CLEAR_LINE
 from bench.measure.runner import CellResult, failure_row, unsupported_row
 from bench.plan.feasibility import decide
 from bench.plan.manifest import Plan, write_manifest
-from bench.results.collect import Collected, collect
+from bench.results.collect import NOT_OK_FAILURES, Collected, collect
 from bench.results.store import Store, SweepPaths, manifest_json, open_store
 
 PLANNER_ATTEMPT = "planner"  # the attempt id of rows the planner writes (nothing was run)
@@ -189,19 +189,30 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
         executor.wait(executor.submissions, executor.poll_s)
         print(submissions_table(executor.describe(executor.submissions)), file=stream)
     collected = collect(store, plan.sweep_id)
-    if walls and (split := time_split(collected.table, walls)):
+    # this run's attempts: the aggregate keeps each cell's best row, which may be older
+    attempts = {h.cell_id: h.job_id for h in handles if h.job_id and executor.synchronous}
+    collected.failed_now = sorted(
+        h.cell_id for h in handles if executor.synchronous and h.state in NOT_OK_FAILURES
+    )
+    if walls and (split := time_split(collected.table, walls, attempts)):
         print(split, file=stream, flush=True)
     return collected
 
 
-def time_split(table: pa.Table, walls: dict[str, float]) -> str | None:
+def time_split(
+    table: pa.Table, walls: dict[str, float], attempts: dict[str, str] | None = None
+) -> str | None:
     """Where the cells' wall time went: the measured windows against imports, loading and the
     rest (process start, checkpoint, warmup, summarising, writing), over the ok cells this
-    sweep ran; None when it ran none."""
+    sweep ran (`attempts`: this run's attempt per cell; a cell whose row in the aggregate is
+    an older attempt's is not counted); None when it ran none."""
+    columns = ["cell_id", "attempt_id", "status", "window_s", "import_s", "load_s"]
     ok = [
         row
-        for row in table.select(["cell_id", "status", "window_s", "import_s", "load_s"]).to_pylist()
-        if row["cell_id"] in walls and row["status"] == "ok"
+        for row in table.select(columns).to_pylist()
+        if row["cell_id"] in walls
+        and row["status"] == "ok"
+        and (attempts is None or attempts.get(row["cell_id"]) == row["attempt_id"])
     ]
     wall = sum(walls[row["cell_id"]] for row in ok)
     if not ok or wall <= 0:

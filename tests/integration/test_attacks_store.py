@@ -72,3 +72,17 @@ def test_a_slower_collect_never_writes_over_a_newer_aggregate(
     assert raced
     rows = aggregate(tmp_path, "race")
     assert sorted(rows["status"]) == ["ok", "ok"], rows[["cell_id", "status"]]
+
+
+def test_a_forced_rerun_that_fails_every_cell_says_so(tmp_path: Path) -> None:
+    sweep(tmp_path, "sweep_id=forced", "grid.axes.threads=[1,2]")
+    proc = run_cli(
+        ["sweep", *S, "sweep_id=forced", "grid.axes.threads=[1,2]", "force=true",
+         "executor.timeout_s=0.5"],
+        tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "2 cells failed or timed out in this run" in proc.stdout
+    assert "ok cells" not in proc.stderr  # no time split taken from the older rows
+    # the older ok rows still stand: no row is overwritten by a worse one
+    assert sorted(aggregate(tmp_path, "forced")["status"]) == ["ok", "ok"]

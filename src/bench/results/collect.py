@@ -57,6 +57,9 @@ class Collected:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, error)
     # attempts that are not their cell's row in the aggregate: (cell_id, attempt_id, status)
     superseded: list[tuple[str, str, str]] = field(default_factory=list)
+    # cells whose attempt in the sweep that collected failed or timed out (set by the sweep;
+    # an older ok row may still stand for them in the aggregate)
+    failed_now: list[str] = field(default_factory=list)
 
 
 class UnreadableCellFile(RuntimeError):
