@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,6 @@ EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 VERBS_WITH_OVERRIDES = (
     "sweep", "run", "plan", "fit", "report", "status", "collect", "ls", "compare", "capacity"
 )  # fmt: skip
-_USER_INFO = re.compile(r"(?<=://)[^/@\s\"']+@")  # user:password@ in a URL
 
 VERBS_HELP = {
     "sweep": "expand +grid=NAME into cells, run them (local: a subprocess each), collect",
@@ -624,8 +622,11 @@ HANDLERS = {
 
 
 def redact(text: str) -> str:
-    """A message with any URL's user-info (user:password@) blanked: errors echo endpoints."""
-    return _USER_INFO.sub("***@", text)
+    """A message with the secrets bench holds masked (bench.config.secrets): errors echo
+    endpoints, and servers echo headers."""
+    from bench.config.secrets import redact as masked
+
+    return masked(text)
 
 
 GLOBAL_FLAGS = ("--config-dir", "--cfg")
@@ -673,9 +674,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.config.secrets import redact_output
     from bench.executors.base import SubmissionFailed
     from bench.results.collect import UnreadableCellFile
 
+    redact_output()
     try:
         args = _arguments(argv)
     except (ConfigError, UsageError) as exc:

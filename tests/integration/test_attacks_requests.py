@@ -3,11 +3,16 @@ server on loopback: each was once an `ok` row with honest-looking figures."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from bench.measure.runner import run_cell
 from bench.results.report import Sla, recommend
+from tests.conftest import run_cli
 from tests.support.http_cells import http_cell, server_args
 
 
@@ -87,3 +92,50 @@ def test_a_token_count_is_always_checked_against_the_stream(openai_server: str, 
     text = row.get("request_errors") or row.get("error") or ""
     assert said in text, text
     assert not row.get("n")  # not one request's tokens counted as produced
+
+
+SECRET = "sk-user-key-4242424242"
+
+
+def _texts(root: Path) -> Iterator[tuple[Path, str]]:
+    """Every file under `root` as text: Parquet decoded (its pages are compressed), the rest
+    as bytes."""
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        if path.suffix == ".parquet":
+            yield path, pq.read_table(path).to_pandas().to_csv()
+        else:
+            yield path, path.read_bytes().decode(errors="replace")
+
+
+@server_args("--require-token", "the-right-token", "--echo-auth")
+def test_a_401_that_echoes_the_bearer_token_leaks_it_nowhere(
+    openai_server: str, tmp_path: Path
+) -> None:
+    proc = run_cli(
+        [
+            "sweep",
+            "model=opt_tiny",
+            "engine=http",
+            f"engine.url={openai_server}",
+            "engine.api_key_env=BENCH_TEST_BEARER",  # a name that does not say "token"
+            "scenario.min_duration_s=1",
+            "scenario.max_duration_s=2",
+            "scenario.min_requests=5",
+            "sweep_id=leak",
+        ],
+        tmp_path,
+        env={"BENCH_TEST_BEARER": SECRET},
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]  # every request refused: a failed row
+    assert "HTTP 401" in proc.stdout + proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    for command in (["collect", "leak"], ["status", "leak"]):
+        shown = run_cli(command, tmp_path, env={"BENCH_TEST_BEARER": SECRET})
+        assert SECRET not in shown.stdout + shown.stderr, command
+    files = list(_texts(tmp_path / "results"))
+    assert any(p.name == "aggregated.parquet" for p, _ in files)
+    assert any("HTTP 401" in text for _, text in files)
+    leaked = [str(p) for p, text in files if SECRET in text]
+    assert not leaked, leaked

@@ -391,9 +391,15 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
         unknown = set(row) - COLUMN_NAMES
         if unknown:
             raise KeyError(f"not row columns: {sorted(unknown)}")
+    from bench.config.secrets import redact
     from bench.results.arrow import table  # from buffers: a cell never imports pandas
 
-    return table({name: [row.get(name) for row in rows] for name in ROW_SCHEMA.names}, ROW_SCHEMA)
+    def value(row: dict[str, Any], name: str) -> Any:
+        found = row.get(name)
+        return redact(found) if isinstance(found, str) else found  # an error may echo a key
+
+    columns = {name: [value(row, name) for row in rows] for name in ROW_SCHEMA.names}
+    return table(columns, ROW_SCHEMA)
 
 
 def conform(table: pa.Table) -> pa.Table:
