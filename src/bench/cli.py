@@ -469,7 +469,7 @@ def _compare(args: argparse.Namespace) -> int:
     import io
 
     from bench.config.compose import compose_one
-    from bench.results.compare import compare, comparison_text
+    from bench.results.compare import MATCH_KEYS, compare, comparison_text
 
     options, rest = _verb_options(args.overrides, COMPARE_OPTIONS)
     threshold = float(options["threshold"] or 0.0)
@@ -478,6 +478,11 @@ def _compare(args: argparse.Namespace) -> int:
     base_store, base_id, base = _sweep_rows(args.base, root)
     new_store, new_id, new = _sweep_rows(args.new, root)
     result = compare(base_store, base, new_store, new, threshold, float(options["noise"] or 0.0))
+    if result.table.empty:  # neither a pass nor a regression: nothing was compared
+        raise UsageError(
+            f"no ok cells of {args.base} and {args.new} match on {', '.join(MATCH_KEYS)}: "
+            "nothing to compare"
+        )
     buffer = io.BytesIO()
     result.table.to_parquet(buffer, index=False)
     out = f"{new_id}/compared/{base_id}.parquet"

@@ -3,6 +3,7 @@ point out of the store. Cells are the sleep engine's, a second or two each."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -86,3 +87,40 @@ def test_a_forced_rerun_that_fails_every_cell_says_so(tmp_path: Path) -> None:
     assert "ok cells" not in proc.stderr  # no time split taken from the older rows
     # the older ok rows still stand: no row is overwritten by a worse one
     assert sorted(aggregate(tmp_path, "forced")["status"]) == ["ok", "ok"]
+
+
+def test_a_manifest_cell_id_out_of_the_store_is_refused(tmp_path: Path) -> None:
+    sweep(tmp_path, "sweep_id=edited")
+    manifest = tmp_path / "results" / "edited" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["cells"][0]["cell_id"] = "../../../escaped"
+    manifest.write_text(json.dumps(data))
+    before = sorted(p for p in tmp_path.rglob("*"))
+    proc = run_cli(["cell", "--manifest", str(manifest), "--index", "0"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: cell_id=")
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+    # a manifest moved under another sweep's folder is refused too
+    data["cells"][0]["cell_id"] = "fine"
+    other = tmp_path / "results" / "other" / "manifest.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps(data))
+    proc = run_cli(["cell", "--manifest", str(other), "--index", "0"], tmp_path)
+    assert proc.returncode == 2 and "error: sweep_id='edited'" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_an_empty_store_root_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    proc = run_cli(["sweep", *S, "store.root="], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().startswith("error: store.root=")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_of_sweeps_with_no_matching_cells_is_a_usage_error(tmp_path: Path) -> None:
+    sweep(tmp_path, "sweep_id=one", "threads=1")
+    sweep(tmp_path, "sweep_id=two", "threads=2")
+    proc = run_cli(["compare", "one", "two"], tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: no ok cells of one and two match")
+    assert not (tmp_path / "results" / "two" / "compared").exists()

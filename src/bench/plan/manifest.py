@@ -27,6 +27,8 @@ from bench.results.store_base import StoreError
 MANIFEST_VERSION = 1
 ORDERS = ("manifest", "shuffled")
 SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# a cell id names a folder of its own (a file name: at most 255 bytes, less its suffixes)
+CELL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Plan:
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> Plan:
         return cls(
-            sweep_id=manifest["sweep_id"],
+            sweep_id=check_sweep_id(manifest["sweep_id"]),
             grid_name=manifest.get("grid", ""),
             axes=manifest.get("axes", {}),
             store_root=manifest.get("store_root", ""),
@@ -79,8 +81,13 @@ class Plan:
 
 
 def _checked(cell: CellConfig) -> CellConfig:
-    """A manifest's cell whose engine, scenario and workload are registered here and take its
-    options."""
+    """A manifest's cell whose id names a folder of the store (a hand-edited manifest is
+    checked as the command line is) and whose engine, scenario and workload are registered
+    here and take its options."""
+    if not CELL_ID_PATTERN.match(cell.cell_id) or ".." in cell.cell_id:
+        raise ConfigError(
+            "cell_id", cell.cell_id, "use letters, digits, '.', '_' and '-' only (no '..')"
+        )
     check_engine({"name": cell.engine.name, **cell.engine.options})
     if check_scenario(cell.scenario) != cell.scenario:  # the planner kept only its own keys
         raise ConfigError("scenario", cell.scenario.options, "keys of another scenario")
@@ -132,4 +139,9 @@ def read_manifest(store: Store, sweep_id: str) -> Plan:
     manifest = manifest_json(store, sweep_id)
     if manifest is None:
         raise StoreError(f"no manifest at {store.uri(SweepPaths(sweep_id).manifest)}")
-    return Plan.from_manifest(manifest)
+    plan = Plan.from_manifest(manifest)
+    if plan.sweep_id != sweep_id:  # its rows would land in another sweep's folder
+        raise ConfigError(
+            "sweep_id", plan.sweep_id, f"the manifest's folder says {sweep_id}: they must agree"
+        )
+    return plan

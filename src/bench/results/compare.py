@@ -63,6 +63,8 @@ class Comparison:
 
     @property
     def regressions(self) -> pd.DataFrame:
+        if self.table.empty:  # nothing matched: no column to read
+            return self.table
         return self.table[self.table["regression"]]
 
 

@@ -19,9 +19,12 @@ none or replaced where it is still the one its taker read (compare and swap).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 import threading
 import time
@@ -34,6 +37,13 @@ from bench.config.checks import ConfigError
 from bench.results.store_base import Store, StoreError
 
 SWAP_STALE_S = 30.0  # a compare-and-swap marker older than this was left by a killed taker
+
+TEMP_SUFFIX = ".tmp"  # a write's temp file: `.NAME.XXXX.tmp` beside NAME
+# What says this system or filesystem cannot write a file unnamed (O_TMPFILE) or name one
+# through /proc: the write falls back to a named temp file.
+_NO_UNNAMED_FILES = frozenset(
+    {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV, errno.ENOSYS}
+)
 
 _UMASK: list[int] = []
 _UMASK_LOCK = threading.Lock()
@@ -67,7 +77,7 @@ class LocalStore(Store):
     def _staged(self, path: Path, data: bytes) -> str:
         """A complete temp file beside `path` holding `data`, with the user's file mode."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 os.fchmod(handle.fileno(), file_mode())
@@ -79,6 +89,35 @@ class LocalStore(Store):
             raise
         return tmp
 
+    def _write_unnamed(self, path: Path, data: bytes, replace: bool) -> bool | None:
+        """Write through a file that has no name until it is complete (Linux O_TMPFILE), so a
+        process killed while the bytes land leaves nothing behind. It is named `path` where
+        nothing is (True); where something is: False when not `replace`, else it is named
+        beside `path` and renamed over it (that name lives for two system calls; a kill
+        between them leaves a temp file that the sweep's next run removes). None: this
+        system or filesystem has no such files, and nothing was written."""
+        flag = getattr(os, "O_TMPFILE", 0)
+        if not flag:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fd = os.open(".", flag | os.O_WRONLY, file_mode(), dir_fd=folder)
+            except OSError as exc:
+                if exc.errno in _NO_UNNAMED_FILES:
+                    return None
+                raise
+            try:
+                with os.fdopen(fd, "wb", closefd=False) as handle:
+                    handle.write(data)
+                os.fsync(fd)
+                return _name_unnamed(fd, folder, path.name, replace)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(folder)
+
     def _unwritable(self, rel: str, exc: OSError) -> StoreError:
         """A full disk, a read-only folder ...: one line naming the file and the reason."""
         return StoreError(f"cannot write {self.root / rel}: {exc.strerror or exc}")
@@ -86,6 +125,8 @@ class LocalStore(Store):
     def write_bytes(self, rel: str, data: bytes) -> None:
         path = self.root / rel
         try:
+            if self._write_unnamed(path, data, replace=True) is not None:
+                return
             tmp = self._staged(path, data)
             try:
                 os.replace(tmp, path)
@@ -98,6 +139,8 @@ class LocalStore(Store):
     def create(self, rel: str, data: bytes) -> bool:
         path = self.root / rel
         try:
+            if (made := self._write_unnamed(path, data, replace=False)) is not None:
+                return made
             tmp = self._staged(path, data)
         except OSError as exc:
             raise self._unwritable(rel, exc) from exc
@@ -110,6 +153,23 @@ class LocalStore(Store):
             raise self._unwritable(rel, exc) from exc
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    def remove_stale_temp(self, rel_dir: str, older_than_s: float) -> list[str]:
+        """Remove the temp files (`.NAME.XXXX.tmp`) under `rel_dir` older than `older_than_s`
+        (a write takes well under a second): left by writers killed before they renamed them
+        into place. The paths removed, relative to the root."""
+        cutoff = time.time() - older_than_s
+        removed = []
+        for folder, _, names in os.walk(self.root / rel_dir):
+            for name in names:
+                if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+                    continue
+                path = os.path.join(folder, name)
+                with contextlib.suppress(FileNotFoundError):  # its writer finished meanwhile
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed.append(os.path.relpath(path, self.root))
+        return removed
 
     def read_versioned(self, rel: str) -> tuple[bytes, str]:
         data = self.read_bytes(rel)
@@ -212,8 +272,37 @@ class LocalStore(Store):
             raise StoreError(f"store.root={str(self.root)!r}: {nearest} is not writable")
 
 
+def _name_unnamed(fd: int, folder: int, name: str, replace: bool) -> bool | None:
+    """Name the unnamed file `fd` as `name` in `folder` (see LocalStore._write_unnamed)."""
+    source = f"/proc/self/fd/{fd}"  # linked with AT_SYMLINK_FOLLOW: the file itself
+    try:
+        os.link(source, name, dst_dir_fd=folder)
+        return True
+    except FileExistsError:
+        if not replace:
+            return False
+    except OSError as exc:
+        if exc.errno in _NO_UNNAMED_FILES:
+            return None
+        raise
+    tmp = f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    os.link(source, tmp, dst_dir_fd=folder)
+    try:
+        os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=folder)
+        raise
+    return True
+
+
 def open_store(root: str) -> Store:
     """The store for a root URI: a local folder (plain path or file://) or s3://bucket/prefix."""
+    if not str(root).strip() or str(root).strip() in ("file://", "s3://"):
+        # an empty root would be the current folder: results scattered where the command ran
+        raise ConfigError(
+            "store.root", root, "give a folder, file://PATH or s3://BUCKET/prefix (not empty)"
+        )
     scheme = root.split("://", 1)[0] if "://" in root else "file"
     if scheme == "file":
         return LocalStore(root)
