@@ -132,6 +132,27 @@ def test_cells_run_inside_the_image_through_the_batch_path(
     assert generated["tokens_per_s"] > 0
 
 
+# What each image must import (containers/README.md's table): its engines' libraries.
+IMPORTS = {
+    "hf": ("torch", "transformers", "accelerate", "bitsandbytes", "bench"),
+    "deepspeed": ("torch", "transformers", "deepspeed", "bench"),
+}
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_each_image_imports_what_its_engines_need(name, built_images) -> None:
+    modules = IMPORTS[name]
+    code = f"import importlib; [importlib.import_module(m) for m in {modules!r}]; print('ok')"
+    done = subprocess.run(
+        ["podman", "run", "--rm", "--entrypoint", "python", built_images[name], "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def slurm_env(tmp_path_factory: pytest.TempPathFactory):
     """A one-node Slurm cluster started for this module (tests/support/slurm_cluster.py)."""
