@@ -110,7 +110,8 @@ def test_a_forced_rerun_that_fails_keeps_the_ok_row(conf_copy: Path, tmp_path: P
     rerun = _sweep(tmp_path, "force=true", "executor.timeout_s=0.5")
     _, err = rerun.communicate(timeout=300)
     assert err.count("] timeout ") == 4, err
-    assert rerun.returncode == 0, err  # every cell still has its ok row
+    # this run failed every cell (exit 1, named), while every cell keeps its ok row
+    assert rerun.returncode == 1, err
 
     collect = _bench(tmp_path, "collect", "conc")
     frame = pd.read_parquet(tmp_path / "results" / "conc" / "aggregated.parquet")

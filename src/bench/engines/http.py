@@ -28,7 +28,10 @@ endpoint studies were.
   built from config like every engine's), polls `health_path` until it answers 200, and
   `load_s` is that time to healthy. After measuring it stops the server (SIGTERM, then
   SIGKILL after 30 s) and the row records its exit code; its output goes to the cell's
-  stderr, so to the cell's log.
+  stderr, so to the cell's log. The server leads a process group of its own in the cell's
+  session (bench.measure.process_groups): stopped with its workers on every way out of the
+  cell (close() after a failure, Ctrl-C or SIGTERM), ended by the executor with the cell's
+  session when the cell is killed, and sent SIGTERM by the kernel when the cell dies.
 - A chunk that carries its token ids (vLLM's `return_token_ids`) stamps each of them at its
   arrival; one without is taken for one token, as vLLM and TGI usually stream them (a server
   that packs several tokens into such a chunk gives a TPOT per chunk; its usage still counts
@@ -46,7 +49,6 @@ import json
 import math
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +58,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from bench.config import secrets
 from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig
 from bench.config.tasks import task_of, token_prompts
@@ -71,6 +74,7 @@ from bench.engines.base import (
     Reply,
     words_for,
 )
+from bench.measure.process_groups import start_group, stop_group
 
 APIS = ("completions", "chat", "embeddings")
 STOP_GRACE_S = 30.0
@@ -288,6 +292,8 @@ class HttpEngine(Engine):
         self.server_exit: int | None = None
         self.url = api_root(self.options.url)
         self.timeout_s = cell.scenario.request_timeout_s or self.options.timeout_s
+        if self.options.api_key_env:  # masked wherever an error or a log line quotes it
+            secrets.register(os.environ.get(self.options.api_key_env))
 
     # -- the server (server mode) ----------------------------------------------------------
     def prepare(self) -> PrepareInfo:
@@ -311,9 +317,9 @@ class HttpEngine(Engine):
         }
         command = shlex.split(self.options.server_command.format(**fields))
         sys.stderr.flush()  # the server writes to the cell's stderr: its log
-        self.server = subprocess.Popen(
-            command, stdout=sys.stderr.fileno(), stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # a group of its own in the cell's session: stopped with all its workers by one
+        # signal, and found by the executor's sweep of the session if the cell never stops it
+        self.server = start_group(command, stdout=sys.stderr.fileno(), stderr=subprocess.STDOUT)
         self.url = self.url._replace(netloc=f"127.0.0.1:{port}")
 
     def _wait_healthy(self, limit_s: float, any_answer: bool) -> None:
@@ -379,18 +385,12 @@ class HttpEngine(Engine):
         return facts
 
     def stop_server(self) -> int | None:
-        """SIGTERM the server's process group, SIGKILL after a grace period; its exit code."""
-        server, self.server = self.server, None
-        if server is None:
-            return self.server_exit
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-        self.server_exit = server.returncode
+        """SIGTERM the server's process group, SIGKILL after a grace period; its exit code.
+        Forgotten only once stopped: a stop cut short (SIGTERM to the cell) is done again by
+        close()."""
+        if self.server is not None:
+            self.server_exit = stop_group(self.server, STOP_GRACE_S)
+            self.server = None
         return self.server_exit
 
     def metrics_url(self) -> str | None:

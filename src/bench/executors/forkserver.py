@@ -14,8 +14,11 @@ imported); the measurement is the same (benchmarks/fidelity.py --forked checks i
 Protocol (JSON lines): the server prints {"ready": true, "import_s": ...} once its imports are
 done; for each request {"argv", "env", "log"} on its stdin it forks, answers {"pid": N}, waits
 for the child and answers {"exit": code} (negative: the signal that ended it). One cell at a
-time: the local executor runs cells one after another. The executor kills a cell past its
-timeout by its pid; the server, its parent, reaps it.
+time: the local executor runs cells one after another. Each forked cell leads a session of
+its own (its pid is its group id): the executor stops a cell past its timeout, or when the
+sweep is interrupted, through its group and sweeps its session (bench.measure.process_groups);
+the server, its parent, reaps it. A forked cell holds a shared lock on its log
+(bench.executors.cell_logs) as long as it, or anything it started, may write there.
 
     python -m bench.executors.forkserver MODULE...     (the local executor starts it)
 """
@@ -35,6 +38,14 @@ import time
 import traceback
 from typing import IO, Any
 
+from bench.executors.cell_logs import lock_shared
+from bench.measure.process_groups import (
+    CELL_GRACE_S,
+    LEFTOVER_GRACE_S,
+    end_session,
+    first_signal,
+    stop_session,
+)
 from bench.measure.runner import FORK_SERVER_PRELOAD_VARIABLE
 
 READY_TIMEOUT_S = 300.0
@@ -97,20 +108,25 @@ class ForkServer:
         pid = int(started["pid"])
         try:
             ended = _answer(self.server, timeout_s)
-        except BaseException:  # Ctrl-C in the sweep: the cell ends with it, as run() does
-            self._kill(pid)
+        except BaseException as exc:  # Ctrl-C or SIGTERM in the sweep: the cell ends with it
+            self._stop(pid, first_signal(exc))
             raise
-        if ended is None:  # past its time: kill it; the server reaps it and says so
-            self._kill(pid)
+        if ended is None:  # past its time: stop it; the server reaps it and says so
+            self._stop(pid, signal.SIGTERM)
             return "timeout", None
+        end_session(pid, LEFTOVER_GRACE_S)  # what the cell started and left running
         return "exited", int(ended["exit"])
 
-    def _kill(self, pid: int) -> None:
-        """End a forked cell and wait (briefly) for the server to say it reaped it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ForkServerError, OSError, ValueError):
-            _answer(self.server, 60)
+    def _reaped(self, limit_s: float) -> bool:
+        """Whether the server says it reaped the cell within `limit_s`."""
+        try:
+            return _answer(self.server, limit_s) is not None
+        except (ForkServerError, OSError, ValueError):  # the server is gone: nobody says so
+            return False
+
+    def _stop(self, pid: int, first: int) -> None:
+        """Stop a forked cell and everything it started (SIGKILL after a grace period)."""
+        stop_session(pid, first, self._reaped, CELL_GRACE_S, LEFTOVER_GRACE_S)
 
     def close(self) -> None:
         if self.server.stdin is not None:
@@ -127,9 +143,11 @@ def _child(request: dict[str, Any]) -> None:
     """In the forked process: become the cell's process, run it, exit (never returns)."""
     code = 1
     try:
+        os.setsid()  # a session of its own: the executor ends it and all it started together
         os.environ.clear()
         os.environ.update(request["env"])
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        lock_shared(log)  # held through stdout and stderr until the last writer ends
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log, 1)

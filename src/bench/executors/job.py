@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from bench.executors import lease
 from bench.executors.environment import attempt_id
 from bench.measure import progress
+from bench.measure.process_groups import terminate_as_exit
 from bench.measure.runner import CellResult, run_cell
 from bench.plan.feasibility import planner_warnings
 from bench.plan.manifest import Plan, manifest_location, read_manifest
@@ -86,6 +87,25 @@ def has_ok_row(store: Store, sweep_id: str, cell_id: str) -> bool:
     return "ok" in _statuses(store, files).get(cell_id, set())
 
 
+def clear_stale_progress(store: Store, sweep_id: str) -> list[str]:
+    """Remove the progress records whose attempt no longer holds its cell's lease: their
+    process was killed before it could remove them (a cell removes its record before it gives
+    its lease back, so a live attempt's record always has its lease). The cells cleared."""
+    cleared = []
+    for rel in store.list(f"{sweep_id}/progress", ".json"):
+        cell_id = rel.rsplit("/", 1)[1].removesuffix(".json")
+        said = progress.read_phase(store, sweep_id, cell_id)
+        attempt = said.get("attempt") if isinstance(said, dict) else None
+        if not isinstance(attempt, str):  # not a record bench wrote: not ours to remove
+            continue
+        holder = lease.holder_of(store, sweep_id, cell_id)
+        if (holder is None or holder.attempt != attempt) and progress.forget(
+            store, sweep_id, cell_id, attempt
+        ):
+            cleared.append(cell_id)
+    return cleared
+
+
 def array_map_path(sweep_id: str, name: str) -> str:
     return f"{sweep_id}/arrays/{name}.json"
 
@@ -133,7 +153,14 @@ def job_cell(manifest_uri: str, index: int, array: str | None = None) -> tuple[S
 def run_job(store: Store, plan: Plan, index: int, lease_s: float) -> JobOutcome:
     """Run cell `index` of the plan (as job_cell found it) under the cell's lease (held for
     `lease_s` seconds: lease.lease_seconds) and store its row, unless another attempt holds
-    the lease or (without force) the cell has an ok row already."""
+    the lease or (without force) the cell has an ok row already. SIGTERM (the executor's,
+    or a scheduler's at its time limit) ends it through its `finally` blocks: the engine
+    stops any server it started, the progress record goes, the lease is given back."""
+    with terminate_as_exit():
+        return _run_job(store, plan, index, lease_s)
+
+
+def _run_job(store: Store, plan: Plan, index: int, lease_s: float) -> JobOutcome:
     sweep_id = plan.sweep_id
     cell, attempt = plan.cells[index], attempt_id()
     try:

@@ -5,17 +5,26 @@ carried over) and makes peak RSS per cell. By default the processes are forked f
 server that has imported the engines' libraries once (executor.fork_server, see
 executors/forkserver.py), so a cell does not pay the imports the cell before it paid;
 `executor.fork_server=false` starts each as `python -m bench cell`. The parent blocks
-(in `subprocess.run`, or reading the server's answer) while a cell measures: it never polls,
+(waiting on the child, or reading the server's answer) while a cell measures: it never polls,
 so it takes no CPU from the measurement.
+
+Nothing of a cell outlives it but its row and its log. Each cell leads a session of its own;
+past its timeout, or when the sweep is interrupted (Ctrl-C, SIGTERM), it is told to stop
+(SIGTERM or SIGINT to its group), given CELL_GRACE_S to stop what it started (a server),
+SIGKILLed, and whatever is left in its session is ended too (bench.measure.process_groups).
+Its output is written from its first line where it will be kept (executors/cell_logs.py) and
+moved to `logs/` however it ends; its lease and progress record are removed after it. The
+next run of a sweep sweeps up what a sweep killed outright left: orphaned cells' logs, stale
+progress records, temp files of writes cut short.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,17 +32,29 @@ from pathlib import Path
 
 from bench.config.checks import positive
 from bench.engines import ENGINES
-from bench.executors import lease
+from bench.executors import cell_logs, lease
 from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
 from bench.executors.environment import LocalEnvironment
 from bench.executors.forkserver import ForkServer, ForkServerError
-from bench.executors.job import save_result
+from bench.executors.job import clear_stale_progress, save_result
+from bench.measure import progress as cell_progress
+from bench.measure.process_groups import (
+    CELL_GRACE_S,
+    LEFTOVER_GRACE_S,
+    end_session,
+    first_signal,
+    stop_session,
+    terminate_as_exit,
+)
 from bench.measure.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
 from bench.measure.runner import CellResult
 from bench.plan.manifest import Plan
-from bench.results.store import Store, SweepPaths, row_file
+from bench.results.store import LocalStore, Store, StoreError, SweepPaths, row_file
 
 LOG_TAIL_CHARS = 1500
+# A temp file of a store write older than this was left by a process killed mid-write (a
+# write takes well under a second; the temp file of a killed one is never renamed).
+STALE_TEMP_S = 600.0
 
 
 def _terminal_copy() -> int | None:
@@ -48,37 +69,48 @@ def _fds(fd: int | None) -> tuple[int, ...]:
     return () if fd is None else (fd,)
 
 
-def _run_forked(
-    server: ForkServer, argv: list[str], env: dict[str, str], timeout_s: float
-) -> tuple[str, int | None, bytes]:
-    """_run_child's answer, the cell forked from the fork server."""
-    with tempfile.NamedTemporaryFile(prefix="bench-cell-", suffix=".log") as log:
-        outcome, code = server.run(argv, env, log.name, timeout_s)
-        return outcome, code, Path(log.name).read_bytes()
-
-
 def _run_child(
-    cmd: list[str], env: dict[str, str], timeout_s: float, terminal: int | None
-) -> tuple[str, int | None, bytes]:
-    """Run the cell's process to its end: (exited | timeout, exit code, its output). The
-    cell says its phases on `terminal` (a copy of our stderr) as they happen."""
-    with tempfile.TemporaryFile() as log:
+    cmd: list[str], env: dict[str, str], timeout_s: float, terminal: int | None, log: int
+) -> tuple[str, int | None]:
+    """Run the cell's process, leading a session of its own, to its end: (exited | timeout,
+    exit code). Its output goes to `log`; it says its phases on `terminal` (a copy of our
+    stderr) as they happen. Past its time, or when the sweep is interrupted (Ctrl-C, SIGTERM),
+    it is stopped with everything it started (process_groups.stop_session)."""
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        pass_fds=_fds(terminal),
+        start_new_session=True,
+    )
+
+    def ended(limit_s: float) -> bool:
         try:
-            proc = subprocess.run(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                timeout=timeout_s,
-                check=False,
-                pass_fds=_fds(terminal),
-            )
-            outcome, code = "exited", proc.returncode
-        except subprocess.TimeoutExpired:  # run() has killed the child
-            outcome, code = "timeout", None
-        log.seek(0)
-        return outcome, code, log.read()
+            proc.wait(timeout=limit_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    try:
+        if ended(timeout_s):
+            end_session(proc.pid, LEFTOVER_GRACE_S)  # what the cell started and left running
+            return "exited", proc.returncode
+    except BaseException as exc:
+        stop_session(proc.pid, first_signal(exc), ended, CELL_GRACE_S, LEFTOVER_GRACE_S)
+        raise
+    stop_session(proc.pid, signal.SIGTERM, ended, CELL_GRACE_S, LEFTOVER_GRACE_S)
+    return "timeout", None
+
+
+def _after_cell(store: Store, sweep_id: str, cell_id: str, attempt: str, log: Path) -> bytes:
+    """What is left of a cell once its process has ended, whichever way: its lease given back
+    and its progress record removed (a process stopped by force could do neither), its log
+    moved from the spool to logs/. The log's bytes."""
+    lease.release(store, sweep_id, cell_id, attempt)
+    cell_progress.forget(store, sweep_id, cell_id, attempt)
+    return cell_logs.keep(store, sweep_id, log)
 
 
 def _attempt_status(store: Store, paths: SweepPaths, cell_id: str, attempt: str) -> str | None:
@@ -100,6 +132,19 @@ def _stood_down(log_bytes: bytes) -> str:
             except json.JSONDecodeError:
                 return ""
     return ""
+
+
+def _tidy(store: Store, sweep_id: str) -> None:
+    """Sweep up what processes killed outright left in a sweep's folder: the logs of orphaned
+    cells that have ended since (to logs/), progress records of cells whose process is gone,
+    temp files of store writes cut short. A courtesy: a failure is one line, not the sweep's."""
+    try:
+        cell_logs.adopt_orphans(store, sweep_id)
+        clear_stale_progress(store, sweep_id)
+        if isinstance(store, LocalStore):
+            store.remove_stale_temp(sweep_id, STALE_TEMP_S)
+    except (OSError, StoreError) as exc:
+        print(f"tidying {sweep_id}: {exc}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -135,11 +180,12 @@ class LocalExecutor(Executor):
             env[PROGRESS_FD_VARIABLE] = str(self.terminal)
         argv = ["cell", "--manifest", store.uri(paths.manifest), "--index", str(index)]
         timeout_s = float(self.options.timeout_s)
+        log, log_fd = cell_logs.spool(store, plan.sweep_id, cell.cell_id, attempt)
         try:
-            outcome, code, log_bytes = self._run_cell_process(argv, env, timeout_s)
-        finally:  # killed on timeout (or by Ctrl-C): its lease must not outlive it
-            lease.release(store, plan.sweep_id, cell.cell_id, attempt)
-        store.write_bytes(paths.log(cell.cell_id, attempt), log_bytes)
+            outcome, code = self._run_cell_process(argv, env, timeout_s, log, log_fd)
+        finally:  # timed out, killed, or interrupted (Ctrl-C) too
+            os.close(log_fd)
+            log_bytes = _after_cell(store, plan.sweep_id, cell.cell_id, attempt, log)
         status = _attempt_status(store, paths, cell.cell_id, attempt)
         if status is not None:
             return JobHandle(cell.cell_id, index, status, job_id=attempt)
@@ -159,21 +205,23 @@ class LocalExecutor(Executor):
         return JobHandle(cell.cell_id, index, status, job_id=attempt, detail=message)
 
     def _run_cell_process(
-        self, argv: list[str], env: dict[str, str], timeout_s: float
-    ) -> tuple[str, int | None, bytes]:
+        self, argv: list[str], env: dict[str, str], timeout_s: float, log: Path, log_fd: int
+    ) -> tuple[str, int | None]:
         if self.server is not None:
             try:
-                return _run_forked(self.server, argv, env, timeout_s)
+                return self.server.run(argv, env, str(log), timeout_s)
             except ForkServerError as exc:  # the rest of the sweep in fresh processes
                 print(f"fork server: {exc}; cells start as fresh processes", file=sys.stderr)
                 self.server.close()
                 self.server = None
         cmd = [sys.executable, "-m", "bench", *argv]
-        return _run_child(cmd, env, timeout_s, self.terminal)
+        return _run_child(cmd, env, timeout_s, self.terminal, log_fd)
 
-    def _start(self, plan: Plan, indices: list[int]) -> None:
-        """The terminal copy the cells say their phases on, and the fork server (unless
-        executor.fork_server=false) with the modules the pending cells' engines preload."""
+    def _start(self, plan: Plan, store: Store, indices: list[int]) -> None:
+        """What killed processes left in the sweep's folder swept up; the terminal copy the
+        cells say their phases on, and the fork server (unless executor.fork_server=false)
+        with the modules the pending cells' engines preload."""
+        _tidy(store, plan.sweep_id)
         self.terminal = _terminal_copy()
         if not self.options.fork_server or not indices:
             return
@@ -198,11 +246,13 @@ class LocalExecutor(Executor):
         indices: list[int],
         progress: ProgressFn | None = None,
     ) -> list[JobHandle]:
-        self._start(plan, indices)
-        try:
-            return self._submit(plan, store, indices, progress)
-        finally:
-            self._stop()
+        # SIGTERM to the sweep stops the running cell as Ctrl-C does, keeping its log
+        with terminate_as_exit():
+            self._start(plan, store, indices)
+            try:
+                return self._submit(plan, store, indices, progress)
+            finally:
+                self._stop()
 
     def _submit(
         self, plan: Plan, store: Store, indices: list[int], progress: ProgressFn | None

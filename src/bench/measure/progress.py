@@ -9,10 +9,13 @@ S3) happen before the next phase's clock starts.
 Where it goes:
 - the cell's own output (its log in the store), always;
 - the sweep's terminal, when the local executor passes the cell a copy of it (the file
-  descriptor in BENCH_PROGRESS_FD): the parent keeps blocking in `subprocess.run` and polls
-  nothing, so it takes no CPU from the measurement;
-- `<sweep_id>/progress/<cell_id>.json` (phase, when it began, the attempt), removed when the
-  cell's row is written; `bench status` names the phase of each cell being measured.
+  descriptor in BENCH_PROGRESS_FD): the parent keeps blocking on the cell's process and
+  polls nothing, so it takes no CPU from the measurement;
+- `<sweep_id>/progress/<cell_id>.json` (phase, when it began, the attempt, its process and
+  host), removed when the cell's row is written, or when the cell's process is stopped (its
+  `finally` blocks run on SIGINT and SIGTERM); a record whose process was killed outright is
+  removed by the executor that ran it (`forget`) or by the sweep's next run, and `bench
+  status` shows only the record of the attempt holding the cell's lease.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -75,7 +79,7 @@ class CellProgress:
                 self.terminal = None
         if self.store is not None:
             record = {"phase": phase, "detail": detail, "since": time.time()}
-            record["attempt"] = self.attempt
+            record.update(attempt=self.attempt, pid=os.getpid(), host=socket.gethostname())
             try:
                 self.store.write_bytes(
                     progress_path(self.sweep_id, self.cell_id), json.dumps(record).encode()
@@ -104,6 +108,16 @@ def enter(phase: str, detail: str = "") -> None:
     """Say that the current cell enters `phase` (nothing when no cell began)."""
     if _current is not None:
         _current.enter(phase, detail)
+
+
+def forget(store: Store, sweep_id: str, cell_id: str, attempt: str) -> bool:
+    """Remove a cell's progress record if `attempt` wrote it (its process was killed before it
+    could); never another attempt's. Whether it removed one."""
+    said = read_phase(store, sweep_id, cell_id)
+    if not isinstance(said, dict) or said.get("attempt") != attempt:
+        return False
+    store.delete(progress_path(sweep_id, cell_id))
+    return True
 
 
 def read_phase(store: Store, sweep_id: str, cell_id: str) -> dict | None:
