@@ -22,7 +22,7 @@ from bench.measure.runner import CellResult, failure_row, unsupported_row
 from bench.plan.feasibility import decide
 from bench.plan.manifest import Plan, write_manifest
 from bench.results.collect import NOT_OK_FAILURES, Collected, collect
-from bench.results.store import Store, SweepPaths, manifest_json, open_store
+from bench.results.store import Store, StoreError, SweepPaths, manifest_json, open_store
 
 PLANNER_ATTEMPT = "planner"  # the attempt id of rows the planner writes (nothing was run)
 
@@ -146,6 +146,15 @@ def _wait_for_other_attempts(
         time.sleep(LEASE_POLL_S)  # a blocking sleep between polls; nothing spins
 
 
+def _stopped_by_the_store(exc: StoreError) -> StoreError:
+    """The store failed mid-sweep (an S3 outage past the retry budget, a full disk): one line
+    (the CLI's exit 2) saying the store, not a cell, stopped the sweep, and how to go on."""
+    return StoreError(
+        f"{exc}; the sweep stopped because the store failed, not a cell: the rows written "
+        "so far are kept, and the same command resumes once the store answers"
+    )
+
+
 def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     """Write the manifest, run the pending cells with the plan's executor, collect.
 
@@ -172,8 +181,11 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     if not executor.synchronous and not plan.force:
         pending = _leave_to_active_submissions(executor, store, plan, pending, stream)
     walls: dict[str, float] = {}
-    handles = executor.submit(plan, store, pending, progress=progress_printer(stream, walls))
-    _wait_for_other_attempts(store, plan, handles, stream)
+    try:
+        handles = executor.submit(plan, store, pending, progress=progress_printer(stream, walls))
+        _wait_for_other_attempts(store, plan, handles, stream)
+    except StoreError as exc:
+        raise _stopped_by_the_store(exc) from exc
     if not executor.synchronous:  # each submission was journaled as it was made
         for sub in executor.submissions:
             print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +211,51 @@ def test_ls_lists_the_sweeps_in_a_bucket(s3_root: str) -> None:
     store.write_bytes("loose/file.txt", b"x")  # a folder without a manifest is not a sweep
     assert store.folders() == ["loose", "new", "old"]
     assert [(s.sweep_id, s.cells) for s in list_sweeps(store)] == [("new", 2), ("old", 2)]
+
+
+STORE_CALLS = {
+    "exists": lambda s: s.exists("a/b.json"),
+    "read_bytes": lambda s: s.read_bytes("a/b.json"),
+    "write_bytes": lambda s: s.write_bytes("a/b.json", b"{}"),
+    "create": lambda s: s.create("a/b.json", b"{}"),
+    "replace_if": lambda s: s.replace_if("a/b.json", b"{}", '"etag"'),
+    "delete": lambda s: s.delete("a/b.json"),
+    "list": lambda s: s.list("a", ".json"),
+    "list_versions": lambda s: s.list_versions("a"),
+    "has_files": lambda s: s.has_files("a"),
+    "folders": lambda s: s.folders(),
+}
+
+
+@pytest.mark.parametrize("call", sorted(STORE_CALLS))
+def test_every_store_call_to_an_endpoint_gone_is_one_store_error(call: str, monkeypatch) -> None:
+    """Issue 33 item 12: once the retries are spent on an endpoint that does not answer,
+    every store call raises StoreError (one line naming the object and that the endpoint is
+    unreachable), as a refused one always did; botocore's own error escaped from most
+    (a traceback mid-sweep)."""
+    from bench.results.s3 import S3Store
+    from bench.results.store import StoreError
+
+    for key, value in aws_env("http://127.0.0.1:9").items():  # the discard port: nobody there
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    store = S3Store("s3://bucket-gone/r")
+    endpoint = "the S3 endpoint http://127.0.0.1:9 is unreachable after 1 try "
+    unreachable = r"s3://bucket-gone(/r/a[^ ]*)?: " + re.escape(endpoint)
+    with pytest.raises(StoreError, match=unreachable) as gone:
+        STORE_CALLS[call](store)
+    assert "\n" not in str(gone.value)
+
+
+def test_aws_max_attempts_sets_the_retry_budget_and_a_bad_one_is_refused(monkeypatch) -> None:
+    from bench.config.checks import ConfigError
+    from bench.results.s3 import MAX_ATTEMPTS, S3Store
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    assert S3Store("s3://bucket-any/r").client.meta.config.retries["total_max_attempts"] == 3
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+    default = S3Store("s3://bucket-any/r").client.meta.config.retries["total_max_attempts"]
+    assert default == MAX_ATTEMPTS
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "0")
+    with pytest.raises(ConfigError, match=r"AWS_MAX_ATTEMPTS='0'.*whole number"):
+        S3Store("s3://bucket-any/r")

@@ -12,6 +12,11 @@ cell.
 - Retries: host/Spot terminations are retried (`Host EC2*`), everything else exits (a failed
   cell already wrote its row; retrying it would only repeat the failure).
 - Arrays hold at most 10,000 children; larger groups are split.
+- SubmitJob is never retried by botocore: a retried call whose answer was lost lands a second
+  array that nothing tracks. bench tries up to SUBMIT_TRIES times itself, each try under a job
+  name of its own (the array's unique name plus the try's number), and before each retry,
+  and before a re-run submits cells whose journal says UNCONFIRMED, lists what landed under
+  those names (ListJobs, JOB_NAME filter) and adopts it instead.
 - Images: `image` for every cell, or `images.ENGINE` for one engine's cells (vLLM's image
   for `vllm` and for `http` cells that serve vLLM in the same container); cells of one
   instance type are split into one array per image.
@@ -54,13 +59,40 @@ SHM_SHARE = 4  # /dev/shm: a quarter of the job's memory unless shared_memory_mi
 DONE_STATES = ("SUCCEEDED", "FAILED")
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 NAMES_PER_CALL = 100  # DescribeJobQueues and DescribeComputeEnvironments take at most this many
+SUBMIT_TRIES = 3  # bench's own tries of one SubmitJob (botocore's retries are off for it)
+SUBMIT_BACKOFF_S = 2.0  # after a failed try, before the lookup (doubling): Batch lists it by then
+NAME_STEM_CHARS = 118  # + "-" + 6 hex (the array's name) + "-" + try number <= Batch's 128
+THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling")
 
 
 def _aws_error(exc: Exception) -> str:
-    error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    """One line for a boto error: the service's code and message when it answered; else the
+    exception itself (a dropped connection or a timeout has `response=None`, or none)."""
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
     if error:
         return f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
     return f"{type(exc).__name__}: {exc}"
+
+
+def _may_retry(exc: Exception) -> bool:
+    """Whether a failed SubmitJob may be tried again: no answer came (a dropped connection, a
+    timeout), or Batch was throttling or failing (5xx). A refusal (4xx) is an answer: final."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(exc, (ConnectionError, HTTPClientError)):
+        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = exc.response.get("Error", {}).get("Code")
+        return status >= 500 or status == 429 or code in THROTTLED
+    return False
+
+
+def _job_name(array: str, attempt: int) -> str:
+    """The Batch job name of try `attempt` of the array named `array`: unique per try, so a
+    lookup can tell what each try left behind."""
+    return f"{array}-{attempt}"
 
 
 RETRY_ON_EXIT = [
@@ -110,6 +142,8 @@ class AwsBatchExecutor(Executor):
     def __init__(self, options: dict[str, Any], client: Any | None = None) -> None:
         super().__init__(options)
         self._client = client
+        self._submit_client: Any | None = None
+        self.adopted: list[Submission] = []  # UNCONFIRMED journal entries a lookup resolved
 
     @property
     def attempt_limit_s(self) -> float:
@@ -122,6 +156,21 @@ class AwsBatchExecutor(Executor):
 
             self._client = boto3.client("batch")
         return self._client
+
+    @property
+    def submit_client(self) -> Any:
+        """The client SubmitJob goes through: botocore's retries off (total_max_attempts=1;
+        `max_attempts` counts retries, so max_attempts=1 would still try twice). A client
+        handed in is used as it is."""
+        if self._client is not None:
+            return self._client
+        if self._submit_client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(retries={"total_max_attempts": 1})
+            self._submit_client = boto3.client("batch", config=config)
+        return self._submit_client
 
     def image_for(self, cell: CellConfig) -> str:
         """The image a cell runs in: its engine's entry in `images` (vLLM, served vLLM: an
@@ -186,9 +235,17 @@ class AwsBatchExecutor(Executor):
         }
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
         name = f"{self.options.job_definition_prefix}-{digest}"
-        found = self.client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
-        if not found.get("jobDefinitions"):
-            self.client.register_job_definition(jobDefinitionName=name, **body)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:  # both idempotent: botocore's retries stay on for them
+            found = self.client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
+            if not found.get("jobDefinitions"):
+                self.client.register_job_definition(jobDefinitionName=name, **body)
+        except (ClientError, BotoCoreError) as exc:
+            raise SubmissionFailed(
+                f"cannot register job definition {name} ({_aws_error(exc)}); the arrays "
+                f"submitted before it are recorded: run the same sweep again to submit the rest"
+            ) from exc
         return name
 
     def _submit_group(
@@ -201,11 +258,12 @@ class AwsBatchExecutor(Executor):
         submissions = []
         for part, chunk in enumerate(_chunks(indices, MAX_ARRAY_SIZE)):
             # Unique per submission: a later re-submission of the sweep's pending cells must not
-            # rewrite the array map that children of a still-running array are reading.
-            name = _safe_name(f"{plan.sweep_id}-{instance.type}-{part}-{uuid.uuid4().hex[:6]}")
+            # rewrite the array map that children of a still-running array are reading. The
+            # token comes after the cut, so a long sweep id cannot cut it off.
+            stem = _safe_name(f"{plan.sweep_id}-{instance.type}-{part}")[:NAME_STEM_CHARS]
+            name = f"{stem}-{uuid.uuid4().hex[:6]}"
             write_array_map(store, plan.sweep_id, name, chunk)
-            request: dict[str, Any] = {
-                "jobName": name,
+            request: dict[str, Any] = {  # jobName: per try (_submit_job)
                 "jobQueue": queue,
                 "jobDefinition": definition,
                 "parameters": {"manifest": manifest, "array": name},
@@ -226,16 +284,87 @@ class AwsBatchExecutor(Executor):
         return submissions
 
     def _submit_job(self, request: dict[str, Any], submitted_before: int) -> str:
+        """The id of the job `request` (an array named by its `array` parameter) became. Each
+        try has a job name of its own; after a try that got no answer, what landed is looked
+        up before anything is sent again, and adopted."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        array, queue = request["parameters"]["array"], request["jobQueue"]
+        for attempt in range(1, SUBMIT_TRIES + 1):
+            try:
+                job = {**request, "jobName": _job_name(array, attempt)}
+                return str(self.submit_client.submit_job(**job)["jobId"])
+            except (ClientError, BotoCoreError) as exc:
+                if not _may_retry(exc):
+                    raise self._submit_failed(array, queue, exc, submitted_before) from exc
+                error = exc
+            time.sleep(SUBMIT_BACKOFF_S * 2 ** (attempt - 1))  # a blocking wait; nothing spins
+            if (landed := self._look_up(array, queue, error)) is not None:
+                return landed
+        raise self._submit_failed(array, queue, error, submitted_before)
+
+    @staticmethod
+    def _submit_failed(
+        array: str, queue: str, exc: Exception, submitted_before: int
+    ) -> SubmissionFailed:
+        return SubmissionFailed(
+            f"submitting {array} to queue {queue} failed ({_aws_error(exc)}); the "
+            f"{submitted_before} arrays submitted before it are recorded: see `bench status`, "
+            "and run the same sweep again to submit the rest"
+        )
+
+    def _look_up(self, array: str, queue: str, error: Exception) -> str | None:
+        """_landed, after a try that got no answer; a lookup that fails too leaves the
+        submission journaled UNCONFIRMED: sending it again could run it twice."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return str(self.client.submit_job(**request)["jobId"])
+            return self._landed(array, queue)
         except (ClientError, BotoCoreError) as exc:
             raise SubmissionFailed(
-                f"submitting {request['jobName']} to queue {request['jobQueue']} failed "
-                f"({_aws_error(exc)}); the {submitted_before} arrays submitted before it are "
-                "recorded: see `bench status`, and run the same sweep again to submit the rest"
+                f"submitting {array} to queue {queue} got no answer ({_aws_error(error)}) and "
+                f"whether it landed cannot be looked up ({_aws_error(exc)}); it is journaled "
+                f"{UNCONFIRMED}: run the same sweep again, which looks it up before submitting"
             ) from exc
+
+    def _landed(self, array: str, queue: str) -> str | None:
+        """The id of the job a try of array `array` left in `queue` (the oldest, should several
+        have landed), or None. With a filter, ListJobs lists jobs in every status."""
+        names = {array.lower()} | {  # the array's own name: journals from before per-try names
+            _job_name(array, attempt).lower() for attempt in range(1, SUBMIT_TRIES + 1)
+        }
+        query: dict[str, Any] = {
+            "jobQueue": queue,
+            "filters": [{"name": "JOB_NAME", "values": [f"{array}*"]}],
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.client.list_jobs(**query)
+            found += [j for j in page.get("jobSummaryList", []) if j["jobName"].lower() in names]
+            if not page.get("nextToken"):
+                break
+            query["nextToken"] = page["nextToken"]
+        if not found:
+            return None
+        return str(min(found, key=lambda job: job.get("createdAt", 0))["jobId"])
+
+    def _adopt(self, sub: Submission) -> None:
+        """Give a submission journaled UNCONFIRMED the id of the job it left in Batch, if one
+        landed: so `status` follows it and a re-run does not submit its cells again."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if sub.job_id or not sub.queue:
+            return
+        try:
+            sub.job_id = self._landed(sub.name, sub.queue) or ""
+        except (ClientError, BotoCoreError) as exc:
+            raise SubmissionFailed(
+                f"cannot tell whether {sub.name}, journaled {UNCONFIRMED}, landed in queue "
+                f"{sub.queue} ({_aws_error(exc)}); nothing was submitted: run it again once "
+                "AWS Batch answers"
+            ) from exc
+        if sub.job_id:  # journaled with its id by the next submit (status writes nothing)
+            self.adopted.append(sub)
 
     def submit(
         self,
@@ -245,6 +374,9 @@ class AwsBatchExecutor(Executor):
         progress: ProgressFn | None = None,
     ) -> list[JobHandle]:
         self.check(plan, store)
+        for sub in self.adopted:  # the journal says what the lookups found
+            journal_submission(store, plan.sweep_id, sub)
+        self.adopted = []
         self.submissions = []
         for group in group_by_instance(plan, indices).values():
             instance = plan.cells[group[0]].instance
@@ -346,12 +478,13 @@ class AwsBatchExecutor(Executor):
 
     def describe(self, submissions: list[Submission]) -> list[dict[str, Any]]:
         """Batch's view of each submitted job: status and, for arrays, children per status."""
+        for sub in submissions:
+            self._adopt(sub)
         states = []
         for start in range(0, len(submissions), 100):  # describe_jobs takes 100 ids
             batch = submissions[start : start + 100]
             ids = [s.job_id for s in batch if s.job_id]
-            found = self.client.describe_jobs(jobs=ids)["jobs"] if ids else []
-            by_id = {job["jobId"]: job for job in found}
+            by_id = {job["jobId"]: job for job in self._describe_jobs(ids)}
             for sub in batch:
                 job = by_id.get(sub.job_id, {})
                 summary = job.get("arrayProperties", {}).get("statusSummary", {})
@@ -363,6 +496,21 @@ class AwsBatchExecutor(Executor):
                     )
                 )
         return states
+
+    def _describe_jobs(self, ids: list[str]) -> list[dict[str, Any]]:
+        """DescribeJobs of up to 100 ids; no answer is one line (SubmissionFailed), never
+        botocore's exception."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not ids:
+            return []
+        try:
+            return list(self.client.describe_jobs(jobs=ids)["jobs"])
+        except (ClientError, BotoCoreError) as exc:
+            raise SubmissionFailed(
+                f"cannot read the state of {len(ids)} AWS Batch jobs ({_aws_error(exc)}); "
+                "the journaled submissions are unchanged: ask again once AWS Batch answers"
+            ) from exc
 
     def wait(self, submissions: list[Submission], poll_s: float) -> None:
         """Block until every job has finished (polling Batch every poll_s seconds)."""

@@ -11,6 +11,11 @@ whose holder is gone can be taken over: one past its expiry (taken_at + the exec
 per-attempt limit, after which the scheduler has killed the holder anyway), or one whose
 process no longer exists on this host. Taking over is a compare and swap on the version read
 (S3 `If-Match` on the ETag), so of two processes that find the same stale lease one wins.
+
+Giving a lease back is best effort: a store that does not answer (an S3 outage past the retry
+budget, a disk gone read-only) leaves it in place, said in one line, and it goes stale on its
+own (it expires, and on this host its process is gone), so a resume takes it over. The
+caller's own outcome (a row written, the store's error) stands.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass
 
-from bench.results.store import Store, SweepPaths
+from bench.results.store import Store, StoreError, SweepPaths
 
 # A lease lasts the executor's attempt limit (Executor.attempt_limit_s) plus a margin, since
 # the scheduler has killed the holder by then; an executor without a limit gets the default.
@@ -118,8 +124,22 @@ def acquire(store: Store, sweep_id: str, cell_id: str, attempt: str, duration_s:
 
 
 def release(store: Store, sweep_id: str, cell_id: str, attempt: str) -> None:
-    """Give the lease back if `attempt` still holds it (never another attempt's)."""
+    """Give the lease back if `attempt` still holds it (never another attempt's); when the
+    store cannot do it, leave the lease to expire and say so in one line (stderr). Called
+    from `finally` blocks: raising here would hide why the caller was leaving."""
     rel = SweepPaths(sweep_id).lease(cell_id)
+    try:
+        _give_back(store, rel, attempt)
+    except (StoreError, OSError) as exc:
+        print(
+            f"lease of cell {cell_id} not given back ({exc}); it expires on its own, and a "
+            "resume takes it over once its holder is gone",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _give_back(store: Store, rel: str, attempt: str) -> None:
     try:
         data = store.read_bytes(rel)
     except FileNotFoundError:

@@ -7,7 +7,10 @@
   boto3 here and pyarrow only encodes and decodes.)
 - Every write is one PUT, so a reader sees a whole object or none.
 - Transient errors (500, 503 SlowDown, throttling, dropped connections) are retried with
-  exponential backoff and jitter by botocore's `standard` retry mode, `max_attempts` in all.
+  exponential backoff and jitter by botocore's `standard` retry mode: MAX_ATTEMPTS tries of a
+  call in all, or the standard AWS_MAX_ATTEMPTS. Once they are spent, every call raises
+  StoreError (one line: the object, and that the endpoint is unreachable), never botocore's
+  own exception.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from bench.config.checks import ConfigError
 from bench.results.store_base import Store, StoreError
 
-MAX_ATTEMPTS = 10
+MAX_ATTEMPTS = 10  # tries of one call, the first included (AWS_MAX_ATTEMPTS: another number)
 CONNECT_CHECK_S = 5.0
 MAX_POOL_CONNECTIONS = 64
 
@@ -35,6 +38,28 @@ def _split(root: str) -> tuple[str, str]:
 def _code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+def _unreachable(exc: Exception) -> bool:
+    """No answer came: no connection, a dropped one, a timeout, a body cut off."""
+    from botocore.exceptions import ConnectionError, HTTPClientError
+
+    return isinstance(exc, (ConnectionError, HTTPClientError))
+
+
+def max_attempts() -> int:
+    """Tries of one S3 call: AWS_MAX_ATTEMPTS (the standard variable, which bench's own
+    retry setting would otherwise override) or MAX_ATTEMPTS."""
+    raw = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not raw:
+        return MAX_ATTEMPTS
+    try:
+        tries = int(raw)
+    except ValueError:
+        tries = 0
+    if tries < 1:
+        raise ConfigError("AWS_MAX_ATTEMPTS", raw, "must be a whole number of tries >= 1")
+    return tries
 
 
 class S3Store(Store):
@@ -55,7 +80,8 @@ class S3Store(Store):
         from botocore.config import Config
 
         config = Config(
-            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            # total_max_attempts counts the first try (max_attempts would count retries only)
+            retries={"total_max_attempts": max_attempts(), "mode": "standard"},
             max_pool_connections=MAX_POOL_CONNECTIONS,
             connect_timeout=10,
             read_timeout=60,
@@ -91,7 +117,9 @@ class S3Store(Store):
     def _fail(self, action: str, rel: str, exc: Exception) -> StoreError:
         code = _code(exc)
         target = self.uri(rel) if rel else f"s3://{self.bucket}"
-        if code in ("NoSuchBucket",):
+        if _unreachable(exc):
+            why = f"{self._unreachable_why()} ({type(exc).__name__})"
+        elif code in ("NoSuchBucket",):
             why = f"bucket {self.bucket!r} does not exist"
         elif code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             why = f"access denied ({code})"
@@ -100,6 +128,12 @@ class S3Store(Store):
         else:
             why = f"{type(exc).__name__}: {exc}"
         return StoreError(f"{action} {target}: {why}")
+
+    def _unreachable_why(self) -> str:
+        endpoint = self.client.meta.endpoint_url
+        tries = (self.client.meta.config.retries or {}).get("total_max_attempts")
+        spent = f"after {tries} {'try' if tries == 1 else 'tries'}" if tries else "after retries"
+        return f"the S3 endpoint {endpoint} is unreachable {spent}"
 
     def check(self, writing: bool = True) -> None:
         """Fail early, in one line, when the bucket is missing, denied or unreachable."""
@@ -135,22 +169,22 @@ class S3Store(Store):
             ) from exc
 
     def exists(self, rel: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise self._fail("head", rel, exc) from exc
         return True
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise self._fail("write", rel, exc) from exc
 
     def read_bytes(self, rel: str) -> bytes:
@@ -160,7 +194,7 @@ class S3Store(Store):
         self, rel_dir: str, suffix: str, delimiter: str | None
     ) -> Iterator[tuple[str, str]]:
         """(key relative to the root, size:ETag) under rel_dir ending in suffix, page by page."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         prefix = self._key(rel_dir).rstrip("/") + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
@@ -173,7 +207,7 @@ class S3Store(Store):
                     key = item["Key"]
                     if key.endswith(suffix):
                         yield key[strip:], f"{item.get('Size', '')}:{item.get('ETag', '')}"
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise self._fail("list", rel_dir, exc) from exc
 
     def _keys(self, rel_dir: str, suffix: str, delimiter: str | None) -> dict[str, str]:
@@ -186,13 +220,13 @@ class S3Store(Store):
         return sorted(self._keys(rel_dir, suffix, "/"))
 
     def folders(self) -> list[str]:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         prefix = f"{self.prefix}/" if self.prefix else ""
         listing = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
         try:
             pages = list(self.client.get_paginator("list_objects_v2").paginate(**listing))
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise self._fail("list", "", exc) from exc
         found = [
             p["Prefix"][len(prefix) :] for page in pages for p in page.get("CommonPrefixes", [])
@@ -204,11 +238,11 @@ class S3Store(Store):
 
     def _put_if(self, rel: str, data: bytes, condition: dict[str, str]) -> bool:
         """A conditional PUT (S3 has them since 2024); False when the condition fails."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data, **condition)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             # 409: another conditional write to the key was in flight; it won
             if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 return False
@@ -219,18 +253,24 @@ class S3Store(Store):
         return self._put_if(rel, data, {"IfNoneMatch": "*"})
 
     def read_versioned(self, rel: str) -> tuple[bytes, str]:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))
-        except ClientError as exc:
+            # inside: a body cut off mid-read is not retried by botocore, and is no answer
+            return answer["Body"].read(), answer["ETag"]
+        except (ClientError, BotoCoreError) as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 raise FileNotFoundError(self.uri(rel)) from exc
             raise self._fail("read", rel, exc) from exc
-        return answer["Body"].read(), answer["ETag"]
 
     def replace_if(self, rel: str, data: bytes, version: str) -> bool:
         return self._put_if(rel, data, {"IfMatch": version})
 
     def delete(self, rel: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(rel))
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(rel))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("delete", rel, exc) from exc

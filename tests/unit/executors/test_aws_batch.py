@@ -4,8 +4,11 @@ the real API; these cover the edges: lone cells, array splitting, definition reu
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from bench.executors.aws_batch import MAX_ARRAY_SIZE, AwsBatchExecutor, _chunks
+import pytest
+
+from bench.executors.aws_batch import MAX_ARRAY_SIZE, AwsBatchExecutor, _aws_error, _chunks
 from bench.plan.grid import plan_from_overrides
 from bench.results.store import LocalStore
 from tests.support.fake_batch import FakeBatch
@@ -77,16 +80,13 @@ def test_an_engine_with_its_own_image_gets_its_own_array_and_definition(tmp_path
         d["jobDefinitionName"]: d["containerProperties"]["image"] for d in client.registered
     }
     for request in client.submitted:
-        maps = json.loads((tmp_path / "t" / "arrays" / f"{request['jobName']}.json").read_text())[
-            "indices"
-        ]
+        array = request["parameters"]["array"]
+        maps = json.loads((tmp_path / "t" / "arrays" / f"{array}.json").read_text())["indices"]
         engines = {plan.cells[i].engine.name for i in maps}
         assert engines == ({"sleep"} if by_image[request["jobDefinition"]] == "vllm:1" else {"hf"})
 
 
 def test_a_cell_without_an_image_and_a_bad_images_entry_are_config_errors(tmp_path):
-    import pytest
-
     from bench.config.checks import ConfigError
 
     plan = plan_from_overrides(["engine=sleep", "instance=g5.xlarge", "sweep_id=t"])
@@ -97,3 +97,148 @@ def test_a_cell_without_an_image_and_a_bad_images_entry_are_config_errors(tmp_pa
         AwsBatchExecutor({"image": "x:1", "images": {"vlm": "y:1"}}, client=FakeBatch()).check(
             plan, store
         )
+
+
+NO_ANSWER = [
+    "ConnectionClosedError",  # the connection dropped before an answer
+    "ReadTimeoutError",  # no answer in time
+    "EndpointConnectionError",  # no connection at all
+]
+
+
+def _no_answer(name: str) -> Exception:
+    import botocore.exceptions
+
+    return getattr(botocore.exceptions, name)(endpoint_url="http://127.0.0.1:9/v1/submitjob")
+
+
+@pytest.mark.parametrize("name", NO_ANSWER)
+def test_an_aws_error_without_a_response_is_one_line(name):
+    """Issue 33 item 11: these carry `response=None` (or none at all): the error text read
+    `.get` on it (AttributeError, a traceback and exit 1)."""
+    exc = _no_answer(name)
+    assert _aws_error(exc) == f"{name}: {exc}"
+
+
+def test_an_aws_error_with_a_response_names_its_code():
+    from botocore.exceptions import ClientError
+
+    exc = ClientError({"Error": {"Code": "ClientException", "Message": "no queue"}}, "SubmitJob")
+    assert _aws_error(exc) == "ClientException: no queue"
+
+
+class LosingBatch(FakeBatch):
+    """Lands every submission but loses its answer; ListJobs finds what landed (or, with
+    `lookup_fails`, does not answer either)."""
+
+    def __init__(self, lookup_fails: bool = False) -> None:
+        super().__init__()
+        self.lookup_fails = lookup_fails
+        self.lookups: list[dict] = []
+
+    def submit_job(self, **request: Any) -> dict:
+        super().submit_job(**request)
+        raise _no_answer("ConnectionClosedError")
+
+    def list_jobs(self, **query: Any) -> dict:
+        self.lookups.append(query)
+        if self.lookup_fails:
+            raise _no_answer("ReadTimeoutError")
+        (wanted,) = query["filters"][0]["values"]
+        landed = [
+            {"jobId": f"job-{n}", "jobName": r["jobName"], "createdAt": n}
+            for n, r in enumerate(self.submitted, start=1)
+            if r["jobQueue"] == query["jobQueue"]
+            and r["jobName"].lower().startswith(wanted.removesuffix("*").lower())
+        ]
+        return {"jobSummaryList": landed[::-1]}  # newest first, as Batch lists them
+
+
+def _one_group(tmp_path, client) -> tuple[AwsBatchExecutor, Any, LocalStore]:
+    plan = plan_from_overrides(
+        ["engine=null", "instance=g5.xlarge", "grid.axes.threads=[1,2]", "sweep_id=t"]
+    )
+    executor = AwsBatchExecutor({"image": "img:1"}, client=client)
+    return executor, plan, LocalStore(str(tmp_path))
+
+
+def test_a_submission_whose_answer_is_lost_is_adopted_not_sent_again(tmp_path, monkeypatch):
+    """Issue 33 item 6: bench looks up what landed before it would try again."""
+    from bench.executors import aws_batch
+    from bench.executors.base import read_submissions
+
+    monkeypatch.setattr(aws_batch, "SUBMIT_BACKOFF_S", 0.0)
+    client = LosingBatch()
+    executor, plan, store = _one_group(tmp_path, client)
+    (sub,) = executor._submit_group(plan, store, plan.cells[0].instance, [0, 1])
+    assert len(client.submitted) == 1 and sub.job_id == "job-1"
+    assert client.submitted[0]["jobName"] != sub.name  # the job name names the attempt
+    assert client.submitted[0]["jobName"].startswith(sub.name)
+    assert client.lookups[0]["filters"] == [{"name": "JOB_NAME", "values": [f"{sub.name}*"]}]
+    assert [s.job_id for s in read_submissions(store, "t")] == ["job-1"]  # journaled
+
+
+def test_a_submission_that_cannot_be_looked_up_stays_unconfirmed(tmp_path, monkeypatch):
+    """No answer and no lookup either: bench cannot tell whether it landed, so it does not
+    submit again; the journal keeps it UNCONFIRMED for the next run to look up."""
+    from bench.executors import aws_batch
+    from bench.executors.base import SubmissionFailed, read_submissions
+
+    monkeypatch.setattr(aws_batch, "SUBMIT_BACKOFF_S", 0.0)
+    client = LosingBatch(lookup_fails=True)
+    executor, plan, store = _one_group(tmp_path, client)
+    with pytest.raises(SubmissionFailed, match="UNCONFIRMED") as failed:
+        executor._submit_group(plan, store, plan.cells[0].instance, [0, 1])
+    assert "\n" not in str(failed.value) and "ConnectionClosedError" in str(failed.value)
+    assert len(client.submitted) == 1
+    (sub,) = read_submissions(store, "t")
+    assert sub.job_id == ""
+    client.lookup_fails = False  # a later run (status, resubmission) finds the job that landed
+    (state,) = executor.describe([sub])
+    assert state["job_id"] == "job-1" and state["status"] == "SUBMITTED"
+
+
+def test_a_refused_submission_is_not_retried(tmp_path, monkeypatch):
+    """A refusal (no such queue, bad parameters) is an answer: nothing landed, one line."""
+    from botocore.exceptions import ClientError
+
+    from bench.executors.base import SubmissionFailed
+
+    class Refusing(LosingBatch):
+        def submit_job(self, **request: Any) -> dict:
+            self.submitted.append(request)
+            raise ClientError(
+                {"Error": {"Code": "ClientException", "Message": "no such queue"}}, "SubmitJob"
+            )
+
+    client = Refusing()
+    executor, plan, store = _one_group(tmp_path, client)
+    with pytest.raises(SubmissionFailed, match="ClientException: no such queue"):
+        executor._submit_group(plan, store, plan.cells[0].instance, [0, 1])
+    assert len(client.submitted) == 1 and not client.lookups
+
+
+def test_batch_not_answering_describe_jobs_is_one_line():
+    """`status` and `wait=true` read job states: a dropped connection there is one line too."""
+    from bench.executors.base import Submission, SubmissionFailed
+
+    class Silent(FakeBatch):
+        def describe_jobs(self, jobs: list[str]) -> dict:
+            raise _no_answer("ReadTimeoutError")
+
+    executor = AwsBatchExecutor({"image": "img:1"}, client=Silent())
+    sub = Submission("aws_batch", "job-1", "t-g5-xlarge-0-abcdef", "g5.xlarge", [0, 1])
+    with pytest.raises(SubmissionFailed, match="cannot read the state of 1 AWS Batch jobs"):
+        executor.describe([sub])
+
+
+def test_batch_not_answering_a_definition_lookup_is_one_line(tmp_path):
+    from bench.executors.base import SubmissionFailed
+
+    class Silent(FakeBatch):
+        def describe_job_definitions(self, jobDefinitionName: str, status: str) -> dict:
+            raise _no_answer("ConnectionClosedError")
+
+    executor, plan, store = _one_group(tmp_path, Silent())
+    with pytest.raises(SubmissionFailed, match="cannot register job definition bench-"):
+        executor._submit_group(plan, store, plan.cells[0].instance, [0, 1])

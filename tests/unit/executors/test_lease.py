@@ -15,7 +15,7 @@ from bench.executors import lease
 from bench.executors.aws_batch import AwsBatchExecutor
 from bench.executors.local import LocalExecutor
 from bench.executors.slurm import SlurmExecutor
-from bench.results.store import LocalStore, SweepPaths
+from bench.results.store import LocalStore, StoreError, SweepPaths
 
 
 @pytest.fixture
@@ -116,3 +116,36 @@ def test_holders_lists_only_live_leases(store):
     expired = lease.Lease("old", "elsewhere", 1, now - 100, now - 1)
     store.write_bytes(SweepPaths("s").lease("gone"), expired.to_bytes())
     assert [(cell, h.attempt) for cell, h in lease.holders(store, "s")] == [("live", "a1")]
+
+
+class StoreGone(LocalStore):
+    """A store that stopped answering after the lease was taken: reads (or, with
+    `deletes_only`, only deletes) fail as an S3 outage past the retry budget does."""
+
+    deletes_only = False
+
+    def read_bytes(self, rel: str) -> bytes:
+        if self.deletes_only:
+            return super().read_bytes(rel)
+        raise StoreError(f"read {self.uri(rel)}: S3 endpoint unreachable (ConnectionClosedError)")
+
+    def delete(self, rel: str) -> None:
+        raise OSError(30, "Read-only file system")
+
+
+@pytest.mark.parametrize("deletes_only", [False, True])
+def test_release_with_the_store_gone_leaves_the_lease_to_expire_in_one_line(
+    tmp_path, capsys, deletes_only
+):
+    """Issue 33 item 12: giving a lease back is best effort. A store that does not answer
+    raised out of `release` (a traceback from every finally that gives a lease back); the
+    lease expires on its own, so one line says so and the caller goes on."""
+    lease.acquire(LocalStore(str(tmp_path)), "s", "c", "a1", 60)
+    gone = StoreGone(str(tmp_path))
+    gone.deletes_only = deletes_only
+    lease.release(gone, "s", "c", "a1")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "lease of cell c not given back" in lines[0] and "expires on its own" in lines[0]
+    assert ("unreachable" if not deletes_only else "Read-only file system") in lines[0]
+    assert lease.holder_of(LocalStore(str(tmp_path)), "s", "c").attempt == "a1"  # still there
