@@ -1,11 +1,20 @@
 """Regenerate docs/img/report.png and the plots beside it from a real sweep: `make docs`.
 
-Runs the smoke grid into a scratch store (about two minutes on 2 cores), reports it with the
-SLAs the README's example uses, and photographs the report's HTML page in headless Chromium
-(Debian's `chromium`, as a reader would open it), so the picture in the docs is what `bench
-report` makes today. The throughput plot of each model is copied beside it.
+Runs a grid into a scratch store, reports it, and photographs the report's HTML page in
+headless Chromium (Debian's `chromium`, as a reader would open it), so the picture in the
+docs is what `bench report` makes today. Two pages:
 
-    python docs/report_screenshot.py [--keep DIR]
+- `smoke` (the default; about two minutes on 2 cores): the smoke grid with the SLAs the
+  README's example uses -> docs/img/report.png, each model's throughput plot and
+  bert_tiny's plot against batch size beside it;
+- `seed004`: seed 004 in miniature (`+grid=seed004_cpu`: two CPU instance labels priced as
+  g5.4xlarge and g4dn.4xlarge, client threads 1-4, batch 1-8; about four minutes) ->
+  docs/img/seed004_report.png (the whole page: the ratio table and every plot), and its
+  throughput-vs-P95 curves beside it as seed004-<model>-throughput-vs-p95.png.
+
+    python docs/report_screenshot.py [smoke|seed004] [--keep DIR]
+
+With --keep, a second run resumes the sweep there (its ok cells are not run again).
 """
 
 from __future__ import annotations
@@ -15,11 +24,40 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 DOCS_IMG = Path(__file__).resolve().parent / "img"
-SLA = ["sla.p99_ms=20", "sla.ttft_ms=15"]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+@dataclass(frozen=True)
+class Page:
+    grid: str
+    report_args: tuple[str, ...]  # `bench report` options: SLAs, ratio=
+    image: str  # the screenshot's name in docs/img
+    height: int  # window height in pixels: what of the page the picture shows
+    plots: tuple[str, ...]  # report plots (glob patterns of their names) copied beside it
+    prefix: str = ""  # put before each copied plot's name
+
+
+PAGES = {
+    "smoke": Page(
+        "smoke",
+        ("sla.p99_ms=20", "sla.ttft_ms=15"),
+        "report.png",
+        2600,
+        ("*-throughput-vs-p99.png", "bert_tiny-vs-batch-size.png"),
+    ),
+    "seed004": Page(
+        "seed004_cpu",
+        ("ratio=cpu-g5/cpu-g4dn",),
+        "seed004_report.png",
+        9000,
+        ("*-throughput-vs-p95.png",),
+        prefix="seed004-",
+    ),
+}
 
 
 def bench(*args: str) -> str:
@@ -32,7 +70,7 @@ def bench(*args: str) -> str:
     return done.stdout
 
 
-def screenshot(page: Path, out: Path) -> None:
+def screenshot(page: Path, out: Path, height: int = 2600) -> None:
     """A full-width capture of `page` by headless Chromium (no sandbox: it may run as root)."""
     browser = next((b for b in BROWSERS if shutil.which(b)), None)
     if browser is None:
@@ -40,27 +78,50 @@ def screenshot(page: Path, out: Path) -> None:
     subprocess.run(
         [
             browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--window-size=1500,2600", f"--screenshot={out}", page.as_uri(),
+            f"--window-size=1500,{height}", f"--screenshot={out}", page.as_uri(),
         ],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
 
 
+def crop_and_shrink(image: Path) -> None:
+    """Cut the window's empty space below a page shorter than the window, and store the
+    picture with a 256-colour palette (a third of the bytes; plots and text are flat colours).
+    With Pillow, which matplotlib brings."""
+    from PIL import Image, ImageChops
+
+    with Image.open(image) as shot:
+        shot = shot.convert("RGB")
+    box = ImageChops.difference(shot, Image.new("RGB", shot.size, "white")).getbbox()
+    if box is not None and box[3] + 40 < shot.height:
+        shot = shot.crop((0, 0, shot.width, box[3] + 40))
+    shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(image, optimize=True)
+
+
+def photograph(page: Page, root: Path) -> Path:
+    """Sweep (or resume) the page's grid under `root`, report it, take the picture; its path."""
+    bench("sweep", f"+grid={page.grid}", f"store.root={root}", f"sweep_id={page.grid}-docs")
+    sweep = f"{page.grid}-docs"
+    print(bench("report", sweep, f"store.root={root}", *page.report_args))
+    report = root / sweep / "report"
+    DOCS_IMG.mkdir(exist_ok=True)
+    screenshot(report / "index.html", DOCS_IMG / page.image, page.height)
+    crop_and_shrink(DOCS_IMG / page.image)
+    for pattern in page.plots:
+        for plot in report.glob(pattern):
+            shutil.copy(plot, DOCS_IMG / f"{page.prefix}{plot.name}")
+    return DOCS_IMG / page.image
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("page", nargs="?", default="smoke", choices=sorted(PAGES))
     parser.add_argument("--keep", type=Path, help="use and keep this store (default: a temp one)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-docs-"))
     try:
-        bench("sweep", "+grid=smoke", f"store.root={root}")
-        sweep = next(p.name for p in root.iterdir() if p.name.startswith("smoke-"))
-        print(bench("report", sweep, f"store.root={root}", *SLA))
-        report = root / sweep / "report"
-        DOCS_IMG.mkdir(exist_ok=True)
-        screenshot(report / "index.html", DOCS_IMG / "report.png")
-        for plot in report.glob("*-throughput-vs-p99.png"):
-            shutil.copy(plot, DOCS_IMG / plot.name)
-        print(f"wrote {DOCS_IMG / 'report.png'} and the throughput plots beside it")
+        out = photograph(PAGES[args.page], root)
+        print(f"wrote {out} and the plots beside it")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -39,7 +39,8 @@ VERBS_HELP = {
     "plan": "the cells of +grid=NAME: memory fit, engine support, the sweep's own cost",
     "fit": "instance types and partition degrees that can host model=NAME, cheapest first",
     "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD); "
-    "compare=BASE adds the comparison with a base sweep, rate=R a fleet sized for R/s",
+    "compare=BASE adds the comparison with a base sweep, rate=R a fleet sized for R/s, "
+    "ratio=A/B the table of instance type A over B (by itself for a sweep of two; ratio=off)",
     "prices": "prices refresh: rewrite the instance catalog from the AWS Price List API",
     "ls": "the sweeps in the store, newest first: grid, date, executor, cells, rows by status",
     "capacity": "capacity SWEEP rate=R sla.p99_ms=X: replicas, instances and $/month per cell "
@@ -182,9 +183,11 @@ def _run(args: argparse.Namespace) -> int:
     # stdout carries only the row (`bench run ... | jq`): what libraries print while the cell
     # runs (DeepSpeed logs to stdout on import) goes to stderr
     from bench.measure import progress
+    from bench.measure.process_groups import terminate_as_exit
 
     progress.begin(progress.CellProgress(None, plan.sweep_id, plan.cells[0].cell_id, ""))
-    with stdout_to_stderr():  # the phases too, as they happen
+    # SIGTERM ends the cell as an exception would: a server it started is stopped on the way
+    with stdout_to_stderr(), terminate_as_exit():  # the phases too, as they happen
         result = run_cell(plan.cells[0], planner_warnings)
     print(_printable(result.row))
     return EXIT_OK if result.row["status"] == "ok" else EXIT_CELL_FAILED
@@ -280,7 +283,7 @@ def _plan(args: argparse.Namespace) -> int:
     from bench.sweep import make_executor
 
     cfg = compose_one(args.overrides)
-    plan = plan_from_overrides(args.overrides)
+    plan = plan_from_overrides(args.overrides, base=cfg)
     executor = make_executor(plan.executor)
     overhead = cell_overhead(
         open_store(plan.store_root),
@@ -288,7 +291,8 @@ def _plan(args: argparse.Namespace) -> int:
         serial=executor.synchronous,
         fallback_s=float(cfg.plan.cell_overhead_s),
     )
-    report = plan_report(plan, overhead)
+    # cells run here: what this machine lacks (CUDA for device=cuda) counts, as in the sweep
+    report = plan_report(plan, overhead, this_host=executor.synchronous)
     print(format_plan(report, str(cfg.format)))
     return EXIT_OK
 
@@ -330,11 +334,13 @@ def _report(args: argparse.Namespace) -> int:
     from bench.results.collect import collect
     from bench.results.report import SLA_KEYS, Sla, build_report
 
-    # `compare=BASE` (a sweep id or aggregate URI) and `rate=R` add the decision sections
+    # `compare=BASE` (a sweep id or aggregate URI), `rate=R` and `ratio=A/B` add the decision
+    # sections (the ratio table also by itself, for a sweep of exactly two instance types)
     base_spec = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("compare=")), None)
+    ratio = _ratio_option(args.overrides)
     ranges = {**COMPARE_OPTIONS, **CAPACITY_OPTIONS}
     options, rest = _verb_options(
-        [o for o in args.overrides if not o.startswith("compare=")], ranges
+        [o for o in args.overrides if not o.startswith(("compare=", "ratio="))], ranges
     )
     cfg = compose_one(rest)
     p99 = cfg.sla.p99_ms
@@ -347,6 +353,10 @@ def _report(args: argparse.Namespace) -> int:
         decisions.append(_comparison_section(base_spec, str(cfg.store.root), store, frame, options))
     if options["rate"] is not None:
         decisions.append(_fleet_section(store, frame, options, float(p99), cfg))
+    if (pair := _ratio_pair(ratio, frame)) is not None:
+        from bench.results.report_decisions import ratio_section
+
+        decisions.append(ratio_section(frame, *pair))
     targets = Sla(
         **{key: float(v) if (v := cfg.sla.get(key)) is not None else None for key in SLA_KEYS}
     )
@@ -359,6 +369,39 @@ def _report(args: argparse.Namespace) -> int:
     print(built.markdown.split("## Plots")[0].rstrip())
     print(f"report: {store.uri(folder + '/index.html')} (and report.md, {len(built.images)} PNGs)")
     return EXIT_OK
+
+
+RATIO_FORMAT = "INSTANCE_A/INSTANCE_B (the table of A over B), or off"
+
+
+def _ratio_option(overrides: list[str]) -> tuple[str, str] | str | None:
+    """`ratio=A/B` as (A, B), `ratio=off`, or None (not given: automatic); a malformed value
+    is one line naming the form."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("ratio=")]
+    if not given or given[-1] == "off":
+        return given[-1] if given else None
+    a, slash, b = given[-1].partition("/")
+    if not (slash and a and b) or a == b or "/" in b:
+        raise ConfigError("ratio", given[-1], RATIO_FORMAT)
+    return a, b
+
+
+def _ratio_pair(ratio: tuple[str, str] | str | None, frame: Any) -> tuple[str, str] | None:
+    """The two instance types the ratio table compares: those given, both with ok rows in the
+    sweep; without `ratio=`, a sweep's two (the dearer per hour over the cheaper), or none."""
+    from bench.results.report_decisions import instance_types
+
+    types = instance_types(frame)
+    if ratio is None:
+        return (types[0], types[1]) if len(types) == 2 else None
+    if ratio == "off":
+        return None
+    if missing := [name for name in ratio if name not in types]:
+        have = ", ".join(types) or "none"
+        raise ConfigError(
+            "ratio", "/".join(ratio), f"{missing[0]} has no ok rows here (has: {have})"
+        )
+    return ratio[0], ratio[1]
 
 
 def _comparison_section(
@@ -547,12 +590,16 @@ def _spot_prices(cfg: Any) -> dict[str, float]:
 
 def _ls(args: argparse.Namespace) -> int:
     from bench.config.compose import store_root
+    from bench.plan.manifest import unreadable_manifests
     from bench.results.history import list_sweeps, sweeps_table
     from bench.results.store import open_store
 
     store = open_store(store_root(args.overrides))
     store.check(writing=False)
-    print(sweeps_table(list_sweeps(store), store.root_uri))
+    sweeps = list_sweeps(store)
+    print(sweeps_table(sweeps, store.root_uri))
+    for reason in unreadable_manifests(store, {s.sweep_id for s in sweeps}):
+        print(f"unreadable: {reason}")
     return EXIT_OK
 
 
@@ -716,3 +763,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except Exception as exc:  # last: every other handler has had its turn
+        # AWS's client library failing outside the code that already says so in one line
+        # (an endpoint gone, a read cut off): one line too, not a traceback
+        if not type(exc).__module__.startswith("botocore."):
+            raise
+        print(f"error: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE

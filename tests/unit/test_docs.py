@@ -51,7 +51,7 @@ OWN_NUMERIC = {
     "capacity": cli.CAPACITY_OPTIONS,
     "report": {**cli.COMPARE_OPTIONS, **cli.CAPACITY_OPTIONS},
 }
-OWN_TEXT = {"report": ("compare",), "collect": ("format",)}  # compare=BASE, format=csv|json
+OWN_TEXT = {"report": ("compare", "ratio"), "collect": ("format",)}  # compare=BASE, ratio=A/B
 FIT_SHORT = ("params", "lbme_gb")  # `fit params=15e9` is `fit.params=15e9`
 
 

@@ -118,11 +118,13 @@ TASKS: dict[str, Task] = {
         # Encoder-decoder: the encoder reads seq_len ids, the decoder generates new_tokens
         # from its start token (transformers' generate() runs both).
         Task("seq2seq", True, _token_inputs, ("AutoModelForSeq2SeqLM",), "tokens", text=True),
+        # Any one forward pass over a batch of images: a classifier, or a detector's
+        # set-prediction heads (YOLOS, DETR: no NMS step); images/s either way.
         Task(
             "classify_image",
             False,
             _pixel_inputs,
-            ("AutoModelForImageClassification", "AutoModel"),
+            ("AutoModelForImageClassification", "AutoModelForObjectDetection", "AutoModel"),
             "",
             text=False,
         ),

@@ -218,9 +218,7 @@ def _expected_cells(store: Store, sweep_id: str) -> list[str]:
     return [cell["cell_id"] for cell in manifest["cells"]] if manifest else []
 
 
-def _cached_rows(
-    data: bytes | None, versions: dict[str, str]
-) -> tuple[pl.DataFrame | None, bool]:
+def _cached_rows(data: bytes | None, versions: dict[str, str]) -> tuple[pl.DataFrame | None, bool]:
     """(the rows an earlier collect read from files still here and unchanged, whether it held
     any other), from the cache's bytes; None when there is no usable cache (none yet,
     another schema version, unreadable: it is rebuilt)."""

@@ -1,8 +1,12 @@
 """aggregated.parquet -> plots, a recommendation under a latency SLA, HTML and Markdown.
 
-Plots (PNG, matplotlib, one set per model):
+Plots (PNG, matplotlib, one set per model; throughput in the model's own unit: sentences/s
+for an encoder, images/s for an image model, from the rows' `task`):
 - throughput vs P99 latency, one line per instance x precision (points: batch sizes);
-- throughput and $ per million inferences vs batch size (best client-thread count per point);
+- throughput vs P95 latency, one panel per instance x precision on shared axes, one curve per
+  batch size, its points the client-thread counts (seed 004's throughput-vs-latency curves);
+- throughput and P95 latency vs batch size, and $ per million inferences vs batch size (each
+  point the batch size's most-throughput client-thread count);
 - load time per engine (load_s with init_s stacked on it);
 - ramp rows: P50/P99 (with the SLA) and throughput vs concurrency, first failure marked.
 Recommendation: per model, the cheapest ok configuration (by $/M inferences) whose P99 meets
@@ -100,7 +104,7 @@ class Report:
 
 def _with_figures(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows from before intervals and stability existed get those columns empty."""
-    wanted = [*FIGURES_COLUMNS, *GENERATION_COLUMNS, "latency_ms_p99_lo"]
+    wanted = [*FIGURES_COLUMNS, *GENERATION_COLUMNS, "latency_ms_p99_lo", "latency_ms_p95", "task"]
     missing = [c for c in wanted if c not in frame.columns]
     return frame.assign(**dict.fromkeys(missing)) if missing else frame
 
@@ -242,6 +246,31 @@ def _series_label(instance: str, precision: str) -> str:
     return f"{instance} {precision}"
 
 
+# What one inference of a task is, in the seeds' words (the row's inferences_per_s counts them)
+THROUGHPUT_UNITS = {
+    "encode": "sentences/s",
+    "classify_image": "images/s",
+    "generate": "sequences/s",
+    "seq2seq": "sequences/s",
+}
+
+
+def instances_by_price(rows: pd.DataFrame) -> list[str]:
+    """The rows' instance types, dearest per hour first (equal prices, and rows without
+    one, in name order)."""
+    price = rows["price_per_hour"] if "price_per_hour" in rows.columns else None
+    price = pd.Series(price, index=rows.index, dtype=float)
+    per_hour = price.groupby(rows["instance"]).median().fillna(float("-inf"))
+    return sorted(per_hour.index, key=lambda name: (-per_hour[name], name))
+
+
+def throughput_unit(rows: pd.DataFrame) -> str:
+    """What the rows' inferences_per_s counts, by their `task`: sentences/s for an encoder,
+    images/s for an image model; inferences/s where the rows name no single task."""
+    tasks = set(rows["task"].dropna()) if "task" in rows.columns else set()
+    return THROUGHPUT_UNITS.get(tasks.pop(), "inferences/s") if len(tasks) == 1 else "inferences/s"
+
+
 def _best_per_batch(ok: pd.DataFrame) -> pd.DataFrame:
     """Per instance x precision x batch size, the row with the most throughput (over the
     client-thread counts tried)."""
@@ -313,17 +342,17 @@ def plot_throughput_vs_p99(
             ),
         )
     axes.set_xlabel("P99 latency per request (ms); bar: 95% interval, dotted arrow: open above")
-    axes.set_ylabel("throughput (inferences/s)")
+    axes.set_ylabel(f"throughput ({throughput_unit(ok)})")
     axes.set_title(f"{model}: throughput vs P99 latency (labels: batch size)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="best", framealpha=0.8)
     return figure_png(figure)
 
 
-def _finish_pair(figure: Any, pair: tuple[Any, Any], xlabel: str, titles: tuple[str, str]) -> bytes:
-    """Side-by-side plots over a doubling x axis (batch size, concurrency): label, grid, legend,
-    title each, then the PNG. Ticks are the values plotted, written as plain numbers (a log
-    axis would otherwise label them 2^0, 2^2)."""
+def _finish_pair(figure: Any, pair: tuple[Any, ...], xlabel: str, titles: tuple[str, ...]) -> bytes:
+    """Side-by-side plots (one or more) over a doubling x axis (batch size, concurrency):
+    label, grid, legend, title each, then the PNG. Ticks are the values plotted, written as
+    plain numbers (a log axis would otherwise label them 2^0, 2^2)."""
     from matplotlib.ticker import NullFormatter
 
     for axes, title in zip(pair, titles, strict=True):
@@ -339,22 +368,107 @@ def _finish_pair(figure: Any, pair: tuple[Any, Any], xlabel: str, titles: tuple[
     return figure_png(figure)
 
 
+def _p95_panel(axes: Any, rows: pd.DataFrame, colours: dict[Any, Any]) -> None:
+    """One instance x precision: a curve per batch size through its client-thread counts."""
+    for batch, curve in rows.groupby("batch_size"):
+        curve = curve.sort_values("threads")
+        x, y = curve["latency_ms_p95"].astype(float), curve["inferences_per_s"].astype(float)
+        axes.plot(x, y, marker="o", color=colours[batch], label=f"b{batch}")
+        for threads, px, py in zip(curve["threads"], x, y, strict=True):
+            axes.annotate(
+                f"t{threads}", (px, py), textcoords="offset points", xytext=(3, 3), fontsize=6
+            )
+    if rows.empty:
+        axes.text(0.5, 0.5, "no ok rows", ha="center", transform=axes.transAxes)
+    axes.grid(alpha=0.3)
+
+
+def plot_throughput_vs_p95(ok: pd.DataFrame, model: str) -> bytes:
+    """Seed 004's throughput-vs-latency curves: one panel per instance x precision (shared
+    axes, so panels compare at a glance; the dearer instance on the left, as in "G5 over
+    G4dn"), one curve per batch size (the same colour in every panel), its points the
+    client-thread counts in order, each labelled t<threads>."""
+    import matplotlib.pyplot as plt
+
+    ok = _with_figures(ok).dropna(subset=["latency_ms_p95", "inferences_per_s"])
+    instances = instances_by_price(ok)
+    precisions = sorted(ok["precision"].unique(), key=lambda p: (p != "fp32", p))
+    panels = [(p, i) for p in precisions for i in instances]
+    columns = max(1, min(len(instances), 4))
+    rows = max(1, -(-len(panels) // columns))
+    figure, grid = plt.subplots(
+        rows,
+        columns,
+        figsize=(4.1 * columns + 0.3, 3.3 * rows + 1.1),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    colours = dict(zip(sorted(ok["batch_size"].unique()), plt.cm.tab10.colors * 10, strict=False))
+    for axes, (precision, instance) in zip(grid.flat, panels, strict=False):
+        here = ok[(ok["instance"] == instance) & (ok["precision"] == precision)]
+        _p95_panel(axes, here, colours)
+        axes.set_title(f"{instance} {precision}", fontsize=9)
+    for axes in grid.flat[len(panels) :]:
+        axes.set_visible(False)
+    for axes in grid[-1]:
+        axes.set_xlabel("P95 latency per request (ms)")
+    for axes in grid[:, 0]:
+        axes.set_ylabel(f"throughput ({throughput_unit(ok)})")
+    lines = {line.get_label(): line for axes in grid.flat for line in axes.get_lines()}
+    shown = [lines[f"b{batch}"] for batch in colours if f"b{batch}" in lines]
+    labels = [line.get_label() for line in shown]
+    figure.legend(
+        shown,
+        labels,
+        loc="outside lower center",
+        ncols=max(1, len(shown)),
+        title="batch size",
+        fontsize=8,
+    )
+    figure.suptitle(
+        f"{model}: throughput vs P95 latency per instance and precision\n"
+        "one curve per batch size; its points: client threads t1, t2, ...",
+        fontsize=10,
+    )
+    return figure_png(figure)
+
+
 def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
+    """Throughput and P95 latency against batch size, one line per instance x precision."""
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    best = _best_per_batch(ok)
+    best = _best_per_batch(_with_figures(ok))
     for (instance, precision), group in best.groupby(["instance", "precision"]):
         group = group.sort_values("batch_size")
         label = _series_label(instance, precision)
         left.plot(group["batch_size"], group["inferences_per_s"], marker="o", label=label)
-        right.plot(
-            group["batch_size"], group["usd_per_million_inferences"], marker="o", label=label
-        )
-    left.set_ylabel("throughput (inferences/s)")
-    right.set_ylabel("$ per million inferences (on-demand)")
-    titles = (f"{model}: throughput vs batch size", f"{model}: cost vs batch size")
+        right.plot(group["batch_size"], group["latency_ms_p95"], marker="o", label=label)
+    left.set_ylabel(f"throughput ({throughput_unit(ok)})")
+    right.set_ylabel("P95 latency per request (ms)")
+    titles = (f"{model}: throughput vs batch size", f"{model}: P95 latency vs batch size")
     return _finish_pair(figure, (left, right), "batch size", titles)
+
+
+def plot_cost_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
+    """$ per million inferences against batch size, one line per instance x precision."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.5, 4.2))
+    best = _best_per_batch(ok)
+    for (instance, precision), group in best.groupby(["instance", "precision"]):
+        group = group.sort_values("batch_size")
+        axes.plot(
+            group["batch_size"],
+            group["usd_per_million_inferences"],
+            marker="o",
+            label=_series_label(instance, precision),
+        )
+    axes.set_ylabel("$ per million inferences (on-demand)")
+    title = f"{model}: cost vs batch size"
+    return _finish_pair(figure, (axes,), "batch size", (title,))
 
 
 def plot_ramp(ramps: pd.DataFrame, model: str) -> bytes:
@@ -412,8 +526,16 @@ CAPTIONS = {
     "-throughput-vs-p99.png": "Up and to the left is better. The dashed line is the SLA, the "
     "star the recommended configuration (hollow: provisional); a dotted arrow marks a P99 "
     "whose interval is open above (too few requests to bound it).",
-    "-vs-batch-size.png": "Where throughput stops rising with the batch size, a larger batch "
-    "adds only latency; the cheapest batch is the lowest point on the right.",
+    "-throughput-vs-p95.png": "Each curve is one batch size, its points more client threads "
+    "(t1, t2, ...): up and to the left is better; where a curve turns flat and runs right, "
+    "more clients add only latency. Panels share their axes: compare instances across a row.",
+    "-cost-vs-batch-size.png": "$ per million inferences at the on-demand price (each point "
+    "the batch size's most-throughput client-thread count): the lowest line at a batch size "
+    "is the instance and precision that serve it for least.",
+    "-vs-batch-size.png": "Where throughput stops rising with the batch size (the knee), a "
+    "larger batch adds only latency: a latency-bound service picks its batch from the P95 "
+    "side, a throughput-bound one the knee. Each point is the batch size's most-throughput "
+    "client-thread count, the same row on both sides.",
     "-ramp.png": "Latency against concurrent clients: where P99 leaves the SLA, or the first "
     "failed request (x), is the most this configuration takes.",
     "load-time-per-engine.png": "Time from a local checkpoint to a ready model, and the "
@@ -449,7 +571,10 @@ def build_report(
         images[f"{model}-throughput-vs-p99.png"] = plot_throughput_vs_p99(
             group, str(model), target.p99_ms, chosen
         )
+        if group["latency_ms_p95"].notna().any():
+            images[f"{model}-throughput-vs-p95.png"] = plot_throughput_vs_p95(group, str(model))
         images[f"{model}-vs-batch-size.png"] = plot_vs_batch(group, str(model))
+        images[f"{model}-cost-vs-batch-size.png"] = plot_cost_vs_batch(group, str(model))
     if "stages_json" in ok.columns:
         ramps = ok[ok["stages_json"].notna()]
         for model, group in ramps.groupby("model"):

@@ -1,5 +1,7 @@
-"""The report's decision sections: a comparison with a base sweep (`report ... compare=BASE`)
-and a fleet sized for a target load (`report ... rate=R`), each a Markdown block with its plot.
+"""The report's decision sections: a comparison with a base sweep (`report ... compare=BASE`),
+a fleet sized for a target load (`report ... rate=R`), each a Markdown block with its plot,
+and the ratio table of one instance type over another (`report ... ratio=A/B`, or by itself
+when a sweep has two instance types: seed 004's "G5 over G4dn").
 
 Comparison plot: per cell, the relative change of P50, P99 and throughput with its 95%
 interval, coloured by verdict, with the regression threshold drawn. Fleet plot: the monthly
@@ -16,7 +18,12 @@ import pandas as pd
 from bench.results.capacity import ASSUMPTIONS
 from bench.results.compare import Comparison
 from bench.results.document import Block, Figure, Heading, Table, Text
-from bench.results.report import figure_png, plot_caption
+from bench.results.report import (
+    THROUGHPUT_UNITS,
+    figure_png,
+    instances_by_price,
+    plot_caption,
+)
 
 VERDICT_COLOURS = {"faster": "tab:green", "cheaper": "tab:green", "slower": "tab:red"}
 VERDICT_COLOURS |= {"dearer": "tab:red"}  # everything else (no change, insufficient): grey
@@ -175,3 +182,105 @@ def fleet_section(table: pd.DataFrame, rate: float, peak_to_mean: float, p99_ms:
         blocks.append(Figure(name, plot_caption(name)))
         return Section(blocks, {name: plot_fleet(table, rate, p99_ms)})
     return Section(blocks)
+
+
+# A configuration is the same on both instance types when these are equal
+RATIO_KEYS = ["model", "engine", "precision", "batch_size", "threads", "tp_degree"]
+RATIO_FIGURES = {  # row column -> the table's name for it
+    "inferences_per_s": "throughput",
+    "latency_ms_p95": "p95_ms",
+    "usd_per_million_inferences": "usd_per_million",
+}
+
+
+def instance_types(frame: pd.DataFrame) -> list[str]:
+    """The instance types of a sweep's ok rows, dearest per hour first (equal prices, and
+    rows without one, in name order)."""
+    return instances_by_price(frame[frame["status"] == "ok"])
+
+
+def _side(ok: pd.DataFrame, instance: str) -> pd.DataFrame:
+    """One instance type's ok rows, one per configuration (repeats: their median), with the
+    task that names the throughput's unit."""
+    rows = ok[ok["instance"] == instance]
+    rows = rows.assign(**{c: rows.get(c) for c in [*RATIO_FIGURES, "task"] if c not in rows})
+    grouped = rows.groupby(RATIO_KEYS, dropna=False)
+    figures = grouped[list(RATIO_FIGURES)].median().rename(columns=RATIO_FIGURES)
+    return figures.assign(task=grouped["task"].first()).reset_index()
+
+
+def instance_ratios(
+    frame: pd.DataFrame, a: str, b: str, threads: int | None = None
+) -> pd.DataFrame:
+    """Instance type A over B, per configuration both ran ok (RATIO_KEYS equal): each side's
+    throughput, P95 latency and $ per million inferences (`_a`, `_b`), and three ratios, each
+    above 1 where A is better: throughput_x = A / B, p95_x = B / A (A's P95 that many times
+    lower), cost_benefit_x = B's $/M / A's (seed 004's "cost benefit, G5 over G4dn").
+
+    At one client-thread count: `threads`, or the fewest both ran (the study's table was
+    measured with one client; the throughput-vs-P95 curves carry the others)."""
+    ok = frame[frame["status"] == "ok"].dropna(subset=["inferences_per_s"])
+    both = _side(ok, a).merge(_side(ok, b), on=RATIO_KEYS, suffixes=("_a", "_b"))
+    if not both.empty:
+        both = both[both["threads"] == (threads or both["threads"].min())]
+    side = {
+        f"{n}_{x}": both[f"{n}_{x}"].astype(float) for n in RATIO_FIGURES.values() for x in "ab"
+    }
+    table = both[RATIO_KEYS].assign(
+        unit=both["task_a"].map(THROUGHPUT_UNITS).fillna("inferences/s"),
+        throughput_a=side["throughput_a"],
+        throughput_b=side["throughput_b"],
+        throughput_x=side["throughput_a"] / side["throughput_b"],
+        p95_ms_a=side["p95_ms_a"],
+        p95_ms_b=side["p95_ms_b"],
+        p95_x=side["p95_ms_b"] / side["p95_ms_a"],
+        usd_per_million_a=side["usd_per_million_a"],
+        usd_per_million_b=side["usd_per_million_b"],
+        cost_benefit_x=side["usd_per_million_b"] / side["usd_per_million_a"],
+    )
+    return table.sort_values(RATIO_KEYS).reset_index(drop=True)
+
+
+def _span(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "n/a"
+    low, high = float(values.min()), float(values.max())
+    return f"{low:.2f}x" if round(low, 2) == round(high, 2) else f"{low:.2f}x to {high:.2f}x"
+
+
+def ratio_section(frame: pd.DataFrame, a: str, b: str) -> Section:
+    """The table of A over B (instance_ratios), in the study's shape: per model, precision
+    and batch size, both sides' throughput (in the model's unit), P95 and $/M, and the
+    ratios, with their range across configurations in one sentence."""
+    heading = Heading(f"{a} over {b}")
+    table = instance_ratios(frame, a, b)
+    if table.empty:
+        return Section([heading, Text(f"No configuration ran ok on both {a} and {b}.")])
+    threads = int(table["threads"].iloc[0])
+    summary = (
+        f"{a} over {b}, {len(table)} configuration(s) at {threads} client thread(s): "
+        f"throughput {_span(table['throughput_x'])}, P95 {_span(table['p95_x'])}, cost "
+        f"benefit {_span(table['cost_benefit_x'])} (above 1: {a} better)."
+    )
+    explained = (
+        "Per configuration both ran (same model, engine, precision, batch size, client "
+        "threads, TP degree), each side's throughput in the model's unit, P95 latency and $ "
+        f"per million inferences (on-demand), and three ratios, each above 1 where {a} is "
+        f"better: throughput {a} / {b}, P95 {b} / {a}, $/M {b} / {a} (the cost benefit). "
+        f"At the fewest client threads both ran ({threads}), as the study's table; the "
+        "throughput-vs-P95 curves show the rest."
+    )
+    shown = table.drop(columns=[c for c in ("engine", "tp_degree") if table[c].nunique() == 1])
+    shown = shown.drop(columns=["threads"])
+    for column in ("throughput_x", "p95_x", "cost_benefit_x"):
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}x")
+    names = {"throughput": "throughput", "p95_ms": "P95 ms", "usd_per_million": "$/M"}
+    renamed = {f"{k}_a": f"{v} {a}" for k, v in names.items()}
+    renamed |= {f"{k}_b": f"{v} {b}" for k, v in names.items()}
+    renamed |= {
+        "throughput_x": "throughput x",
+        "p95_x": "P95 x",
+        "cost_benefit_x": "cost benefit x",
+    }
+    return Section([heading, Text(explained), Text(summary), Table(shown.rename(columns=renamed))])

@@ -11,8 +11,11 @@ Layout under the root (docs/executors.md, "Store layout"):
 Stores written before attempts had files of their own hold `cells/<cell_id>.parquet`; they
 still collect and resume.
 
-A reader never sees a half-written file: local writes go to a temp file in the same folder
-and are renamed into place; S3 writes are one PUT each (bench.results.s3). No attempt's file is ever
+A reader never sees a half-written file: local writes go to a file with no name until it is
+complete (Linux O_TMPFILE, so a writer killed midway leaves nothing behind), else to a temp
+file in the same folder, and are linked or renamed into place (a temp file left by a killed
+writer is removed by the sweep's next run: LocalStore.remove_stale_temp); S3 writes are one
+PUT each (bench.results.s3). No attempt's file is ever
 written over: an attempt writes its own names, and a lease is only created where there is
 none or replaced where it is still the one its taker read (compare and swap).
 """
@@ -112,7 +115,7 @@ class LocalStore(Store):
                 with os.fdopen(fd, "wb", closefd=False) as handle:
                     handle.write(data)
                 os.fsync(fd)
-                return _name_unnamed(fd, folder, path.name, replace)
+                return _name_unnamed(fd, folder, path, replace)
             finally:
                 os.close(fd)
         finally:
@@ -272,11 +275,12 @@ class LocalStore(Store):
             raise StoreError(f"store.root={str(self.root)!r}: {nearest} is not writable")
 
 
-def _name_unnamed(fd: int, folder: int, name: str, replace: bool) -> bool | None:
-    """Name the unnamed file `fd` as `name` in `folder` (see LocalStore._write_unnamed)."""
+def _name_unnamed(fd: int, folder: int, path: Path, replace: bool) -> bool | None:
+    """Name the unnamed file `fd` as `path`, whose folder is open as `folder` (see
+    LocalStore._write_unnamed)."""
     source = f"/proc/self/fd/{fd}"  # linked with AT_SYMLINK_FOLLOW: the file itself
     try:
-        os.link(source, name, dst_dir_fd=folder)
+        os.link(source, path.name, dst_dir_fd=folder)
         return True
     except FileExistsError:
         if not replace:
@@ -285,13 +289,12 @@ def _name_unnamed(fd: int, folder: int, name: str, replace: bool) -> bool | None
         if exc.errno in _NO_UNNAMED_FILES:
             return None
         raise
-    tmp = f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    os.link(source, tmp, dst_dir_fd=folder)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    os.link(source, tmp.name, dst_dir_fd=folder)
     try:
-        os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=folder)
+        tmp.unlink(missing_ok=True)
         raise
     return True
 

@@ -33,6 +33,7 @@ def _frame() -> pd.DataFrame:
                 "tp_degree": 1,
                 "status": "ok",
                 "latency_ms_p50": p99 * 0.8,
+                "latency_ms_p95": p99 * 0.9,
                 "latency_ms_p99": p99,
                 "n": 1000,
                 "inferences_per_s": ips,
@@ -70,12 +71,14 @@ def test_report_is_self_contained_with_plots():
     report = build_report(_frame(), "s1", p99_ms=40.0)
     assert set(report.images) == {
         "bert_base-throughput-vs-p99.png",
+        "bert_base-throughput-vs-p95.png",
         "bert_base-vs-batch-size.png",
+        "bert_base-cost-vs-batch-size.png",
         "load-time-per-engine.png",
     }
     for data in report.images.values():
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    assert report.html.count("data:image/png;base64,") == 3
+    assert report.html.count("data:image/png;base64,") == 5
     assert "P99 &lt;= 40 ms" in report.html and "<table>" in report.html
     assert "## Recommendation (P99 <= 40 ms)" in report.markdown
     assert "(bert_base-vs-batch-size.png)" in report.markdown
