@@ -5,6 +5,10 @@ weights (timing equals pretrained weights of the same shape), saved once as safe
 `models_dir`, so every cell's load is a real read from disk. `model.checkpoint` may instead name
 a local HF checkpoint folder, or an s3:// prefix holding one (downloaded once, in parallel
 parts, and timed as download_s).
+
+An engine may keep its own form of a checkpoint beside it (DeepSpeed's per-rank shards):
+`derived_folder` names it after the checkpoint's weights and the form's spec, and
+`publish_folder` writes it once, so every later cell reuses it.
 """
 
 from __future__ import annotations
@@ -87,6 +91,31 @@ def publish_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return time.perf_counter() - started
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The checkpoint's safetensors weight files, in the order its index lists them."""
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        names = dict.fromkeys(json.loads(index.read_text())["weight_map"].values())
+        return [folder / name for name in names]
+    return sorted(folder.glob("*.safetensors"))
+
+
+def derived_folder(checkpoint: Path, models_dir: str, kind: str, spec: dict[str, Any]) -> Path:
+    """Where a form of `checkpoint` made once and then reused lives (an engine's per-rank
+    shards, a loader's index): under models_dir, named by the checkpoint's folder and `kind`
+    plus a digest of the checkpoint's weight files (path, size, modification time) and
+    `spec`, so a rebuilt checkpoint or another spec (TP degree, dtype, library version) gets a
+    folder of its own instead of stale files."""
+    checkpoint = checkpoint.expanduser().resolve()
+    files = [
+        (str(path), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in weight_files(checkpoint)
+    ]
+    key = json.dumps({"checkpoint": str(checkpoint), "files": files, **spec}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return Path(models_dir).expanduser() / f"{checkpoint.name}.{kind}-{digest}"
 
 
 def download_s3_folder(uri: str, target: Path) -> None:

@@ -152,3 +152,46 @@ def cuda_memory() -> list[dict[str, float | int]]:
             }
         )
     return devices
+
+
+# -- one process's memory around a model load (every rank of a tensor-parallel group) -------
+
+
+class LoadMemory:
+    """A process's resident memory around its model load: the footprint it starts from
+    (imports, process group; no model), what it holds once loaded, the peak the load reached,
+    and, read at the end, the peak from the start of the load on. Each rank of a
+    tensor-parallel group keeps one, so the row can say what every rank held, not only the
+    measuring one. VmRSS / VmHWM count file-backed pages too: weights still mapped from a
+    checkpoint file count as held."""
+
+    FIELDS = ("rss_before_load_mb", "rss_after_load_mb", "load_peak_rss_mb", "peak_rss_mb")
+
+    def __init__(self) -> None:
+        self.before_mb: float | None = None
+        self.after_mb: float | None = None
+        self.load_peak_mb: float | None = None
+        self.peak_reset = False
+
+    def start(self) -> None:
+        """The load begins: restart the peak, so it is the load's and not an earlier phase's
+        (a checkpoint built from config in this process)."""
+        self.peak_reset = reset_peak_rss()
+        self.before_mb = rss_mb()
+
+    def loaded(self) -> None:
+        self.after_mb = rss_mb()
+        self.load_peak_mb = peak_rss_mb()
+
+    def figures(self) -> dict[str, float | None]:
+        """MiB: before, after, the load's peak, and the peak since the load began (the larger
+        of the load's and the current VmHWM: a caller may have reset it after the load)."""
+        now = peak_rss_mb()
+        peaks = [p for p in (self.load_peak_mb, now) if p is not None]
+        return dict(
+            zip(
+                self.FIELDS,
+                (self.before_mb, self.after_mb, self.load_peak_mb, max(peaks) if peaks else None),
+                strict=True,
+            )
+        )

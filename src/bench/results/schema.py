@@ -35,7 +35,8 @@ SCHEMA_VERSION = 12
 # samples carry each request's counts and turn; the server's own metrics (server_*), the
 # client's health (client_limited, client_cpus_mean); sla_search's columns; 12: failed_share
 # (a failed request is flagged in percentile_flags, and report recommends no cell over
-# sla.max_failed_share)
+# sla.max_failed_share), each TP rank's memory around its load (rank_peak_rss_mb,
+# rank_memory_json)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -271,6 +272,18 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         "gpu_memory_json",
         pa.string(),
         "JSON per device: allocated_peak_mb, reserved_peak_mb, driver_used_mb",
+    ),
+    (
+        "rank_peak_rss_mb",
+        pa.float64(),
+        "DeepSpeed: the largest rank's peak resident memory from the start of its load to the "
+        "end of the cell (its imports, load, sharding and serving), MiB",
+    ),
+    (
+        "rank_memory_json",
+        pa.string(),
+        "DeepSpeed, JSON per rank: rss_before_load_mb (imports, process group), "
+        "rss_after_load_mb, load_peak_rss_mb, peak_rss_mb, shard_mb (its slice of the model)",
     ),
     (
         "sync_scope",
