@@ -5,7 +5,9 @@ the executors' options."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import re
 from typing import Any
 
 
@@ -15,6 +17,18 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value: Any, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
         super().__init__(f"{key}={value!r} is not allowed; {allowed}")
+
+
+SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_sweep_id(sweep_id: Any) -> str:
+    """A sweep id names a folder directly under the store's root: nothing that leaves it."""
+    if not SWEEP_ID_PATTERN.match(str(sweep_id)) or ".." in str(sweep_id):
+        raise ConfigError(
+            "sweep_id", sweep_id, "use letters, digits, '.', '_' and '-' only (no '..')"
+        )
+    return str(sweep_id)
 
 
 def require(cond: bool, key: str, value: Any, allowed: str) -> None:
@@ -88,10 +102,27 @@ def optional(check: Any, key: str, d: dict[str, Any], *bounds: int) -> Any:
 def typed_options(group: str, owner: str, options_type: type, values: dict[str, Any]) -> Any:
     """`values` as an `options_type` dataclass: an unknown key, or a value whose type differs
     from its field's default (an int is a float; a list is a tuple), is refused naming what is
-    allowed. Fields defaulting to None are the owner's to check."""
-    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    allowed. Fields defaulting to None are the owner's to check. The planner asks this for
+    every cell of a grid: the same values give the same (frozen) options, made once."""
+    items = tuple(values.items())
+    types = tuple(map(type, values.values()))  # 1, 1.0 and True are equal keys; not these
+    try:
+        hash(items)
+    except TypeError:  # a list or mapping value: nothing to remember it by
+        return _typed_options(group, owner, options_type, items)
+    return _typed_options_once(group, owner, options_type, items, types)
+
+
+def _typed_options(
+    group: str,
+    owner: str,
+    options_type: type,
+    items: tuple[tuple[str, Any], ...],
+    types: tuple[type, ...] = (),  # part of the remembered call's key only
+) -> Any:
+    fields = _fields(options_type)
     typed = {}
-    for key, value in values.items():
+    for key, value in items:
         if key not in fields:
             raise ConfigError(f"{group}.{key}", value, f"{owner}: {', '.join(fields) or 'none'}")
         default = fields[key].default
@@ -105,3 +136,11 @@ def typed_options(group: str, owner: str, options_type: type, values: dict[str, 
         if wrong or not isinstance(value, (expected, int) if expected is float else expected):
             raise ConfigError(f"{group}.{key}", value, f"must be {expected.__name__}")
     return options_type(**typed)
+
+
+_typed_options_once = functools.lru_cache(maxsize=4096)(_typed_options)
+
+
+@functools.cache
+def _fields(options_type: type) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(options_type)}

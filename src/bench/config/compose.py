@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.config.checks import ConfigError
+from bench.config.checks import ConfigError, check_sweep_id
 from bench.config.schema import (
     CONFIG_GROUPS,
     add_config_dir,
@@ -66,6 +67,24 @@ def _replacing_mapping(override: str) -> list[str] | None:
     return None
 
 
+def _axis_override(axis: str, values: str) -> str:
+    """`grid.axes.AXIS=[...]`: axes are open, so add the axis or replace it. A dotted axis
+    (`engine.service_ms`) is one key of the axes mapping, as in a grid file, not a path
+    into it: Hydra would read `grid.axes.engine.service_ms` as the key service_ms of an axis
+    `engine`, so it is merged in as a mapping of its own."""
+    if "." in axis:
+        return f"++grid.axes={{{axis}:{values}}}"
+    return f"++grid.axes.{axis}={values}"
+
+
+def _check_sweep_id_override(value: str) -> None:
+    """A sweep id as given, before Hydra's grammar sees it: an unquoted non-ASCII one would
+    otherwise fail as "LexerNoViableAltException"."""
+    value = value.strip().strip("'\"")
+    if value not in ("", "null", "~") and "${" not in value:
+        check_sweep_id(value)
+
+
 def _normalise(overrides: Iterable[str]) -> list[str]:
     """Check group choices and quote them (Hydra would read `engine=null` as None); let
     `grid.axes.KEY=[...]` add an axis as well as replace one."""
@@ -80,8 +99,12 @@ def _normalise(overrides: Iterable[str]) -> list[str]:
             value = value.strip("'\"")
             check_group_choice(group, value)
             override = f"{key}='{value}'"
-        elif sep and key.startswith("grid.axes."):
-            override = f"++{override}"  # axes are open: add one or replace it, either way
+        elif sep and key.lstrip("+").startswith("grid.axes."):
+            override = _axis_override(key.lstrip("+").removeprefix("grid.axes."), value)
+        elif sep and key.lstrip("+") == "grid.max_cells":
+            override = f"++{key.lstrip('+')}={value}"  # the planner's default unless given
+        elif sep and key.lstrip("+") == "sweep_id":
+            _check_sweep_id_override(value)
         out.append(override)
     return out
 
@@ -95,6 +118,48 @@ def _struct_key_error(exc: Exception, overrides: list[str]) -> ConfigError | Non
     value = next((o.partition("=")[2] for o in overrides if o.partition("=")[0] == key), None)
     parent = key.rpartition(".")[0]
     return ConfigError(key, value, f"no such config key{' under ' + parent if parent else ''}")
+
+
+def _yaml_error(exc: Exception) -> Exception | None:
+    """A config file that is not valid YAML, named with where it breaks: the key and choice
+    for a group's file (`grid='bad'`), else the file itself."""
+    import yaml
+
+    while exc is not None and not isinstance(exc, yaml.MarkedYAMLError):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if exc is None or exc.problem_mark is None:
+        return None
+    mark = exc.problem_mark
+    path = Path(mark.name)
+    where = f"{path} line {mark.line + 1}, column {mark.column + 1} is not valid YAML"
+    what = f"{where}: {exc.problem}" + (f" ({exc.context})" if exc.context else "")
+    if path.parent.name in (*CONFIG_GROUPS, "grid"):
+        return ConfigError(path.parent.name, path.stem, what)
+    return UsageError(what)
+
+
+def _override_error(exc: Exception, overrides: list[str]) -> Exception | None:
+    """An override Hydra's grammar cannot read, named (Hydra's own message shows a lexer's
+    exception name and a caret)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    if not isinstance(exc, OverrideParseException):
+        return None
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except Exception:  # the grammar's own errors differ from the composer's
+            key, _, value = override.partition("=")
+            return ConfigError(
+                key.lstrip("+~"),
+                value,
+                "not a value the override grammar reads: quote it (key='value') when it has "
+                "characters other than ASCII letters, digits and _-+./:@, and close its "
+                "brackets",
+            )
+    return None
 
 
 def _one_line(exc: Exception) -> str:
@@ -123,7 +188,12 @@ def compose_many(override_sets: list[list[str]]) -> list[DictConfig]:
             try:
                 cfg = compose(config_name="config", overrides=[*overrides, *_searchpath()])
             except Exception as exc:  # Hydra raises several unrelated exception types here
-                raise _struct_key_error(exc, overrides) or UsageError(_one_line(exc)) from exc
+                raise (
+                    _struct_key_error(exc, overrides)
+                    or _yaml_error(exc)
+                    or _override_error(exc, overrides)
+                    or UsageError(_one_line(exc))
+                ) from exc
             # `+key=` and grid files can add keys Hydra's struct mode never sees: check the
             # whole composed config against what the config files declare
             check_root(OmegaConf.to_container(cfg, resolve=False), known)  # type: ignore[arg-type]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.config import tasks as _tasks
 from bench.config.checks import (
@@ -26,6 +27,7 @@ from bench.config.checks import (
     share,
 )
 
+T = TypeVar("T")
 # fp16 / bf16 cast the whole model; amp_fp16 / amp_bf16 keep fp32 weights and autocast each call
 PRECISIONS = ("fp32", "fp16", "bf16", "amp_fp16", "amp_bf16", "int8")
 DEVICES = ("auto", "cpu", "cuda")
@@ -363,47 +365,72 @@ def instance_from_catalog(catalog: list[dict[str, Any]], type_: str) -> Instance
 
 
 def cell_from_dict(d: dict[str, Any]) -> CellConfig:
-    """Validate a cell (from the manifest, or a composed and resolved config)."""
+    """Validate a cell (from the manifest, or a composed and resolved config); its sections
+    (model, engine, scenario, workload, slo, instance) may be given typed, already checked."""
     instance = d["instance"]
     if not isinstance(instance, InstanceSpec):
         instance = InstanceSpec(**instance)
+    engine = d["engine"]
+    if not isinstance(engine, EngineConfig):
+        engine = engine_from_dict(
+            {"name": engine.get("name"), **engine.get("options", {})}
+            if "options" in engine
+            else engine
+        )
+    cost = cell_cost(d, instance)
+    return CellConfig(
+        sweep_id=str(d.get("sweep_id") or ""),
+        cell_id=str(d.get("cell_id") or ""),
+        index=int(d.get("index") or 0),
+        model=_typed(d["model"], ModelConfig, model_from_dict),
+        engine=engine,
+        scenario=_typed(d["scenario"], ScenarioConfig, scenario_from_dict),
+        instance=instance,
+        **cell_scalars(d),
+        **cost,
+        axes=dict(d.get("axes") or {}),
+        repeat=int_at_least("repeat", d.get("repeat") or 0, 0),
+        workload=_typed(d.get("workload"), WorkloadConfig, workload_from_dict),
+        slo=_typed(d.get("slo"), SloConfig, slo_from_dict),
+    )
+
+
+def cell_cost(d: dict[str, Any], instance: InstanceSpec) -> dict[str, Any]:
+    """A cell's price fields, checked: price_per_hour (the instance's list price when not
+    given), price_source and pricing."""
     price = d.get("price_per_hour")
     if price is None:
         price = instance.usd_per_hour
     ok = finite(price) and price >= 0
     require(ok, "price_per_hour", price, "must be a finite number >= 0 (USD per hour)")
+    return {
+        "price_per_hour": float(price),
+        "price_source": str(d.get("price_source") or ""),
+        "pricing": choice("pricing", d.get("pricing") or "ec2", (*PRICINGS, "override")),
+    }
+
+
+def cell_scalars(d: dict[str, Any]) -> dict[str, Any]:
+    """A cell's own values besides its sections and price, checked."""
     torch_threads = d.get("torch_threads")
     if torch_threads is not None:
         int_at_least("torch_threads", torch_threads, 1)
-    engine = d["engine"]
-    return CellConfig(
-        sweep_id=str(d.get("sweep_id") or ""),
-        cell_id=str(d.get("cell_id") or ""),
-        index=int(d.get("index") or 0),
-        model=model_from_dict(d["model"]),
-        engine=engine_from_dict(
-            {"name": engine.get("name"), **engine.get("options", {})}
-            if "options" in engine
-            else engine
-        ),
-        scenario=scenario_from_dict(d["scenario"]),
-        instance=instance,
-        precision=choice("precision", d.get("precision"), PRECISIONS),
-        batch_size=int_at_least("batch_size", d.get("batch_size"), 1, MAX_BATCH_SIZE),
-        threads=int_at_least("threads", d.get("threads"), 1, MAX_THREADS),
-        tp_degree=int_at_least("tp_degree", d.get("tp_degree"), 1, MAX_TP_DEGREE),
-        device=choice("device", d.get("device"), DEVICES),
-        price_per_hour=float(price),
-        price_source=str(d.get("price_source") or ""),
-        torch_threads=torch_threads,
-        seed=int_at_least("seed", d.get("seed") or 0, 0),
-        models_dir=str(d.get("models_dir")),
-        axes=dict(d.get("axes") or {}),
-        repeat=int_at_least("repeat", d.get("repeat") or 0, 0),
-        pricing=choice("pricing", d.get("pricing") or "ec2", (*PRICINGS, "override")),
-        workload=workload_from_dict(d.get("workload")),
-        slo=slo_from_dict(d.get("slo")),
-    )
+    return {
+        "precision": choice("precision", d.get("precision"), PRECISIONS),
+        "batch_size": int_at_least("batch_size", d.get("batch_size"), 1, MAX_BATCH_SIZE),
+        "threads": int_at_least("threads", d.get("threads"), 1, MAX_THREADS),
+        "tp_degree": int_at_least("tp_degree", d.get("tp_degree"), 1, MAX_TP_DEGREE),
+        "device": choice("device", d.get("device"), DEVICES),
+        "torch_threads": torch_threads,
+        "seed": int_at_least("seed", d.get("seed") or 0, 0),
+        "models_dir": str(d.get("models_dir")),
+    }
+
+
+def _typed(value: Any, kind: type[T], parse: Callable[[Any], T]) -> T:
+    """A section of a cell as given when already checked (the planner checks each distinct
+    one once), else parsed and checked from its dict."""
+    return value if isinstance(value, kind) else parse(value)
 
 
 # The keys of the root config besides the config groups' (conf/config.yaml), and of the
@@ -414,7 +441,7 @@ ROOT_SECTIONS = {
     "plan": {"cell_overhead_s"},
     "slo": set(SLO_KEYS),
 }
-GRID_KEYS = ("name", "axes", "blocks")
+GRID_KEYS = ("name", "axes", "blocks", "max_cells")
 FORMATS = ("table", "json")
 PRICINGS = ("ec2", "sagemaker")  # which catalog price a cell is costed at
 

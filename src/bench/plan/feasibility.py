@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from bench.config.schema import CellConfig, InstanceSpec, ModelConfig
 from bench.config.tasks import task_of
+from bench.engines import ENGINES
 from bench.measure.support import why_unsupported
 from bench.plan.memory_estimate import Estimate, bytes_per_sequence, estimate
 
@@ -270,6 +271,34 @@ def planner_warnings(cell: CellConfig) -> str | None:
     return "; ".join(cell_warnings(cell)) or None
 
 
+@functools.cache
+def host_has_cuda() -> bool:
+    """Whether torch sees a CUDA device on this machine (torch imported only when asked)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def cuda_reason(cell: CellConfig) -> str | None:
+    """Why `device=cuda` cannot run on this machine, for a cell on an instance type the
+    catalog gives no NVIDIA GPU (local-cpu: the machine the sweep runs on), so that the cell
+    is `unsupported` with the reason before it runs, not a failed row. An endpoint's device
+    is its server's business."""
+    if cell.device != "cuda" or nvidia_gpus(cell.instance) or ENGINES[cell.engine.name].remote:
+        return None
+    if host_has_cuda():
+        return None
+    return (
+        f"device=cuda but this machine has no CUDA device (torch sees none) and "
+        f"{cell.instance.type} lists no GPU: use device=cpu or auto here, or a GPU instance "
+        "type on a scheduler"
+    )
+
+
 DECISIONS = ("run", "borderline", "unsupported", "infeasible")  # borderline cells run
 
 
@@ -289,6 +318,8 @@ def decide(cell: CellConfig, this_host: bool = False) -> Decision:
     (the runner asks its first part, bench.measure.support, before loading). `this_host`:
     the cell runs on this machine, so a missing library or launcher counts."""
     if reason := why_unsupported(cell, this_host):
+        return Decision("unsupported", reason)
+    if this_host and (reason := cuda_reason(cell)):
         return Decision("unsupported", reason)
     if reason := infeasible_reason(cell):
         return Decision("infeasible", reason)

@@ -3,34 +3,27 @@
 An axis is a config key with a list of values: a config group (`model`, `engine`: each value
 composes that group's YAML), a top-level scalar (`precision`, `batch_size`, ...), or a dotted
 key inside a group (`model.seq_len`, `engine.service_ms`, `scenario.min_requests`). Cells are
-the cartesian product, in the order the axes are written.
+the cartesian product, in the order the axes are written. A grid has at most grid.max_cells
+cells, repeats included, checked from its axes' lengths before anything expands; the cells
+themselves are made by bench.plan.expand.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import itertools
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from bench.config.checks import ConfigError, flag
+from bench.config.checks import ConfigError, flag, int_at_least
 from bench.config.compose import check_group_choice, compose_many, compose_one
-from bench.config.schema import (
-    CellConfig,
-    InstanceSpec,
-    catalog_entries,
-    cell_from_dict,
-    instance_from_catalog,
-)
-from bench.engines import check_engine
+from bench.config.schema import group_files
 from bench.executors import check_executor
-from bench.measure.scenarios import SCENARIOS, check_scenario
-from bench.measure.workloads import check_workload
+from bench.plan.expand import GROUP_AXES, expand, finish, grid_size, resolution_error
 from bench.plan.manifest import ORDERS, Plan, check_sweep_id, digest
 
-GROUP_AXES = ("model", "engine", "scenario", "workload")
 SCALAR_AXES = (
     "precision",
     "batch_size",
@@ -43,24 +36,6 @@ SCALAR_AXES = (
     "seed",
 )
 DOTTED_PREFIXES = ("model.", "engine.", "scenario.", "workload.", "slo.")
-# Keys that do not change what a cell measures, so they stay out of its id.
-_NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat")
-_NOT_IDENTITY_COST = ("price_per_hour", "price_source", "pricing")
-
-
-def cell_id_for(cell: CellConfig) -> str:
-    """Stable id: a readable prefix plus a hash of everything that shapes the measurement."""
-    identity = {
-        k: v
-        for k, v in cell.to_dict().items()
-        if k not in _NOT_IDENTITY and k not in _NOT_IDENTITY_COST
-    }
-    identity["instance"] = cell.instance.type
-    prefix = (
-        f"{cell.model.name}-{cell.engine.name}-{cell.precision}-b{cell.batch_size}"
-        f"-t{cell.threads}-tp{cell.tp_degree}-{cell.instance.type}"
-    )
-    return f"{prefix}-{digest(identity, 10)}"
 
 
 def _check_axes(axes: dict[str, Any]) -> dict[str, list[Any]]:
@@ -86,6 +61,13 @@ def _check_axes(axes: dict[str, Any]) -> dict[str, list[Any]]:
 _ABSENT = object()
 
 
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    try:
+        return OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT
+    except OmegaConfBaseException:  # it is there; its failing interpolation is named later
+        return True
+
+
 def _check_dotted_axes(axes: dict[str, list[Any]], configs: list[DictConfig]) -> None:
     """A dotted axis must name a key of every composed config it applies to (the engine a
     grid's own engine axis picks, not the default one)."""
@@ -93,7 +75,7 @@ def _check_dotted_axes(axes: dict[str, list[Any]], configs: list[DictConfig]) ->
         if key in GROUP_AXES or key in SCALAR_AXES:
             continue
         for cfg in configs:
-            if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+            if not _has_key(cfg, key):
                 where = f"model={cfg.model.name} engine={cfg.engine.name}"
                 raise ConfigError(f"grid.axes.{key}", axes[key], f"no such key with {where}")
 
@@ -110,101 +92,60 @@ def _pinned_axes(
     return _check_axes(pinned)
 
 
-def _price(cfg: dict[str, Any], instance: InstanceSpec) -> tuple[float, str, str]:
-    """(USD per hour, where it is from with its date, which list: ec2 | sagemaker | override)."""
-    if cfg.get("price_per_hour") is not None:
-        return cfg["price_per_hour"], "price_per_hour override", "override"
-    catalog = cfg["catalog"]
-    if cfg.get("pricing") == "sagemaker":
-        if instance.sagemaker_usd_per_hour is None:
-            raise ConfigError(
-                "pricing",
-                "sagemaker",
-                f"the catalog has no SageMaker price for {instance.type}; use pricing=ec2 or "
-                "give price_per_hour",
-            )
-        source = f"{catalog['sagemaker_price_source']}, ml.{instance.type}, "
-        return (
-            instance.sagemaker_usd_per_hour,
-            source + str(instance.sagemaker_price_date),
-            "sagemaker",
-        )
-    if instance.usd_per_hour is None:
-        raise ConfigError(
-            "price_per_hour",
-            None,
-            f"{instance.type} has no on-demand price in the catalog ({instance.price_note}); "
-            "give price_per_hour=USD",
-        )
-    source = f"{catalog['price_source']}, {instance.price_date}"
-    if instance.price_note:
-        source += f" ({instance.price_note})"
-    return instance.usd_per_hour, source, "ec2"
+def _flat_axes(axes: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A grid's axes with nested mappings under a group read as dotted keys: `engine:
+    {service_ms: [1, 2]}` is the axis `engine.service_ms` (a group axis lists names, so a
+    mapping there can only mean that)."""
+    flat: dict[str, Any] = {}
+    for key, values in axes.items():
+        name = f"{prefix}{key}"
+        nested = isinstance(values, dict) and (bool(prefix) or f"{name}." in DOTTED_PREFIXES)
+        flat.update(_flat_axes(values, f"{name}.") if nested else {name: values})
+    return flat
 
 
-def _cell(cfg: DictConfig, axes_values: dict[str, Any], index: int) -> CellConfig:
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(resolved, dict)
-    instance = instance_from_catalog(catalog_entries(resolved["catalog"]), resolved["instance"])
-    check_engine(resolved["engine"])  # before anything reads its options
-    price, price_source, pricing = _price(resolved, instance)
-    behind = int((resolved.get("engine") or {}).get("instances") or 1)
-    if behind > 1 and pricing != "override":  # an endpoint served by several instances
-        price, price_source = price * behind, f"{price_source} x {behind} instances"
-    cell = cell_from_dict(
-        {
-            **{k: resolved[k] for k in ("precision", "batch_size", "threads", "tp_degree")},
-            **{k: resolved[k] for k in ("device", "torch_threads", "seed", "models_dir")},
-            "index": index,
-            "model": resolved["model"],
-            "engine": resolved["engine"],
-            "scenario": resolved["scenario"],
-            "workload": resolved.get("workload"),
-            "slo": resolved.get("slo"),
-            "instance": instance,
-            "price_per_hour": price,
-            "price_source": price_source,
-            "pricing": pricing,
-            "axes": axes_values,
-        }
-    )
-    # its own keys (the schema checked only the shared ones), before the id is drawn from them
-    cell = dataclasses.replace(cell, scenario=check_scenario(cell.scenario))
-    cell = dataclasses.replace(cell, workload=check_workload(cell))
-    SCENARIOS[cell.scenario.name].check_cell(cell)
-    return dataclasses.replace(cell, cell_id=cell_id_for(cell))
-
-
-def _repeats(cell: CellConfig, repeats: int, first_index: int) -> list[CellConfig]:
-    """The cell once per repeat: each its own job in a fresh process. Repeat 0 keeps the plain
-    id (a sweep that adds repeats later reuses its rows); repeat k gets `-rk`."""
-    return [
-        dataclasses.replace(
-            cell,
-            repeat=k,
-            index=first_index + k,
-            cell_id=f"{cell.cell_id}-r{k}" if k else cell.cell_id,
-        )
-        for k in range(repeats)
-    ]
+def _plain(node: Any, key: str) -> Any:
+    """A grid section as plain data, resolved; one line naming the key when it is not a
+    mapping or list, or an interpolation in it fails."""
+    if not isinstance(node, (DictConfig, ListConfig)):
+        return node
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise resolution_error(exc, key) from None
 
 
 def _blocks(base: DictConfig, overrides: list[str]) -> list[dict[str, list[Any]]]:
     """The products a grid is the union of: `grid.axes`, each `grid.blocks` entry laid over it
     (a block replaces the axes it names), and command-line pins on top of all."""
-    axes = OmegaConf.to_container(base.grid.axes, resolve=True)
-    raw = base.grid.get("blocks")
-    blocks = OmegaConf.to_container(raw, resolve=True) if raw is not None else []
-    if not isinstance(blocks, list):
+    axes = _plain(base.grid.get("axes"), "grid.axes")
+    if not isinstance(axes, dict):
+        raise ConfigError("grid.axes", axes, "must be a mapping of axis -> list of values")
+    blocks = _plain(base.grid.get("blocks"), "grid.blocks")
+    if not isinstance(blocks, list | None):
         raise ConfigError("grid.blocks", blocks, "must be a list of axis mappings")
     products = []
     for block in blocks or [{}]:
         if not isinstance(block, dict):
             raise ConfigError("grid.blocks", block, "each block is a mapping of axes to lists")
-        product = _check_axes({**axes, **block})
+        product = _check_axes({**_flat_axes(axes), **_flat_axes(block)})
         product.update(_pinned_axes(overrides, product, base))
         products.append(product)
     return products
+
+
+def _in_grid_file(exc: ConfigError, overrides: list[str]) -> ConfigError:
+    """A grid's own error with the file it is in (when no override set the grid's keys)."""
+    keys = [o.partition("=")[0].lstrip("+~") for o in overrides]
+    chosen = [
+        o.partition("=")[2].strip("'\"")
+        for o in overrides
+        if o.partition("=")[0].lstrip("+") == "grid"
+    ]
+    path = group_files("grid").get(chosen[-1]) if chosen else None
+    if path is None or any(k.startswith("grid.") for k in keys):
+        return exc
+    return ConfigError(exc.key, exc.value, f"{exc.allowed} (in {path})")
 
 
 def _composed_groups(
@@ -226,20 +167,78 @@ def _composed_groups(
     return dict(zip(combos, compose_many(override_sets), strict=True))
 
 
-def plan_from_overrides(overrides: list[str]) -> Plan:
-    """Compose, expand the grid, validate every cell. Raises ConfigError / UsageError."""
-    base = compose_one(overrides)
+DEFAULT_MAX_CELLS = 100_000  # grid.max_cells: a typo like a 1e7-cell grid is refused at once
+
+
+def _check_size(base: DictConfig, products: list[dict[str, list[Any]]], repeats: int) -> None:
+    """Refuse a grid (with its repeats) over grid.max_cells from the lengths of its axes alone,
+    before composing or expanding any of it."""
+    limit = int_at_least("grid.max_cells", base.grid.get("max_cells", DEFAULT_MAX_CELLS), 1)
+    configs = grid_size(products)
+    raise_it = f"over grid.max_cells={limit}; raise grid.max_cells to allow it"
+    if configs > limit:
+        shape = " + ".join(
+            " x ".join(f"{len(v)} {k}" for k, v in axes.items()) or "1" for axes in products
+        )
+        if len(shape) > 200:
+            shape = f"{len(products)} blocks"
+        raise ConfigError("grid", str(base.grid.name), f"{configs:,} cells ({shape}), {raise_it}")
+    if configs * repeats > limit:
+        raise ConfigError(
+            "repeats",
+            repeats,
+            f"{configs:,} cells x {repeats:,} repeats is {configs * repeats:,} cells, {raise_it}",
+        )
+
+
+def check_models_dir(value: Any) -> None:
+    """Where this machine's cells build and keep checkpoints: a folder, or a path where one
+    can be made (a file there made every cell a failed row)."""
+    path = Path(str(value)).expanduser()
+    try:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        folder = existing.is_dir()
+    except OSError as exc:  # a folder on the way that this user may not look into
+        raise ConfigError("models_dir", value, f"cannot be read: {exc.strerror}") from None
+    if not folder:
+        what = "it is a file" if existing == path else f"{existing} is a file"
+        raise ConfigError("models_dir", value, f"{what}: give a folder (made when missing)")
+
+
+def _check_repeats(base: DictConfig) -> int:
     repeats = base.get("repeats", 1)
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise ConfigError("repeats", repeats, "must be an integer >= 1")
+    return repeats
+
+
+def _executor(base: DictConfig) -> dict[str, Any]:
+    executor = OmegaConf.to_container(base.executor, resolve=True)
+    assert isinstance(executor, dict)
+    check_executor(executor)  # its typed options, before anything is written
+    if executor.get("name") == "local":  # elsewhere it is a path on the machines running cells
+        check_models_dir(base.models_dir)
+    return executor
+
+
+def plan_from_overrides(overrides: list[str], base: DictConfig | None = None) -> Plan:
+    """Compose (unless `base`, the overrides' composed config, is given), expand the grid,
+    validate every cell. Raises ConfigError / UsageError. What does not depend on the cells
+    is checked before any of them is made."""
+    base = compose_one(overrides) if base is None else base
+    repeats = _check_repeats(base)
     order = base.get("order", "manifest")
     if order not in ORDERS:
         raise ConfigError("order", order, "allowed: " + ", ".join(ORDERS))
-    products = _blocks(base, overrides)
+    if base.sweep_id is not None:
+        check_sweep_id(base.sweep_id)
+    executor = _executor(base)
+    try:
+        products = _blocks(base, overrides)
+    except ConfigError as exc:
+        raise _in_grid_file(exc, overrides) from None
+    _check_size(base, products, repeats)
     by_groups = _composed_groups(products, overrides)
-
-    cells: list[CellConfig] = []
-    seen: set[str] = set()
     for axes in products:
         group_keys = [k for k in GROUP_AXES if k in axes]
         _check_dotted_axes(
@@ -250,27 +249,14 @@ def plan_from_overrides(overrides: list[str]) -> Plan:
                 if [k for k, _ in combo] == group_keys and all(v in axes[k] for k, v in combo)
             ],
         )
-        for values in itertools.product(*axes.values()):
-            point = dict(zip(axes, values, strict=True))
-            cfg = copy.deepcopy(by_groups[tuple((k, point[k]) for k in group_keys)])
-            with open_dict(cfg):
-                for key, value in point.items():
-                    if key not in GROUP_AXES:
-                        OmegaConf.update(cfg, key, value, merge=False)
-            cell = _cell(cfg, point, len(cells))
-            if cell.cell_id not in seen:
-                seen.add(cell.cell_id)
-                cells.extend(_repeats(cell, repeats, len(cells)))
+    drafts = expand(products, by_groups)
 
     grid_name = str(base.grid.name)
     sweep_id = base.sweep_id
     if sweep_id is None:
-        sweep_id = f"{grid_name}-{digest(sorted(seen), 8)}"
+        sweep_id = f"{grid_name}-{digest(sorted(cell_id for _, cell_id in drafts), 8)}"
     check_sweep_id(sweep_id)
-    cells = [dataclasses.replace(c, sweep_id=str(sweep_id)) for c in cells]
-    executor = OmegaConf.to_container(base.executor, resolve=True)
-    assert isinstance(executor, dict)
-    check_executor(executor)  # its typed options, before anything is written
+    cells = finish(drafts, repeats, str(sweep_id))
     return Plan(
         sweep_id=str(sweep_id),
         grid_name=grid_name,

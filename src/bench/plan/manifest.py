@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from bench.config.checks import SWEEP_ID_PATTERN as SWEEP_ID_PATTERN
 from bench.config.checks import ConfigError
+from bench.config.checks import check_sweep_id as check_sweep_id
 from bench.config.schema import CellConfig, cell_from_dict
 from bench.engines import check_engine
 from bench.measure.scenarios import check_scenario
@@ -26,7 +28,6 @@ from bench.results.store_base import StoreError
 
 MANIFEST_VERSION = 1
 ORDERS = ("manifest", "shuffled")
-SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # a cell id names a folder of its own (a file name: at most 255 bytes, less its suffixes)
 CELL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -103,15 +104,6 @@ def digest(obj: Any, length: int) -> str:
     ]
 
 
-def check_sweep_id(sweep_id: Any) -> str:
-    """A sweep id names a folder directly under the store's root: nothing that leaves it."""
-    if not SWEEP_ID_PATTERN.match(str(sweep_id)) or ".." in str(sweep_id):
-        raise ConfigError(
-            "sweep_id", sweep_id, "use letters, digits, '.', '_' and '-' only (no '..')"
-        )
-    return str(sweep_id)
-
-
 MANIFEST_NAME = "manifest.json"
 
 
@@ -136,7 +128,7 @@ def write_manifest(store: Store, plan: Plan) -> str:
 
 def read_manifest(store: Store, sweep_id: str) -> Plan:
     """The sweep's Plan, every cell validated (StoreError when the sweep has no manifest)."""
-    manifest = manifest_json(store, sweep_id)
+    manifest = readable_manifest(store, sweep_id)
     if manifest is None:
         raise StoreError(f"no manifest at {store.uri(SweepPaths(sweep_id).manifest)}")
     plan = Plan.from_manifest(manifest)
@@ -145,3 +137,30 @@ def read_manifest(store: Store, sweep_id: str) -> Plan:
             "sweep_id", plan.sweep_id, f"the manifest's folder says {sweep_id}: they must agree"
         )
     return plan
+
+
+def readable_manifest(store: Store, sweep_id: str) -> dict[str, Any] | None:
+    """The sweep's manifest as JSON (None when it has none); one that cannot be read (cut
+    short, edited) is a StoreError naming the file, not a bare JSONDecodeError."""
+    try:
+        return manifest_json(store, sweep_id)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        uri = store.uri(SweepPaths(sweep_id).manifest)
+        raise StoreError(
+            f"{uri} is not a readable manifest ({exc}); move it aside and run the same sweep "
+            "again to rewrite it (its rows are kept)"
+        ) from None
+
+
+def unreadable_manifests(store: Store, besides: set[str]) -> list[str]:
+    """For `ls`: why each sweep folder not in `besides` whose manifest exists cannot be read
+    (a listing that skipped it would hide the sweep)."""
+    found = []
+    for name in store.folders():
+        if name in besides or not store.exists(SweepPaths(name).manifest):
+            continue
+        try:
+            readable_manifest(store, name)
+        except StoreError as exc:
+            found.append(str(exc))
+    return found
