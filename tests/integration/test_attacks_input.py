@@ -116,6 +116,14 @@ def test_a_torn_manifest_is_named_and_listed(tmp_path: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["manifest.json"]
 
 
+def test_a_torn_manifest_is_named_by_every_reader_of_its_sweep(tmp_path: Path) -> None:
+    assert run_cli(["sweep", *S, "sweep_id=read"], tmp_path, timeout=300).returncode == 0
+    path = tmp_path / "results" / "read" / "manifest.json"
+    path.write_text(path.read_text()[:300])
+    for verb in (["status", "read"], ["collect", "read"], ["sweep", *S, "sweep_id=read"]):
+        refused(run_cli(verb, tmp_path, timeout=300), str(path), "not a readable manifest")
+
+
 @pytest.mark.parametrize("verb", ["plan", "sweep"])
 def test_an_unquoted_unicode_sweep_id_names_the_rule(verb: str, tmp_path: Path) -> None:
     proc = run_cli([verb, *S, "sweep_id=héllo"], tmp_path, timeout=120)

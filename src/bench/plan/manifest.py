@@ -141,15 +141,8 @@ def read_manifest(store: Store, sweep_id: str) -> Plan:
 
 def readable_manifest(store: Store, sweep_id: str) -> dict[str, Any] | None:
     """The sweep's manifest as JSON (None when it has none); one that cannot be read (cut
-    short, edited) is a StoreError naming the file, not a bare JSONDecodeError."""
-    try:
-        return manifest_json(store, sweep_id)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        uri = store.uri(SweepPaths(sweep_id).manifest)
-        raise StoreError(
-            f"{uri} is not a readable manifest ({exc}); move it aside and run the same sweep "
-            "again to rewrite it (its rows are kept)"
-        ) from None
+    short, edited) is a StoreError naming the file (bench.results.store.manifest_json)."""
+    return manifest_json(store, sweep_id)
 
 
 def unreadable_manifests(store: Store, besides: set[str]) -> list[str]:

@@ -373,7 +373,13 @@ def manifest_json(store: Store, sweep_id: str) -> dict[str, Any] | None:
     path = SweepPaths(sweep_id).manifest
     if not store.exists(path):
         return None
-    manifest = json.loads(store.read_bytes(path))
+    try:
+        manifest = json.loads(store.read_bytes(path))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: cut short or edited
+        raise StoreError(
+            f"{store.uri(path)} is not a readable manifest ({exc}); move it aside and run the "
+            "same sweep again to rewrite it (its rows are kept)"
+        ) from None
     if not isinstance(manifest, dict):
         raise StoreError(f"{store.uri(path)} is not a manifest (a JSON object)")
     return manifest
