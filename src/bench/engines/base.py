@@ -164,6 +164,13 @@ class Engine(ABC):
         return cls.capability.varied_inputs
 
     @classmethod
+    def plan_warning(cls, cell: CellConfig) -> str | None:
+        """What the planner cannot decide but should say before a cell runs (the row's
+        `warnings` carry it too): a setting the engine's pinned release is known to refuse
+        where the job's own library decides. None by default."""
+        return None
+
+    @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
         """Why this host cannot run `cell` (a library or launcher missing); None when it can.
         Checked where the cell runs, and at plan time when that is this machine."""

@@ -278,6 +278,12 @@ def refuse_int8_if_dropped() -> None:
         )
 
 
+# The DeepSpeed that the deepspeed image installs (requirements.lock; a test keeps them equal),
+# and what it is known to refuse: its inference engine checks the dtype against the
+# accelerator's supported_dtypes(), which has no int8 (seen on an H200 and on CPU).
+IMAGE_DEEPSPEED = "0.19.8"
+
+
 class DeepSpeedEngine(HFEngine):
     name = "deepspeed"
     Options = DeepSpeedOptions
@@ -312,6 +318,17 @@ class DeepSpeedEngine(HFEngine):
             )
         if options.load not in LOAD_MODES:
             raise ConfigError("engine.load", options.load, f"allowed: {', '.join(LOAD_MODES)}")
+
+    @classmethod
+    def plan_warning(cls, cell: CellConfig) -> str | None:
+        if cell.precision != "int8":
+            return None
+        return (
+            f"DeepSpeed {IMAGE_DEEPSPEED} (the deepspeed image's) has no int8 inference "
+            "kernels: the job reports `unsupported` unless its DeepSpeed still has them; "
+            "runnable instead: fp16 on GPUs that hold it, or int8 through bitsandbytes "
+            "(engine=accelerate or hf)"
+        )
 
     @classmethod
     def unsupported_reason(cls, cell: CellConfig) -> str | None:

@@ -165,7 +165,11 @@ def cell_warnings(cell: CellConfig) -> list[str]:
     """What the planner warns about a cell that runs on GPUs (its row's `warnings`)."""
     if cell.device == "cpu":
         return []
-    found = [borderline_reason(cell), precision_warning(cell.precision, cell.instance)]
+    found = [
+        borderline_reason(cell),
+        precision_warning(cell.precision, cell.instance),
+        ENGINES[cell.engine.name].plan_warning(cell),
+    ]
     return [w for w in found if w]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -154,9 +155,26 @@ def test_int8_on_gpu_engines_and_where_each_refuses_it():
         "deepspeed", "instance=g5.xlarge", "engine.kernel_inject='false'"
     )  # AutoTP has no int8 path
     assert "kernel-injected" in no_kernels
-    # seed 002's BLOOM-176B int8 TP8 on p4d: DeepSpeed runs it now, and the memory fits
+    # seed 002's BLOOM-176B int8 TP8 on p4d: the memory fits; the plan says what the job's
+    # DeepSpeed will say (its int8 kernels are gone), and the grid's fp16 block on p4de runs
     bloom = [c for c in plan_from_overrides(["+grid=seed002_lmi"]).cells if c.precision == "int8"]
     assert bloom and all(decide(c)[0] in ("run", "borderline") for c in bloom)
+    deepspeed_int8 = [decide(c) for c in bloom if c.engine.name == "deepspeed"]
+    assert deepspeed_int8 and "no int8 inference kernels" in deepspeed_int8[0].reason
+    substitute = [
+        c
+        for c in plan_from_overrides(["+grid=seed002_lmi"]).cells
+        if (c.model.name, c.engine.name, c.precision) == ("bloom_176b", "deepspeed", "fp16")
+    ]
+    assert [c.instance.type for c in substitute] == ["p4de.24xlarge"]
+    assert decide(substitute[0]).outcome == "run"
+
+
+def test_the_deepspeed_release_named_is_the_one_the_lock_pins():
+    from bench.engines.deepspeed import IMAGE_DEEPSPEED
+
+    lock = (Path(__file__).resolve().parents[3] / "requirements.lock").read_text()
+    assert f"deepspeed=={IMAGE_DEEPSPEED}\n" in lock
 
 
 def test_deepspeed_int8_is_unsupported_where_the_installed_release_refuses_the_dtype():
