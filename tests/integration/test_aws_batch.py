@@ -28,14 +28,17 @@ CATALOG_VCPUS = {
 }
 
 
-def _jobs(queue: str) -> list[dict]:
+def _jobs(queue: str, sweep_id: str) -> list[dict]:
+    """The array parents one sweep submitted to `queue` (the emulator's queues are shared by
+    every test of the session)."""
     batch = boto3.client("batch")
     ids = [
         j["jobId"]
         for j in batch.list_jobs(jobQueue=queue, jobStatus="SUCCEEDED")["jobSummaryList"]
         if ":" not in j["jobId"]
     ]  # parents only; children are <id>:<i>
-    return batch.describe_jobs(jobs=ids)["jobs"] if ids else []
+    jobs = batch.describe_jobs(jobs=ids)["jobs"] if ids else []
+    return [job for job in jobs if job.get("tags", {}).get("bench:sweep") == sweep_id]
 
 
 def test_bert_g5_submits_one_array_per_instance_type(bench_cli, s3_root, batch_queues) -> None:
@@ -52,7 +55,7 @@ def test_bert_g5_submits_one_array_per_instance_type(bench_cli, s3_root, batch_q
     assert proc.stderr.count("submitted ") == 6
     batch = boto3.client("batch")
     for instance_type, queue in zip(G5_TYPES, batch_queues, strict=True):
-        jobs = _jobs(queue)
+        jobs = _jobs(queue, "g5batch")
         assert len(jobs) == 1, queue
         job = jobs[0]
         assert job["arrayProperties"]["size"] == 40  # 2 precisions x 5 batch sizes x 4 threads
