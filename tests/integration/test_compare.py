@@ -46,10 +46,15 @@ def test_a_known_10_percent_slowdown_is_slower_and_fails_the_gate(sweeps: Path) 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "configs differ in: engine.options.service_ms" in proc.stdout
     table = pd.read_parquet(sweeps / "results" / "slower" / "compared" / "base.parquet")
-    latency = table[table["metric"].isin(["latency_ms_p50", "latency_ms_p99"])]
-    assert len(latency) == 4 and (latency["verdict"] == "slower").all(), latency
     p50 = table[table["metric"] == "latency_ms_p50"]
+    assert len(p50) == 2 and (p50["verdict"] == "slower").all(), p50
     assert p50["change"].between(0.07, 0.12).all()  # 44 / 40 less the fixed overhead
+    # A P99 from one window of ~1000 requests rests on ~10 of them: on a busy CI host one
+    # cell's tail moved by more than 4 ms between the two sweeps and its interval held no
+    # change. Unresolved is an honest answer there; the wrong direction never is.
+    p99 = table[table["metric"] == "latency_ms_p99"]
+    assert len(p99) == 2 and p99["verdict"].isin(["slower", "no significant change"]).all(), p99
+    assert (p99["verdict"] == "slower").any() or (p99["change_hi"] > 0.05).all(), p99
     assert table["regression"].any()
     # the same comparison by URI, and with a threshold the slowdown does not pass
     uri = str(sweeps / "results" / "slower" / "aggregated.parquet")

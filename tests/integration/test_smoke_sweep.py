@@ -92,7 +92,15 @@ def test_report_of_the_smoke_sweep(smoke: dict) -> None:
     assert proc.returncode == 0, proc.stderr
     folder = smoke["aggregated"][0].parent / "report"
     assert "data:image/png;base64," in (folder / "index.html").read_text()
-    assert len(list(folder.glob("*.png"))) == 5
+    frame = pd.read_parquet(smoke["aggregated"][0])
+    models = sorted(set(frame.loc[frame["status"] == "ok", "model"]))
+    # per model: throughput vs P99 and vs P95 (a curve per batch size over 1 and 2 threads),
+    # latency and throughput vs batch, cost vs batch (no ramp); one load-time plot for the sweep
+    plots = ("throughput-vs-p99", "throughput-vs-p95", "vs-batch-size", "cost-vs-batch-size")
+    expected = {"load-time-per-engine.png"} | {
+        f"{model}-{plot}.png" for model in models for plot in plots
+    }
+    assert {path.name for path in folder.glob("*.png")} == expected
     assert "## Recommendation (P99 <= 50 ms)" in (folder / "report.md").read_text()
 
 
