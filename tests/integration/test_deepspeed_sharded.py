@@ -89,6 +89,9 @@ def test_opt_350m_tp2_ranks_hold_their_shards_and_agree_with_eager(
         grown = rank["peak_rss_mb"] - rank["rss_before_load_mb"]
         assert grown <= SHARD_SHARE * model_mb + SERVING_MB, rank
     assert row["rank_peak_rss_mb"] == max(r["peak_rss_mb"] for r in ranks)
+    # quality=auto checked the TP group's outputs (both ranks computed them together)
+    assert row["quality"] == "agrees", (row["quality"], row["quality_reason"])
+    assert row["quality_token_agreement"] == 1.0 and row["quality_max_abs_diff"] < 1e-4
 
     # The same cell again, its outputs this time: the shards are read, not written again.
     shards = Path(info["shards"])

@@ -12,20 +12,9 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import torch
 
 from bench.engines import ENGINES
 from bench.plan.grid import plan_from_overrides
-
-
-def _first_tensor(output: object) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
-        return output.logits
-    if hasattr(output, "start_logits"):
-        return output.start_logits
-    return output[0]  # type: ignore[index]
 
 
 def main(out: str, overrides: list[str]) -> int:
@@ -35,13 +24,10 @@ def main(out: str, overrides: list[str]) -> int:
     engine.load()
     info = engine.initialize()
     try:
-        batch = engine.make_batch()
-        logits = _first_tensor(engine.infer(batch)).float().cpu().numpy()
-        saved = {"logits": logits}
-        if cell.model.task == "generate":
-            tokens = engine.generate(batch, cell.model.new_tokens)
-            saved["tokens"] = tokens.cpu().numpy()
-        np.savez(out, **saved)
+        new_tokens = cell.model.new_tokens if cell.model.task == "generate" else 0
+        found = engine.outputs(engine.make_batch(), new_tokens)
+        floats = {k: v.float() if v.is_floating_point() else v for k, v in found.items()}
+        np.savez(out, **{name: value.cpu().numpy() for name, value in floats.items()})
     finally:
         engine.close()
     print(info)

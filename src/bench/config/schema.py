@@ -31,6 +31,8 @@ T = TypeVar("T")
 # fp16 / bf16 cast the whole model; amp_fp16 / amp_bf16 keep fp32 weights and autocast each call
 PRECISIONS = ("fp32", "fp16", "bf16", "amp_fp16", "amp_bf16", "int8")
 DEVICES = ("auto", "cpu", "cuda")
+# quality: whether a cell's outputs are checked against eager fp32 (bench.measure.quality_check)
+QUALITIES = ("auto", "check", "off")
 # Tasks and the auto classes each may name live in bench.config.tasks (an explicit list, never a
 # getattr on user input).
 TASKS = tuple(_tasks.TASKS)
@@ -227,6 +229,7 @@ class CellConfig:
     pricing: str = "ec2"  # which price list price_per_hour is from: ec2 | sagemaker | override
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     slo: SloConfig = field(default_factory=SloConfig)
+    quality: str = "auto"  # auto | check | off (QUALITIES): the output check after measuring
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -424,6 +427,7 @@ def cell_scalars(d: dict[str, Any]) -> dict[str, Any]:
         "torch_threads": torch_threads,
         "seed": int_at_least("seed", d.get("seed") or 0, 0),
         "models_dir": str(d.get("models_dir")),
+        "quality": choice("quality", d.get("quality") or "auto", QUALITIES),
     }
 
 

@@ -87,6 +87,16 @@ def words_for(ids: tuple[int, ...] | list[int]) -> str:
 WORDS = tuple(c + v for c in "bdfghklmnprstvz" for v in "aeiou")
 
 
+def first_tensor(output: Any) -> Any:
+    """A model output's first tensor: its logits where it has them."""
+    for name in ("logits", "start_logits", "last_hidden_state"):
+        if (found := getattr(output, name, None)) is not None:
+            return found
+    if hasattr(output, "shape") or output is None:
+        return output
+    return output[0]
+
+
 class Unsupported(RuntimeError):
     """This engine cannot run this cell here; the message says why. Becomes an `unsupported`
     row (planned cells are checked before anything loads; this catches what only the job's
@@ -150,6 +160,10 @@ class Engine(ABC):
     # out is a result, counted in the row's errors, never a crashed cell; the scenario's
     # server limits (an in-process engine's stand-in for a server) do not apply.
     remote: ClassVar[bool] = False
+    # Whether serving changes what the model computes (fused kernels, sharding, compilation,
+    # another runtime): quality=auto checks such cells' outputs against eager fp32
+    # (bench.measure.quality_check), as it does every cell below fp32.
+    transforms_model: ClassVar[bool] = False
 
     @classmethod
     def mpi_ranks(cls, cell: CellConfig) -> int:
@@ -268,6 +282,19 @@ class Engine(ABC):
         stream, whose rows then carry no TTFT or TPOT."""
         self.generate(batch, new_tokens)
         return None
+
+    def outputs(self, batch: Any, new_tokens: int) -> dict[str, Any]:
+        """What the model computes for `batch`, for the quality check: {"logits": the first
+        forward's first output (logits where the model has them), "tokens": the greedy ids of
+        `new_tokens` new tokens per sequence (when > 0)}. Calls the class's own infer and
+        generate: a lockstep leader wraps the instance's as steps, and this whole call is
+        one step its followers repeat."""
+        engine = type(self)
+        found = {"logits": first_tensor(engine.infer(self, batch))}
+        if new_tokens > 0:
+            generated = engine.generate(self, batch, new_tokens)
+            found["tokens"] = getattr(generated, "sequences", generated)
+        return found
 
     def synchronize(self) -> None:
         """Block until the device has finished the work issued so far."""

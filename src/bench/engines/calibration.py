@@ -40,6 +40,9 @@ class NullEngine(Engine):
     def generate(self, batch: Any, new_tokens: int) -> Any:
         return batch
 
+    def outputs(self, batch: Any, new_tokens: int) -> dict[str, Any]:
+        raise NotImplementedError(f"engine {self.name} runs no model: no outputs to compare")
+
 
 DISTRIBUTIONS = ("fixed", "lognormal", "exponential")
 
@@ -156,6 +159,9 @@ class SleepEngine(Engine):
                 self._line.popleft().set()
             else:
                 self._in_service -= 1
+
+    def outputs(self, batch: Any, new_tokens: int) -> dict[str, Any]:
+        raise NotImplementedError(f"engine {self.name} runs no model: no outputs to compare")
 
     def infer(self, batch: Any) -> Any:
         seconds = self._service_s()

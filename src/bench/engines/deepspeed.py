@@ -286,6 +286,7 @@ IMAGE_DEEPSPEED = "0.19.8"
 
 class DeepSpeedEngine(HFEngine):
     name = "deepspeed"
+    transforms_model = True  # quality=auto checks its outputs against eager fp32
     Options = DeepSpeedOptions
     capability = Capability(
         frozenset({"fp32", "fp16", "bf16", "int8"}),

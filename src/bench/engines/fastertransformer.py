@@ -105,6 +105,7 @@ class _Variant:
 
 class FasterTransformerEngine(Engine):
     name = "fastertransformer"
+    transforms_model = True  # quality=auto checks its outputs against eager fp32
     Options = FTOptions
     capability = Capability(
         precisions=frozenset({"fp32", "fp16", "bf16"}),

@@ -29,6 +29,7 @@ class CompileOptions:
 
 class TorchCompileEngine(HFEngine):
     name = "torch_compile"
+    transforms_model = True  # quality=auto checks its outputs against eager fp32
     Options = CompileOptions
     capability = Capability(ANY_PRECISION, BOTH_DEVICES, tasks=ALL_TASKS)
 

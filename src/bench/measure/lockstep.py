@@ -10,10 +10,11 @@ collective operations need.
 - Channel: the launcher names a loopback port (BENCH_LOCKSTEP); rank 0 listens on it, every
   other rank connects. Rank 0 sends one JSON line per step to all followers: `load` (when
   rank 0 starts loading: the group's constructors run together), then `infer` /
-  `generate_timed N` per request, then `stop`. A follower answers each request with one line
-  (`ok`, or its error), and rank 0's request waits for every answer: a request's latency is
-  the group's, and a follower that failed fails the request instead of hanging the next
-  collective. The round trip this adds is measured by `engine=sleep engine.mpi_ranks=2`.
+  `generate_timed N` per request (and `outputs N` for the quality check), then `stop`. A
+  follower answers each request with one line (`ok`, or its error), and rank 0's request
+  waits for every answer: a request's latency is the group's, and a follower that failed
+  fails the request instead of hanging the next collective. The round trip this adds is
+  measured by `engine=sleep engine.mpi_ranks=2`.
 - Rank 0 closing the channel on any path (row written, stood down, failed) ends the followers:
   they write nothing, take no lease and print nothing on stdout.
 """
@@ -174,6 +175,8 @@ def lead(engine: Any) -> Any:
     # generate inside, so only the outer call is a step
     engine.infer = grouped(engine.infer, "infer")
     engine.generate_timed = grouped(engine.generate_timed, "generate_timed")
+    # the quality check's outputs (its infer and generate, one step: see Engine.outputs)
+    engine.outputs = grouped(engine.outputs, "outputs")
     return engine
 
 

@@ -2,7 +2,8 @@
 cell's log, and in the store for `bench status` from anywhere.
 
 Phases: import (the engine's libraries), prepare (find or build the checkpoint), load, warmup,
-measure (once per measured window: a ramp has one per stage), write. A phase change is said
+measure (once per measured window: a ramp has one per stage), quality (when the cell's
+outputs are checked: bench.measure.quality_check), write. A phase change is said
 between the timed brackets, never inside one: the line and the store write (one small PUT on
 S3) happen before the next phase's clock starts.
 
@@ -34,7 +35,7 @@ from bench.results.store import Store
 PROGRESS_FD_VARIABLE = "BENCH_PROGRESS_FD"
 PROGRESS_LABEL_VARIABLE = "BENCH_PROGRESS_LABEL"  # the sweep's count, e.g. [3/16]
 CLEAR_LINE = "\r\x1b[K"  # to the line's start, erase it
-PHASES = ("import", "prepare", "load", "warmup", "measure", "write")
+PHASES = ("import", "prepare", "load", "warmup", "measure", "quality", "write")
 
 
 def progress_path(sweep_id: str, cell_id: str) -> str:

@@ -9,7 +9,8 @@ against transformers eager in fp32 on the same checkpoint and the same batch:
   tokens follow a different prefix, so `first_mismatch` is the telling figure);
 - `logits_difference`: the first forward's logits (or any output tensor), largest absolute
   difference and cosine similarity;
-- `eager_reference`: the reference itself, computed for a cell (its checkpoint, its batch).
+- `eager_reference`: the reference itself, computed for a cell (its checkpoint, its batch);
+  bench.measure.quality_check runs the check in a cell and writes its columns.
 
 The comparisons are pure functions over arrays (numpy, or anything numpy can read: torch
 tensors on the CPU), so a check can compare outputs made in different processes: a
@@ -95,27 +96,18 @@ def logits_difference(reference: Any, candidate: Any) -> LogitsDifference:
         raise ValueError(f"shapes differ: reference {ref.shape}, candidate {got.shape}")
     a, b = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
     norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-    cosine = float(a @ b / norms) if norms else float(np.array_equal(a, b))
+    # at most 1: rounding lifts identical vectors' cosine to 1.0000000000000002
+    cosine = min(1.0, float(a @ b / norms)) if norms else float(np.array_equal(a, b))
     return LogitsDifference(float(np.abs(a - b).max()) if a.size else 0.0, cosine)
 
 
-def first_output(output: Any) -> Any:
-    """The first tensor of a model's output: its logits where it has them."""
-    for name in ("logits", "start_logits", "last_hidden_state"):
-        if hasattr(output, name):
-            return getattr(output, name)
-    if hasattr(output, "shape"):
-        return output
-    return output[0]
-
-
-def eager_reference(cell: Any, new_tokens: int | None = None) -> dict[str, np.ndarray]:
-    """The eager fp32 model's outputs for `cell`'s own batch: {"logits": the first forward's
-    first output, "tokens": the greedy new token ids (generation models)}. The cell's
-    checkpoint is loaded whole, in fp32, by transformers eager on one device (engine hf,
-    tp_degree 1), in this process: run it where the whole model fits, apart from the ranks
-    of a tensor-parallel cell. The batch is the cell's (seeded by the cell), so it is the one
-    the engine under test made."""
+def eager_reference(cell: Any) -> dict[str, np.ndarray]:
+    """The eager fp32 model's outputs for `cell`'s own batch (Engine.outputs: "logits", and
+    "tokens", the greedy new token ids of a generation model, as many as the cell generates).
+    The cell's checkpoint is loaded whole, in fp32, by transformers eager on the cell's
+    device (engine hf, tp_degree 1), in this process: run it where the whole model fits,
+    apart from the ranks of a tensor-parallel cell. The batch is the cell's (seeded by the
+    cell), so it is the one the engine under test made."""
     from bench.config.schema import EngineConfig
     from bench.engines.hf import HFEngine
 
@@ -127,14 +119,12 @@ def eager_reference(cell: Any, new_tokens: int | None = None) -> dict[str, np.nd
     engine.prepare()
     engine.load()
     try:
-        batch = engine.make_batch()
-        logits = first_output(engine.infer(batch)).float().cpu().numpy()
-        outputs = {"logits": logits}
-        if cell.model.task == "generate":
-            count = new_tokens or cell.model.new_tokens
-            sequences = engine.generate(batch, count)
-            sequences = getattr(sequences, "sequences", sequences)
-            outputs["tokens"] = sequences[:, -count:].cpu().numpy()
-        return outputs
+        generates = cell.model.task in ("generate", "seq2seq")
+        count = cell.model.new_tokens if generates else 0
+        outputs = engine.outputs(engine.make_batch(), count)
+        found = {"logits": outputs["logits"].float().cpu().numpy()}
+        if "tokens" in outputs:
+            found["tokens"] = outputs["tokens"][:, -count:].cpu().numpy()
+        return found
     finally:
         engine.close()

@@ -3,10 +3,11 @@
 Order inside a cell: the thread policy (before torch is imported: see bench.measure.threads), the
 engine's imports and device context (timed: import_s), prepare (checkpoint onto local disk;
 not timed as load), load (timed: load_s), initialize (timed: init_s), make one synthetic
-batch (not timed), warmup + measured window, summarise. Host memory is read after the
-imports and after loading, and its peak (and each GPU's) is reset after loading, so the
-peaks are the measurement's own. Any exception becomes a `failed` row with its class and
-message.
+batch (not timed), warmup + measured window, summarise; then, when the cell's quality is
+checked, the engine's outputs, and (the engine closed) their comparison with eager fp32.
+Host memory is read after the imports and after loading, and its peak (and each GPU's) is
+reset after loading, so the peaks are the measurement's own. Any exception becomes a
+`failed` row with its class and message.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ from bench.config.schema import CellConfig
 from bench.config.tasks import image_size, task_of
 from bench.engines import ENGINES
 from bench.engines.base import Engine, Unsupported, device_kind
-from bench.measure import device_memory, heap, lockstep, progress, telemetry, threads
+from bench.measure import (
+    device_memory,
+    heap,
+    lockstep,
+    progress,
+    quality_check,
+    telemetry,
+    threads,
+)
 from bench.measure.client_health import client_health
 from bench.measure.host_facts import host_facts
 from bench.measure.loadgen import LoadResult
@@ -251,6 +260,7 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
     engine_class = ENGINES[cell.engine.name]
     engine = lockstep.lead(engine_class(cell))  # rank 0 of an MPI group: the others follow
     copies: list[Engine] = []
+    got: dict[str, Any] | str | None = None  # the engine's outputs for the quality check
     # the MPI ranks of a CPU cell (DeepSpeed TP on CPU) share this host's CPUs: each gets its
     # part (every rank at the whole count ran generation at 2.6 s a token on 2 cores)
     ranks = engine_class.mpi_ranks(cell) if device_kind(cell) == "cpu" else 1
@@ -289,11 +299,17 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
         row.update(_memory_columns(host_peak_reset))
         windows = _windows(measured)
         row.update(collections.summary(windows))
-        return measured, _window_telemetry(sampler, windows, row)
+        kept = _window_telemetry(sampler, windows, row)
+        if quality_check.asked(cell, engine_class):  # after every reading of the window
+            progress.enter("quality")
+            got = quality_check.candidate_outputs(engine, cell)
     finally:
         for copy in copies:
             copy.close()
         engine.close()
+    if got is not None:  # the reference is computed with the engine's memory given back
+        row.update(quality_check.check(cell, got, row.get("params")))
+    return measured, kept
 
 
 class NoCompletedRequests(RuntimeError):

@@ -50,7 +50,8 @@ from bench.measure.workloads import check_workload
 T = TypeVar("T")
 GROUP_AXES = ("model", "engine", "scenario", "workload")
 # Keys that do not change what a cell measures, so they stay out of its id.
-_NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat")
+# quality: the output check runs after the measurement and shapes none of it
+_NOT_IDENTITY = ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat", "quality")
 _NOT_IDENTITY_COST = ("price_per_hour", "price_source", "pricing")
 _IDENTITY_FIELDS = sorted(
     f.name
@@ -295,6 +296,7 @@ SCALAR_KEYS = (
     "torch_threads",
     "seed",
     "models_dir",
+    "quality",
 )
 Made = Callable[[dict[str, Any], dict[str, Any]], Any]
 # A cell's parts in the order they are made: (name, the top-level keys it is made from, how,

@@ -34,6 +34,7 @@ SCALAR_AXES = (
     "price_per_hour",
     "torch_threads",
     "seed",
+    "quality",
 )
 DOTTED_PREFIXES = ("model.", "engine.", "scenario.", "workload.", "slo.")
 

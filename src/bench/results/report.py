@@ -146,11 +146,14 @@ def standing(frame: pd.DataFrame, p99_ms: float | None) -> pd.Series:
 def recommend(frame: pd.DataFrame, p99_ms: Sla | float | None) -> pd.DataFrame:
     """Per model, the cheapest ok row meeting the SLA (all ok rows when there is none) that
     is sure enough to act on; only where no row is, the cheapest provisional one. Its
-    `standing` column says which."""
+    `standing` column says which. A row whose outputs differ from eager fp32's (quality
+    `differs`) is never recommended."""
     sla = as_sla(p99_ms)
     frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
     ok = ok[meets_sla(ok, sla)]  # without a latency target: the failed-request share alone
+    if "quality" in ok.columns:  # outputs unlike eager fp32's answer another question
+        ok = ok[ok["quality"].fillna("") != "differs"]
     columns = CONFIG_COLUMNS + shown_columns(frame) + ["standing"]
     if ok.empty:
         return ok.assign(standing=pd.Series(dtype=str))[columns]
@@ -598,8 +601,8 @@ def build_report(
             "its cheapest row that meets it on the estimate alone, marked `provisional` with why. "
             "TTFT and TPOT targets hold generation rows to their P99 estimates (no interval); "
             f"a row whose failed requests are over {target.max_failed_share or 0:.2%} of those "
-            "sent (sla.max_failed_share) is never chosen; the star on each throughput plot is "
-            "this row:"
+            "sent (sla.max_failed_share), or whose outputs differ from eager fp32's (quality), "
+            "is never chosen; the star on each throughput plot is this row:"
         ),
         Table(recommendations),
         Heading("Pareto front: P99 latency vs cost"),

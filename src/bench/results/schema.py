@@ -14,7 +14,7 @@ import pyarrow as pa
 from bench.measure.scenarios import scenario_columns
 from bench.measure.workloads import workload_columns
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 # 2: download_s, init_s, engine_info; 3: packed cost columns; 4: confidence intervals,
 # stability verdict, repeats, generation metrics, scenarios (ramp, open loop, capacity) and
 # the fuller environment; 5: import_s, intervals valid under serial dependence (ci_method,
@@ -36,7 +36,7 @@ SCHEMA_VERSION = 12
 # client's health (client_limited, client_cpus_mean); sla_search's columns; 12: failed_share
 # (a failed request is flagged in percentile_flags, and report recommends no cell over
 # sla.max_failed_share), each TP rank's memory around its load (rank_peak_rss_mb,
-# rank_memory_json)
+# rank_memory_json); 13: the output check against eager fp32 (quality, quality_*)
 STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
@@ -285,6 +285,43 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         "DeepSpeed, JSON per rank: rss_before_load_mb (imports, process group), "
         "rss_after_load_mb, load_peak_rss_mb, peak_rss_mb, shard_mb (its slice of the model)",
     ),
+    (
+        "quality",
+        pa.string(),
+        "the engine's outputs against eager fp32 on the same batch (bench.measure."
+        "quality_check): agrees | differs | unsupported (asked, but the check could not run: "
+        "quality_reason); null: not asked (quality=off, or auto on an fp32 cell of an engine "
+        "that does not transform the model)",
+    ),
+    ("quality_reason", pa.string(), "what differs, or why the check could not run"),
+    (
+        "quality_tokens_compared",
+        pa.int32(),
+        "generation: greedy new tokens compared (sequences x new_tokens)",
+    ),
+    (
+        "quality_token_agreement",
+        pa.float64(),
+        "generation: share of compared tokens equal to eager fp32's, position by position",
+    ),
+    (
+        "quality_first_mismatch",
+        pa.int32(),
+        "generation: the earliest new-token index where any sequence differs (null: none)",
+    ),
+    (
+        "quality_max_abs_diff",
+        pa.float64(),
+        "largest absolute difference of the first forward's logits from eager fp32's",
+    ),
+    (
+        "quality_cosine",
+        pa.float64(),
+        "cosine similarity of the first forward's logits with eager fp32's (an encoder or "
+        "image model agrees at >= 0.999)",
+    ),
+    ("quality_reference", pa.string(), "the eager fp32 reference was computed | cached"),
+    ("quality_check_s", pa.float64(), "seconds the check took (outside every timed bracket)"),
     (
         "sync_scope",
         pa.string(),

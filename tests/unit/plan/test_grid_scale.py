@@ -171,7 +171,7 @@ def _old_cell(cfg: DictConfig, point: dict[str, Any]) -> CellConfig:
     identity = {
         k: v
         for k, v in cell.to_dict().items()
-        if k not in ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat")
+        if k not in ("sweep_id", "cell_id", "index", "models_dir", "axes", "repeat", "quality")
         and k not in ("price_per_hour", "price_source", "pricing")
     }
     identity["instance"] = cell.instance.type

@@ -56,6 +56,12 @@ def test_recommendation_is_the_cheapest_meeting_the_sla():
     assert recommend(_frame(), None).iloc[0]["usd_per_million_inferences"] == 0.52
 
 
+def test_a_row_whose_outputs_differ_from_eager_is_never_recommended():
+    frame = _frame().assign(quality=[None, None, "differs", None, "agrees", None])
+    best = recommend(frame, p99_ms=40.0)  # the cheapest row meeting it computes otherwise
+    assert best.iloc[0]["instance"] == "g4dn.4xlarge" and best.iloc[0]["precision"] == "fp16"
+
+
 def test_pareto_front_drops_dominated_configurations():
     front = pareto_front(_frame())
     kept = set(zip(front.instance, front.precision, front.batch_size, strict=True))
