@@ -133,6 +133,17 @@ def test_compare_finds_the_first_differing_token() -> None:
     assert quality_check.compare(reference, beamed)["quality"] == "agrees"
 
 
+def test_tokens_alone_are_compared_when_the_engine_gives_no_logits() -> None:
+    reference = _tokens([5, 6, 7, 8])
+    assert quality_check.compare(reference, {"tokens": np.array([[5, 6, 7, 8]])}) == {
+        "quality_tokens_compared": 4,
+        "quality_token_agreement": 1.0,
+        "quality_first_mismatch": None,
+        "quality": "agrees",
+        "quality_reason": None,
+    }
+
+
 def test_compare_holds_logits_to_the_cosine_floor() -> None:
     reference = {"logits": np.linspace(-1, 1, 100)}
     close = {"logits": reference["logits"] + 1e-4}
