@@ -117,6 +117,31 @@ def api_root(url: str) -> urllib.parse.SplitResult:
     return parsed._replace(path=path.removesuffix("/v1"))
 
 
+class _OneWrite:
+    """http.client sends a request's headers and its body in two writes: with TCP_NODELAY,
+    two segments, two system calls and two wake-ups of the server per request (measured at
+    ~50 us a request on loopback, a tenth of a null server's round trip). A body in memory
+    goes out with its headers in one write instead (as Python 2's http client did)."""
+
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        if not isinstance(message_body, bytes) or encode_chunked:
+            super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+            return
+        buffer = self._buffer  # type: ignore[attr-defined]
+        buffer.extend((b"", b""))
+        head = b"\r\n".join(buffer)
+        del buffer[:]
+        self.send(head + message_body)  # type: ignore[attr-defined]
+
+
+class OneWriteHTTPConnection(_OneWrite, http.client.HTTPConnection):
+    pass
+
+
+class OneWriteHTTPSConnection(_OneWrite, http.client.HTTPSConnection):
+    pass
+
+
 class HttpError(RuntimeError):
     """The endpoint answered with an error status, or not as the protocol says."""
 
@@ -424,9 +449,7 @@ class HttpEngine(Engine):
         connection = getattr(self._local, "connection", None)
         if connection is None:
             kind = (
-                http.client.HTTPSConnection
-                if self.url.scheme == "https"
-                else http.client.HTTPConnection
+                OneWriteHTTPSConnection if self.url.scheme == "https" else OneWriteHTTPConnection
             )
             connection = self._local.connection = kind(self.url.netloc, timeout=timeout)
             connection.connect()
