@@ -277,6 +277,7 @@ def export_bytes(table: Any, export: str) -> bytes:
 def _plan(args: argparse.Namespace) -> int:
     from bench.config.compose import compose_one
     from bench.plan.grid import plan_from_overrides
+    from bench.plan.preflight import check_this_host
     from bench.plan.preview import format_plan, plan_report
     from bench.results.history import cell_overhead
     from bench.results.store import open_store
@@ -285,6 +286,8 @@ def _plan(args: argparse.Namespace) -> int:
     cfg = compose_one(args.overrides)
     plan = plan_from_overrides(args.overrides, base=cfg)
     executor = make_executor(plan.executor)
+    if executor.synchronous:  # as the sweep would: cells this host cannot run, at once
+        check_this_host(plan)
     overhead = cell_overhead(
         open_store(plan.store_root),
         str(plan.executor.get("name")),

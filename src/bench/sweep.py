@@ -21,6 +21,7 @@ from bench.measure.progress import CLEAR_LINE
 from bench.measure.runner import CellResult, failure_row, unsupported_row
 from bench.plan.feasibility import decide
 from bench.plan.manifest import Plan, write_manifest
+from bench.plan.preflight import check_this_host
 from bench.results.collect import NOT_OK_FAILURES, Collected, collect
 from bench.results.store import Store, StoreError, SweepPaths, manifest_json, open_store
 
@@ -165,6 +166,8 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     stream = stream or sys.stderr
     store = open_store(plan.store_root)
     executor = make_executor(plan.executor)
+    if executor.synchronous:  # the cells run on this host: what it lacks, before any write
+        check_this_host(plan)
     executor.check(plan, store)
     _check_same_grid(store, plan)
     manifest_uri = write_manifest(store, plan)

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from bench.config.schema import instance_from_catalog, packed_replicas
-from bench.plan.feasibility import decide, fit_table, infeasible_reason
+from bench.plan.feasibility import decide, fit_table, host_has_cuda, infeasible_reason
 from bench.plan.grid import plan_from_overrides
+from bench.plan.preflight import gpu_cells
 from tests.conftest import REPO
 
 
@@ -89,7 +90,8 @@ def test_plan_and_fit_verbs():
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    report = json.loads(run("plan", "+grid=bert_g5", "format=json"))
+    # planned for the scheduler that runs it (on this CPU host, executor=local refuses it)
+    report = json.loads(run("plan", "+grid=bert_g5", "executor=aws_batch", "format=json"))
     assert len(report["cells"]) == 240
     assert {c["decision"] for c in report["cells"]} == {"run"}
     assert set(report["per_instance"]) == {
@@ -103,6 +105,36 @@ def test_plan_and_fit_verbs():
     assert report["usd_total"] > 0
     table = run("fit", "model=gpt_neox_20b", "precision=fp16")
     assert "p4de.24xlarge" in table and "borderline" in table
+
+
+@pytest.mark.skipif(host_has_cuda(), reason="this host has a CUDA device")
+@pytest.mark.parametrize("verb", ["sweep", "plan"])
+def test_a_gpu_grid_on_a_host_without_one_is_one_line_and_writes_nothing(
+    verb: str, tmp_path
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", verb, "+grid=bert_g5", f"store.root={tmp_path / 'r'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    line = proc.stderr
+    assert "240 of 240 cells run on NVIDIA GPUs" in line and "A10G" in line
+    for way in ("executor=aws_batch", "executor=slurm", "grid.axes.instance=[local-cpu]"):
+        assert way in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_endpoint_cells_on_a_gpu_instance_pass_the_host_check() -> None:
+    plan = plan_from_overrides(
+        ["engine=http", "engine.url=http://127.0.0.1:9", "instance=g5.xlarge"]
+    )
+    assert gpu_cells(plan) == []
+    assert gpu_cells(plan_from_overrides(["instance=g5.xlarge"])) == [0]
+    assert gpu_cells(plan_from_overrides(["instance=g5.xlarge", "device=cpu"])) == []
 
 
 def _seed002_cells():
