@@ -16,8 +16,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from bench.config.checks import ConfigError
-from bench.config.compose import UsageError
+from bench.config.checks import ConfigError, UsageError
 from bench.config.schema import add_config_dir
 from bench.results.store import StoreError
 

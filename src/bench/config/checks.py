@@ -19,6 +19,11 @@ class ConfigError(ValueError):
         super().__init__(f"{key}={value!r} is not allowed; {allowed}")
 
 
+class UsageError(ValueError):
+    """Bad input that is not one key's value (a malformed override, settings missing
+    together): one line, exit 2."""
+
+
 SWEEP_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

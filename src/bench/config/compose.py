@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.config.checks import ConfigError, check_sweep_id
+from bench.config.checks import ConfigError, UsageError, check_sweep_id
 from bench.config.schema import (
     CONFIG_GROUPS,
     add_config_dir,
@@ -168,10 +168,6 @@ def _one_line(exc: Exception) -> str:
         exc = exc.__cause__  # type: ignore[assignment]
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return " ".join(lines[:2]) if lines else type(exc).__name__
-
-
-class UsageError(ValueError):
-    """Bad command-line input that is not one key's value (a malformed override, say)."""
 
 
 def compose_many(override_sets: list[list[str]]) -> list[DictConfig]:

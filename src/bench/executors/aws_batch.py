@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config.checks import ConfigError, int_at_least, positive
+from bench.config.checks import ConfigError, UsageError, int_at_least, positive
 from bench.config.schema import CellConfig, InstanceSpec
 from bench.executors.base import (
     UNCONFIRMED,
@@ -73,6 +73,23 @@ def _aws_error(exc: Exception) -> str:
     if error:
         return f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
     return f"{type(exc).__name__}: {exc}"
+
+
+def _credentials_missing() -> list[str]:
+    """What boto3 would not find here: AWS credentials, a region (empty: it finds both)."""
+    import boto3
+
+    session = boto3.Session()
+    gaps = []
+    if session.get_credentials() is None:
+        gaps.append(
+            "AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or an "
+            "instance role: none found)"
+        )
+    if not session.region_name:
+        # boto3 reads AWS_DEFAULT_REGION (AWS_REGION alone leaves its clients without one)
+        gaps.append("a region (AWS_DEFAULT_REGION, or the profile's region)")
+    return gaps
 
 
 def _may_retry(exc: Exception) -> bool:
@@ -388,6 +405,8 @@ class AwsBatchExecutor(Executor):
         return handles_for(plan, self.submissions)
 
     def check(self, plan: Plan, store: Store) -> None:
+        """Everything the sweep needs from the user, said at once (one line, every missing
+        setting), then the queues (which takes a call to Batch), before anything is written."""
         from bench.engines import ENGINES
 
         images = self.options.images or {}
@@ -398,18 +417,29 @@ class AwsBatchExecutor(Executor):
                     uri,
                     "an engine name (" + ", ".join(ENGINES) + ") mapped to an image URI",
                 )
-        if lacking := sorted({c.engine.name for c in plan.cells if not self.image_for(c)}):
-            raise ConfigError(
-                "executor.image",
-                self.options.image,
-                f"set the container image URI to run (cells of engine {', '.join(lacking)} "
-                "have no image; executor.images.ENGINE=URI gives one engine its own)",
-            )
-        if not store.uri("").startswith("s3://"):
-            raise ConfigError(
-                "store.root", plan.store_root, "executor=aws_batch needs s3://BUCKET/prefix"
+        if missing := self.missing_settings(plan, store):
+            raise UsageError(
+                f"executor=aws_batch needs {len(missing)} more setting(s): " + "; ".join(missing)
             )
         self._check_queues(plan)
+
+    def missing_settings(self, plan: Plan, store: Store) -> list[str]:
+        """Each setting the sweep lacks, as `key: what to give` (empty: none)."""
+        missing = []
+        if lacking := sorted({c.engine.name for c in plan.cells if not self.image_for(c)}):
+            missing.append(
+                "executor.image=URI (the container image the cells run in; cells of engine "
+                f"{', '.join(lacking)} have none; executor.images.ENGINE=URI gives one engine "
+                "its own)"
+            )
+        if not store.uri("").startswith("s3://"):
+            missing.append(
+                f"store.root=s3://BUCKET/prefix (the containers write their rows there; "
+                f"store.root is {plan.store_root})"
+            )
+        if self._client is None:  # a client handed in (tests, a caller's session) has its own
+            missing += _credentials_missing()
+        return missing
 
     def _describe(self, what: str, names: list[str]) -> list[dict[str, Any]]:
         """Batch's description of the named job queues or compute environments, a call per

@@ -10,7 +10,7 @@ server's.
 
 from __future__ import annotations
 
-from bench.config.compose import UsageError
+from bench.config.checks import UsageError
 from bench.engines import ENGINES
 from bench.plan.feasibility import host_has_cuda, nvidia_gpus
 from bench.plan.manifest import Plan

@@ -86,12 +86,12 @@ def test_an_engine_with_its_own_image_gets_its_own_array_and_definition(tmp_path
         assert engines == ({"sleep"} if by_image[request["jobDefinition"]] == "vllm:1" else {"hf"})
 
 
-def test_a_cell_without_an_image_and_a_bad_images_entry_are_config_errors(tmp_path):
-    from bench.config.checks import ConfigError
+def test_a_cell_without_an_image_and_a_bad_images_entry_are_one_line_errors(tmp_path):
+    from bench.config.checks import ConfigError, UsageError
 
     plan = plan_from_overrides(["engine=sleep", "instance=g5.xlarge", "sweep_id=t"])
     store = LocalStore(str(tmp_path))
-    with pytest.raises(ConfigError, match=r"executor\.image.*engine sleep"):
+    with pytest.raises(UsageError, match=r"executor\.image.*engine sleep"):
         AwsBatchExecutor({"images": {"null": "x:1"}}, client=FakeBatch()).check(plan, store)
     with pytest.raises(ConfigError, match=r"executor\.images\.vlm"):
         AwsBatchExecutor({"image": "x:1", "images": {"vlm": "y:1"}}, client=FakeBatch()).check(
@@ -242,3 +242,43 @@ def test_batch_not_answering_a_definition_lookup_is_one_line(tmp_path):
     executor, plan, store = _one_group(tmp_path, Silent())
     with pytest.raises(SubmissionFailed, match="cannot register job definition bench-"):
         executor._submit_group(plan, store, plan.cells[0].instance, [0, 1])
+
+
+def _no_aws_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """No credentials, no region, no config files; never the instance metadata service."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+
+
+def test_every_missing_setting_is_said_at_once(monkeypatch, tmp_path):
+    from bench.config.checks import UsageError
+
+    _no_aws_settings(monkeypatch, tmp_path)
+    plan = plan_from_overrides(["engine=null", "sweep_id=t"])
+    executor = AwsBatchExecutor({})
+    with pytest.raises(UsageError) as raised:
+        executor.check(plan, LocalStore(str(tmp_path)))
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("executor=aws_batch needs 4 more")
+    for setting in ("executor.image=URI", "store.root=s3://", "AWS credentials", "a region"):
+        assert setting in message
+    # given them, nothing is missing (the queues are asked next, of Batch itself)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    given = AwsBatchExecutor({"image": "img:1"})
+    s3 = type("S3", (), {"uri": lambda self, path: f"s3://b/p/{path}"})()
+    assert given.missing_settings(plan, s3) == []
