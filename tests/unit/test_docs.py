@@ -6,11 +6,14 @@ composition, nothing more."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import io
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -324,3 +327,61 @@ def test_the_checks_catch_broken_docs(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("# Title\n\n[here](missing.md), [there](#title), [gone](#nowhere)\n")
     assert len(link_problems(page)) == 2
+
+
+def python_blocks(text: str) -> list[str]:
+    """The ```python blocks of a page."""
+    return [m.group(1) for m in re.finditer(r"^```python\n(.*?)^```[ \t]*$", text, re.S | re.M)]
+
+
+@pytest.mark.parametrize("page", pages(), ids=_name)
+def test_python_blocks_parse(page):
+    for block in python_blocks(page.read_text()):
+        ast.parse(block)
+
+
+def _aggregate(folder: Path) -> None:
+    """results/smoke-1/aggregated.parquet: two models' ok rows (one sure, one not) and a
+    failed one, every other column null, written with the row schema."""
+    import pyarrow.parquet as pq
+
+    from bench.results.schema import rows_to_table
+
+    base = {"precision": "fp32", "threads": 1, "n": 400, "latency_ms_p50": 3.0}
+    rows = [
+        {**base, "model": "bert_tiny", "batch_size": 1, "status": "ok", "stability": "stable",
+         "latency_ms_p99": 9.0, "latency_ms_p99_hi": 11.0, "usd_per_million_inferences": 0.4},
+        {**base, "model": "opt_tiny", "batch_size": 4, "status": "ok", "stability": "drifting",
+         "latency_ms_p99": 30.0, "latency_ms_p99_hi": 90.0, "usd_per_million_inferences": 0.2},
+        {**base, "model": "opt_tiny", "batch_size": 1, "status": "failed"},
+    ]  # fmt: skip
+    (folder / "results" / "smoke-1").mkdir(parents=True)
+    pq.write_table(rows_to_table(rows), folder / "results" / "smoke-1" / "aggregated.parquet")
+
+
+def _run_readme_snippet(tmp_path: Path, snippet: str) -> str:
+    _aggregate(tmp_path)
+    script = tmp_path / "snippet.py"
+    script.write_text(snippet)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_the_readme_results_snippet_prints_the_rows_it_promises(tmp_path):
+    (snippet,) = python_blocks(README.read_text())
+    out = _run_readme_snippet(tmp_path, snippet)
+    assert "Empty DataFrame" not in out
+    assert "bert_tiny" in out and "opt_tiny" in out and "latency_ms_p99_hi" in out
+    # the sure row is bert_tiny's alone: stable, P99 bounded under the SLA
+    last = out.strip().splitlines()[-1]
+    assert last.split()[0] == "bert_tiny", out
+
+
+def test_a_renamed_column_fails_the_readme_snippet(tmp_path):
+    """Shown once: the snippet names a column the schema no longer has."""
+    (snippet,) = python_blocks(README.read_text())
+    with pytest.raises(AssertionError, match="KeyError"):
+        _run_readme_snippet(tmp_path, snippet.replace('"stability"', '"verdict"'))
