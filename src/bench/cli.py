@@ -49,59 +49,129 @@ VERBS_HELP = {
 }
 
 
+# Each verb's own examples (its --help epilog).
+VERB_EXAMPLES = {
+    "sweep": [
+        "python -m bench sweep +grid=smoke",
+        "python -m bench sweep +grid=smoke 'grid.axes.batch_size=[1,8]' repeats=3",
+        "python -m bench sweep +grid=bert_g5 executor=aws_batch executor.image=URI "
+        "store.root=s3://BUCKET/bench",
+    ],
+    "run": [
+        "python -m bench run model=opt_tiny batch_size=4",
+        "python -m bench run engine=sleep engine.service_ms=5 threads=4",
+    ],
+    "plan": [
+        "python -m bench plan +grid=smoke",
+        "python -m bench plan +grid=bert_g5 executor=aws_batch pricing=sagemaker",
+    ],
+    "fit": [
+        "python -m bench fit model=gpt_neox_20b precision=fp16",
+        "python -m bench fit params=15e9 precision=fp16",
+    ],
+    "ls": ["python -m bench ls", "python -m bench ls store.root=s3://BUCKET/bench"],
+    "report": [
+        "python -m bench report SWEEP_ID sla.p99_ms=50",
+        "python -m bench report SWEEP_ID sla.p99_ms=50 compare=BASE_ID rate=200",
+    ],
+    "compare": ["python -m bench compare BASE_ID NEW_ID threshold=0.05"],
+    "capacity": ["python -m bench capacity SWEEP_ID rate=200 sla.p99_ms=50"],
+    "status": ["python -m bench status SWEEP_ID", "python -m bench status SWEEP_ID wait=true"],
+    "collect": ["python -m bench collect SWEEP_ID", "python -m bench collect SWEEP_ID format=csv"],
+    "cell": ["python -m bench cell --manifest results/SWEEP_ID/manifest.json --index 0"],
+    "prices": ["python -m bench prices refresh --out catalog.yaml"],
+}
+KEYS_DOCUMENTED = (
+    "Every key, with its default: conf/config.yaml (and conf/<group>/*.yaml); how to write a "
+    "grid: docs/config.md; every verb: docs/commands.md."
+)
+
+
+def _epilog(verb: str) -> str:
+    examples = "\n".join(f"  {line}" for line in VERB_EXAMPLES.get(verb, []))
+    return f"examples:\n{examples}\n\n{KEYS_DOCUMENTED}"
+
+
+def _shipped() -> str:
+    """The grids and models that come with bench (and a --config-dir's), for --help."""
+    from bench.config.schema import group_options
+
+    return (
+        f"grids (+grid=NAME): {', '.join(group_options('grid'))}\n"
+        f"models (model=NAME): {', '.join(group_options('model'))}"
+    )
+
+
+def _verb(verbs: Any, verb: str) -> argparse.ArgumentParser:
+    return verbs.add_parser(
+        verb,
+        help=VERBS_HELP[verb],
+        description=VERBS_HELP[verb],
+        epilog=_epilog(verb),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Measure model inference across a grid of engines, precisions, batch sizes "
         "and instance types. Options after the verb are Hydra overrides (key=value, +grid=NAME).",
-        epilog="Anywhere on the line: --config-dir DIR adds DIR's model/, grid/, engine/, "
-        "scenario/ ... files to the package's (repeatable); --cfg job (sweep, run, plan) "
-        "prints the composed config of the first cell and runs nothing.",
+        epilog=f"{_shipped()}\n\n{KEYS_DOCUMENTED}\nAnywhere on the line: --config-dir DIR adds "
+        "DIR's model/, grid/, engine/, scenario/ ... files to the package's (repeatable); "
+        "--cfg job (sweep, run, plan) prints the composed config of the first cell and runs "
+        "nothing.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # default=[]: argparse counts a bare nargs="*" positional as required in its error line
     for verb in ("sweep", "run", "plan", "fit", "ls"):
-        sub = verbs.add_parser(verb, help=VERBS_HELP[verb], description=VERBS_HELP[verb])
-        sub.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +grid=smoke")
-    cell = verbs.add_parser("cell", help=VERBS_HELP["cell"], description=VERBS_HELP["cell"])
+        sub = _verb(verbs, verb)
+        sub.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (key=value)")
+    cell = _verb(verbs, "cell")
     cell.add_argument("--manifest", required=True, help="URI of <root>/<sweep_id>/manifest.json")
     cell.add_argument("--index", type=int, default=None, help="cell index (default: from env)")
     cell.add_argument(
         "--array", default=None, help="array map name: --index / the env index is its child"
     )
-    report = verbs.add_parser("report", help=VERBS_HELP["report"], description=VERBS_HELP["report"])
+    report = _verb(verbs, "report")
     report.add_argument("sweep_id", help="the sweep's folder name in the store")
-    report.add_argument("overrides", nargs="*", help="e.g. sla.p99_ms=50 store.root=DIR")
-    prices = verbs.add_parser("prices", help=VERBS_HELP["prices"], description=VERBS_HELP["prices"])
+    report.add_argument(
+        "overrides", nargs="*", default=[], help="e.g. sla.p99_ms=50 store.root=DIR"
+    )
+    prices = _verb(verbs, "prices")
     prices.add_argument("action", choices=["refresh"])
     prices.add_argument("--region", default="us-east-1", help="region whose prices to read")
     prices.add_argument("--spot", action="store_true", help="also read current Spot prices")
     prices.add_argument("--out", default=None, help="catalog file to write (required)")
-    comp = verbs.add_parser(
-        "compare", help=VERBS_HELP["compare"], description=VERBS_HELP["compare"]
-    )
+    comp = _verb(verbs, "compare")
     comp.add_argument("base", help="sweep id in the store, or URI of an aggregated.parquet")
     comp.add_argument("new", help="sweep id in the store, or URI of an aggregated.parquet")
     comp.add_argument(
-        "overrides", nargs="*", help="threshold=0.05 noise=0.01 format=json store.root=DIR"
+        "overrides",
+        nargs="*",
+        default=[],
+        help="threshold=0.05 noise=0.01 format=json store.root=DIR",
     )
-    cap = verbs.add_parser(
-        "capacity", help=VERBS_HELP["capacity"], description=VERBS_HELP["capacity"]
-    )
+    cap = _verb(verbs, "capacity")
     cap.add_argument("sweep_id", help="the sweep's folder name in the store")
     cap.add_argument(
         "overrides",
         nargs="*",
+        default=[],
         help="rate=R sla.p99_ms=X [peak_to_mean=K] [format=json] [store.root=DIR]",
     )
-    status = verbs.add_parser("status", help=VERBS_HELP["status"], description=VERBS_HELP["status"])
+    status = _verb(verbs, "status")
     status.add_argument("sweep_id", help="the sweep's folder name in the store")
-    status.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. store.root=s3://b/p")
-    coll = verbs.add_parser(
-        "collect", help=VERBS_HELP["collect"], description=VERBS_HELP["collect"]
+    status.add_argument(
+        "overrides", nargs="*", default=[], help="Hydra overrides, e.g. store.root=s3://b/p"
     )
+    coll = _verb(verbs, "collect")
     coll.add_argument("sweep_id", help="the sweep's folder name in the store")
     coll.add_argument("--strict", action="store_true", help="an unreadable cell file is fatal")
-    coll.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. store.root=DIR")
+    coll.add_argument(
+        "overrides", nargs="*", default=[], help="Hydra overrides, e.g. store.root=DIR"
+    )
     return parser
 
 
@@ -229,8 +299,27 @@ def _sweep_in_store(root: str, sweep_id: str, needs: str) -> tuple[Store, SweepP
     )
     if not found:
         what = "cell rows" if needs == "rows" else "manifest"
-        raise ConfigError("sweep_id", sweep_id, f"no {what} under {store.uri(sweep_id)}")
+        hint = _sweep_hint(store, sweep_id)
+        raise ConfigError("sweep_id", sweep_id, f"no {what} under {store.uri(sweep_id)}{hint}")
     return store, paths
+
+
+def _sweep_hint(store: Store, sweep_id: str) -> str:
+    """'; did you mean ...' naming the store's sweeps a short or mistyped id stands for: the
+    grid name a sweep id starts with (`smoke` for `smoke-2b29ec4c`, newest first), else the
+    closest id. Empty when the store has none close."""
+    from bench.config.checks import did_you_mean
+    from bench.results.history import list_sweeps
+
+    try:
+        ids = [s.sweep_id for s in list_sweeps(store, statuses=False)]
+    except Exception:  # an unreadable store: the error names it already
+        return ""
+    started = [i for i in ids if i.startswith(f"{sweep_id}-")]
+    if started:
+        more = f" (or {len(started) - 1} more: python -m bench ls)" if len(started) > 1 else ""
+        return f"; did you mean {started[0]}?{more}"
+    return did_you_mean(sweep_id, ids)
 
 
 def _collect(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -121,3 +122,38 @@ def test_there_are_at_least_60_cases_across_every_verb() -> None:
     assert {argv[0] for argv, _ in CASES} >= {
         "sweep", "run", "plan", "fit", "collect", "status", "report", "cell",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["sweep", "+gird=smoke"], "did you mean grid?"),
+        (["run", "batchsize=4"], "did you mean batch_size?"),
+        (["run", "model=bert_tny"], "did you mean bert_tiny?"),
+        (["run", "precision=fp61"], "did you mean fp16?"),
+        (["run", "scenario.min_request=3"], "did you mean min_requests?"),
+        (["plan", "+grid=smok"], "did you mean smoke?"),
+    ],
+)
+def test_a_near_miss_is_named(args, hint, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith(hint), err
+
+
+def test_a_grid_name_for_a_sweep_id_names_the_sweep(tmp_path, capsys):
+    for name in ("smoke-2b29ec4c/manifest.json", "smoke-2b29ec4c/cells/x.ok.parquet"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    from bench.results import history
+
+    found = [history.SweepInfo("smoke-2b29ec4c", "smoke", "", "local", 1, {}, False)]
+    with mock.patch.object(history, "list_sweeps", return_value=found):
+        assert main(["status", "smoke", f"store.root={tmp_path}"]) == 2
+    assert capsys.readouterr().err.strip().endswith("did you mean smoke-2b29ec4c?")
+
+
+def test_verbs_without_a_sweep_id_say_only_what_is_missing(capsys):
+    with pytest.raises(SystemExit):
+        main(["collect"])
+    assert "required: sweep_id\n" in capsys.readouterr().err

@@ -385,3 +385,10 @@ def test_a_renamed_column_fails_the_readme_snippet(tmp_path):
     (snippet,) = python_blocks(README.read_text())
     with pytest.raises(AssertionError, match="KeyError"):
         _run_readme_snippet(tmp_path, snippet.replace('"stability"', '"verdict"'))
+
+
+@pytest.mark.parametrize("verb", sorted(cli.VERB_EXAMPLES))
+def test_each_verbs_help_examples_parse(verb):
+    examples = cli.VERB_EXAMPLES[verb]
+    assert examples and all(e.startswith(f"python -m bench {verb}") for e in examples)
+    assert not command_problems("```bash\n" + "\n".join(examples) + "\n```\n")

@@ -5,9 +5,11 @@ the executors' options."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -41,10 +43,19 @@ def require(cond: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(key, value, allowed)
 
 
+def did_you_mean(word: Any, candidates: Iterable[str]) -> str:
+    """'; did you mean X?' naming the candidate closest to a mistyped `word` (difflib's
+    ratio at least 0.6), or '' when none is close."""
+    close = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def choice(
     key: str, value: Any, allowed: tuple[str, ...] | list[str], what: str = "allowed"
 ) -> str:
-    require(value in allowed, key, value, f"{what}: " + ", ".join(allowed))
+    if value not in allowed:
+        hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
+        raise ConfigError(key, value, f"{what}: " + ", ".join(allowed) + hint)
     return value
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.config.checks import ConfigError, UsageError, check_sweep_id
+from bench.config.checks import ConfigError, UsageError, check_sweep_id, did_you_mean
 from bench.config.schema import (
     CONFIG_GROUPS,
     add_config_dir,
@@ -32,7 +32,8 @@ def check_group_choice(group: str, choice: str) -> None:
     """Raise ConfigError naming the group and its options when `choice` is not one of them."""
     options = group_options(group)
     if choice not in options:
-        raise ConfigError(group, choice, "allowed: " + ", ".join(options))
+        hint = did_you_mean(choice, options)
+        raise ConfigError(group, choice, "allowed: " + ", ".join(options) + hint)
 
 
 def take_searchpath(overrides: list[str]) -> list[str]:
@@ -115,9 +116,16 @@ def _struct_key_error(exc: Exception, overrides: list[str]) -> ConfigError | Non
     key = str(getattr(cause, "full_key", "") or "")
     if not key or "not in struct" not in str(cause):
         return None
-    value = next((o.partition("=")[2] for o in overrides if o.partition("=")[0] == key), None)
+    value = next(
+        (o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+") == key), None
+    )
     parent = key.rpartition(".")[0]
-    return ConfigError(key, value, f"no such config key{' under ' + parent if parent else ''}")
+    # the keys beside it: the node Hydra was looking in, or the root's own
+    node = getattr(cause, "parent_node", None)
+    siblings = [str(k) for k in node] if hasattr(node, "keys") else []
+    hint = did_you_mean(key.rpartition(".")[2], siblings or ([] if parent else root_keys()))
+    where = f" under {parent}" if parent else ""
+    return ConfigError(key, value, f"no such config key{where}{hint}")
 
 
 def _yaml_error(exc: Exception) -> Exception | None:

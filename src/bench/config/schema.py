@@ -18,6 +18,7 @@ from bench.config import tasks as _tasks
 from bench.config.checks import (
     ConfigError,
     choice,
+    did_you_mean,
     finite,
     int_at_least,
     non_negative,
@@ -478,10 +479,12 @@ def check_group_keys(group: str, options: dict[str, Any], choice: str | None) ->
 def check_root(cfg: dict[str, Any], known_root: set[str]) -> None:
     """The composed root config's own keys: no unknown ones, every value in range."""
     for key in cfg:
-        require(key in known_root, key, cfg[key], "no such config key")
+        hint = did_you_mean(key, known_root) if key not in known_root else ""
+        require(key in known_root, key, cfg[key], "no such config key" + hint)
     for section, keys in ROOT_SECTIONS.items():
         for key in cfg.get(section) or {}:
-            require(key in keys, f"{section}.{key}", cfg[section][key], "no such config key")
+            hint = did_you_mean(key, keys) if key not in keys else ""
+            require(key in keys, f"{section}.{key}", cfg[section][key], "no such config key" + hint)
     for key in cfg.get("grid") or {}:
         require(
             key in GRID_KEYS, f"grid.{key}", cfg["grid"][key], "allowed: " + ", ".join(GRID_KEYS)
