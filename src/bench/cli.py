@@ -570,9 +570,16 @@ def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
     try:
         data = store.read_bytes(SweepPaths(sweep_id).aggregated)
     except FileNotFoundError:
-        raise ConfigError(
-            "sweep", spec, f"no {SweepPaths(sweep_id).aggregated} in {root}; collect it first"
-        ) from None
+        paths = SweepPaths(sweep_id)
+        if store.exists(paths.manifest):  # the sweep is here; its rows were never collected
+            why = f"not collected yet: python -m bench collect {sweep_id} store.root={root}"
+        else:  # not this store's: a short id, a typo, or a sweep kept elsewhere
+            why = (
+                f"no sweep {sweep_id} in the store {root}{_sweep_hint(store, sweep_id)}; a "
+                "sweep in another store is named by its aggregate's URI "
+                "(ROOT/SWEEP_ID/aggregated.parquet)"
+            )
+        raise ConfigError("sweep", spec, why) from None
     return store, sweep_id, pd.read_parquet(io.BytesIO(data))
 
 

@@ -157,3 +157,13 @@ def test_verbs_without_a_sweep_id_say_only_what_is_missing(capsys):
     with pytest.raises(SystemExit):
         main(["collect"])
     assert "required: sweep_id\n" in capsys.readouterr().err
+
+
+def test_compare_says_whether_a_sweep_is_uncollected_or_elsewhere(tmp_path, capsys):
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "manifest.json").write_text("{}")
+    assert main(["compare", "s1", "s1", f"store.root={tmp_path}"]) == 2
+    assert "not collected yet: python -m bench collect s1" in capsys.readouterr().err
+    assert main(["compare", "s2", "s2", f"store.root={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "no sweep s2 in the store" in err and "aggregated.parquet" in err

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,9 +176,11 @@ def _from_hub(repo_id: str, root: Path) -> Checkpoint:
         seconds = publish_folder(folder, fetch)
     except Exception as exc:  # offline, no such repo, gated: one line, the cause named
         cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # shortened at a word, marked: a cut mid-sentence reads as the whole message
+        cause = textwrap.shorten(cause, 200, placeholder=" [...]")
         raise HubUnavailable(
             f"model.checkpoint={repo_id!r}: not a local folder, and fetching it from the "
-            f"Hugging Face Hub failed ({type(exc).__name__}: {cause[:200]}); give a local "
+            f"Hugging Face Hub failed ({type(exc).__name__}: {cause}); give a local "
             "checkpoint folder or an s3:// prefix"
         ) from exc
     if not _is_complete(folder):
