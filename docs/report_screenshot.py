@@ -1,8 +1,9 @@
 """Regenerate docs/img/report.png and the plots beside it from a real sweep: `make docs`.
 
 Runs a grid into a scratch store, reports it, and photographs the report's HTML page in
-headless Chromium (Debian's `chromium`, as a reader would open it), so the picture in the
-docs is what `bench report` makes today. Two pages:
+headless Chromium (Debian's `chromium`, as a reader would open it; offline, in a fresh
+profile: bench.results.report_browser), so the picture in the docs is what `bench report`
+makes today. Two pages:
 
 - `smoke` (the default; about two minutes on 2 cores): the smoke grid with the SLAs the
   README's example uses -> docs/img/report.png, each model's throughput plot and
@@ -27,8 +28,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.results import report_browser
+
 DOCS_IMG = Path(__file__).resolve().parent / "img"
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
 @dataclass(frozen=True)
@@ -71,17 +73,10 @@ def bench(*args: str) -> str:
 
 
 def screenshot(page: Path, out: Path, height: int = 2600) -> None:
-    """A full-width capture of `page` by headless Chromium (no sandbox: it may run as root)."""
-    browser = next((b for b in BROWSERS if shutil.which(b)), None)
-    if browser is None:
+    """A full-width capture of `page` by headless Chromium."""
+    if report_browser.find_browser() is None:
         raise SystemExit("no headless browser: apt-get install chromium")
-    subprocess.run(
-        [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            f"--window-size=1500,{height}", f"--screenshot={out}", page.as_uri(),
-        ],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    report_browser.screenshot(page, out, height=height)
 
 
 def crop_and_shrink(image: Path) -> None:

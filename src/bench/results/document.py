@@ -1,6 +1,8 @@
 """A report as a list of blocks (headings, paragraphs, tables, figures), each rendered both
-to Markdown (report.md) and to HTML (report.html): neither output is parsed back into the
-other, so a `|` in a cell or a line that starts with `#` cannot change the page's shape."""
+to Markdown (report.md) and to HTML (index.html). A table's cells and a figure's file are
+data, rendered to each output on its own, so a `|` in a cell cannot change the page's shape;
+a Text block's prose is Markdown (bold, code spans, links, lists), which the HTML renders
+(bench.results.markup) rather than showing the asterisks and backticks."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import html
 from dataclasses import dataclass
 
 import pandas as pd
+
+from bench.results import markup
 
 # Short headers for the HTML tables (the column's name stays in each header's tooltip and in
 # report.md), so a table of every figure fits a page
@@ -30,7 +34,10 @@ STYLE = (  # wide tables scroll inside their own box, the page keeps its width
     ".wide{overflow-x:auto}table{border-collapse:collapse;font-size:12px}"
     "td,th{border:1px solid #ccc;padding:2px 5px;white-space:nowrap}"
     "th{background:#f3f3f3}img{max-width:100%}"
+    "figure{margin:1.5em 0}figcaption{max-width:60em;font-size:14px;color:#333}"
+    "code{background:#f3f3f3;padding:0 2px}"
 )
+OPEN = "open"  # an interval end the sample count cannot give (see report.OPEN_NOTE)
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class Heading:
         return f"{'#' * self.level} {self.text}"
 
     def html(self, images: dict[str, bytes]) -> str:
-        return f"<h{self.level}>{html.escape(self.text)}</h{self.level}>"
+        return f"<h{self.level}>{markup.inline(self.text)}</h{self.level}>"
 
 
 @dataclass(frozen=True)
@@ -53,19 +60,36 @@ class Text:
         return self.text
 
     def html(self, images: dict[str, bytes]) -> str:
-        return f"<p>{html.escape(self.text)}</p>"
+        return markup.blocks(self.text)
 
 
 @dataclass(frozen=True, eq=False)
 class Table:
     frame: pd.DataFrame
 
+    def open_ends(self) -> pd.DataFrame:
+        """Where an interval end (a `<figure>_lo` or `<figure>_hi` column beside `<figure>`)
+        is absent while its estimate is there: the sample left that end open. A failed row,
+        with no estimate either, is blank, not open."""
+        frame = self.frame
+        flags = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+        for column in frame.columns:
+            figure = str(column)[:-3]
+            if str(column).endswith(("_lo", "_hi")) and figure in frame.columns:
+                flags[column] = frame[column].isna() & frame[figure].notna()
+        return flags
+
+    def has_open(self) -> bool:
+        return bool(self.open_ends().to_numpy().any())
+
     def cells(self) -> pd.DataFrame:
-        """Every value as text: floats to 4 significant digits, an absent figure blank."""
+        """Every value as text: floats to 4 significant digits, an open interval end "open",
+        any other absent figure blank."""
         shown = self.frame.copy()
         for column in shown.select_dtypes("float").columns:
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-        return shown.astype(object).where(shown.notna(), "").astype(str)
+        text = shown.astype(object).where(shown.notna(), "").astype(str)
+        return text.mask(self.open_ends(), OPEN)
 
     def markdown(self) -> str:
         if self.frame.empty:
@@ -96,18 +120,31 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
+    """A PNG with its caption (Markdown: what it shows and how to read it) and its alt text
+    (what it shows, for a reader who cannot see it). Without alt text the caption stands in
+    for it in report.md and the file name in the HTML, as before captions were words."""
+
     name: str  # the PNG's file name beside report.md
     caption: str
+    alt: str = ""
 
     def markdown(self) -> str:
-        return f"![{self.caption}]({self.name})"
+        if not self.alt:
+            return f"![{self.caption}]({self.name})"
+        return f"![{_alt_markdown(self.alt)}]({self.name})\n\n{self.caption}"
 
     def html(self, images: dict[str, bytes]) -> str:
         data = base64.b64encode(images[self.name]).decode()
+        alt = self.alt or self.name
         return (
-            f'<figure><img alt="{html.escape(self.name)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(self.caption)}</figcaption></figure>"
+            f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{markup.inline(self.caption)}</figcaption></figure>"
         )
+
+
+def _alt_markdown(alt: str) -> str:
+    """Alt text inside `![...]`: a bracket would end it early."""
+    return alt.replace("[", "\\[").replace("]", "\\]")
 
 
 Block = Heading | Text | Table | Figure

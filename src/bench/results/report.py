@@ -1,35 +1,35 @@
 """aggregated.parquet -> plots, a recommendation under a latency SLA, HTML and Markdown.
 
-Plots (PNG, matplotlib, one set per model; throughput in the model's own unit: sentences/s
-for an encoder, images/s for an image model, from the rows' `task`):
-- throughput vs P99 latency, one line per instance x precision (points: batch sizes);
-- throughput vs P95 latency, one panel per instance x precision on shared axes, one curve per
-  batch size, its points the client-thread counts (seed 004's throughput-vs-latency curves);
-- throughput and P95 latency vs batch size, and $ per million inferences vs batch size (each
-  point the batch size's most-throughput client-thread count);
-- load time per engine (load_s with init_s stacked on it);
-- ramp rows: P50/P99 (with the SLA) and throughput vs concurrency, first failure marked.
 Recommendation: per model, the cheapest ok configuration (by $/M inferences) whose P99 meets
 the SLA on the upper end of its 95% interval and whose stability is `stable` (generation rows
-also meet `sla.ttft_ms` and `sla.tpot_ms` on their P99 TTFT and TPOT); only where no row
-is that sure, the cheapest row meeting it on its estimate alone (an interval the sample count
+also meet `sla.ttft_ms` and `sla.tpot_ms` on their P99 TTFT and TPOT); only where no row is
+that sure, the cheapest row meeting it on its estimate alone (an interval the sample count
 leaves open, or a drifting or insufficient stability), marked provisional with why; where no
-row meets the SLA, the nearest miss per model and by how much. Then the Pareto
-front of P99 latency vs $/M (no other configuration is both faster and cheaper). The HTML page
-embeds the PNGs, so it is one self-contained file.
+row meets the SLA, the nearest miss per model and by how much. Then the Pareto front of P99
+latency vs $/M (no other configuration is both faster and cheaper), and the plots
+(report_plots, each with a caption in words: report_captions). The HTML page embeds the
+PNGs, so it is one self-contained file; its text is the Markdown's, rendered (markup).
 """
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from bench.measure.stats import min_samples_bounded
 from bench.results.document import Block, Figure, Heading, Table, Text, to_html, to_markdown
+from bench.results.report_captions import plot_alt, plot_caption
+from bench.results.report_plots import (
+    plot_cost_vs_batch,
+    plot_load_time,
+    plot_ramp,
+    plot_throughput_vs_p95,
+    plot_throughput_vs_p99,
+    plot_vs_batch,
+)
 
 CONFIG_COLUMNS = ["model", "engine", "instance", "precision", "batch_size", "threads", "tp_degree"]
 FIGURES_COLUMNS = [
@@ -47,6 +47,24 @@ GENERATION_COLUMNS = ["ttft_ms_p99", "tpot_ms_p99", "usd_per_million_output_toke
 
 SLA_KEYS = ("p99_ms", "ttft_ms", "tpot_ms", "max_failed_share")  # the root config's sla.* keys
 MAX_FAILED_SHARE = 0.001  # conf/config.yaml's sla.max_failed_share
+CI_LEVEL = 0.95  # the rows' ci_level, for rows from before the column
+# The fewest independent requests that bound a P99 from above at CI_LEVEL (368): a row with
+# fewer leaves its interval open, and a reader needs the number to know what to run longer
+P99_BOUNDED_N = min_samples_bounded(0.99, CI_LEVEL)
+OPEN_NOTE = (
+    'A cell shown as "open" is an interval end the sample cannot give: too few requests to '
+    f"bound the percentile with {CI_LEVEL:.0%} confidence (a P99 needs at least "
+    f"{P99_BOUNDED_N} independent requests; neighbouring requests' correlation makes the "
+    "count needed larger). A row with an open P99 is judged on its estimate alone and is at "
+    "most `provisional`; measuring longer (`scenario.min_requests`) closes it."
+)
+# Said once above the plots (each plot's caption says it again where it applies)
+THREADS_NOTE = (
+    "Plots with one point per batch size (throughput vs P99, throughput and P95 against batch "
+    "size, cost against batch size) draw each batch size at its best client-thread count: "
+    "the one with the highest throughput, labelled t beside the point. The throughput-vs-P95 "
+    "curves show every thread count. Axes of throughput, latency and cost start at zero."
+)
 
 
 @dataclass(frozen=True)
@@ -136,11 +154,26 @@ def standing(frame: pd.DataFrame, p99_ms: float | None) -> pd.Series:
     reasons = pd.Series("", index=frame.index)
     if p99_ms is not None:
         open_interval = frame["latency_ms_p99_hi"].isna()
-        reasons = reasons.where(~open_interval, "P99 interval open (too few requests)")
+        reasons = reasons.where(~open_interval, _open_reason(frame))
     unstable = frame["stability"].fillna("not judged") != "stable"
     said = "stability " + frame["stability"].fillna("none").astype(str)
     joined = reasons.where(~unstable, reasons.str.cat(said, sep="; ").str.strip("; "))
     return joined.map(lambda why: f"provisional: {why}" if why else "recommended")
+
+
+def _open_reason(frame: pd.DataFrame) -> pd.Series:
+    """Why a row's P99 interval is open, with its request count: its requests were worth
+    fewer than the independent ones a bound needs (neighbours' correlation makes a large n
+    worth less, so the count alone does not say it was enough)."""
+    n = frame["n"] if "n" in frame.columns else pd.Series(float("nan"), index=frame.index)
+    worth = f"worth fewer than the {P99_BOUNDED_N} independent ones a bound needs"
+    return n.map(
+        lambda count: (
+            "P99 interval open (too few requests)"
+            if pd.isna(count)
+            else f"P99 interval open (n={int(count)} requests, {worth})"
+        )
+    )
 
 
 def recommend(frame: pd.DataFrame, p99_ms: Sla | float | None) -> pd.DataFrame:
@@ -235,321 +268,77 @@ def repeat_spread(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure_png(figure: Any) -> bytes:
-    """The figure as PNG bytes; the figure is closed (pyplot keeps every open one)."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def _series_label(instance: str, precision: str) -> str:
-    return f"{instance} {precision}"
-
-
-# What one inference of a task is, in the seeds' words (the row's inferences_per_s counts them)
-THROUGHPUT_UNITS = {
-    "encode": "sentences/s",
-    "classify_image": "images/s",
-    "generate": "sequences/s",
-    "seq2seq": "sequences/s",
-}
-
-
-def instances_by_price(rows: pd.DataFrame) -> list[str]:
-    """The rows' instance types, dearest per hour first (equal prices, and rows without
-    one, in name order)."""
-    price = rows["price_per_hour"] if "price_per_hour" in rows.columns else None
-    price = pd.Series(price, index=rows.index, dtype=float)
-    per_hour = price.groupby(rows["instance"]).median().fillna(float("-inf"))
-    return sorted(per_hour.index, key=lambda name: (-per_hour[name], name))
-
-
-def throughput_unit(rows: pd.DataFrame) -> str:
-    """What the rows' inferences_per_s counts, by their `task`: sentences/s for an encoder,
-    images/s for an image model; inferences/s where the rows name no single task."""
-    tasks = set(rows["task"].dropna()) if "task" in rows.columns else set()
-    return THROUGHPUT_UNITS.get(tasks.pop(), "inferences/s") if len(tasks) == 1 else "inferences/s"
-
-
-def _best_per_batch(ok: pd.DataFrame) -> pd.DataFrame:
-    """Per instance x precision x batch size, the row with the most throughput (over the
-    client-thread counts tried)."""
-    return (
-        ok.sort_values("inferences_per_s")
-        .groupby(["instance", "precision", "batch_size"], as_index=False)
-        .last()
-    )
-
-
-def plot_throughput_vs_p99(
-    ok: pd.DataFrame,
-    model: str,
-    p99_ms: float | None = None,
-    recommended: pd.DataFrame | None = None,
-) -> bytes:
-    """One line per instance x precision over batch sizes (the best client-thread count per
-    point), the P99's 95% interval as a bar (an open upper end: a dotted arrow), the SLA as a
-    vertical line and the recommended configuration as a star, wherever it lies."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7.5, 4.8))
-    best = _best_per_batch(_with_figures(ok))
-    for (instance, precision), group in best.groupby(["instance", "precision"]):
-        group = group.sort_values("batch_size")
-        p99 = group["latency_ms_p99"].astype(float)
-        low = (p99 - group["latency_ms_p99_lo"].astype(float)).fillna(0).clip(lower=0)
-        high = (group["latency_ms_p99_hi"].astype(float) - p99).fillna(0).clip(lower=0)
-        line = axes.errorbar(
-            p99,
-            group["inferences_per_s"],
-            xerr=[low, high],
-            marker="o",
-            capsize=2,
-            label=_series_label(instance, precision),
+def report_plots(
+    ok: pd.DataFrame, recommendations: pd.DataFrame, p99_ms: float | None
+) -> dict[str, bytes]:
+    """Every plot of the sweep's ok rows, by file name (the name says its kind: captions)."""
+    images: dict[str, bytes] = {}
+    for model, group in ok.groupby("model"):
+        chosen = recommendations[recommendations["model"] == model]
+        images[f"{model}-throughput-vs-p99.png"] = plot_throughput_vs_p99(
+            group, str(model), p99_ms, chosen
         )
-        colour = line.lines[0].get_color()
-        span = max(float(p99.max()), 1e-9) * 0.12
-        for _, row in group[group["latency_ms_p99_hi"].isna()].iterrows():
-            axes.annotate(  # an open upper end: the true P99 may lie anywhere to the right
-                "",
-                xy=(row["latency_ms_p99"] + span, row["inferences_per_s"]),
-                xytext=(row["latency_ms_p99"], row["inferences_per_s"]),
-                arrowprops={"arrowstyle": "->", "linestyle": ":", "color": colour},
-            )
-        for _, row in group.iterrows():
-            axes.annotate(
-                f"b{row['batch_size']}",
-                (row["latency_ms_p99"], row["inferences_per_s"]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=7,
-            )
-    if p99_ms is not None:
-        axes.axvline(p99_ms, color="grey", linestyle="--", label=f"SLA: P99 {p99_ms:g} ms")
-    for _, row in (recommended if recommended is not None else pd.DataFrame()).iterrows():
-        sure = row["standing"] == "recommended"
-        axes.scatter(
-            [row["latency_ms_p99"]],
-            [row["inferences_per_s"]],
-            marker="*",
-            s=260,
-            facecolor="gold" if sure else "none",
-            edgecolor="black",
-            zorder=5,
-            label=(
-                f"{'recommended' if sure else 'provisional'}: {row['precision']} "
-                f"b{row['batch_size']} t{row['threads']} {row['instance']}"
+        if group["latency_ms_p95"].notna().any():
+            images[f"{model}-throughput-vs-p95.png"] = plot_throughput_vs_p95(group, str(model))
+        images[f"{model}-vs-batch-size.png"] = plot_vs_batch(group, str(model))
+        images[f"{model}-cost-vs-batch-size.png"] = plot_cost_vs_batch(group, str(model))
+    if "stages_json" in ok.columns:
+        ramps = ok[ok["stages_json"].notna()]
+        for model, group in ramps.groupby("model"):
+            images[f"{model}-ramp.png"] = plot_ramp(group, str(model))
+    if not ok.empty:
+        images["load-time-per-engine.png"] = plot_load_time(ok)
+    return images
+
+
+def _tables(
+    frame: pd.DataFrame, target: Sla, recommendations: pd.DataFrame, pareto: pd.DataFrame
+) -> list[Block]:
+    """The recommendation, the Pareto front, the nearest misses and the repeats' spread."""
+    blocks: list[Block] = [
+        Heading(f"Recommendation ({target})"),
+        Text(
+            "The cheapest configuration per model that meets the target on the upper end of its "
+            "P99 interval and stability `stable` (`recommended`); a model with no such row gets "
+            "its cheapest row that meets it on the estimate alone, marked `provisional` with why. "
+            "TTFT and TPOT targets hold generation rows to their P99 estimates (no interval); "
+            f"a row whose failed requests are over {target.max_failed_share or 0:.2%} of those "
+            "sent (`sla.max_failed_share`), or whose outputs differ from eager fp32's "
+            "(`quality`), is never chosen; the star on each throughput plot is this row:"
+        ),
+        Table(recommendations),
+        Heading("Pareto front: P99 latency vs cost"),
+        Text("No other configuration is both faster (P99) and cheaper ($/M):"),
+        Table(pareto),
+    ]
+    if target.is_set() and not (misses := nearest_misses(frame, target)).empty:
+        blocks += [
+            Text(
+                "Models with no configuration meeting the target, and their nearest miss "
+                "(lowest P99, upper end where bounded):"
             ),
-        )
-    axes.set_xlabel("P99 latency per request (ms); bar: 95% interval, dotted arrow: open above")
-    axes.set_ylabel(f"throughput ({throughput_unit(ok)})")
-    axes.set_title(f"{model}: throughput vs P99 latency (labels: batch size)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="best", framealpha=0.8)
-    return figure_png(figure)
+            Table(misses),
+        ]
+    spread = repeat_spread(frame)
+    if not spread.empty:
+        blocks += [
+            Heading("Repeats"),
+            Text(
+                "Configurations run more than once, each repeat in a fresh process: the "
+                "spread is (max - min) / median over the ok repeats."
+            ),
+            Table(spread.drop(columns=["config_id"])),
+        ]
+    return blocks
 
 
-def _finish_pair(figure: Any, pair: tuple[Any, ...], xlabel: str, titles: tuple[str, ...]) -> bytes:
-    """Side-by-side plots (one or more) over a doubling x axis (batch size, concurrency):
-    label, grid, legend, title each, then the PNG. Ticks are the values plotted, written as
-    plain numbers (a log axis would otherwise label them 2^0, 2^2)."""
-    from matplotlib.ticker import NullFormatter
-
-    for axes, title in zip(pair, titles, strict=True):
-        values = sorted({float(x) for line in axes.get_lines() for x in line.get_xdata()})
-        axes.set_xlabel(xlabel)
-        axes.set_xscale("log", base=2)
-        if values:
-            axes.set_xticks(values, [f"{v:g}" for v in values])
-            axes.xaxis.set_minor_formatter(NullFormatter())
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-        axes.set_title(title)
-    return figure_png(figure)
-
-
-def _p95_panel(axes: Any, rows: pd.DataFrame, colours: dict[Any, Any]) -> None:
-    """One instance x precision: a curve per batch size through its client-thread counts."""
-    for batch, curve in rows.groupby("batch_size"):
-        curve = curve.sort_values("threads")
-        x, y = curve["latency_ms_p95"].astype(float), curve["inferences_per_s"].astype(float)
-        axes.plot(x, y, marker="o", color=colours[batch], label=f"b{batch}")
-        for threads, px, py in zip(curve["threads"], x, y, strict=True):
-            axes.annotate(
-                f"t{threads}", (px, py), textcoords="offset points", xytext=(3, 3), fontsize=6
-            )
-    if rows.empty:
-        axes.text(0.5, 0.5, "no ok rows", ha="center", transform=axes.transAxes)
-    axes.grid(alpha=0.3)
-
-
-def plot_throughput_vs_p95(ok: pd.DataFrame, model: str) -> bytes:
-    """Seed 004's throughput-vs-latency curves: one panel per instance x precision (shared
-    axes, so panels compare at a glance; the dearer instance on the left, as in "G5 over
-    G4dn"), one curve per batch size (the same colour in every panel), its points the
-    client-thread counts in order, each labelled t<threads>."""
-    import matplotlib.pyplot as plt
-
-    ok = _with_figures(ok).dropna(subset=["latency_ms_p95", "inferences_per_s"])
-    instances = instances_by_price(ok)
-    precisions = sorted(ok["precision"].unique(), key=lambda p: (p != "fp32", p))
-    panels = [(p, i) for p in precisions for i in instances]
-    columns = max(1, min(len(instances), 4))
-    rows = max(1, -(-len(panels) // columns))
-    figure, grid = plt.subplots(
-        rows,
-        columns,
-        figsize=(4.1 * columns + 0.3, 3.3 * rows + 1.1),
-        sharex=True,
-        sharey=True,
-        squeeze=False,
-        layout="constrained",
-    )
-    colours = dict(zip(sorted(ok["batch_size"].unique()), plt.cm.tab10.colors * 10, strict=False))
-    for axes, (precision, instance) in zip(grid.flat, panels, strict=False):
-        here = ok[(ok["instance"] == instance) & (ok["precision"] == precision)]
-        _p95_panel(axes, here, colours)
-        axes.set_title(f"{instance} {precision}", fontsize=9)
-    for axes in grid.flat[len(panels) :]:
-        axes.set_visible(False)
-    for axes in grid[-1]:
-        axes.set_xlabel("P95 latency per request (ms)")
-    for axes in grid[:, 0]:
-        axes.set_ylabel(f"throughput ({throughput_unit(ok)})")
-    lines = {line.get_label(): line for axes in grid.flat for line in axes.get_lines()}
-    shown = [lines[f"b{batch}"] for batch in colours if f"b{batch}" in lines]
-    labels = [line.get_label() for line in shown]
-    figure.legend(
-        shown,
-        labels,
-        loc="outside lower center",
-        ncols=max(1, len(shown)),
-        title="batch size",
-        fontsize=8,
-    )
-    figure.suptitle(
-        f"{model}: throughput vs P95 latency per instance and precision\n"
-        "one curve per batch size; its points: client threads t1, t2, ...",
-        fontsize=10,
-    )
-    return figure_png(figure)
-
-
-def plot_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
-    """Throughput and P95 latency against batch size, one line per instance x precision."""
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    best = _best_per_batch(_with_figures(ok))
-    for (instance, precision), group in best.groupby(["instance", "precision"]):
-        group = group.sort_values("batch_size")
-        label = _series_label(instance, precision)
-        left.plot(group["batch_size"], group["inferences_per_s"], marker="o", label=label)
-        right.plot(group["batch_size"], group["latency_ms_p95"], marker="o", label=label)
-    left.set_ylabel(f"throughput ({throughput_unit(ok)})")
-    right.set_ylabel("P95 latency per request (ms)")
-    titles = (f"{model}: throughput vs batch size", f"{model}: P95 latency vs batch size")
-    return _finish_pair(figure, (left, right), "batch size", titles)
-
-
-def plot_cost_vs_batch(ok: pd.DataFrame, model: str) -> bytes:
-    """$ per million inferences against batch size, one line per instance x precision."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6.5, 4.2))
-    best = _best_per_batch(ok)
-    for (instance, precision), group in best.groupby(["instance", "precision"]):
-        group = group.sort_values("batch_size")
-        axes.plot(
-            group["batch_size"],
-            group["usd_per_million_inferences"],
-            marker="o",
-            label=_series_label(instance, precision),
-        )
-    axes.set_ylabel("$ per million inferences (on-demand)")
-    title = f"{model}: cost vs batch size"
-    return _finish_pair(figure, (axes,), "batch size", (title,))
-
-
-def plot_ramp(ramps: pd.DataFrame, model: str) -> bytes:
-    """Ramp rows: P50 and P99 latency (with the SLA) and throughput against concurrency; an
-    x marks each ramp's first stage with a failed request."""
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for _, row in ramps.iterrows():
-        stages = json.loads(row["stages_json"])
-        label = f"{row['engine']} {row['instance']} {row['precision']} b{row['batch_size']}"
-        concurrency = [s["concurrency"] for s in stages]
-        line = left.plot(concurrency, [s["p99_ms"] for s in stages], marker="o", label=label)
-        color = line[0].get_color()
-        left.plot(concurrency, [s["p50_ms"] for s in stages], linestyle="--", color=color)
-        right.plot(concurrency, [s["requests_per_s"] for s in stages], marker="o", label=label)
-        for s in stages:
-            if s["errors"]:
-                left.plot(s["concurrency"], s["p99_ms"], marker="x", markersize=12, color=color)
-                break
-    slas = ramps["sla_p99_ms"].dropna().unique() if "sla_p99_ms" in ramps else []
-    for sla in slas:
-        left.axhline(sla, color="grey", linestyle=":", label=f"SLA P99 {sla:g} ms")
-    left.set_ylabel("latency (ms): P99 solid, P50 dashed")
-    right.set_ylabel("throughput (requests/s)")
-    titles = (
-        f"{model}: latency vs concurrency (x: first failure)",
-        f"{model}: throughput vs concurrency",
-    )
-    return _finish_pair(figure, (left, right), "concurrent clients", titles)
-
-
-def plot_load_time(ok: pd.DataFrame) -> bytes:
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4))
-    times = ok.groupby(["model", "engine"])[["load_s", "init_s"]].mean().fillna(0.0)
-    labels = [f"{model}\n{engine}" for model, engine in times.index]
-    axes.bar(labels, times["load_s"], label="load_s (checkpoint to device)")
-    axes.bar(
-        labels,
-        times["init_s"],
-        bottom=times["load_s"],
-        label="init_s (compile / inject / quantise)",
-    )
-    axes.set_ylabel("seconds (mean over cells)")
-    axes.set_title("load time per engine")
-    axes.legend(fontsize=8)
-    axes.tick_params(axis="x", labelsize=8)
-    return figure_png(figure)
-
-
-# What to look at in each kind of plot, by the end of its file name (the HTML's caption)
-CAPTIONS = {
-    "-throughput-vs-p99.png": "Up and to the left is better. The dashed line is the SLA, the "
-    "star the recommended configuration (hollow: provisional); a dotted arrow marks a P99 "
-    "whose interval is open above (too few requests to bound it).",
-    "-throughput-vs-p95.png": "Each curve is one batch size, its points more client threads "
-    "(t1, t2, ...): up and to the left is better; where a curve turns flat and runs right, "
-    "more clients add only latency. Panels share their axes: compare instances across a row.",
-    "-cost-vs-batch-size.png": "$ per million inferences at the on-demand price (each point "
-    "the batch size's most-throughput client-thread count): the lowest line at a batch size "
-    "is the instance and precision that serve it for least.",
-    "-vs-batch-size.png": "Where throughput stops rising with the batch size (the knee), a "
-    "larger batch adds only latency: a latency-bound service picks its batch from the P95 "
-    "side, a throughput-bound one the knee. Each point is the batch size's most-throughput "
-    "client-thread count, the same row on both sides.",
-    "-ramp.png": "Latency against concurrent clients: where P99 leaves the SLA, or the first "
-    "failed request (x), is the most this configuration takes.",
-    "load-time-per-engine.png": "Time from a local checkpoint to a ready model, and the "
-    "engine's own preparation (init) stacked on it.",
-}
-
-
-def plot_caption(name: str) -> str:
-    """The caption of a report plot: what to look at, then its file name."""
-    what = next((text for end, text in CAPTIONS.items() if name.endswith(end)), "")
-    return f"{what} ({name})" if what else name
+def with_open_note(blocks: list[Block]) -> list[Block]:
+    """The blocks with OPEN_NOTE after the first table that shows an "open" cell (once: the
+    reader meets the word there first)."""
+    for index, block in enumerate(blocks):
+        if isinstance(block, Table) and block.has_open():
+            return [*blocks[: index + 1], Text(OPEN_NOTE), *blocks[index + 1 :]]
+    return blocks
 
 
 def build_report(
@@ -568,70 +357,25 @@ def build_report(
     frame = _with_figures(frame)
     ok = frame[frame["status"] == "ok"]
     recommendations = recommend(frame, target)
-    images: dict[str, bytes] = {}
-    for model, group in ok.groupby("model"):
-        chosen = recommendations[recommendations["model"] == model]
-        images[f"{model}-throughput-vs-p99.png"] = plot_throughput_vs_p99(
-            group, str(model), target.p99_ms, chosen
-        )
-        if group["latency_ms_p95"].notna().any():
-            images[f"{model}-throughput-vs-p95.png"] = plot_throughput_vs_p95(group, str(model))
-        images[f"{model}-vs-batch-size.png"] = plot_vs_batch(group, str(model))
-        images[f"{model}-cost-vs-batch-size.png"] = plot_cost_vs_batch(group, str(model))
-    if "stages_json" in ok.columns:
-        ramps = ok[ok["stages_json"].notna()]
-        for model, group in ramps.groupby("model"):
-            images[f"{model}-ramp.png"] = plot_ramp(group, str(model))
-    if not ok.empty:
-        images["load-time-per-engine.png"] = plot_load_time(ok)
     pareto = pareto_front(frame)
-    sla = str(target)
+    images = report_plots(ok, recommendations, target.p99_ms)
     counts = ", ".join(f"{k} {v}" for k, v in frame["status"].value_counts().items())
     sections: list[Block] = [
         Heading(f"bench report: {sweep_id}", level=1),
         Text(
             f"{len(frame)} cells: {counts}. Costs are on-demand $ per million inferences "
-            "(price_per_hour / 3600 / inferences_per_s x 1e6); percentiles are nearest-rank "
+            "(`price_per_hour / 3600 / inferences_per_s x 1e6`); percentiles are nearest-rank "
             "with n."
         ),
-        Heading(f"Recommendation ({sla})"),
-        Text(
-            "The cheapest configuration per model that meets the target on the upper end of its "
-            "P99 interval and stability `stable` (`recommended`); a model with no such row gets "
-            "its cheapest row that meets it on the estimate alone, marked `provisional` with why. "
-            "TTFT and TPOT targets hold generation rows to their P99 estimates (no interval); "
-            f"a row whose failed requests are over {target.max_failed_share or 0:.2%} of those "
-            "sent (sla.max_failed_share), or whose outputs differ from eager fp32's (quality), "
-            "is never chosen; the star on each throughput plot is this row:"
-        ),
-        Table(recommendations),
-        Heading("Pareto front: P99 latency vs cost"),
-        Text("No other configuration is both faster (P99) and cheaper ($/M):"),
-        Table(pareto),
+        *_tables(frame, target, recommendations, pareto),
     ]
-    if target.is_set() and not (misses := nearest_misses(frame, target)).empty:
-        sections += [
-            Text(
-                "Models with no configuration meeting the target, and their nearest miss "
-                "(lowest P99, upper end where bounded):"
-            ),
-            Table(misses),
-        ]
-    spread = repeat_spread(frame)
-    if not spread.empty:
-        sections += [
-            Heading("Repeats"),
-            Text(
-                "Configurations run more than once, each repeat in a fresh process: the "
-                "spread is (max - min) / median over the ok repeats."
-            ),
-            Table(spread.drop(columns=["config_id"])),
-        ]
     for decision in decisions:
         sections += decision.blocks
-    plots = [Figure(name, plot_caption(name)) for name in images]
+    plots = [Figure(name, plot_caption(name), plot_alt(name)) for name in images]
     for decision in decisions:
         images.update(decision.images)
-    sections += [Heading("Plots"), *plots]
+    sections = with_open_note(sections)
+    if plots:
+        sections += [Heading("Plots"), Text(THREADS_NOTE), *plots]
     markdown = to_markdown(sections)
     return Report(markdown, to_html(sections, images), images, recommendations, pareto)

@@ -18,12 +18,8 @@ import pandas as pd
 from bench.results.capacity import ASSUMPTIONS
 from bench.results.compare import Comparison
 from bench.results.document import Block, Figure, Heading, Table, Text
-from bench.results.report import (
-    THROUGHPUT_UNITS,
-    figure_png,
-    instances_by_price,
-    plot_caption,
-)
+from bench.results.report_captions import plot_alt, plot_caption
+from bench.results.report_plots import THROUGHPUT_UNITS, figure_png, instances_by_price
 
 VERDICT_COLOURS = {"faster": "tab:green", "cheaper": "tab:green", "slower": "tab:red"}
 VERDICT_COLOURS |= {"dearer": "tab:red"}  # everything else (no change, insufficient): grey
@@ -121,7 +117,7 @@ def comparison_section(result: Comparison, base_id: str, threshold: float) -> Se
     if unmatched := [*result.only_base, *result.only_new]:
         blocks.append(Text(f"{len(unmatched)} cell(s) without a match: {', '.join(unmatched)}."))
     name = f"compared-with-{base_id}.png"
-    blocks.append(Figure(name, plot_caption(name)))
+    blocks.append(Figure(name, plot_caption(name), plot_alt(name)))
     return Section(blocks, {name: plot_comparison(table, base_id, threshold)})
 
 
@@ -179,7 +175,7 @@ def fleet_section(table: pd.DataFrame, rate: float, peak_to_mean: float, p99_ms:
         Table(shown),
     ]
     if table["usd_per_month"].notna().any():
-        blocks.append(Figure(name, plot_caption(name)))
+        blocks.append(Figure(name, plot_caption(name), plot_alt(name)))
         return Section(blocks, {name: plot_fleet(table, rate, p99_ms)})
     return Section(blocks)
 

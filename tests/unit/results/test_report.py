@@ -204,7 +204,9 @@ def test_the_comparison_section_says_regressions_per_cell_and_draws_them():
     assert "+10.0% (slower)" in text and "+0.0% (no significant change)" in text
     assert "without a match: gone" in text
     (name, png) = next(iter(section.images.items()))
-    assert f"![{name}]({name})" in text and png.startswith(b"\x89PNG")
+    alt = "The relative change of P50, P99 and throughput per matched configuration against base"
+    assert f"![{alt}, each with its 95% interval.]({name})" in text  # words, not the file name
+    assert png.startswith(b"\x89PNG")
 
 
 def test_the_fleet_section_names_the_cheapest_fleet_and_plots_the_bill():

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from bench.config.checks import ConfigError
-from bench.results import report
+from bench.results import report_plots
 from bench.results.document import to_markdown
-from bench.results.report import build_report, throughput_unit
+from bench.results.report import build_report
 from bench.results.report_decisions import instance_ratios, instance_types, ratio_section
+from bench.results.report_plots import throughput_unit
 
 G5, G4DN = "g5.4xlarge", "g4dn.4xlarge"
 PRICES = {G5: 1.624, G4DN: 1.204}  # the catalog's on-demand $/h
@@ -151,7 +152,7 @@ def figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     matplotlib.use("Agg")
     made: list[Any] = []
-    monkeypatch.setattr(report, "figure_png", lambda figure: made.append(figure) or b"")
+    monkeypatch.setattr(report_plots, "figure_png", lambda figure: made.append(figure) or b"")
     yield made
     import matplotlib.pyplot as plt
 
@@ -178,7 +179,7 @@ def _thread_sweep() -> pd.DataFrame:
 
 def test_the_p95_curves_are_a_panel_per_instance_and_precision_a_curve_per_batch(figures):
     frame = _thread_sweep()
-    report.plot_throughput_vs_p95(frame, "bert_tiny")
+    report_plots.plot_throughput_vs_p95(frame, "bert_tiny")
     (figure,) = figures
     panels = [axes for axes in figure.axes if axes.get_visible()]
     assert sorted(axes.get_title() for axes in panels) == sorted(
@@ -199,8 +200,8 @@ def test_the_p95_curves_are_a_panel_per_instance_and_precision_a_curve_per_batch
 
 def test_latency_throughput_and_cost_against_batch_size(figures):
     frame = _thread_sweep()
-    report.plot_vs_batch(frame, "bert_tiny")
-    report.plot_cost_vs_batch(frame, "bert_tiny")
+    report_plots.plot_vs_batch(frame, "bert_tiny")
+    report_plots.plot_cost_vs_batch(frame, "bert_tiny")
     (pair, cost) = figures
     throughput, latency = pair.axes
     assert "P95" in latency.get_ylabel() and "sentences/s" in throughput.get_ylabel()
