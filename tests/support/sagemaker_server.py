@@ -11,11 +11,19 @@ lines, the last with `details.generated_tokens`) and OpenAI chat (`messages`). E
 streamed token line is split across two PayloadParts, as a real stream may split it.
 An encoder's body (`inputs` without `parameters`) gets one vector per input.
 
+A multi-model endpoint's TargetModel (the `X-Amzn-SageMaker-Target-Model` header) is taken
+for any name, and an image body (`image/png`, `image/jpeg`, `application/x-image`) is decoded
+with Pillow: one that does not decode is a ModelError, one that does gets ten class
+probabilities after `first-token-ms` (a forward pass). `--log FILE` appends a JSON line per
+invocation: its route, TargetModel, ContentType and, for an image, its format and size, so a
+test can count the requests each target got.
+
     python -m tests.support.sagemaker_server --port 0 [--fail 0.1] [--hang 0.05]
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import struct
@@ -26,6 +34,8 @@ from typing import Any
 from tests.support.openai_server import Handler, arguments, serve
 
 ROUTE = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations(?:-response-stream)?)$")
+IMAGE_TYPES = ("image/png", "image/jpeg", "application/x-image")
+TARGET_HEADER = "X-Amzn-SageMaker-Target-Model"
 
 
 def event_message(payload: bytes, headers: dict[str, str]) -> bytes:
@@ -91,11 +101,40 @@ class SageMakerHandler(Handler):
             return
         if fate == "hang":
             time.sleep(behaviour.hang_s)
+        content_type = self.headers.get("Content-Type", "")
+        seen: dict[str, Any] = {"target": self.headers.get(TARGET_HEADER)}
+        seen["content_type"] = content_type
+        if content_type in IMAGE_TYPES:
+            self._image(raw, seen)
+            return
+        behaviour.record(route["kind"], seen)
         body = json.loads(raw or b"{}")
         if route["kind"] == "invocations":
             self._invoke(body)
         else:
             self._stream(body)
+
+    def _image(self, raw: bytes, seen: dict[str, Any]) -> None:
+        """Decode the picture as an image container would (Pillow), then answer ten class
+        probabilities; a body that is no picture is the container's ModelError."""
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(raw)) as picture:
+                picture.load()
+                seen["image"] = {
+                    "format": picture.format,
+                    "size": list(picture.size),
+                    "mode": picture.mode,
+                }
+        except Exception as exc:  # whatever Pillow raises for bytes that are no image
+            self.behaviour.record("invocations", {**seen, "image": None})
+            self._error(424, "ModelError", f"cannot decode the image: {exc}")
+            return
+        self.behaviour.record("invocations", seen)
+        if not self.behaviour.null:
+            time.sleep(self.behaviour.first_token_s)
+        self._json(200, [0.1] * 10)  # type: ignore[arg-type]
 
     def _describe(self, request: dict[str, Any]) -> None:
         name = request.get("EndpointName", "")

@@ -62,6 +62,7 @@ from bench.config import secrets
 from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig
 from bench.config.tasks import task_of, token_prompts
+from bench.engines import kserve
 from bench.engines.base import (
     ANY_PRECISION,
     BOTH_DEVICES,
@@ -74,9 +75,10 @@ from bench.engines.base import (
     Reply,
     words_for,
 )
+from bench.engines.targets import TargetDraw, check_targets, engine_info_with, target_draw
 from bench.measure.process_groups import start_group, stop_group
 
-APIS = ("completions", "chat", "embeddings")
+APIS = ("completions", "chat", "embeddings", "kserve")
 STOP_GRACE_S = 30.0
 REACH_TIMEOUT_S = 10.0  # how long an endpoint that should already run may take to answer
 
@@ -107,6 +109,16 @@ class HttpOptions:
     # ignore_eos); false: max_tokens only, so the server may stop early (token_mismatches)
     metrics_url: str = ""  # the server's Prometheus metrics; "" = server mode's /metrics, an
     # external endpoint's none
+    # api=kserve (KServe v2 / Triton): the input tensors (bench.engines.kserve)
+    input_names: tuple[str, ...] = ()  # () = input_ids, attention_mask (text) | pixel_values
+    input_datatype: str = ""  # "" = INT64 (token ids) | FP32 (pixels); INT32, FP16
+    input_layout: str = "nchw"  # an image tensor's: nchw | nhwc
+    # api=kserve: several models on one server, one drawn per request (bench.engines.targets)
+    target_models: int = 0  # N models named by target_pattern; 0 = one, served_model
+    target_pattern: str = "model-{i}"  # {i} = 0..N-1, {model} = served_model or model.name
+    target_names: tuple[str, ...] = ()  # the models by name, instead of target_models
+    target_distribution: str = "uniform"  # uniform | zipf
+    target_skew: float = 1.0  # zipf's exponent: model i's share ~ 1 / (i + 1)^skew
 
 
 def api_root(url: str) -> urllib.parse.SplitResult:
@@ -174,9 +186,14 @@ class Deadline:
     def read_all(
         self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse
     ) -> bytes:
-        """The whole body, a read at a time, each under the time left."""
+        """The whole body, a read at a time, each under the time left. A body of known length
+        is closed once read (read1 leaves it open at its last byte, and the connection would
+        refuse its next request with ResponseNotReady)."""
         parts = []
         while True:
+            if response.length == 0:
+                response.read()  # nothing left to read: this closes the response
+                return b"".join(parts)
             self.arm(connection)
             if not (part := response.read1(BODY_READ)):
                 return b"".join(parts)
@@ -235,15 +252,19 @@ def merged(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def endpoint_capability(image_note: str) -> Capability:
+def endpoint_capability(image_note: str | None = None) -> Capability:
     """An endpoint's: any precision, device and TP degree (the server's business: labels
-    here), text tasks only, a body of its own per request."""
+    here), a body of its own per request; image models too unless `image_note` says why
+    not (an engine's own rules say which of its APIs carry images)."""
+    tasks = {"encode", "generate", "seq2seq"}
+    if image_note is None:
+        tasks.add("classify_image")
     return Capability(
         ANY_PRECISION | MIXED_PRECISION | {"int8"},
         BOTH_DEVICES,
         max_tp=None,
-        tasks=frozenset({"encode", "generate", "seq2seq"}),
-        task_notes=(("classify_image", image_note),),
+        tasks=frozenset(tasks),
+        task_notes=(("classify_image", image_note),) if image_note else (),
         varied_inputs=True,
     )
 
@@ -258,10 +279,22 @@ def server_limits_reason(cell: CellConfig) -> str | None:
     return None
 
 
+def endpoint_reason(cell: CellConfig) -> str | None:
+    """What no endpoint engine runs: the scenario's server limits (above), and the capacity
+    scenario, which loads copies of the model into this process's memory until it is full: an
+    endpoint's model lives in the server's memory, which the client cannot fill or measure."""
+    if cell.scenario.name == "capacity":
+        return (
+            f"scenario=capacity loads model copies into local memory; engine {cell.engine.name} "
+            "measures a remote endpoint (latency, ramp, open_loop or sla_search measure it)"
+        )
+    return server_limits_reason(cell)
+
+
 class HttpEngine(Engine):
     name = "http"
     Options = HttpOptions
-    capability = endpoint_capability("the OpenAI-compatible APIs carry text, not images")
+    capability = endpoint_capability()  # images through api=kserve only (unsupported_reason)
     remote: ClassVar[bool] = True
 
     @classmethod
@@ -287,6 +320,8 @@ class HttpEngine(Engine):
         check_durations(options, ("timeout_s", "ready_timeout_s"))
         check_instances(options.instances)
         check_sampling(options)
+        check_targets(options)
+        kserve.check_options(options)
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
@@ -302,13 +337,17 @@ class HttpEngine(Engine):
             return reason
         api = cell.engine.options.get("api", HttpOptions.api)
         generates = task_of(cell.model).generates
+        if api == "kserve":
+            return kserve.unsupported_reason(cell) or endpoint_reason(cell)
+        if not task_of(cell.model).text:
+            return "the OpenAI-compatible APIs carry text, not images: set engine.api=kserve"
         if generates and api == "embeddings":
             return "engine.api=embeddings returns vectors; a generation model needs completions"
         if not generates and api != "embeddings":
             return f"an encoder's request is an embedding: set engine.api=embeddings, not {api}"
         if api == "chat" and cell.batch_size != 1:
             return "engine.api=chat sends one conversation per request: set batch_size=1"
-        return server_limits_reason(cell)
+        return endpoint_reason(cell)
 
     def __init__(self, cell: CellConfig) -> None:
         super().__init__(cell)
@@ -319,6 +358,8 @@ class HttpEngine(Engine):
         self.timeout_s = cell.scenario.request_timeout_s or self.options.timeout_s
         if self.options.api_key_env:  # masked wherever an error or a log line quotes it
             secrets.register(os.environ.get(self.options.api_key_env))
+        self.kserve = self.options.api == "kserve"
+        self.draw: TargetDraw | None = None  # api=kserve with several models: one a request
 
     # -- the server (server mode) ----------------------------------------------------------
     def prepare(self) -> PrepareInfo:
@@ -359,17 +400,23 @@ class HttpEngine(Engine):
                     "(its output is in the cell's log)"
                 )
             try:
-                status, _ = self._call("GET", self.options.health_path, None, timeout=5.0)
+                status, _ = self._call("GET", self._health_path(), None, timeout=5.0)
                 if status == 200 or (any_answer and status < 500):
                     return
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise HttpError(
-                    f"{self._base()}{self.options.health_path} not healthy after "
+                    f"{self._base()}{self._health_path()} not healthy after "
                     f"{limit_s:g} s (engine.ready_timeout_s)"
                 )
             time.sleep(0.25)
+
+    def _health_path(self) -> str:
+        """health_path; api=kserve left at the OpenAI servers' /health asks the v2 route."""
+        if self.kserve and self.options.health_path == HttpOptions.health_path:
+            return kserve.HEALTH_PATH
+        return self.options.health_path
 
     def load(self) -> LoadInfo:
         """Server mode: start it and wait until healthy (load_s = time to healthy). Else: the
@@ -379,12 +426,19 @@ class HttpEngine(Engine):
             self._wait_healthy(self.options.ready_timeout_s, any_answer=False)
         else:  # already running: it answers now, or the cell fails soon
             self._wait_healthy(min(self.options.ready_timeout_s, REACH_TIMEOUT_S), any_answer=True)
-        self.served = (
-            self.options.served_model
-            or self._listed_model()
-            or (self.cell.model.checkpoint or self.cell.model.name)
-        )
-        return LoadInfo(device="remote", extra=self._facts())
+        if self.kserve:  # a v2 model name is a repository's folder name, not a checkpoint path
+            self.served = self.options.served_model or self.cell.model.name
+            self.draw = target_draw(self.options, self.served, self.cell.seed)
+            models = self.draw.names if self.draw is not None else (self.served,)
+            self.kserve_facts = kserve.readiness(self._call, models)
+        else:
+            self.served = (
+                self.options.served_model
+                or self._listed_model()
+                or (self.cell.model.checkpoint or self.cell.model.name)
+            )
+        self.load_facts = self._facts()
+        return LoadInfo(device="remote", extra=self.load_facts)
 
     def _listed_model(self) -> str | None:
         """The one model the server lists at /v1/models (a vLLM server names it after its
@@ -407,6 +461,11 @@ class HttpEngine(Engine):
         }
         if self.server is not None:
             facts["server_command"] = self.options.server_command
+        if self.kserve:
+            facts.update(self.kserve_facts, stream=False)
+            if self.draw is not None:  # target_requests names them (describe)
+                del facts["served_model"]
+                facts.update(self.draw.facts())
         return facts
 
     def stop_server(self) -> int | None:
@@ -426,9 +485,12 @@ class HttpEngine(Engine):
     def describe(self) -> dict[str, Any]:
         """After measuring: a server this cell started is stopped here, so the row can say how
         it ended (the measurement is over; close() stops it on any other path)."""
+        facts: dict[str, Any] = {}
         if self.options.server_command:
-            return {"server_exit_code": self.stop_server()}
-        return {}
+            facts["server_exit_code"] = self.stop_server()
+        if self.draw is not None:  # the requests each model got, known only now
+            facts.update(engine_info_with(self.load_facts, {"target_requests": self.draw.counts()}))
+        return facts
 
     def close(self) -> None:
         for connection in getattr(self, "_connections", []):
@@ -448,9 +510,7 @@ class HttpEngine(Engine):
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            kind = (
-                OneWriteHTTPSConnection if self.url.scheme == "https" else OneWriteHTTPConnection
-            )
+            kind = OneWriteHTTPSConnection if self.url.scheme == "https" else OneWriteHTTPConnection
             connection = self._local.connection = kind(self.url.netloc, timeout=timeout)
             connection.connect()
             # a request goes out at once, not held back for an ACK (Nagle)
@@ -484,8 +544,11 @@ class HttpEngine(Engine):
             raise
 
     def make_batch(self) -> bytes:
-        """A body of the model's seq_len random prompts (seeded), asking new_tokens."""
+        """A body of the model's seq_len random prompts (seeded), asking new_tokens; an image
+        model's pixel tensor (api=kserve)."""
         model = self.cell.model
+        if self.kserve and not task_of(model).text:
+            return self._kserve_body(None)
         prompts = tuple(tuple(p) for p in token_prompts(self.cell))
         return self.batch_for(Inputs(prompts, (model.new_tokens,) * len(prompts)))
 
@@ -493,6 +556,8 @@ class HttpEngine(Engine):
         """The request body carrying the workload's inputs, encoded once, outside the timed
         bracket: token ids for completions and embeddings (the texts where the workload has
         them), a conversation of text for chat."""
+        if self.kserve:  # token ids always: a v2 model takes tensors, not text
+            return self._kserve_body(inputs)
         prompts: list[Any] = list(inputs.texts or inputs.prompts)  # JSON writes tuples as lists
         if self.options.api == "embeddings":
             return json.dumps({**self._body_base(0), "input": prompts}).encode()
@@ -502,6 +567,18 @@ class HttpEngine(Engine):
         else:
             body["prompt"] = prompts
         return json.dumps(body).encode()
+
+    def _kserve_body(self, inputs: Inputs | None) -> bytes:
+        """A v2 infer body: the inputs' token ids and mask, or (None) the image tensor."""
+        text = task_of(self.cell.model).text
+        names = kserve.input_names(self.options.input_names, text)
+        datatype = kserve.datatype_of(self.options.input_datatype, text)
+        if inputs is None:
+            body = kserve.image_body(self.cell, names[0], datatype, self.options.input_layout)
+        else:
+            body = kserve.text_body(inputs.prompts, names, datatype)
+        extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
+        return json.dumps(merged(body, extra)).encode()
 
     def _body_base(self, new_tokens: int) -> dict[str, Any]:
         """A body's fields but its inputs, for an output length (made once per length)."""
@@ -525,6 +602,8 @@ class HttpEngine(Engine):
         return body
 
     def _path(self) -> str:
+        if self.kserve:  # the model, drawn per request where there are several, is in the path
+            return kserve.infer_path(self.draw.next() if self.draw is not None else self.served)
         return {
             "completions": "/v1/completions",
             "chat": "/v1/chat/completions",
@@ -555,6 +634,11 @@ class HttpEngine(Engine):
             raise
         if status != 200:
             raise HttpError(f"HTTP {status}: {data[:200]!r}")
+        if self.kserve:
+            try:
+                return kserve.checked_answer(data, self.cell.batch_size)
+            except ValueError as exc:
+                raise HttpError(f"not a v2 inference answer: {exc}") from exc
         answer = json.loads(data)
         got = len(answer.get("data") or answer.get("choices") or [])
         if self.options.api == "embeddings":

@@ -23,7 +23,14 @@ API with boto3: `invoke_endpoint`, or `invoke_endpoint_with_response_stream` for
   so) must say InService; load_s is that call's time. The endpoint's variants and instance
   counts go into engine_info: the row's price is the cell's instance (pricing=sagemaker, or
   price_per_hour=) times `instances`, and a DescribeEndpoint count that differs is noted.
-- `target_model` sends TargetModel (multi-model endpoints, seed 003).
+- `target_model` sends TargetModel (multi-model endpoints, seed 003); `target_models` N (named
+  by `target_pattern`) or `target_names` draws one per request, uniform or Zipf-skewed,
+  seeded (bench.engines.targets), and the row's engine_info counts the requests each got.
+  InvokeEndpointWithResponseStream takes no TargetModel: a multi-model cell that generates
+  sets stream=false.
+- An image model (task classify_image) sends one picture per request, encoded by Pillow
+  (`image_format` png | jpeg) from the cell's seeded pixels, as `content_type` (image/png,
+  image/jpeg, or application/x-image as SageMaker's built-in image algorithms take it).
 """
 
 from __future__ import annotations
@@ -44,11 +51,13 @@ from bench.engines.http import (
     check_extra_json,
     check_instances,
     endpoint_capability,
+    endpoint_reason,
     first_prompt_token,
     merged,
     openai_generation,
-    server_limits_reason,
 )
+from bench.engines.images import CONTENT_TYPES, IMAGE_FORMATS, encoded_image
+from bench.engines.targets import TargetDraw, check_targets, engine_info_with, target_draw
 
 SCHEMAS = ("tgi", "chat")
 CONNECT_TIMEOUT_S = 10.0
@@ -68,12 +77,21 @@ class SageMakerOptions:
     describe: bool = True  # DescribeEndpoint at load: InService, variants, instance counts
     instances: int = 1  # instances behind the endpoint: the cell's price is this many times
     # the instance's (unless price_per_hour is given); DescribeEndpoint's count is checked
+    # a multi-model endpoint's models, one drawn per request (bench.engines.targets)
+    target_models: int = 0  # N TargetModels named by target_pattern; 0 = target_model alone
+    target_pattern: str = "model-{i}.tar.gz"  # {i} = 0..N-1, {model} = the cell's model name
+    target_names: tuple[str, ...] = ()  # the TargetModels by name, instead of target_models
+    target_distribution: str = "uniform"  # uniform | zipf
+    target_skew: float = 1.0  # zipf's exponent: target i's share ~ 1 / (i + 1)^skew
+    # image models (classify_image): one encoded picture per request
+    image_format: str = "png"  # png | jpeg (Pillow, from the cell's seeded pixels)
+    content_type: str = ""  # "" = image/png or image/jpeg; application/x-image for png
 
 
 class SageMakerEngine(Engine):
     name = "sagemaker"
     Options = SageMakerOptions
-    capability = endpoint_capability("bench sends text bodies; an image endpoint is not yet")
+    capability = endpoint_capability()
     remote: ClassVar[bool] = True
 
     @classmethod
@@ -85,6 +103,18 @@ class SageMakerEngine(Engine):
         check_extra_json(options.extra_json)
         check_durations(options, ("timeout_s",))
         check_instances(options.instances)
+        check_targets(options, single="target_model")
+        if options.image_format not in IMAGE_FORMATS:
+            raise ConfigError(
+                "engine.image_format", options.image_format, "allowed: " + ", ".join(IMAGE_FORMATS)
+            )
+        sent_as = CONTENT_TYPES[options.image_format]
+        if options.content_type and options.content_type not in sent_as:
+            raise ConfigError(
+                "engine.content_type",
+                options.content_type,
+                f"an image_format={options.image_format} body goes as " + " or ".join(sent_as),
+            )
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
@@ -92,6 +122,11 @@ class SageMakerEngine(Engine):
             import boto3  # noqa: F401
         except ImportError:
             return "engine sagemaker needs boto3 (pip install boto3)"
+        if not task_of(cell.model).text:
+            try:
+                import PIL  # noqa: F401
+            except ImportError:
+                return "engine sagemaker encodes images with Pillow (pip install pillow)"
         return None
 
     @classmethod
@@ -102,18 +137,34 @@ class SageMakerEngine(Engine):
         options = cell.engine.options
         schema = options.get("schema", SageMakerOptions.schema)
         stream = options.get("stream", SageMakerOptions.stream)
-        generates = task_of(cell.model).generates
-        if generates and cell.batch_size != 1 and (schema == "chat" or stream):
+        task = task_of(cell.model)
+        if task.generates and cell.batch_size != 1 and (schema == "chat" or stream):
             return (
                 f"engine.schema={schema} streams one prompt per request: set batch_size=1 "
                 "(or engine.stream=false for a batch in TGI's inputs list)"
             )
-        return server_limits_reason(cell)
+        targeted = any(options.get(k) for k in ("target_model", "target_models", "target_names"))
+        if task.generates and stream and targeted:
+            return (
+                "InvokeEndpointWithResponseStream takes no TargetModel (a multi-model endpoint "
+                "does not stream): set engine.stream=false"
+            )
+        if not task.text and cell.batch_size != 1:
+            return "an image body carries one picture per request: set batch_size=1"
+        return endpoint_reason(cell)
 
     def __init__(self, cell: CellConfig) -> None:
         super().__init__(cell)
         self.timeout_s = cell.scenario.request_timeout_s or self.options.timeout_s
         self.generates = task_of(cell.model).generates
+        self.image = not task_of(cell.model).text
+        options = self.options
+        # TargetModel per request where several are named (drawn in the call: an image
+        # model's one body serves every request)
+        self.draw: TargetDraw | None = target_draw(options, cell.model.name, cell.seed)
+        self.content_type = "application/json"
+        if self.image:
+            self.content_type = options.content_type or CONTENT_TYPES[options.image_format][0]
 
     def import_libraries(self) -> None:
         import boto3
@@ -145,9 +196,21 @@ class SageMakerEngine(Engine):
         }
         if options.target_model:
             facts["target_model"] = options.target_model
+        if self.draw is not None:
+            facts.update(self.draw.facts())
+        if self.image:
+            facts["payload"] = f"{self.content_type}, {options.image_format} by Pillow"
+            facts["payload_bytes"] = len(self.make_batch())
         if options.describe:
             facts.update(self._describe())
+        self.load_facts = facts
         return LoadInfo(device="remote", extra=facts)
+
+    def describe(self) -> dict[str, Any]:
+        """After measuring: the requests each TargetModel got, into engine_info."""
+        if self.draw is None:
+            return {}
+        return engine_info_with(self.load_facts, {"target_requests": self.draw.counts()})
 
     def _describe(self) -> dict[str, Any]:
         from botocore.exceptions import ClientError
@@ -183,7 +246,12 @@ class SageMakerEngine(Engine):
 
     # -- requests --------------------------------------------------------------------------
     def make_batch(self) -> bytes:
-        """A request body of the model's seq_len-word prompts."""
+        """A request body of the model's seq_len-word prompts; an image model's picture
+        (made once: every request of an image cell carries the same one)."""
+        if self.image:
+            if (picture := getattr(self, "_picture", None)) is None:
+                picture = self._picture = encoded_image(self.cell, self.options.image_format)
+            return picture
         prompts = [text_prompt(self.cell)] * self.cell.batch_size
         return self._body(prompts, self.cell.model.new_tokens)
 
@@ -213,10 +281,12 @@ class SageMakerEngine(Engine):
         arguments: dict[str, Any] = {
             "EndpointName": self.options.endpoint_name,
             "Body": body,
-            "ContentType": "application/json",
+            "ContentType": self.content_type,
             "Accept": "application/json",
         }
-        if self.options.target_model:
+        if self.draw is not None:  # in the timed call: a counter step and an index
+            arguments["TargetModel"] = self.draw.next()
+        elif self.options.target_model:
             arguments["TargetModel"] = self.options.target_model
         return arguments
 
