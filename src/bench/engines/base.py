@@ -307,7 +307,9 @@ class Engine(ABC):
         """Release the model and device memory."""
 
     def describe(self) -> dict[str, Any]:
-        """Environment facts for the row (device name, peak device memory, ...)."""
+        """Facts for the row after measuring (device name, peak device memory, ...); a mapping
+        under "engine_info" is merged into the row's engine_info (facts known only now, such
+        as the requests each target model got)."""
         return {}
 
     def metrics_url(self) -> str | None:

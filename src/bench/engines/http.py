@@ -75,7 +75,7 @@ from bench.engines.base import (
     Reply,
     words_for,
 )
-from bench.engines.targets import TargetDraw, check_targets, engine_info_with, target_draw
+from bench.engines.targets import TargetDraw, check_targets, target_draw
 from bench.measure.process_groups import start_group, stop_group
 
 APIS = ("completions", "chat", "embeddings", "kserve")
@@ -489,7 +489,7 @@ class HttpEngine(Engine):
         if self.options.server_command:
             facts["server_exit_code"] = self.stop_server()
         if self.draw is not None:  # the requests each model got, known only now
-            facts.update(engine_info_with(self.load_facts, {"target_requests": self.draw.counts()}))
+            facts["engine_info"] = {"target_requests": self.draw.counts()}
         return facts
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ from bench.engines.http import (
     openai_generation,
 )
 from bench.engines.images import CONTENT_TYPES, IMAGE_FORMATS, encoded_image
-from bench.engines.targets import TargetDraw, check_targets, engine_info_with, target_draw
+from bench.engines.targets import TargetDraw, check_targets, target_draw
 
 SCHEMAS = ("tgi", "chat")
 CONNECT_TIMEOUT_S = 10.0
@@ -210,7 +210,7 @@ class SageMakerEngine(Engine):
         """After measuring: the requests each TargetModel got, into engine_info."""
         if self.draw is None:
             return {}
-        return engine_info_with(self.load_facts, {"target_requests": self.draw.counts()})
+        return {"engine_info": {"target_requests": self.draw.counts()}}
 
     def _describe(self) -> dict[str, Any]:
         from botocore.exceptions import ClientError

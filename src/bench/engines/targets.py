@@ -128,19 +128,3 @@ def target_draw(options: Any, model: str, seed: int) -> TargetDraw | None:
     if not names:
         return None
     return TargetDraw(names, options.target_distribution, options.target_skew, seed)
-
-
-def engine_info_with(facts: dict[str, Any], more: dict[str, Any]) -> dict[str, str]:
-    """describe()'s engine_info: the runner writes engine_info from load()'s facts before any
-    request is sent, so facts known only after measuring (requests per target) come back as
-    the same facts plus `more`, replacing it (with the fork server's note, which the runner
-    adds)."""
-    import json
-    import os
-
-    from bench.measure.runner import FORK_SERVER_PRELOAD_VARIABLE
-
-    info = {**facts, **more}
-    if (preloaded := os.environ.get(FORK_SERVER_PRELOAD_VARIABLE)) is not None:
-        info["fork_server_preload"] = preloaded
-    return {"engine_info": json.dumps(info, sort_keys=True, default=str)}

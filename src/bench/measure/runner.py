@@ -294,7 +294,11 @@ def _measure(cell: CellConfig, row: dict[str, Any]) -> tuple[Measured, list[tele
         row.update(traffic.source.facts())
         if "torch" in sys.modules:
             row["torch_threads"] = policy.intra_op_threads  # describe() reads torch's own
-        row.update(engine.describe(), sync_scope=_sync_scope(engine))
+        described = engine.describe()
+        if isinstance(more := described.pop("engine_info", None), dict):
+            info = {**json.loads(row.get("engine_info") or "{}"), **more}
+            described["engine_info"] = json.dumps(info, sort_keys=True, default=str)
+        row.update(described, sync_scope=_sync_scope(engine))
         row.update(measured.columns)
         row.update(_memory_columns(host_peak_reset))
         windows = _windows(measured)
