@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -371,6 +372,27 @@ _FIX = re.compile(r"scenario\.min_requests=(\d+)")  # the fix a percentile flag 
 SUMMARY_MAX_ROWS = 40
 
 
+def clearing_advice(table: pa.Table) -> str:
+    """'; to clear them all: ...' with both settings a sweep needs: the most requests any
+    flagged row asks for, and the window that gives them at the slowest such row's measured
+    rate (with a tenth to spare), so the advice can be met as given."""
+    columns = ("percentile_flags", "n", "window_s")
+    if not all(c in table.column_names for c in columns):
+        return ""
+    need, seconds = 0, 0.0
+    for flag, n, window_s in zip(*(table.column(c).to_pylist() for c in columns), strict=True):
+        if not flag or not (found := _FIX.search(flag)):
+            continue
+        requests = int(found.group(1))
+        need = max(need, requests)
+        if n and window_s:  # requests/s this cell measured
+            seconds = max(seconds, requests / (n / window_s) * 1.1)
+    if not need:
+        return ""
+    window = f" scenario.max_duration_s={math.ceil(seconds)}" if seconds else ""
+    return f"; to clear them all: scenario.min_requests={need}{window}"
+
+
 def _cell_text(value: Any) -> str:
     if value is None:
         return ""
@@ -445,11 +467,9 @@ def summary_text(collected: Collected) -> str:
     lines += [f"  {text}" for term, text in LEGEND.items() if term in shown_terms]
     flags = [f for f in table.column("percentile_flags").to_pylist() if f]
     if flags:
-        fixes = [int(m.group(1)) for f in flags if (m := _FIX.search(f))]
-        fix = f"; to clear them all: scenario.min_requests={max(fixes)}" if fixes else ""
         lines.append(
             f"  {len(flags)} of {table.num_rows} rows carry percentile_flags (a percentile from "
-            f"too few requests; each row's says which and its fix){fix}"
+            f"too few requests; each row's says which and its fix){clearing_advice(table)}"
         )
     lines += [f"missing: {cell_id} (in the manifest, no row)" for cell_id in collected.missing]
     lines += [f"unreadable, skipped: {path}: {error}" for path, error in collected.unreadable]

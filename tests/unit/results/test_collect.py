@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -405,15 +407,21 @@ def test_the_summary_says_how_to_clear_the_percentile_flags(store):
     from bench.measure import stats
 
     _manifest(store, ["a", "b", "c"])
-    _attempt(store, _row("a", 0, percentile_flags=stats.percentile_flags(200, (50, 99), 0.95)))
+    # a: 200 requests in 4 s (50/s); b: 900 in 3 s (300/s), its neighbours correlated
+    flags_a = stats.percentile_flags(200, (50, 99), 0.95)
+    _attempt(store, _row("a", 0, percentile_flags=flags_a, n=200, window_s=4.0))
     worth = {50: 300, 99: 310}
-    _attempt(
-        store, _row("b", 1, percentile_flags=stats.percentile_flags(900, (50, 99), 0.95, worth))
-    )
+    flags_b = stats.percentile_flags(900, (50, 99), 0.95, worth)
+    _attempt(store, _row("b", 1, percentile_flags=flags_b, n=900, window_s=3.0))
     _attempt(store, _row("c", 2))
     text = summary_text(collect(store, SWEEP))
     assert "2 of 3 rows carry percentile_flags" in text
-    assert "to clear them all: scenario.min_requests=1069" in text
+    # the most requests any row needs (b's 1069), and the window that gives the slowest row
+    # (a, at 50/s) its own need (368) with a tenth to spare: both settings, so it can be met
+    need_a = int(re.search(r"min_requests=(\d+)", flags_a).group(1))
+    assert "to clear them all: scenario.min_requests=1069 scenario.max_duration_s=" in text
+    seconds = int(text.split("scenario.max_duration_s=")[1].split()[0].rstrip(")"))
+    assert seconds == math.ceil(max(need_a / 50, 1069 / 300) * 1.1)
 
 
 @pytest.mark.parametrize("export", ["csv", "json"])
