@@ -75,6 +75,7 @@ from bench.engines.base import (
     Reply,
     words_for,
 )
+from bench.engines.http_errors import HttpError
 from bench.engines.targets import TargetDraw, check_targets, target_draw
 from bench.measure.process_groups import start_group, stop_group
 
@@ -152,10 +153,6 @@ class OneWriteHTTPConnection(_OneWrite, http.client.HTTPConnection):
 
 class OneWriteHTTPSConnection(_OneWrite, http.client.HTTPSConnection):
     pass
-
-
-class HttpError(RuntimeError):
-    """The endpoint answered with an error status, or not as the protocol says."""
 
 
 class UsageMismatch(RuntimeError):

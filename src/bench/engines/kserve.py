@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.config.checks import ConfigError
 from bench.config.tasks import task_of
+from bench.engines.http_errors import HttpError
 
 if TYPE_CHECKING:
     from bench.config.schema import CellConfig
@@ -92,8 +93,6 @@ def readiness(call: Callable[..., tuple[int, bytes]], models: tuple[str, ...]) -
     before measuring, naming the ones that did not); the server's metadata (`GET /v2`: its
     name and version, where it gives them) for engine_info. `call(method, path, body,
     timeout)` is the engine's own round trip."""
-    from bench.engines.http import HttpError  # the engine's module imports this one
-
     not_ready = []
     for model in models:
         try:
