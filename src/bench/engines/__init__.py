@@ -16,7 +16,9 @@ from bench.engines.deepspeed import DeepSpeedEngine
 from bench.engines.fastertransformer import FasterTransformerEngine
 from bench.engines.hf import HFEngine
 from bench.engines.http import HttpEngine
+from bench.engines.onnxruntime import OnnxRuntimeEngine
 from bench.engines.sagemaker import SageMakerEngine
+from bench.engines.tensorrt import TensorRTEngine
 from bench.engines.torch_compile import TorchCompileEngine
 from bench.engines.vllm import VllmEngine
 
@@ -26,6 +28,8 @@ ENGINES: dict[str, type[Engine]] = {
     "deepspeed": DeepSpeedEngine,
     "torch_compile": TorchCompileEngine,
     "fastertransformer": FasterTransformerEngine,
+    "onnxruntime": OnnxRuntimeEngine,
+    "tensorrt": TensorRTEngine,
     "http": HttpEngine,
     "sagemaker": SageMakerEngine,
     "vllm": VllmEngine,
