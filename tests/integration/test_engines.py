@@ -91,12 +91,18 @@ def test_engines_cpu_grid(bench_cli, tmp_path, models_dir):
         ("torch_compile", "bert_tiny", "fp32", 1),
         ("deepspeed", "opt_tiny", "fp32", 1),
         ("deepspeed", "opt_tiny", "fp32", 2),
+        ("onnxruntime", "bert_tiny", "fp32", 1),
     } <= ran
     unsupported = frame[frame.status == "unsupported"]
     reasons = " | ".join(unsupported.error)
     assert "kernel injection needs CUDA" in reasons
-    assert set(unsupported.engine) == {"deepspeed", "fastertransformer"}
+    assert set(unsupported.engine) == {"deepspeed", "fastertransformer", "tensorrt"}
     assert (ok.init_s >= 0).all() and (ok.load_s > 0).all()
+    # quality=auto held every transforming engine's outputs to eager fp32 (int8 may differ)
+    transformed = ok[ok.engine.isin(["torch_compile", "deepspeed", "onnxruntime"])]
+    assert (transformed.quality == "agrees").all(), transformed[["cell_id", "quality_reason"]]
+    assert ok[ok.precision == "int8"].quality.isin(["agrees", "differs"]).all()
+    assert ok[(ok.engine == "hf") & (ok.precision == "fp32")].quality.isna().all()
     offload = ok[ok.engine == "accelerate"].engine_info.iloc[0]
     assert '"disk"' in offload  # Accelerate really put layers on disk
     assert set(frame.status) <= {"ok", "unsupported"}
