@@ -10,12 +10,13 @@ from bench.config.schema import ScenarioConfig
 from bench.measure.scenarios.base import Column, Measured, Scenario, request_for
 from bench.measure.scenarios.capacity import Capacity
 from bench.measure.scenarios.latency import Latency
+from bench.measure.scenarios.multi_model import MultiModel
 from bench.measure.scenarios.open_loop import OpenLoop
 from bench.measure.scenarios.ramp import Ramp
 from bench.measure.scenarios.sla_search import SlaSearch
 
 SCENARIOS: dict[str, type[Scenario]] = {
-    s.name: s for s in (Latency, OpenLoop, Ramp, Capacity, SlaSearch)
+    s.name: s for s in (Latency, OpenLoop, Ramp, Capacity, SlaSearch, MultiModel)
 }
 
 
