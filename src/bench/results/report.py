@@ -22,6 +22,7 @@ import pandas as pd
 from bench.measure.stats import min_samples_bounded
 from bench.results.document import Block, Figure, Heading, Table, Text, to_html, to_markdown
 from bench.results.report_captions import plot_alt, plot_caption
+from bench.results.report_mme import multi_model_section
 from bench.results.report_plots import (
     plot_cost_vs_batch,
     plot_load_time,
@@ -369,6 +370,8 @@ def build_report(
         ),
         *_tables(frame, target, recommendations, pareto),
     ]
+    if (summary := multi_model_section(frame)) is not None:  # seed 003's four metrics
+        sections += summary.blocks
     for decision in decisions:
         sections += decision.blocks
     plots = [Figure(name, plot_caption(name), plot_alt(name)) for name in images]
