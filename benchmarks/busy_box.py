@@ -58,7 +58,7 @@ def run_cell(overrides: list[str], seconds: float, legacy: bool) -> dict:
     if legacy:
         env["OMP_WAIT_POLICY"] = ""  # libgomp's default: idle workers spin before sleeping
         args.append(f"torch_threads={len(os.sched_getaffinity(0))}")
-    return json_of([sys.executable, "-m", "bench", "run", *args], env)
+    return json_of([sys.executable, "-m", "bench", "run", *args, "format=json"], env)
 
 
 def main() -> int:

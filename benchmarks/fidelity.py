@@ -65,7 +65,7 @@ def json_of(command: list[str], env: dict[str, str] | None = None) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{out.stderr[-2000:]}")
     try:
-        return json.loads(out.stdout)  # `bench run` prints its row as one JSON document
+        return json.loads(out.stdout)  # `bench run ... format=json`: its row, one JSON document
     except json.JSONDecodeError:
         return json.loads(out.stdout.strip().splitlines()[-1])  # after a library's chatter
 

@@ -28,7 +28,7 @@ def p50_ms(ranks: int, service_ms: float, seconds: float) -> float:
             sys.executable, "-m", "bench", "run", "engine=sleep",
             f"engine.service_ms={service_ms}", f"engine.mpi_ranks={ranks}",
             "scenario.min_requests=1", f"scenario.min_duration_s={seconds}",
-            f"scenario.max_duration_s={seconds}", "scenario.ci_target=0",
+            f"scenario.max_duration_s={seconds}", "scenario.ci_target=0", "format=json",
         ],
         cwd=REPO, capture_output=True, text=True, check=True,
     )  # fmt: skip

@@ -239,27 +239,66 @@ def _as_group(cell: CellConfig, args: argparse.Namespace) -> int | None:
     return lockstep.relaunch(ranks, args.argv)
 
 
+@contextlib.contextmanager
+def _held_traceback(show: bool) -> Iterator[list[str]]:
+    """The runner prints a failing cell's traceback on stderr, which a sweep keeps in the
+    cell's log; on `run`'s terminal it is 40 lines under a one-line summary, so it is shown
+    only when asked (`traceback=true`) and held (the list yielded) otherwise. It stands in
+    for the traceback module in bench.measure.runner alone, while the cell runs."""
+    import traceback
+
+    from bench.measure import runner
+
+    held: list[str] = []
+    if show:
+        yield held
+        return
+
+    class Held:
+        def __getattr__(self, name: str) -> Any:  # everything else is the module's own
+            return getattr(traceback, name)
+
+        @staticmethod
+        def print_exc(*args: Any, **kwargs: Any) -> None:
+            held.append(traceback.format_exc())
+
+    saved = runner.traceback
+    runner.traceback = Held()  # type: ignore[assignment]
+    try:
+        yield held
+    finally:
+        runner.traceback = saved
+
+
 def _run(args: argparse.Namespace) -> int:
     from bench.measure.runner import run_cell
     from bench.plan.feasibility import planner_warnings
-    from bench.plan.grid import plan_from_overrides
+    from bench.plan.grid import compose_base, plan_from_overrides
+    from bench.results.run_summary import run_summary
 
-    plan = plan_from_overrides(args.overrides)
+    show_traceback, overrides = _switch(args.overrides, "traceback")
+    cfg = compose_base(overrides)
+    plan = plan_from_overrides(overrides, base=cfg)
     if len(plan.cells) != 1:
         raise UsageError(f"run takes one cell; these overrides give {len(plan.cells)}: use sweep")
     if (code := _as_group(plan.cells[0], args)) is not None:
         return code
-    # stdout carries only the row (`bench run ... | jq`): what libraries print while the cell
-    # runs (DeepSpeed logs to stdout on import) goes to stderr
+    # stdout carries only the summary or the row (`bench run ... format=json | jq`): what
+    # libraries print while the cell runs (DeepSpeed logs to stdout on import) goes to stderr
     from bench.measure import progress
     from bench.measure.process_groups import terminate_as_exit
 
     progress.begin(progress.CellProgress(None, plan.sweep_id, plan.cells[0].cell_id, ""))
     # SIGTERM ends the cell as an exception would: a server it started is stopped on the way
-    with stdout_to_stderr(), terminate_as_exit():  # the phases too, as they happen
-        result = run_cell(plan.cells[0], planner_warnings)
-    print(_printable(result.row))
-    return EXIT_OK if result.row["status"] == "ok" else EXIT_CELL_FAILED
+    with stdout_to_stderr(), terminate_as_exit(), _held_traceback(show_traceback) as held:
+        result = run_cell(plan.cells[0], planner_warnings)  # the phases print as they happen
+    row = result.row
+    if cfg.format == "json":
+        print(_printable(row))
+    else:
+        hint = " (traceback=true prints its traceback)" if held else ""
+        print(run_summary(row) + hint)
+    return EXIT_OK if row["status"] == "ok" else EXIT_CELL_FAILED
 
 
 def _cell(args: argparse.Namespace) -> int:
@@ -363,16 +402,16 @@ def export_bytes(table: Any, export: str) -> bytes:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from bench.config.compose import compose_one
-    from bench.plan.grid import plan_from_overrides
+    from bench.plan.grid import compose_base, plan_from_overrides
     from bench.plan.preflight import check_this_host
     from bench.plan.preview import format_plan, plan_report
     from bench.results.history import cell_overhead
     from bench.results.store import open_store
     from bench.sweep import make_executor
 
-    cfg = compose_one(args.overrides)
-    plan = plan_from_overrides(args.overrides, base=cfg)
+    cells, overrides = _switch(args.overrides, "cells")  # the table of cells, a line each
+    cfg = compose_base(overrides)  # engine options wait for the engines that take them
+    plan = plan_from_overrides(overrides, base=cfg)
     executor = make_executor(plan.executor)
     if executor.synchronous:  # as the sweep would: cells this host cannot run, at once
         check_this_host(plan)
@@ -381,11 +420,30 @@ def _plan(args: argparse.Namespace) -> int:
         str(plan.executor.get("name")),
         serial=executor.synchronous,
         fallback_s=float(cfg.plan.cell_overhead_s),
+        fallback_given=any(o.split("=")[0].lstrip("+") == OVERHEAD_KEY for o in overrides),
     )
     # cells run here: what this machine lacks (CUDA for device=cuda) counts, as in the sweep
     report = plan_report(plan, overhead, this_host=executor.synchronous)
-    print(format_plan(report, str(cfg.format)))
+    print(format_plan(report, str(cfg.format), cells=cells))
     return EXIT_OK
+
+
+OVERHEAD_KEY = "plan.cell_overhead_s"  # given: it replaces the executor's default overhead
+
+
+def _switch(overrides: list[str], key: str) -> tuple[bool, list[str]]:
+    """A verb's own true/false option (`cells=true`; plan and run), and the overrides left
+    for Hydra."""
+    on, rest = False, []
+    for override in overrides:
+        name, _, value = override.partition("=")
+        if name != key:
+            rest.append(override)
+        elif value.lower() in ("true", "false"):
+            on = value.lower() == "true"
+        else:
+            raise ConfigError(key, value, "must be true or false")
+    return on, rest
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -607,33 +665,63 @@ def _verb_options(
 
 
 def _compare(args: argparse.Namespace) -> int:
+    """`compare BASE NEW`, or `compare SWEEP ab=KEY` (one interleaved A/B sweep split on its
+    axis KEY); `host_check=off` skips the noise guard. Exit 0 no regression, 1 regression,
+    2 usage, 3 the sides' hosts differed (mismatched or unequally loaded): re-run."""
     import io
 
     from bench.config.compose import compose_one
     from bench.results.compare import MATCH_KEYS, compare, comparison_text
+    from bench.results.compare_ab import split_sides
 
-    options, rest = _verb_options(args.overrides, COMPARE_OPTIONS)
+    # a word with '=' in NEW's place is an option (`compare SWEEP ab=KEY`), never a sweep id
+    words = list(args.overrides)
+    new_spec: str | None = args.new
+    if "=" in args.new and not args.new.endswith("/aggregated.parquet"):
+        words, new_spec = [args.new, *words], None
+    own = dict(w.split("=", 1) for w in words if w.startswith(("ab=", "host_check=")))
+    words = [w for w in words if not w.startswith(("ab=", "host_check="))]
+    ab = own.get("ab")
+    if ab is not None and (not ab or new_spec is not None):
+        raise ConfigError("ab", ab, "splits one sweep: python -m bench compare SWEEP ab=KEY")
+    if ab is None and new_spec is None:
+        raise UsageError("compare takes BASE NEW, or one A/B sweep: compare SWEEP ab=KEY")
+    host_check = own.get("host_check", "on").lower()
+    if host_check not in ("on", "off", "true", "false"):
+        raise ConfigError("host_check", host_check, "on (default) or off")
+    options, rest = _verb_options(words, COMPARE_OPTIONS)
     threshold = float(options["threshold"] or 0.0)
     cfg = compose_one(rest)
     root = str(cfg.store.root)
     base_store, base_id, base = _sweep_rows(args.base, root)
-    new_store, new_id, new = _sweep_rows(args.new, root)
-    result = compare(base_store, base, new_store, new, threshold, float(options["noise"] or 0.0))
+    if ab is not None:
+        new_store, new_id = base_store, base_id
+        base, new, values = split_sides(base, ab)
+        out = f"{base_id}/compared/ab-{ab}.parquet"
+        what = f"{args.base}'s {ab}={values[0]} and {ab}={values[1]}"
+    else:
+        new_store, new_id, new = _sweep_rows(str(new_spec), root)
+        out = f"{new_id}/compared/{base_id}.parquet"
+        what = f"{args.base} and {new_spec}"
+    noise = float(options["noise"] or 0.0)
+    result = compare(
+        base_store, base, new_store, new, threshold, noise, ab, host_check in ("on", "true")
+    )
     if result.table.empty:  # neither a pass nor a regression: nothing was compared
         raise UsageError(
-            f"no ok cells of {args.base} and {args.new} match on {', '.join(MATCH_KEYS)}: "
-            "nothing to compare"
+            f"no ok cells of {what} match on {', '.join(MATCH_KEYS)}: nothing to compare"
         )
     buffer = io.BytesIO()
     result.table.to_parquet(buffer, index=False)
-    out = f"{new_id}/compared/{base_id}.parquet"
     new_store.write_bytes(out, buffer.getvalue())
-    if cfg.format == "json":
+    if cfg.format == "json":  # stdout stays JSON; what the verdicts rest on goes to stderr
         print(result.table.to_json(orient="records", indent=1))
+        host = [result.host.line()] if result.host is not None else []
+        print("\n".join([*result.notes, *host]), file=sys.stderr)
     else:
         print(comparison_text(result, threshold))
         print(f"comparison: {new_store.uri(out)}")
-    return EXIT_CELL_FAILED if len(result.regressions) else EXIT_OK
+    return result.exit_code
 
 
 def _capacity(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ def test_load_time_excludes_imports_whether_or_not_the_checkpoint_was_built(
     models = tmp_path / "fresh-models"
     rows = []
     for _ in range(2):
-        proc = bench_cli("run", "model=bert_tiny", f"models_dir={models}", *QUICK)
+        proc = bench_cli("run", "model=bert_tiny", f"models_dir={models}", *QUICK, "format=json")
         assert proc.returncode == 0, proc.stderr[-2000:]
         rows.append(json.loads(proc.stdout))
     built, found = rows

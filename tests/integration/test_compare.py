@@ -42,7 +42,9 @@ def test_a_sweep_against_itself_has_no_significant_change(sweeps: Path) -> None:
 
 
 def test_a_known_10_percent_slowdown_is_slower_and_fails_the_gate(sweeps: Path) -> None:
-    proc = run_cli(["compare", "base", "slower", "threshold=0.05"], sweeps)
+    # the host check (exit 3 when the two sweeps' hosts were unequally loaded) is its own
+    # tests' business: this one holds the verdicts
+    proc = run_cli(["compare", "base", "slower", "threshold=0.05", "host_check=off"], sweeps)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "configs differ in: engine.options.service_ms" in proc.stdout
     table = pd.read_parquet(sweeps / "results" / "slower" / "compared" / "base.parquet")
@@ -58,7 +60,7 @@ def test_a_known_10_percent_slowdown_is_slower_and_fails_the_gate(sweeps: Path) 
     assert table["regression"].any()
     # the same comparison by URI, and with a threshold the slowdown does not pass
     uri = str(sweeps / "results" / "slower" / "aggregated.parquet")
-    lenient = run_cli(["compare", "base", uri, "threshold=0.5"], sweeps)
+    lenient = run_cli(["compare", "base", uri, "threshold=0.5", "host_check=off"], sweeps)
     assert lenient.returncode == 0, lenient.stdout + lenient.stderr
 
 

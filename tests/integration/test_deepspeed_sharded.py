@@ -67,7 +67,7 @@ def test_opt_350m_tp2_ranks_hold_their_shards_and_agree_with_eager(
     bench_cli, tmp_path: Path, models_dir: Path
 ) -> None:
     cell = [*CELL, f"models_dir={models_dir}"]
-    done = bench_cli("run", *cell, *QUICK)
+    done = bench_cli("run", *cell, *QUICK, "format=json")
     assert done.returncode == 0, done.stderr[-4000:]
     row = json.loads(done.stdout)
     info = json.loads(row["engine_info"])

@@ -15,7 +15,7 @@ def test_gpu_instance_without_cuda_fails_instead_of_measuring_the_cpu(
 
     if torch.cuda.is_available():
         pytest.skip("this host has CUDA")
-    proc = bench_cli("run", "instance=g5.xlarge", f"models_dir={models_dir}")
+    proc = bench_cli("run", "instance=g5.xlarge", f"models_dir={models_dir}", "format=json")
     assert proc.returncode == 1
     row = json.loads(proc.stdout)
     assert row["status"] == "failed" and row["error_class"] == "NoGPUError"
@@ -28,6 +28,7 @@ def test_gpu_instance_without_cuda_fails_instead_of_measuring_the_cpu(
 def test_hf_on_cuda(bench_cli, models_dir: Path, model: str, precision: str) -> None:
     proc = bench_cli(
         "run",
+        "format=json",
         f"model={model}",
         f"precision={precision}",
         "device=cuda",
@@ -73,6 +74,7 @@ def test_int8_on_cuda(bench_cli, models_dir: Path, engine: str, quantization: st
     DeepSpeed's int8 kernels. Without bitsandbytes or DeepSpeed the row says `unsupported`."""
     proc = bench_cli(
         "run",
+        "format=json",
         "model=opt_tiny",
         f"engine={engine}",
         "precision=int8",

@@ -111,6 +111,7 @@ def test_run_prints_one_row(bench_cli) -> None:
         "engine.service_ms=1",
         "scenario.min_duration_s=0.2",
         "scenario.ci_target=0",
+        "format=json",
     )
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)

@@ -29,6 +29,7 @@ def test_bench_run_launches_the_ranks_and_prints_one_row(bench_cli) -> None:
         "engine.mpi_ranks=2",
         "scenario.min_requests=100",
         "scenario.min_duration_s=1",
+        "format=json",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mpirun -np 2" in done.stderr

@@ -163,6 +163,7 @@ def test_s3_checkpoint_is_downloaded_once_and_timed(bench_cli, s3_root, tmp_path
         f"models_dir={tmp_path / 'cache'}",
         "scenario.min_duration_s=0.2",
         "scenario.ci_target=0",
+        "format=json",
     ]
     first = json.loads(bench_cli(*args).stdout)
     assert first["status"] == "ok", first

@@ -284,6 +284,7 @@ def test_capacity_on_cpu_matches_the_memory_arithmetic(models_dir, bench_cli):
         "scenario.min_duration_s=0.3",
         "scenario.ci_target=0",
         f"models_dir={models_dir}",
+        "format=json",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(proc.stdout)

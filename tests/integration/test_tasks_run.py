@@ -20,7 +20,7 @@ SHORT = [
 
 
 def _row(bench_cli, models_dir, *overrides: str) -> dict:
-    proc = bench_cli("run", *overrides, f"models_dir={models_dir}")
+    proc = bench_cli("run", *overrides, f"models_dir={models_dir}", "format=json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = json.loads(proc.stdout)
     assert row["status"] == "ok", row.get("error")

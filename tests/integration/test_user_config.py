@@ -129,6 +129,7 @@ def test_an_inline_architecture_replaces_the_models(bench_cli):
 def test_a_hub_id_offline_is_one_clear_error(bench_cli, models_dir):
     proc = bench_cli(
         "run",
+        "format=json",
         "model=bert_tiny",
         "model.checkpoint=roberta-large",
         f"models_dir={models_dir}",

@@ -45,6 +45,7 @@ LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 # A stand-in a reader replaces: SWEEP_ID, BASE, DIR, R, <role>, and the synopsis' `...`.
 PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*|<[^>]*>|\.\.\.")
+SHELL_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 GENERIC = {"key=value", "..."}  # the synopsis' "any override"
 BENCH = ("python", ".venv/bin/python")
 GROUP_KEYS = (*CONFIG_GROUPS, "grid")
@@ -54,7 +55,12 @@ OWN_NUMERIC = {
     "capacity": cli.CAPACITY_OPTIONS,
     "report": {**cli.COMPARE_OPTIONS, **cli.CAPACITY_OPTIONS},
 }
-OWN_TEXT = {"report": ("compare", "ratio"), "collect": ("format",)}  # compare=BASE, ratio=A/B
+# compare=BASE, ratio=A/B; compare's ab=KEY (one A/B sweep) and host_check=off
+OWN_TEXT = {
+    "report": ("compare", "ratio"),
+    "collect": ("format",),
+    "compare": ("ab", "host_check"),
+}
 FIT_SHORT = ("params", "lbme_gb")  # `fit params=15e9` is `fit.params=15e9`
 
 
@@ -124,7 +130,9 @@ def bench_commands(text: str) -> list[tuple[str, list[str]]]:
         for line in _logical_lines(block):
             words = _words(line) or []
             if len(words) > 2 and words[0] in BENCH and words[1] == "-m" and _is_bench(words[2]):
-                found.append((line.strip(), [_unbracket(w) for w in words[2:]]))
+                # a shell expansion ($BASE_SHA) stands for what the shell fills in: its name
+                filled = [SHELL_VARIABLE.sub(r"\1", w) for w in words[2:]]
+                found.append((line.strip(), [_unbracket(w) for w in filled]))
     return found
 
 

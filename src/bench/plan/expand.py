@@ -90,17 +90,49 @@ class _Fragments:
         return out
 
 
-def cell_id_for(cell: CellConfig, fragments: _Fragments | None = None) -> str:
+MAX_CELL_ID = 200  # bench.plan.manifest.CELL_ID_PATTERN
+_NOT_IN_ID = re.compile(r"[^A-Za-z0-9._-]+")
+SHOWN_VALUE_CHARS = 24  # a dotted axis's value in an id, cut to this (the hash tells apart)
+
+
+def varied_keys(products: list[dict[str, list[Any]]]) -> tuple[str, ...]:
+    """The dotted axes (engine.*, model.*, scenario.*, ...) that take more than one value over
+    the grid: a cell's id shows its value of each. One that holds a single value (a setting
+    laid over a block, such as a server command) is left out of ids."""
+    values: dict[str, list[Any]] = {}
+    for axes in products:
+        for key, listed in axes.items():
+            if "." in key:
+                seen = values.setdefault(key, [])
+                seen += [v for v in listed if v not in seen]
+    return tuple(key for key, seen in values.items() if len(seen) > 1)
+
+
+def _id_text(key: str, value: Any) -> str:
+    """`service_ms2`: a dotted axis's last part and its value, as an id may spell them."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = _NOT_IN_ID.sub("_", f"{key.rpartition('.')[2]}{text[:SHOWN_VALUE_CHARS]}")
+    return re.sub(r"\.{2,}", ".", text)  # never `..` in an id
+
+
+def cell_id_for(
+    cell: CellConfig, fragments: _Fragments | None = None, shown: tuple[str, ...] = ()
+) -> str:
     """Stable id: a readable prefix plus a hash of everything that shapes the measurement
     (the sorted JSON of the cell's fields less _NOT_IDENTITY and the cost, the instance by its
-    type), written out field by field so each section's JSON can be reused."""
+    type), written out field by field so each section's JSON can be reused. The prefix ends
+    with the cell's value of each dotted axis in `shown` (bench.plan.expand.varied_keys); a
+    cell of a grid without such axes keeps the id it always had."""
     texts = (fragments or _Fragments()).texts(_IDENTITY_VALUES(cell))
     identity = "{" + ", ".join(map(operator.add, _IDENTITY_KEYS, texts)) + "}"
     prefix = (
         f"{cell.model.name}-{cell.engine.name}-{cell.precision}-b{cell.batch_size}"
         f"-t{cell.threads}-tp{cell.tp_degree}-{cell.instance.type}"
     )
-    return f"{prefix}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+    axes = cell.axes or {}
+    varied = "".join(f"-{_id_text(key, axes[key])}" for key in shown if key in axes)
+    varied = varied[: max(0, MAX_CELL_ID - 11 - len(prefix))]
+    return f"{prefix}{varied}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
 
 _PLAIN_REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")  # ${sla.p99_ms}, not a resolver
@@ -328,9 +360,14 @@ PARTS: list[tuple[str, tuple[str, ...], Made]] = [
 
 
 def build_cell(
-    t: Template, point: dict[str, Any], at: tuple[int, ...], fragments: _Fragments
+    t: Template,
+    point: dict[str, Any],
+    at: tuple[int, ...],
+    fragments: _Fragments,
+    shown: tuple[str, ...] = (),
 ) -> tuple[CellConfig, str]:
-    """One validated cell (its sweep id, id and index still to be set) and its id."""
+    """One validated cell (its sweep id, id and index still to be set) and its id, which
+    shows the cell's values of the dotted axes in `shown`."""
     parts = t.parts(point, at)
     scalars, cost = parts.pop("scalars"), parts.pop("cost")
     cell = CellConfig(sweep_id="", cell_id="", index=0, **parts, **scalars, **cost, axes=point)
@@ -338,7 +375,7 @@ def build_cell(
     if workload is not cell.workload:
         cell = dataclasses.replace(cell, workload=workload)
     SCENARIOS[cell.scenario.name].check_cell(cell)
-    return cell, cell_id_for(cell, fragments)
+    return cell, cell_id_for(cell, fragments, shown)
 
 
 # What a workload's checks read of a cell (bench.measure.workloads: its lengths against the
@@ -397,6 +434,7 @@ def expand(
     seen: set[str] = set()
     fragments = _Fragments()
     progress = Progress(grid_size(products))
+    shown = varied_keys(products)
     done = 0
     for axes in products:
         group_keys = [k for k in GROUP_AXES if k in axes]
@@ -405,7 +443,7 @@ def expand(
             combo = tuple((k, point[k]) for k in group_keys)
             if combo not in templates:  # one per product: its in-place updates stay in it
                 templates[combo] = Template(by_groups[combo], list(axes))
-            cell, cell_id = build_cell(templates[combo], point, at, fragments)
+            cell, cell_id = build_cell(templates[combo], point, at, fragments, shown)
             if cell_id not in seen:
                 seen.add(cell_id)
                 drafts.append((cell, cell_id))

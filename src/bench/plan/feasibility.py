@@ -16,6 +16,7 @@ from bench.config.schema import CellConfig, InstanceSpec, ModelConfig
 from bench.config.tasks import task_of
 from bench.engines import ENGINES
 from bench.measure.support import why_unsupported
+from bench.plan.arch_cache import cached, entry_key
 from bench.plan.memory_estimate import Estimate, bytes_per_sequence, estimate
 
 GB_PER_GIB = 2**30 / 1e9
@@ -35,14 +36,21 @@ def _architecture_key(model: ModelConfig) -> str:
 def _params(auto_class: str, architecture_key: str) -> int:
     from bench.plan.memory_estimate import count_parameters
 
-    return count_parameters(auto_class, json.loads(architecture_key))
+    # kept on disk: counting imports torch and transformers (bench.plan.arch_cache)
+    return cached(
+        entry_key("params", auto_class, architecture_key),
+        lambda: count_parameters(auto_class, json.loads(architecture_key)),
+    )
 
 
 @functools.cache
 def _shape(architecture_key: str) -> dict[str, int]:
     from bench.plan.memory_estimate import architecture_shape
 
-    return architecture_shape(json.loads(architecture_key))
+    return cached(
+        entry_key("shape", architecture_key),
+        lambda: architecture_shape(json.loads(architecture_key)),
+    )
 
 
 def per_sequence_bytes(model: ModelConfig, precision: str) -> float:

@@ -5,7 +5,9 @@ composes that group's YAML), a top-level scalar (`precision`, `batch_size`, ...)
 key inside a group (`model.seq_len`, `engine.service_ms`, `scenario.min_requests`). Cells are
 the cartesian product, in the order the axes are written. A grid has at most grid.max_cells
 cells, repeats included, checked from its axes' lengths before anything expands; the cells
-themselves are made by bench.plan.expand.
+themselves are made by bench.plan.expand. An engine option on the command line
+(`engine.KEY=V`) in a grid that varies the engine goes to the cells whose engine takes it
+(bench.plan.engine_options).
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.config.checks import ConfigError, flag, int_at_least
+from bench.config.checks import ConfigError, UsageError, flag, int_at_least
 from bench.config.compose import check_group_choice, compose_many, compose_one
-from bench.config.schema import group_files
+from bench.config.schema import group_files, group_options
 from bench.executors import check_executor
+from bench.plan.engine_options import (
+    EngineOption,
+    blocks_hint,
+    check_taken,
+    split_engine_options,
+    takes,
+)
 from bench.plan.expand import GROUP_AXES, expand, finish, grid_size, resolution_error
 from bench.plan.manifest import ORDERS, Plan, check_sweep_id, digest
 
@@ -46,6 +55,9 @@ def _check_axes(axes: dict[str, Any]) -> dict[str, list[Any]]:
         if not values:
             raise ConfigError(f"grid.axes.{key}", values, "an axis needs at least one value")
         if key in GROUP_AXES:
+            # YAML and Hydra read the choice `null` (the null engine) as None
+            null = "null" in group_options(key)
+            values = ["null" if value is None and null else value for value in values]
             for value in values:
                 check_group_choice(key, value)
         elif key not in SCALAR_AXES and not key.startswith(DOTTED_PREFIXES):
@@ -69,27 +81,57 @@ def _has_key(cfg: DictConfig, key: str) -> bool:
         return True
 
 
+def _takes(cfg: DictConfig, key: str) -> bool:
+    """Whether a composed config has the dotted key, or its engine takes it (an option its
+    Options dataclass declares and its file leaves out)."""
+    if _has_key(cfg, key):
+        return True
+    option = key.removeprefix("engine.")
+    return key.startswith("engine.") and "." not in option and takes(str(cfg.engine.name), option)
+
+
 def _check_dotted_axes(axes: dict[str, list[Any]], configs: list[DictConfig]) -> None:
     """A dotted axis must name a key of every composed config it applies to (the engine a
-    grid's own engine axis picks, not the default one)."""
+    grid's own engine axis picks, not the default one). An engine option that only some of
+    the product's engines take belongs in a block of its own with those engines."""
     for key in axes:
         if key in GROUP_AXES or key in SCALAR_AXES:
             continue
-        for cfg in configs:
-            if not _has_key(cfg, key):
-                where = f"model={cfg.model.name} engine={cfg.engine.name}"
-                raise ConfigError(f"grid.axes.{key}", axes[key], f"no such key with {where}")
+        lacking = [cfg for cfg in configs if not _takes(cfg, key)]
+        if not lacking:
+            continue
+        engines = list(dict.fromkeys(str(cfg.engine.name) for cfg in configs))
+        others = list(dict.fromkeys(str(cfg.engine.name) for cfg in lacking))
+        takers = [engine for engine in engines if engine not in others]
+        if key.startswith("engine.") and takers:
+            raise ConfigError(
+                f"grid.axes.{key}",
+                axes[key],
+                f"engine {', '.join(others)} does not take it; "
+                + blocks_hint(key, axes[key], takers, others),
+            )
+        where = f"model={lacking[0].model.name} engine={lacking[0].engine.name}"
+        raise ConfigError(f"grid.axes.{key}", axes[key], f"no such key with {where}")
 
 
 def _pinned_axes(
     overrides: list[str], axes: dict[str, list[Any]], base: DictConfig
 ) -> dict[str, list[Any]]:
-    """`precision=bf16` on the command line narrows a grid's precision axis to bf16."""
+    """`precision=bf16` on the command line narrows a grid's precision axis to bf16 (an
+    engine option held back from `base` as given)."""
+    held = {f"engine.{o.key}": o for o in split_engine_options(overrides)[1]}
     pinned = {}
     for override in overrides:
         key, sep, value = override.partition("=")
-        if sep and key in axes:
-            pinned[key] = [value.strip("'\"") if key in GROUP_AXES else OmegaConf.select(base, key)]
+        key = key.lstrip("+")
+        if not sep or key not in axes:
+            continue
+        if key in GROUP_AXES:
+            pinned[key] = [value.strip("'\"")]
+        elif key in held and not _has_key(base, key):
+            pinned[key] = [held[key].parsed()]
+        else:
+            pinned[key] = [OmegaConf.select(base, key)]
     return _check_axes(pinned)
 
 
@@ -149,10 +191,45 @@ def _in_grid_file(exc: ConfigError, overrides: list[str]) -> ConfigError:
     return ConfigError(exc.key, exc.value, f"{exc.allowed} (in {path})")
 
 
+def _varies_engine(base: DictConfig) -> bool:
+    """Whether the grid has an engine axis (in its axes or any block)."""
+    try:
+        products = _blocks(base, [])
+    except ConfigError:  # the grid's own error, raised where the grid is read
+        return False
+    return any("engine" in axes for axes in products)
+
+
+def compose_base(overrides: list[str]) -> DictConfig:
+    """The root config a grid is read from. Where the grid varies the engine, without the
+    command line's engine options (`engine.KEY=V`): they are options of some of the grid's
+    engines, not of the default one, and go to the cells whose engine takes them. Composed
+    once in the common cases (no engine option, or no engine axis)."""
+    rest, options = split_engine_options(overrides)
+    if not options:
+        return compose_one(overrides)
+    try:
+        whole = compose_one(overrides)
+    except (ConfigError, UsageError) as exc:
+        base = compose_one(rest)
+        if not _varies_engine(base):
+            raise exc from None  # the one engine's own error (no such key, did you mean)
+        return base
+    return compose_one(rest) if _varies_engine(whole) else whole
+
+
+def _held_options(overrides: list[str], base: DictConfig) -> tuple[list[str], list[EngineOption]]:
+    """(the overrides every combination composes, the engine options held back for the
+    combinations whose engine takes them: none where the grid has no engine axis)."""
+    rest, options = split_engine_options(overrides)
+    return (rest, options) if options and _varies_engine(base) else (overrides, [])
+
+
 def _composed_groups(
-    products: list[dict[str, list[Any]]], overrides: list[str]
+    products: list[dict[str, list[Any]]], overrides: list[str], base: DictConfig
 ) -> dict[tuple[tuple[str, Any], ...], DictConfig]:
-    """One composed config per combination of group choices (model, engine) any block uses."""
+    """One composed config per combination of group choices (model, engine) any block uses;
+    each gets the command line's engine options its engine takes."""
     combos: list[tuple[tuple[str, Any], ...]] = []
     for axes in products:
         keys = [k for k in GROUP_AXES if k in axes]
@@ -160,11 +237,15 @@ def _composed_groups(
             combo = tuple(zip(keys, values, strict=True))
             if combo not in combos:
                 combos.append(combo)
+    overrides, held = _held_options(overrides, base)
+    engines = [str(dict(combo).get("engine", base.engine.name)) for combo in combos]
+    check_taken(held, list(dict.fromkeys(engines)))
     override_sets = []
-    for combo in combos:
+    for combo, engine in zip(combos, engines, strict=True):
         keys = {k for k, _ in combo}
         kept = [o for o in overrides if o.partition("=")[0].lstrip("+") not in keys]
-        override_sets.append(kept + [f"{k}={v}" for k, v in combo])
+        taken = [o.setting() for o in held if takes(engine, o.option)]
+        override_sets.append(kept + [f"{k}={v}" for k, v in combo] + taken)
     return dict(zip(combos, compose_many(override_sets), strict=True))
 
 
@@ -223,10 +304,10 @@ def _executor(base: DictConfig) -> dict[str, Any]:
 
 
 def plan_from_overrides(overrides: list[str], base: DictConfig | None = None) -> Plan:
-    """Compose (unless `base`, the overrides' composed config, is given), expand the grid,
+    """Compose (unless `base`, the overrides' compose_base, is given), expand the grid,
     validate every cell. Raises ConfigError / UsageError. What does not depend on the cells
     is checked before any of them is made."""
-    base = compose_one(overrides) if base is None else base
+    base = compose_base(overrides) if base is None else base
     repeats = _check_repeats(base)
     order = base.get("order", "manifest")
     if order not in ORDERS:
@@ -239,7 +320,7 @@ def plan_from_overrides(overrides: list[str], base: DictConfig | None = None) ->
     except ConfigError as exc:
         raise _in_grid_file(exc, overrides) from None
     _check_size(base, products, repeats)
-    by_groups = _composed_groups(products, overrides)
+    by_groups = _composed_groups(products, overrides, base)
     for axes in products:
         group_keys = [k for k in GROUP_AXES if k in axes]
         _check_dotted_axes(

@@ -27,7 +27,7 @@ from bench.results.store import Store, SweepPaths, manifest_json, open_store
 from bench.results.store_base import StoreError
 
 MANIFEST_VERSION = 1
-ORDERS = ("manifest", "shuffled")
+ORDERS = ("manifest", "shuffled", "interleaved")
 # a cell id names a folder of its own (a file name: at most 255 bytes, less its suffixes)
 CELL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -43,12 +43,20 @@ class Plan:
     force: bool = False
     wait: bool = False  # with a scheduler: block until the jobs finish, then collect
     run_infeasible: bool = False  # run cells the memory planner rules out
-    order: str = "manifest"  # manifest | shuffled: the order cells are run or submitted in
+    order: str = "manifest"  # manifest | shuffled | interleaved: the order cells are run in
 
     def run_order(self, indices: list[int]) -> list[int]:
         """`indices` in the order to run them: as listed, or shuffled with a seed taken from
         the sweep id (the same sweep resumes in the same order), so drift over a long sweep
-        (thermals, neighbours, a cache warming) does not line up with any axis."""
+        (thermals, neighbours, a cache warming) does not line up with any axis; or
+        interleaved: round k runs repeat k of every configuration, odd rounds in reverse
+        (A B, B A, A B ...), so the two sides of an A/B axis alternate and a drifting host
+        falls on both alike (`bench compare SWEEP ab=KEY`)."""
+        if self.order == "interleaved":
+            rounds: dict[int, list[int]] = {}
+            for index in indices:
+                rounds.setdefault(self.cells[index].repeat, []).append(index)
+            return [i for k in sorted(rounds) for i in (rounds[k][::-1] if k % 2 else rounds[k])]
         if self.order != "shuffled":
             return list(indices)
         shuffled = list(indices)

@@ -12,8 +12,11 @@ earlier sweeps run by the same executor, the overhead is measured from them:
                    process start and interpreter imports; gaps over GAP_LIMIT_S are resumes)
     overhead    = median(in the job) + median(between jobs)
 
-from the MAX_SWEEPS most recent such sweeps; `plan.cell_overhead_s` is only the fallback.
-Reading never writes anything.
+from the MAX_SWEEPS most recent such sweeps (never from another executor's: a local CPU
+sweep says nothing of a Batch job's container). Without such rows the overhead is the
+executor's documented default (DEFAULT_OVERHEAD_S; AWS Batch: 300 s), else
+`plan.cell_overhead_s`; `plan.cell_overhead_s=S` given on the command line replaces the
+default. Reading never writes anything.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ from bench.results.store import Store, SweepPaths, manifest_json
 
 MAX_SWEEPS = 5  # the most recent sweeps of the executor: today's machine, today's code
 GAP_LIMIT_S = 300.0  # a longer pause between two cells is a resume, not start-up
+# Per cell beyond its measuring, before an executor has rows in the store. An AWS Batch job
+# on a fresh GPU host pulls the cell's image (CUDA, PyTorch and the engines: several GB from
+# ECR, 2-3 minutes), starts the container, imports torch and transformers (~20 s), builds or
+# loads the checkpoint and warms up (~1 minute): 300 s. A job's rows cannot see the pull
+# and the container start (they begin in the cell's process), so a measured Batch overhead
+# may be the lower figure.
+DEFAULT_OVERHEAD_S = {"aws_batch": 300.0}
+DEFAULT_OVERHEAD_WHAT = {"aws_batch": "image pull, container start, imports, load"}
 
 
 @dataclass(frozen=True)
@@ -138,9 +149,18 @@ def _sweep_overheads(store: Store, sweep_id: str, serial: bool) -> list[float]:
     return [max(0.0, seconds) + gap for seconds in in_job]
 
 
-def cell_overhead(store: Store, executor: str, serial: bool, fallback_s: float) -> CellOverhead:
-    """The per-cell overhead measured from the store's recent sweeps by `executor`, else
-    the configured fallback."""
+def cell_overhead(
+    store: Store, executor: str, serial: bool, fallback_s: float, fallback_given: bool = False
+) -> CellOverhead:
+    """The per-cell overhead measured from the store's recent sweeps by `executor`, else the
+    executor's default (DEFAULT_OVERHEAD_S), else `fallback_s` (plan.cell_overhead_s; first
+    when `fallback_given`: the user set it)."""
+    default = DEFAULT_OVERHEAD_S.get(executor)
+    if default is None or fallback_given:
+        default, what, hint = fallback_s, "plan.cell_overhead_s", ""
+    else:
+        what = f"the {executor} default ({DEFAULT_OVERHEAD_WHAT[executor]})"
+        hint = "; plan.cell_overhead_s=S sets another"
     overheads, used = [], []
     try:
         listed = list_sweeps(store, statuses=False)
@@ -151,11 +171,10 @@ def cell_overhead(store: Store, executor: str, serial: bool, fallback_s: float) 
                 overheads += found
                 used.append(sweep.sweep_id)
     except Exception as exc:  # an unreadable store costs the measured figure, not the plan
-        return CellOverhead(fallback_s, f"plan.cell_overhead_s (store not read: {exc})")
+        return CellOverhead(default, f"{what}: store not read: {exc}{hint}")
     if not overheads:
-        return CellOverhead(
-            fallback_s, f"plan.cell_overhead_s (no ok rows of an earlier {executor} sweep)"
-        )
+        why = f"no ok rows of an earlier {executor} sweep in {store.root_uri}"
+        return CellOverhead(default, f"{what}: {why}{hint}")
     return CellOverhead(
         statistics.median(overheads),
         f"measured: median of {len(overheads)} ok rows of {executor} sweeps {', '.join(used)}",

@@ -106,9 +106,10 @@ def comparison_section(result: Comparison, base_id: str, threshold: float) -> Se
     blocks: list[Block] = [
         heading,
         Text(
-            "Per matched configuration, NEW / BASE - 1 with its verdict (intervals from a block "
-            "bootstrap of both cells' raw samples for latency, from the throughput intervals "
-            "for throughput and $/M). " + verdict
+            "Per matched configuration, NEW / BASE - 1 with its verdict (intervals over runs "
+            "where each side ran repeats=K >= 2: Welch's t over per-run values; with one run "
+            "a side, a block bootstrap of both cells' raw samples for latency and the "
+            "throughput intervals for throughput and $/M, within one run only). " + verdict
         ),
         Table(wide),
     ]

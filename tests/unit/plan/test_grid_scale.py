@@ -139,8 +139,9 @@ def test_the_config_is_not_copied_per_cell(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 # The expansion as it was: per cell, a deep copy of the composed config, each axis value put
-# in with OmegaConf, the whole resolved and validated, the id hashed from the cell's dict.
-def _old_cell(cfg: DictConfig, point: dict[str, Any]) -> CellConfig:
+# in with OmegaConf, the whole resolved and validated, the id hashed from the cell's dict
+# (its readable part ending in the cell's value of each dotted axis the grid varies).
+def _old_cell(cfg: DictConfig, point: dict[str, Any], shown: list[str]) -> CellConfig:
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         for key, value in point.items():
@@ -179,7 +180,18 @@ def _old_cell(cfg: DictConfig, point: dict[str, Any]) -> CellConfig:
         f"{cell.model.name}-{cell.engine.name}-{cell.precision}-b{cell.batch_size}"
         f"-t{cell.threads}-tp{cell.tp_degree}-{cell.instance.type}"
     )
+    prefix += "".join(f"-{key.rsplit('.', 1)[1]}{point[key]}" for key in shown if key in point)
     return dataclasses.replace(cell, cell_id=f"{prefix}-{digest(identity, 10)}")
+
+
+def _varied(products: list[dict[str, list[Any]]]) -> list[str]:
+    """The dotted axes with more than one value over the grid's products."""
+    values: dict[str, set[str]] = {}
+    for axes in products:
+        for key, listed in axes.items():
+            if "." in key:
+                values.setdefault(key, set()).update(map(repr, listed))
+    return [key for key, seen in values.items() if len(seen) > 1]
 
 
 def _old_plan(overrides: list[str], products: list[dict[str, list[Any]]]) -> list[dict]:
@@ -194,7 +206,7 @@ def _old_plan(overrides: list[str], products: list[dict[str, list[Any]]]) -> lis
             choices = tuple(f"{k}={point[k]}" for k in groups)
             if choices not in composed:
                 composed[choices] = compose_one([*kept, *choices])
-            cell = _old_cell(composed[choices], point)
+            cell = _old_cell(composed[choices], point, _varied(products))
             if cell.cell_id not in seen:
                 seen.add(cell.cell_id)
                 cells.append(cell)
