@@ -113,7 +113,7 @@ def test_smoke_grid_through_sbatch_array(
         "sweep",
         "+grid=smoke",
         # both models, both batch sizes: 4 array tasks show the mechanics the 16 showed (the
-        # whole smoke grid took 219 s of CI here; the local smoke sweep runs all 16 elsewhere)
+        # whole smoke grid took 219 s of CI here; the local smoke sweep runs all 12 elsewhere)
         "grid.axes.precision=[fp32]",
         "grid.axes.threads=[1]",
         "executor=slurm",

@@ -33,18 +33,20 @@ def catalog_prices() -> dict[str, float]:
     return {entry["type"]: entry["usd_per_hour"] for entry in catalog["instances"]}
 
 
-def test_smoke_has_16_cells_with_unique_ids(smoke):
-    assert len(smoke.cells) == 16  # 2 models x 2 precisions x 2 batch sizes x 2 threads
+def test_smoke_has_12_cells_with_unique_ids(smoke):
+    # bert_tiny: 2 precisions x 2 batch sizes x 2 threads; opt_tiny the same at one thread
+    assert len(smoke.cells) == 12
     ids = [cell.cell_id for cell in smoke.cells]
-    assert len(set(ids)) == 16
-    assert [cell.index for cell in smoke.cells] == list(range(16))
+    assert len(set(ids)) == 12
+    assert [cell.index for cell in smoke.cells] == list(range(12))
     assert {cell.model.name for cell in smoke.cells} == {"bert_tiny", "opt_tiny"}
     assert {cell.precision for cell in smoke.cells} == {"fp32", "bf16"}
     assert {cell.batch_size for cell in smoke.cells} == {1, 4}
     assert {cell.threads for cell in smoke.cells} == {1, 2}
+    assert {c.threads for c in smoke.cells if c.model.name == "opt_tiny"} == {1}
     assert {cell.instance.type for cell in smoke.cells} == {"local-cpu"}
     # the grid's scenario block applies to every cell
-    assert {cell.scenario.min_requests for cell in smoke.cells} == {100}
+    assert {cell.scenario.min_requests for cell in smoke.cells} == {500}
     assert all(cell.sweep_id == smoke.sweep_id for cell in smoke.cells)
 
 
@@ -85,7 +87,7 @@ def test_a_scenario_change_changes_ids(smoke):
     changed = plan_from_overrides(["+grid=smoke", "scenario.min_requests=31"])
     assert {c.scenario.min_requests for c in changed.cells} == {31}
     old, new = {c.cell_id for c in smoke.cells}, {c.cell_id for c in changed.cells}
-    assert len(new) == 16
+    assert len(new) == 12
     assert old.isdisjoint(new)
     assert changed.sweep_id != smoke.sweep_id
 
