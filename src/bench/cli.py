@@ -31,11 +31,13 @@ VERBS_WITH_OVERRIDES = (
 
 VERBS_HELP = {
     "sweep": "expand +grid=NAME into cells, run them (local: a subprocess each), collect",
-    "run": "run one cell in this process and print its row",
+    "run": "run one cell in this process and print its summary (format=json: the whole row; "
+    "traceback=true: a failure's traceback on stderr)",
     "cell": "job entry point: run cell --index N (or the scheduler's index) of --manifest URI",
     "collect": "aggregate a sweep's cell rows into aggregated.parquet and print a table",
     "status": "a sweep's jobs as the scheduler sees them, and its rows so far",
-    "plan": "the cells of +grid=NAME: memory fit, engine support, the sweep's own cost",
+    "plan": "the cells of +grid=NAME: memory fit, engine support, the sweep's own cost "
+    "(the summary; cells=true adds the table of cells, format=json everything)",
     "fit": "instance types and partition degrees that can host model=NAME, cheapest first",
     "report": "plots, the cheapest configuration meeting sla.p99_ms, Pareto front (HTML + MD); "
     "compare=BASE adds the comparison with a base sweep, rate=R a fleet sized for R/s, "

@@ -221,8 +221,10 @@ class SageMakerEngine(Engine):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("AccessDenied", "AccessDeniedException"):
                 return {"endpoint_status": "unknown: DescribeEndpoint not permitted"}
+            message = exc.response.get("Error", {}).get("Message", "")  # "Could not find ..."
             raise HttpError(
-                f"DescribeEndpoint {self.options.endpoint_name}: {code or exc}"
+                f"DescribeEndpoint {self.options.endpoint_name}: "
+                + (f"{code}: {message}" if code and message else code or str(exc))
             ) from exc
         status = about.get("EndpointStatus")
         if status != "InService":

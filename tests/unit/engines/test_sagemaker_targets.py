@@ -179,3 +179,26 @@ def test_kserve_bodies_pad_a_batch_and_carry_pixels() -> None:
     for bad, batch in ((answer, 3), ({"outputs": []}, 2), (short, 2)):
         with pytest.raises(ValueError):
             kserve.checked_answer(json.dumps(bad).encode(), batch)
+
+
+def test_a_missing_endpoint_says_so_in_the_row_not_only_its_code() -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from bench.engines.http_errors import HttpError
+
+    _, engine = _sagemaker("engine.endpoint_name=gone")
+    engine.control = boto3.client(
+        "sagemaker", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    with Stubber(engine.control) as stub:
+        stub.add_client_error(
+            "describe_endpoint",
+            service_error_code="ValidationException",
+            service_message='Could not find endpoint "gone".',
+        )
+        with pytest.raises(HttpError) as raised:
+            engine._describe()
+    assert str(raised.value) == (
+        'DescribeEndpoint gone: ValidationException: Could not find endpoint "gone".'
+    )
