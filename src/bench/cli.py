@@ -226,17 +226,17 @@ def _as_group(cell: CellConfig, args: argparse.Namespace) -> int | None:
     """A cell whose engine runs as several MPI ranks (bench.measure.lockstep): outside mpirun, this
     command again under `mpirun -np N` (its exit code); a follower rank follows rank 0 (its
     exit code). None: this process runs the cell itself (rank 0, or a one-process cell)."""
-    from bench.engines import ENGINES
+    from bench.engines import ENGINES, mpi
     from bench.measure import lockstep
 
-    rank, _ = lockstep.mpi_world()
-    if lockstep.under_mpi() and rank == 0:
+    rank, _ = mpi.mpi_world()
+    if mpi.under_mpi() and rank == 0:
         return None
     engine_class = ENGINES[cell.engine.name]
-    if lockstep.under_mpi():
+    if mpi.under_mpi():
         return lockstep.follow(cell, engine_class)
     ranks = engine_class.mpi_ranks(cell)
-    if ranks < 2 or lockstep.mpirun_reason(ranks):  # no mpirun: the cell says unsupported
+    if ranks < 2 or mpi.mpirun_reason(ranks):  # no mpirun: the cell says unsupported
         return None
     return lockstep.relaunch(ranks, args.argv)
 
@@ -287,8 +287,8 @@ def _run(args: argparse.Namespace) -> int:
         return code
     # stdout carries only the summary or the row (`bench run ... format=json | jq`): what
     # libraries print while the cell runs (DeepSpeed logs to stdout on import) goes to stderr
+    from bench.engines.process_groups import terminate_as_exit
     from bench.measure import progress
-    from bench.measure.process_groups import terminate_as_exit
 
     progress.begin(progress.CellProgress(None, plan.sweep_id, plan.cells[0].cell_id, ""))
     # SIGTERM ends the cell as an exception would: a server it started is stopped on the way

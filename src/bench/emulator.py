@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bench.measure.ports import free_port
+from bench.engines.ports import free_port
 
 START_TIMEOUT_S = 30.0
 

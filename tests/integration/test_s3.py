@@ -146,7 +146,7 @@ def test_transient_s3_errors_are_retried_and_nothing_is_lost(
 
 @pytest.mark.slow
 def test_s3_checkpoint_is_downloaded_once_and_timed(bench_cli, s3_root, tmp_path) -> None:
-    from bench.measure.checkpoints import build_from_config
+    from bench.engines.checkpoints import build_from_config
     from bench.plan.grid import plan_from_overrides as plan
 
     model = plan(["model=bert_tiny"]).cells[0].model

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.measure.process_groups import start_group, stop_group
+from bench.engines.process_groups import start_group, stop_group
 from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO

@@ -81,7 +81,7 @@ class AccelerateEngine(HFEngine):
         import transformers
         from accelerate import init_empty_weights
 
-        from bench.measure.checkpoints import auto_class
+        from bench.engines.checkpoints import auto_class
 
         config = transformers.AutoConfig.from_pretrained(self.folder)
         with init_empty_weights():

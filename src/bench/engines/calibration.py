@@ -104,7 +104,7 @@ class SleepEngine(Engine):
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
-        from bench.measure.lockstep import mpirun_reason
+        from bench.engines.mpi import mpirun_reason
 
         return mpirun_reason(cls.mpi_ranks(cell))
 

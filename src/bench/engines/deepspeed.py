@@ -59,9 +59,9 @@ from typing import Any
 from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig, cell_from_dict
 from bench.engines.base import Capability, LoadInfo, PrepareInfo, Unsupported, device_kind
+from bench.engines.device_memory import LoadMemory
 from bench.engines.hf import HFEngine, torch_dtype
-from bench.measure.device_memory import LoadMemory
-from bench.measure.ports import free_port
+from bench.engines.ports import free_port
 
 # Families with DeepSpeed inference kernels (seed 000's list).
 KERNEL_FAMILIES = frozenset(
@@ -462,7 +462,7 @@ class DeepSpeedEngine(HFEngine):
         """The checkpoint (built once), then the load mode's own form of it (written once:
         per-rank shards, or DeepSpeed's checkpoint json), then the TP group: followers
         started and the process group formed, all before load_s begins."""
-        from bench.measure.checkpoints import derived_folder, publish_folder, weight_files
+        from bench.engines.checkpoints import derived_folder, publish_folder, weight_files
 
         info = super().prepare()
         self.followers: list[subprocess.Popen[bytes]] = []
@@ -520,7 +520,7 @@ class DeepSpeedEngine(HFEngine):
     def _load_full(self) -> LoadInfo:
         """The whole model read on the host; with tp_degree > 1 it stays there until
         init_inference has sharded it, and DeepSpeed moves each rank's slice to its GPU."""
-        from bench.measure.checkpoints import auto_class
+        from bench.engines.checkpoints import auto_class
 
         model = auto_class(self.cell.model.auto_class).from_pretrained(
             self.folder, **self.load_kwargs()
@@ -540,7 +540,7 @@ class DeepSpeedEngine(HFEngine):
         import deepspeed
         import transformers
 
-        from bench.measure.checkpoints import auto_class
+        from bench.engines.checkpoints import auto_class
 
         dtype = torch_dtype(self.cell.precision)
         started = time.perf_counter()
@@ -725,7 +725,7 @@ def _write(cell_file: str, into: str) -> int:
     import deepspeed
     import torch.distributed as dist
 
-    from bench.measure.checkpoints import auto_class
+    from bench.engines.checkpoints import auto_class
 
     cell = cell_from_dict(json.loads(Path(cell_file).read_text()))
     engine = DeepSpeedEngine(cell)

@@ -44,8 +44,8 @@ from typing import Any
 from bench.config.schema import CellConfig
 from bench.config.tasks import task_of
 from bench.engines.base import Capability, Engine, LoadInfo, PrepareInfo, Unsupported
-from bench.measure.checkpoints import publish_folder
-from bench.measure.lockstep import mpi_world, mpirun_reason, under_mpi
+from bench.engines.checkpoints import publish_folder
+from bench.engines.mpi import mpi_world, mpirun_reason, under_mpi
 
 LIB_ENV = "BENCH_FT_LIB"
 DEFAULT_LIB = "/opt/fastertransformer/lib/libth_transformer.so"
@@ -166,7 +166,7 @@ class FasterTransformerEngine(Engine):
     # -- prepare ---------------------------------------------------------------------------
 
     def prepare(self) -> PrepareInfo:
-        from bench.measure.checkpoints import ensure_checkpoint
+        from bench.engines.checkpoints import ensure_checkpoint
 
         cell = self.cell
         got = ensure_checkpoint(cell.model, cell.models_dir, cell.seed)

@@ -95,7 +95,7 @@ def import_modeling_code(model: Any) -> None:
     import transformers
     import transformers.modeling_utils  # from_pretrained's loader
 
-    from bench.measure.checkpoints import auto_class
+    from bench.engines.checkpoints import auto_class
 
     model_type = model.architecture.get("model_type")
     config_file = Path(model.checkpoint or "").expanduser() / "config.json"
@@ -167,7 +167,7 @@ class HFEngine(Engine):
             torch.cuda.synchronize()
 
     def prepare(self) -> PrepareInfo:
-        from bench.measure.checkpoints import ensure_checkpoint
+        from bench.engines.checkpoints import ensure_checkpoint
 
         if not hasattr(self, "device"):  # a caller that skipped the import step
             self.import_libraries()
@@ -191,7 +191,7 @@ class HFEngine(Engine):
         return kwargs
 
     def load(self) -> LoadInfo:
-        from bench.measure.checkpoints import auto_class
+        from bench.engines.checkpoints import auto_class
 
         cell = self.cell
         kwargs = self.load_kwargs()

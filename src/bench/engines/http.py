@@ -29,7 +29,7 @@ endpoint studies were.
   `load_s` is that time to healthy. After measuring it stops the server (SIGTERM, then
   SIGKILL after 30 s) and the row records its exit code; its output goes to the cell's
   stderr, so to the cell's log. The server leads a process group of its own in the cell's
-  session (bench.measure.process_groups): stopped with its workers on every way out of the
+  session (bench.engines.process_groups): stopped with its workers on every way out of the
   cell (close() after a failure, Ctrl-C or SIGTERM), ended by the executor with the cell's
   session when the cell is killed, and sent SIGTERM by the kernel when the cell dies.
 - A chunk that carries its token ids (vLLM's `return_token_ids`) stamps each of them at its
@@ -76,8 +76,8 @@ from bench.engines.base import (
     words_for,
 )
 from bench.engines.http_errors import HttpError
+from bench.engines.process_groups import start_group, stop_group
 from bench.engines.targets import TargetDraw, check_targets, target_draw
-from bench.measure.process_groups import start_group, stop_group
 
 APIS = ("completions", "chat", "embeddings", "kserve")
 STOP_GRACE_S = 30.0
@@ -362,14 +362,14 @@ class HttpEngine(Engine):
     def prepare(self) -> PrepareInfo:
         if "{checkpoint}" not in self.options.server_command:
             return PrepareInfo()
-        from bench.measure.checkpoints import ensure_checkpoint
+        from bench.engines.checkpoints import ensure_checkpoint
 
         got = ensure_checkpoint(self.cell.model, self.cell.models_dir, self.cell.seed)
         self.checkpoint = str(got.folder)
         return PrepareInfo(checkpoint=self.checkpoint, build_s=got.build_s)
 
     def _start_server(self) -> None:
-        from bench.measure.ports import free_port
+        from bench.engines.ports import free_port
 
         port = free_port()
         fields = {

@@ -1,6 +1,6 @@
 """A checkpoint exported to ONNX once, kept beside it under models_dir, for engine=onnxruntime.
 
-The folder is `<models_dir>/<checkpoint>.onnx-<dtype>-<digest>` (bench.measure.checkpoints.
+The folder is `<models_dir>/<checkpoint>.onnx-<dtype>-<digest>` (bench.engines.checkpoints.
 derived_folder: the digest covers the checkpoint's weight files, the opset, the torch version
 and the input shape the graph fixes), so a rebuilt checkpoint or another opset gets a new
 export and every other cell reuses it. It is written into a private temp folder and renamed
@@ -62,7 +62,7 @@ def export_spec(cell: CellConfig, dtype: str, opset: int) -> dict[str, Any]:
 def ensure_export(checkpoint: Path, cell: CellConfig, dtype: str, opset: int) -> Export:
     """The checkpoint's ONNX export for `cell` in `dtype` (fp32 | fp16), exported unless an
     earlier cell left it."""
-    from bench.measure.checkpoints import derived_folder, publish_folder
+    from bench.engines.checkpoints import derived_folder, publish_folder
 
     spec = export_spec(cell, dtype, opset)
     folder = derived_folder(checkpoint, cell.models_dir, f"onnx-{dtype}", spec)
@@ -126,7 +126,7 @@ def write_export(checkpoint: Path, cell: CellConfig, folder: Path, dtype: str, o
     import torch
     import transformers
 
-    from bench.measure.checkpoints import auto_class
+    from bench.engines.checkpoints import auto_class
 
     model = auto_class(cell.model.auto_class).from_pretrained(checkpoint, dtype=torch.float32)
     device = "cuda" if dtype == "fp16" and torch.cuda.is_available() else "cpu"

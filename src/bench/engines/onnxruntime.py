@@ -206,8 +206,8 @@ class OnnxRuntimeEngine(Engine):
     def prepare(self) -> PrepareInfo:
         import transformers
 
+        from bench.engines.checkpoints import ensure_checkpoint
         from bench.engines.onnx_export import ensure_export
-        from bench.measure.checkpoints import ensure_checkpoint
 
         cell = self.cell
         got = ensure_checkpoint(cell.model, cell.models_dir, cell.seed)

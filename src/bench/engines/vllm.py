@@ -98,7 +98,7 @@ class VllmEngine(Engine):
         import vllm  # noqa: F401  (seconds of its own: import_s, never load_s)
 
     def prepare(self) -> PrepareInfo:
-        from bench.measure.checkpoints import ensure_checkpoint
+        from bench.engines.checkpoints import ensure_checkpoint
 
         got = ensure_checkpoint(self.cell.model, self.cell.models_dir, self.cell.seed)
         self.folder = got.folder

@@ -16,7 +16,7 @@ done; for each request {"argv", "env", "log"} on its stdin it forks, answers {"p
 for the child and answers {"exit": code} (negative: the signal that ended it). One cell at a
 time: the local executor runs cells one after another. Each forked cell leads a session of
 its own (its pid is its group id): the executor stops a cell past its timeout, or when the
-sweep is interrupted, through its group and sweeps its session (bench.measure.process_groups);
+sweep is interrupted, through its group and sweeps its session (bench.engines.process_groups);
 the server, its parent, reaps it. A forked cell holds a shared lock on its log
 (bench.executors.cell_logs) as long as it, or anything it started, may write there.
 
@@ -38,14 +38,14 @@ import time
 import traceback
 from typing import IO, Any
 
-from bench.executors.cell_logs import lock_shared
-from bench.measure.process_groups import (
+from bench.engines.process_groups import (
     CELL_GRACE_S,
     LEFTOVER_GRACE_S,
     end_session,
     first_signal,
     stop_session,
 )
+from bench.executors.cell_logs import lock_shared
 from bench.measure.runner import FORK_SERVER_PRELOAD_VARIABLE
 
 READY_TIMEOUT_S = 300.0

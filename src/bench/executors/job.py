@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bench.engines.process_groups import terminate_as_exit
 from bench.executors import lease
 from bench.executors.environment import attempt_id
 from bench.measure import progress
-from bench.measure.process_groups import terminate_as_exit
 from bench.measure.runner import CellResult, run_cell
 from bench.plan.feasibility import planner_warnings
 from bench.plan.manifest import Plan, manifest_location, read_manifest

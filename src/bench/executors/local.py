@@ -11,7 +11,7 @@ so it takes no CPU from the measurement.
 Nothing of a cell outlives it but its row and its log. Each cell leads a session of its own;
 past its timeout, or when the sweep is interrupted (Ctrl-C, SIGTERM), it is told to stop
 (SIGTERM or SIGINT to its group), given CELL_GRACE_S to stop what it started (a server),
-SIGKILLed, and whatever is left in its session is ended too (bench.measure.process_groups).
+SIGKILLed, and whatever is left in its session is ended too (bench.engines.process_groups).
 Its output is written from its first line where it will be kept (executors/cell_logs.py) and
 moved to `logs/` however it ends; its lease and progress record are removed after it. The
 next run of a sweep sweeps up what a sweep killed outright left: orphaned cells' logs, stale
@@ -32,13 +32,7 @@ from pathlib import Path
 
 from bench.config.checks import positive
 from bench.engines import ENGINES
-from bench.executors import cell_logs, lease
-from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
-from bench.executors.environment import LocalEnvironment
-from bench.executors.forkserver import ForkServer, ForkServerError
-from bench.executors.job import clear_stale_progress, save_result
-from bench.measure import progress as cell_progress
-from bench.measure.process_groups import (
+from bench.engines.process_groups import (
     CELL_GRACE_S,
     LEFTOVER_GRACE_S,
     end_session,
@@ -46,6 +40,12 @@ from bench.measure.process_groups import (
     stop_session,
     terminate_as_exit,
 )
+from bench.executors import cell_logs, lease
+from bench.executors.base import Executor, JobHandle, ProgressFn, crash_row
+from bench.executors.environment import LocalEnvironment
+from bench.executors.forkserver import ForkServer, ForkServerError
+from bench.executors.job import clear_stale_progress, save_result
+from bench.measure import progress as cell_progress
 from bench.measure.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
 from bench.measure.runner import CellResult
 from bench.plan.manifest import Plan

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,33 +31,14 @@ import threading
 import time
 from typing import Any
 
+from bench.engines.mpi import mpi_world
+
 CHANNEL_ENV = "BENCH_LOCKSTEP"  # host:port rank 0 listens on (set by the launcher)
-MPI_SIZE_ENV = "OMPI_COMM_WORLD_SIZE"
-MPI_RANK_ENV = "OMPI_COMM_WORLD_RANK"
 CONNECT_TIMEOUT_S = 300.0  # followers wait this long for rank 0 to listen, rank 0 for them
 
 
 class LockstepError(RuntimeError):
     """The group fell out of step: a follower failed, or never connected."""
-
-
-def mpi_world() -> tuple[int, int]:
-    """(rank, size) of this process under Open MPI's mpirun; (0, 1) outside it."""
-    return int(os.environ.get(MPI_RANK_ENV, "0")), int(os.environ.get(MPI_SIZE_ENV, "1"))
-
-
-def under_mpi() -> bool:
-    return MPI_SIZE_ENV in os.environ
-
-
-def mpirun_reason(ranks: int) -> str | None:
-    """Why this host cannot launch `ranks` ranks (None when it can)."""
-    if ranks > 1 and not under_mpi() and shutil.which("mpirun") is None:
-        return (
-            f"the cell runs as {ranks} MPI ranks and this host has no mpirun (Open MPI: "
-            "apt-get install openmpi-bin; the fastertransformer image has it)"
-        )
-    return None
 
 
 def mpirun_command(ranks: int, argv: list[str], address: str) -> list[str]:
@@ -74,7 +54,7 @@ def mpirun_command(ranks: int, argv: list[str], address: str) -> list[str]:
 
 def relaunch(ranks: int, argv: list[str]) -> int:
     """Run `bench ARGV` as `ranks` MPI ranks and wait: mpirun's exit code."""
-    from bench.measure.ports import free_port
+    from bench.engines.ports import free_port
 
     address = f"127.0.0.1:{free_port()}"
     command = mpirun_command(ranks, argv, address)

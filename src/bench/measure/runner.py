@@ -28,10 +28,9 @@ import pyarrow as pa
 
 from bench.config.schema import CellConfig
 from bench.config.tasks import image_size, task_of
-from bench.engines import ENGINES
+from bench.engines import ENGINES, device_memory
 from bench.engines.base import Engine, Unsupported, device_kind
 from bench.measure import (
-    device_memory,
     heap,
     lockstep,
     progress,

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from bench.config.checks import ConfigError  # noqa: E402
+from bench.engines.checkpoints import derived_folder, weight_files  # noqa: E402
 from bench.engines.deepspeed import (  # noqa: E402
     DeepSpeedEngine,
     checkpoint_json,
@@ -22,8 +23,7 @@ from bench.engines.deepspeed import (  # noqa: E402
     save_rank_shard,
     shards_complete,
 )
-from bench.measure.checkpoints import derived_folder, weight_files  # noqa: E402
-from bench.measure.device_memory import LoadMemory  # noqa: E402
+from bench.engines.device_memory import LoadMemory  # noqa: E402
 from bench.plan.grid import plan_from_overrides  # noqa: E402
 
 
@@ -163,7 +163,7 @@ def test_a_derived_folder_changes_with_its_spec_and_with_the_weights(tmp_path: P
 
 
 def test_load_memory_keeps_the_load_peak_when_a_later_reset_lowers_vmhwm(monkeypatch) -> None:
-    from bench.measure import device_memory
+    from bench.engines import device_memory
 
     readings = {"rss": 500.0, "hwm": 500.0}
     monkeypatch.setattr(device_memory, "reset_peak_rss", lambda: True)

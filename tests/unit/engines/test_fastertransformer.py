@@ -19,7 +19,7 @@ from bench.engines.fastertransformer import (  # noqa: E402
     LIB_ENV,
     FasterTransformerEngine,
 )
-from bench.measure.lockstep import MPI_SIZE_ENV  # noqa: E402
+from bench.engines.mpi import MPI_SIZE_ENV  # noqa: E402
 from tests.support.tiny_ft_models import (  # noqa: E402
     ARCHS,
     HEADS,
@@ -135,9 +135,9 @@ def test_unsupported_tasks_and_mpi(opt_cell, tmp_path, monkeypatch) -> None:
     assert (
         FasterTransformerEngine.mpi_ranks(tp2) == 2 and FasterTransformerEngine.mpi_ranks(cell) == 1
     )
-    monkeypatch.setattr("bench.measure.lockstep.shutil.which", lambda name: None)
+    monkeypatch.setattr("bench.engines.mpi.shutil.which", lambda name: None)
     assert "no mpirun" in _reason(tp2)
-    monkeypatch.setattr("bench.measure.lockstep.shutil.which", lambda name: "/usr/bin/mpirun")
+    monkeypatch.setattr("bench.engines.mpi.shutil.which", lambda name: "/usr/bin/mpirun")
     assert _reason(tp2) is None
     monkeypatch.setenv(MPI_SIZE_ENV, "2")
     assert _reason(tp2) is None

@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
+from bench.engines import mpi
 from bench.engines.calibration import SleepEngine
+from bench.engines.ports import free_port
 from bench.measure import lockstep
-from bench.measure.ports import free_port
 from bench.plan.grid import plan_from_overrides
 
 
@@ -20,8 +21,8 @@ def _cell(*overrides: str):
 def _group(monkeypatch: pytest.MonkeyPatch, calls: list[str], fail_on_follower: bool = False):
     """A leader engine and a follower thread, each engine recording its requests in `calls`."""
     monkeypatch.setenv(lockstep.CHANNEL_ENV, f"127.0.0.1:{free_port()}")
-    monkeypatch.setenv(lockstep.MPI_SIZE_ENV, "2")
-    monkeypatch.setenv(lockstep.MPI_RANK_ENV, "0")
+    monkeypatch.setenv(mpi.MPI_SIZE_ENV, "2")
+    monkeypatch.setenv(mpi.MPI_RANK_ENV, "0")
     original = SleepEngine.infer
 
     def infer(self, batch):
@@ -84,8 +85,8 @@ def test_outside_a_group_the_engine_is_left_alone(monkeypatch):
 
 
 def test_a_host_without_mpirun_makes_a_group_cell_unsupported(monkeypatch):
-    monkeypatch.delenv(lockstep.MPI_SIZE_ENV, raising=False)
-    monkeypatch.setattr("bench.measure.lockstep.shutil.which", lambda name: None)
+    monkeypatch.delenv(mpi.MPI_SIZE_ENV, raising=False)
+    monkeypatch.setattr("bench.engines.mpi.shutil.which", lambda name: None)
     cell = _cell("engine.mpi_ranks=2")
     assert "no mpirun" in SleepEngine.host_reason(cell)
     assert SleepEngine.host_reason(_cell()) is None  # one process needs no launcher

@@ -16,7 +16,7 @@ import pyarrow as pa
 from bench.config.checks import int_at_least, non_negative, share
 from bench.config.schema import CellConfig, ScenarioConfig
 from bench.engines.base import Engine
-from bench.measure.device_memory import host_available_mb, memory_of
+from bench.engines.device_memory import host_available_mb, memory_of
 from bench.measure.loadgen import Request, Settled, run_closed_loop
 from bench.measure.scenarios.base import Measured, Scenario, Traffic, request_for
 

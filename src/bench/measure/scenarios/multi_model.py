@@ -24,8 +24,8 @@ import pyarrow as pa
 from bench.config.checks import ConfigError, choice, int_at_least, non_negative, positive, share
 from bench.config.schema import CellConfig, ScenarioConfig
 from bench.engines.base import Engine, Unsupported
+from bench.engines.device_memory import memory_of, process_anon_mb
 from bench.measure.admission import Admission, limits_set
-from bench.measure.device_memory import memory_of, process_anon_mb
 from bench.measure.loadgen import Request
 from bench.measure.metrics import nearest_rank_ms
 from bench.measure.scenarios.base import Measured, Scenario, Traffic

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.engines.base import Engine
-from bench.measure.device_memory import MIB, DeviceMemory, host_available_mb, process_anon_mb
+from bench.engines.device_memory import MIB, DeviceMemory, host_available_mb, process_anon_mb
 
 # The finest step a memory reading moves by (RssAnon counts pages): a model measured under it
 # took no memory the readings can see.
