@@ -251,11 +251,20 @@ class BallastEngine(SleepEngine):
     load_ms = 60.0
 
     def load(self) -> LoadInfo:
+        import mmap
+
         time.sleep(self.load_ms / 1000)
-        self.weights = np.ones(self.mib << 17)  # float64: 8 bytes each
+        # pages of its own, mapped and touched: an array from the heap could reuse memory an
+        # earlier test freed (glibc raises its mmap threshold after large frees) and grow
+        # this long-lived process by nothing
+        private = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS  # anonymous memory, as weights are
+        self.weights = mmap.mmap(-1, self.mib << 20, flags=private)
+        np.frombuffer(self.weights, dtype=np.uint8).fill(1)
         return super().load()
 
     def close(self) -> None:
+        if self.weights is not None:
+            self.weights.close()
         self.weights = None
 
 
