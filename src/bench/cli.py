@@ -311,11 +311,11 @@ def _cell(args: argparse.Namespace) -> int:
 
     index = args.index if args.index is not None else index_from_environment()
     check_manifest_store(args.manifest)  # unreachable or missing: one line, not 80 s of retries
-    store, plan, index = job_cell(args.manifest, index, args.array)  # the manifest, read once
-    if (code := _as_group(plan.cells[index], args)) is not None:
+    store, plan, cell = job_cell(args.manifest, index, args.array)  # its cell, read once
+    if (code := _as_group(cell, args)) is not None:
         return code
     limit_s = executor_class(plan.executor)(plan.executor).attempt_limit_s
-    outcome = run_job(store, plan, index, lease.lease_seconds(limit_s))
+    outcome = run_job(store, plan, cell, lease.lease_seconds(limit_s))
     if outcome.result is None:  # stood down: nothing wrong, nothing written
         print(json.dumps({"cell_id": outcome.cell_id, "stood_down": outcome.stood_down}))
         return EXIT_OK
@@ -484,6 +484,7 @@ def _report(args: argparse.Namespace) -> int:
     from bench.config.compose import compose_one
     from bench.results.collect import collect
     from bench.results.report import SLA_KEYS, Sla, build_report
+    from bench.results.store import SweepPaths
 
     # `compare=BASE` (a sweep id or aggregate URI), `rate=R` and `ratio=A/B` add the decision
     # sections (the ratio table also by itself, for a sweep of exactly two instance types)
@@ -512,7 +513,7 @@ def _report(args: argparse.Namespace) -> int:
         **{key: float(v) if (v := cfg.sla.get(key)) is not None else None for key in SLA_KEYS}
     )
     built = build_report(frame, args.sweep_id, targets, decisions)
-    folder = f"{args.sweep_id}/report"
+    folder = SweepPaths(args.sweep_id).report_dir
     for name, data in built.images.items():
         store.write_bytes(f"{folder}/{name}", data)
     store.write_bytes(f"{folder}/report.md", built.markdown.encode())

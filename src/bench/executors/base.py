@@ -14,7 +14,7 @@ from bench.config.checks import typed_options
 from bench.config.schema import CellConfig
 from bench.executors.environment import JobEnvironment
 from bench.plan.manifest import Plan
-from bench.results.store import Store
+from bench.results.store import Store, SweepPaths
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def journal_submission(store: Store, sweep_id: str, submission: Submission) -> s
     import json
     from dataclasses import asdict
 
-    rel = f"{sweep_id}/submissions/{submission.name}.json"
+    rel = SweepPaths(sweep_id).submission(submission.name)
     store.write_bytes(rel, json.dumps(asdict(submission), indent=1).encode())
     return rel
 
@@ -169,7 +169,7 @@ def read_submissions(store: Store, sweep_id: str) -> list[Submission]:
     import json
 
     found = []
-    for rel in store.list(f"{sweep_id}/submissions", ".json"):
+    for rel in store.list(SweepPaths(sweep_id).submissions_dir, ".json"):
         data = json.loads(store.read_bytes(rel))
         found += [Submission(**d) for d in (data if isinstance(data, list) else [data])]
     return found

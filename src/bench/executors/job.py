@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bench.config.schema import CellConfig
 from bench.engines.process_groups import terminate_as_exit
 from bench.executors import lease
 from bench.executors.environment import attempt_id
@@ -92,7 +93,7 @@ def clear_stale_progress(store: Store, sweep_id: str) -> list[str]:
     process was killed before it could remove them (a cell removes its record before it gives
     its lease back, so a live attempt's record always has its lease). The cells cleared."""
     cleared = []
-    for rel in store.list(f"{sweep_id}/progress", ".json"):
+    for rel in store.list(SweepPaths(sweep_id).progress_dir, ".json"):
         cell_id = rel.rsplit("/", 1)[1].removesuffix(".json")
         said = progress.read_phase(store, sweep_id, cell_id)
         attempt = said.get("attempt") if isinstance(said, dict) else None
@@ -107,7 +108,7 @@ def clear_stale_progress(store: Store, sweep_id: str) -> list[str]:
 
 
 def array_map_path(sweep_id: str, name: str) -> str:
-    return f"{sweep_id}/arrays/{name}.json"
+    return SweepPaths(sweep_id).array_map(name)
 
 
 def write_array_map(store: Store, sweep_id: str, name: str, indices: list[int]) -> None:
@@ -139,30 +140,30 @@ class JobOutcome:
     stood_down: str = ""  # "busy: ..." (another attempt holds the lease) or "ok: ..."
 
 
-def job_cell(manifest_uri: str, index: int, array: str | None = None) -> tuple[Store, Plan, int]:
-    """The store, the manifest's plan and the index of the cell a job runs: cell `index`, or
-    child `index` of array map `array`."""
+def job_cell(
+    manifest_uri: str, index: int, array: str | None = None
+) -> tuple[Store, Plan, CellConfig]:
+    """The store, the manifest's plan holding only the cell a job runs (cell `index`, or
+    child `index` of array map `array`: the one cell read and validated), and that cell."""
     store, sweep_id = manifest_location(manifest_uri)
     index = resolve_index(store, sweep_id, index, array)
-    plan = read_manifest(store, sweep_id)
-    if not 0 <= index < len(plan.cells):
-        raise IndexError(f"--index {index} is outside the manifest's 0..{len(plan.cells) - 1}")
-    return store, plan, index
+    plan = read_manifest(store, sweep_id, only=index)
+    return store, plan, plan.cells[0]
 
 
-def run_job(store: Store, plan: Plan, index: int, lease_s: float) -> JobOutcome:
-    """Run cell `index` of the plan (as job_cell found it) under the cell's lease (held for
+def run_job(store: Store, plan: Plan, cell: CellConfig, lease_s: float) -> JobOutcome:
+    """Run `cell` of the plan (as job_cell found it) under the cell's lease (held for
     `lease_s` seconds: lease.lease_seconds) and store its row, unless another attempt holds
     the lease or (without force) the cell has an ok row already. SIGTERM (the executor's,
     or a scheduler's at its time limit) ends it through its `finally` blocks: the engine
     stops any server it started, the progress record goes, the lease is given back."""
     with terminate_as_exit():
-        return _run_job(store, plan, index, lease_s)
+        return _run_job(store, plan, cell, lease_s)
 
 
-def _run_job(store: Store, plan: Plan, index: int, lease_s: float) -> JobOutcome:
+def _run_job(store: Store, plan: Plan, cell: CellConfig, lease_s: float) -> JobOutcome:
     sweep_id = plan.sweep_id
-    cell, attempt = plan.cells[index], attempt_id()
+    attempt = attempt_id()
     try:
         lease.acquire(store, sweep_id, cell.cell_id, attempt, lease_s)
     except lease.CellBusy as busy:

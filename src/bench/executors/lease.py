@@ -163,7 +163,7 @@ def holder_of(store: Store, sweep_id: str, cell_id: str) -> Lease | None:
 def holders(store: Store, sweep_id: str) -> list[tuple[str, Lease]]:
     """(cell_id, holder) of every live lease of the sweep: the cells being measured now."""
     found = []
-    for rel in store.list(f"{sweep_id}/leases", ".json"):
+    for rel in store.list(SweepPaths(sweep_id).leases_dir, ".json"):
         cell_id = rel.rsplit("/", 1)[1].removesuffix(".json")
         if (holder := holder_of(store, sweep_id, cell_id)) is not None:
             found.append((cell_id, holder))

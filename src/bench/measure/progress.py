@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from bench.results.store import Store
+from bench.results.store import Store, SweepPaths
 
 PROGRESS_FD_VARIABLE = "BENCH_PROGRESS_FD"
 PROGRESS_LABEL_VARIABLE = "BENCH_PROGRESS_LABEL"  # the sweep's count, e.g. [3/16]
@@ -39,7 +39,7 @@ PHASES = ("import", "prepare", "load", "warmup", "measure", "quality", "write")
 
 
 def progress_path(sweep_id: str, cell_id: str) -> str:
-    return f"{sweep_id}/progress/{cell_id}.json"
+    return SweepPaths(sweep_id).progress(cell_id)
 
 
 def _terminal() -> TextIO | None:

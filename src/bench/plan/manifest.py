@@ -77,7 +77,15 @@ class Plan:
         }
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> Plan:
+    def from_manifest(cls, manifest: dict[str, Any], only: int | None = None) -> Plan:
+        """The manifest's Plan, every cell validated; with `only`, that cell alone (a job
+        runs one cell: validating all of them in every job would be quadratic over a
+        sweep). IndexError when `only` is not one of its cells."""
+        cells = manifest["cells"]
+        if only is not None:
+            if not 0 <= only < len(cells):
+                raise IndexError(f"--index {only} is outside the manifest's 0..{len(cells) - 1}")
+            cells = [cells[only]]
         return cls(
             sweep_id=check_sweep_id(manifest["sweep_id"]),
             grid_name=manifest.get("grid", ""),
@@ -85,7 +93,7 @@ class Plan:
             store_root=manifest.get("store_root", ""),
             executor=manifest.get("executor", {}),
             force=bool(manifest.get("force", False)),
-            cells=[_checked(cell_from_dict(d)) for d in manifest["cells"]],
+            cells=[_checked(cell_from_dict(d)) for d in cells],
         )
 
 
@@ -134,12 +142,13 @@ def write_manifest(store: Store, plan: Plan) -> str:
     return store.uri(paths.manifest)
 
 
-def read_manifest(store: Store, sweep_id: str) -> Plan:
-    """The sweep's Plan, every cell validated (StoreError when the sweep has no manifest)."""
+def read_manifest(store: Store, sweep_id: str, only: int | None = None) -> Plan:
+    """The sweep's Plan, every cell validated, or with `only` that cell alone (StoreError
+    when the sweep has no manifest)."""
     manifest = readable_manifest(store, sweep_id)
     if manifest is None:
         raise StoreError(f"no manifest at {store.uri(SweepPaths(sweep_id).manifest)}")
-    plan = Plan.from_manifest(manifest)
+    plan = Plan.from_manifest(manifest, only)
     if plan.sweep_id != sweep_id:  # its rows would land in another sweep's folder
         raise ConfigError(
             "sweep_id", plan.sweep_id, f"the manifest's folder says {sweep_id}: they must agree"

@@ -362,8 +362,36 @@ class SweepPaths:
     def log(self, cell_id: str, attempt: str) -> str:
         return f"{self.sweep_id}/logs/{cell_id}/{attempt}.log"
 
+    @property
+    def leases_dir(self) -> str:
+        return f"{self.sweep_id}/leases"
+
     def lease(self, cell_id: str) -> str:
-        return f"{self.sweep_id}/leases/{cell_id}.json"
+        return f"{self.leases_dir}/{cell_id}.json"
+
+    @property
+    def progress_dir(self) -> str:
+        """Each running cell's phase, for `bench status` (bench.measure.progress)."""
+        return f"{self.sweep_id}/progress"
+
+    def progress(self, cell_id: str) -> str:
+        return f"{self.progress_dir}/{cell_id}.json"
+
+    @property
+    def submissions_dir(self) -> str:
+        """A scheduler's journal: one file per submission (bench.executors.base)."""
+        return f"{self.sweep_id}/submissions"
+
+    def submission(self, name: str) -> str:
+        return f"{self.submissions_dir}/{name}.json"
+
+    def array_map(self, name: str) -> str:
+        """An array job's child index -> cell index map (bench.executors.job)."""
+        return f"{self.sweep_id}/arrays/{name}.json"
+
+    @property
+    def report_dir(self) -> str:
+        return f"{self.sweep_id}/report"
 
 
 def manifest_json(store: Store, sweep_id: str) -> dict[str, Any] | None:

@@ -37,6 +37,31 @@ def test_the_yaml_sets_only_shared_keys_and_the_scenarios_own(name: str) -> None
     assert own <= set(SCENARIOS[name].option_keys())
 
 
+def _plain(value: object) -> object:
+    """A YAML list as the tuple a dataclass default holds; everything else as it is."""
+    return tuple(_plain(v) for v in value) if isinstance(value, list) else value
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_options_defaults_are_the_yamls_values(name: str) -> None:
+    """One default per key: the class's dataclass default is what its YAML says (an
+    interpolation such as ${sla.p99_ms} is the config's to fill in)."""
+    options = SCENARIOS[name].Options
+    if not dataclasses.is_dataclass(options):
+        return
+    declared = yaml.safe_load((SCENARIO_DIR / f"{name}.yaml").read_text())
+    defaults = {f.name: f.default for f in dataclasses.fields(options)}
+    differ = {
+        key: (defaults[key], value)
+        for key, value in declared.items()
+        if key in defaults
+        and not (isinstance(value, str) and "${" in value)
+        and defaults[key] is not dataclasses.MISSING
+        and _plain(defaults[key]) != _plain(value)
+    }
+    assert not differ, f"{name}: (class default, yaml) {differ}"
+
+
 def test_a_key_of_another_scenario_is_dropped_and_a_typo_refused() -> None:
     ramp_keys = {"stages": [1, 2], "stage_duration_s": 1.0}
     checked = check_scenario(_config("capacity", max_copies=3, **ramp_keys))

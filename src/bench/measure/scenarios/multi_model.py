@@ -39,6 +39,15 @@ from bench.measure.scenarios.multi_model_traffic import (
     model_shares,
 )
 
+# Seed 003's Locust StagesShape as per-stage lengths (its `duration` is the running total:
+# 30, 60, ..., 300, 340 s); conf/scenario/multi_model.yaml says the same
+SEED_STAGES: tuple[dict[str, float], ...] = (
+    {"users": 10, "spawn_rate": 5, "duration_s": 30},
+    *({"users": users, "spawn_rate": 1 if users == 20 else 2, "duration_s": 30}
+      for users in range(20, 200, 20)),
+    {"users": 200, "spawn_rate": 2, "duration_s": 40},
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class MultiModelOptions:
@@ -48,9 +57,9 @@ class MultiModelOptions:
     memory_threshold: float = 0.9  # share of the device's memory models may fill
     memory_cap_mb: float = 0.0  # > 0: the models may take at most this many MiB together
     distinct_checkpoints: bool = False  # model k built from config with seed + k
-    user_stages: tuple[Any, ...] = ()  # ({users, spawn_rate, duration_s}, ...)
-    think_min_s: float = 0.0  # each user waits a time drawn uniformly from [min, max] ...
-    think_max_s: float = 0.0  # ... after each request (Locust's wait_time = between)
+    user_stages: tuple[Any, ...] = SEED_STAGES  # ({users, spawn_rate, duration_s}, ...)
+    think_min_s: float = 0.05  # each user waits a time drawn uniformly from [min, max] ...
+    think_max_s: float = 0.5  # ... after each request (Locust's wait_time = between)
 
 
 class MultiModel(Scenario):

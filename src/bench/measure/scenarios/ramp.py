@@ -24,9 +24,9 @@ from bench.measure.scenarios.base import Measured, Scenario, fixed_length
 
 @dataclass(frozen=True)
 class RampOptions:
-    stages: tuple[int, ...] = ()  # the concurrencies, rising
-    stage_duration_s: float = 5.0  # measured seconds per stage
-    stage_warmup_s: float = 1.0  # seconds at the stage's concurrency before it is measured
+    stages: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # the concurrencies, rising
+    stage_duration_s: float = 10.0  # measured seconds per stage
+    stage_warmup_s: float = 2.0  # seconds at the stage's concurrency before it is measured
     sla_p99_ms: float | None = None  # the latency a stage must meet (default: sla.p99_ms)
 
 
