@@ -434,8 +434,7 @@ class HttpEngine(Engine):
                 or self._listed_model()
                 or (self.cell.model.checkpoint or self.cell.model.name)
             )
-        self.load_facts = self._facts()
-        return LoadInfo(device="remote", extra=self.load_facts)
+        return LoadInfo(device="remote", extra=self._facts())
 
     def _listed_model(self) -> str | None:
         """The one model the server lists at /v1/models (a vLLM server names it after its

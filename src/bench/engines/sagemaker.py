@@ -203,7 +203,6 @@ class SageMakerEngine(Engine):
             facts["payload_bytes"] = len(self.make_batch())
         if options.describe:
             facts.update(self._describe())
-        self.load_facts = facts
         return LoadInfo(device="remote", extra=facts)
 
     def describe(self) -> dict[str, Any]:

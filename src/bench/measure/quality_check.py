@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.config.schema import CellConfig
+from bench.engines.base import device_kind
 from bench.measure.quality import logits_difference, token_agreement
 
 # An encoder's or image model's logits agree with eager fp32 at this cosine similarity or
@@ -92,7 +93,7 @@ def _room_reason(cell: CellConfig, params: int | None) -> str | None:
     if not params:
         return None
     need_mb = params * 4 / 2**20
-    if cell.device == "cuda" or str(cell.device).startswith("cuda"):
+    if device_kind(cell) == "cuda":  # device=auto on a GPU instance runs there too
         import torch
 
         free_mb = torch.cuda.mem_get_info()[0] / 2**20 if torch.cuda.is_available() else 0.0

@@ -8,6 +8,8 @@ tensorrt, torch_compile); PyTorch is `hf`. Each ratio is compiled / PyTorch."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from bench.results.document import Heading, Table, Text
@@ -28,10 +30,11 @@ def _engine_label(row: pd.Series) -> str:
     """`hf` is PyTorch; onnxruntime says its provider (tensorrt: the study's TensorRT)."""
     if row["engine"] == EAGER:
         return "PyTorch (hf)"
-    provider = ""
-    if row["engine"] == "onnxruntime" and isinstance(row.get("engine_info"), str):
-        provider = " tensorrt" if '"tensorrt' in row["engine_info"].lower() else ""
-    return f"{row['engine']}{provider} {row['precision']}"
+    info = json.loads(row["engine_info"]) if isinstance(row.get("engine_info"), str) else {}
+    # the session's providers (onnxruntime's engine_info), or the one asked for
+    providers = info.get("providers") or [info.get("provider") or ""]
+    tensorrt = any(str(p).lower().startswith("tensorrt") for p in providers)
+    return f"{row['engine']}{' tensorrt' if tensorrt else ''} {row['precision']}"
 
 
 def multi_model_table(frame: pd.DataFrame) -> pd.DataFrame:
