@@ -40,10 +40,10 @@ format: setup
 overhead: setup
 	$(BIN)/python benchmarks/overhead.py
 
-# docs/columns.md from the row schema (src/bench/results/schema.py); tests/unit/test_docs.py checks it.
+# docs/columns.md from the row schema (src/bench/row/schema.py); tests/unit/test_docs.py checks it.
 # docs/img/report.png: a smoke sweep's report in headless Chromium (apt-get install chromium).
 docs: setup
-	$(BIN)/python -m bench.results.schema_doc > docs/columns.md
+	$(BIN)/python -m bench.row.schema_doc > docs/columns.md
 	$(BIN)/python docs/report_screenshot.py
 
 # Re-resolve every dependency from pyproject.toml in a scratch environment and pin what

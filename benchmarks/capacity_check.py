@@ -42,11 +42,11 @@ import argparse
 
 import numpy as np
 
-from bench.measure.runner import run_cell
-from bench.measure.stats import serial_quantile_interval
+from bench.cell.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from bench.results.capacity import ServiceTimes, replica_rate, service_times, simulated_p99
 from bench.results.compare import sample_latencies
+from bench.stats import serial_quantile_interval
 
 
 def measure(overrides: list[str], one_state: bool) -> dict:

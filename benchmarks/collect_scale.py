@@ -35,8 +35,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.emulator import aws_env, moto_server, patched_environ
-from bench.results.schema import SCHEMA_VERSION, rows_to_table
-from bench.results.store import Store, SweepPaths, open_store
+from bench.row.schema import SCHEMA_VERSION, rows_to_table
+from bench.store import Store, SweepPaths, open_store
 
 SWEEP = "scale"
 TARGETS = {"local": 10.0, "s3": 60.0}

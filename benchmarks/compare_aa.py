@@ -48,7 +48,7 @@ import pandas as pd
 
 from bench.results.compare import EXIT_RERUN, Comparison, compare
 from bench.results.compare_ab import split_sides
-from bench.results.store import Store, SweepPaths, open_store
+from bench.store import Store, SweepPaths, open_store
 
 LATENCY = ["latency_ms_p50", "latency_ms_p90", "latency_ms_p99"]
 NO_CHANGE = "no significant change"

@@ -1,7 +1,7 @@
 """Does bench measure what a plain timing loop measures? The same cell, both ways, alternating.
 
 Pairs of processes, one of each kind, take turns measuring (the other one idle, blocked on its
-stdin): a bench worker that runs the cell through `bench.measure.runner.run_cell`, what `bench run`
+stdin): a bench worker that runs the cell through `bench.cell.runner.run_cell`, what `bench run`
 calls (thread policy, engine imports, load, warmup, the closed loop, the summary), and a
 plain loop that loads the same checkpoint once, runs a few warmup calls, then calls the model
 in `threads` Python threads for the same number of seconds, each call bracketed by
@@ -122,8 +122,8 @@ def fork_after_preload() -> None:
     executor's fork server forks cells (`--forked`): the parent waits and exits with us."""
     import importlib
 
+    from bench.cell.runner import FORK_SERVER_PRELOAD_VARIABLE
     from bench.engines.hf import HFEngine
-    from bench.measure.runner import FORK_SERVER_PRELOAD_VARIABLE
 
     for name in HFEngine.preload:
         importlib.import_module(name)
@@ -137,7 +137,7 @@ def fork_after_preload() -> None:
 def run_bench_worker(overrides: list[str]) -> None:
     if os.environ.get("FIDELITY_FORKED"):
         fork_after_preload()
-    from bench.measure.runner import run_cell
+    from bench.cell.runner import run_cell
     from bench.plan.grid import plan_from_overrides
 
     cell = plan_from_overrides(overrides).cells[0]

@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--threads", default="1,2,4")
     args = parser.parse_args()
-    from bench.measure.runner import run_cell
+    from bench.cell.runner import run_cell
     from bench.plan.grid import plan_from_overrides
 
     server = subprocess.Popen(

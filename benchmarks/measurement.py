@@ -18,11 +18,11 @@ import argparse
 import dataclasses
 import json
 
+from bench.cell.runner import run_cell
 from bench.engines.calibration import SleepEngine
 from bench.measure.loadgen import run_closed_loop
-from bench.measure.runner import run_cell
-from bench.measure.stats import serial_quantile_interval
 from bench.plan.grid import plan_from_overrides
+from bench.stats import serial_quantile_interval
 
 
 def coverage(runs: int) -> None:

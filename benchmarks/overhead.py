@@ -17,7 +17,7 @@ import json
 import platform
 import statistics
 
-from bench.measure.runner import run_cell
+from bench.cell.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 
 TARGET_P50_US = 20.0

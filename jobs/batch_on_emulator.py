@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench.emulator import aws_env, moto_server, patched_environ
 from bench.executors.base import read_submissions
-from bench.results.store import open_store
+from bench.store import open_store
 
 G5_TYPES = ["g5.xlarge", "g5.2xlarge", "g5.4xlarge", "g5.12xlarge", "g5.24xlarge", "g5.48xlarge"]
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bench-hf:demo"

@@ -1,3 +1,5 @@
 """bench: measure model inference across engines, precisions, batch sizes and instance types."""
 
-__version__ = "0.1.0"
+from bench.version import VERSION as __version__
+
+__all__ = ["__version__"]

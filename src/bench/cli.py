@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from bench.config.checks import ConfigError, UsageError
 from bench.config.schema import add_config_dir
-from bench.results.store import StoreError
+from bench.row.status import Status
+from bench.store import StoreError
 
 if TYPE_CHECKING:
     from bench.config.schema import CellConfig
-    from bench.results.store import Store, SweepPaths
+    from bench.store import Store, SweepPaths
 
 EXIT_OK, EXIT_CELL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 VERBS_WITH_OVERRIDES = (
@@ -178,12 +179,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from bench.executors import check_executor
     from bench.plan.grid import plan_from_overrides
     from bench.results.collect import summary_text
-    from bench.results.store import SweepPaths, open_store
+    from bench.store import SweepPaths, open_store
     from bench.sweep import run_sweep
 
-    plan = plan_from_overrides(args.overrides)
+    plan = plan_from_overrides(args.overrides, check_executor=check_executor)
     open_store(plan.store_root).check()  # a bad root fails here, before anything is written
     collected = run_sweep(plan)
     if collected is None:  # submitted to a scheduler; not waiting
@@ -246,7 +248,7 @@ def _held_traceback(show: bool) -> Iterator[list[str]]:
     """The runner prints a failing cell's traceback on stderr, which a sweep keeps in the
     cell's log; on `run`'s terminal it is 40 lines under a one-line summary, so it is shown
     only when asked (`traceback=true`) and held (the list yielded) otherwise. It stands in
-    for the traceback module in bench.measure.runner alone, while the cell runs."""
+    for the traceback module in bench.cell.runner alone, while the cell runs."""
     import traceback
 
     from bench.measure import runner
@@ -273,14 +275,15 @@ def _held_traceback(show: bool) -> Iterator[list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bench.measure.runner import run_cell
+    from bench.cell.runner import run_cell
+    from bench.executors import check_executor
     from bench.plan.feasibility import planner_warnings
     from bench.plan.grid import compose_base, plan_from_overrides
     from bench.results.run_summary import run_summary
 
     show_traceback, overrides = _switch(args.overrides, "traceback")
     cfg = compose_base(overrides)
-    plan = plan_from_overrides(overrides, base=cfg)
+    plan = plan_from_overrides(overrides, base=cfg, check_executor=check_executor)
     if len(plan.cells) != 1:
         raise UsageError(f"run takes one cell; these overrides give {len(plan.cells)}: use sweep")
     if (code := _as_group(plan.cells[0], args)) is not None:
@@ -300,7 +303,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         hint = " (traceback=true prints its traceback)" if held else ""
         print(run_summary(row) + hint)
-    return EXIT_OK if row["status"] == "ok" else EXIT_CELL_FAILED
+    return EXIT_OK if row["status"] == Status.OK else EXIT_CELL_FAILED
 
 
 def _cell(args: argparse.Namespace) -> int:
@@ -321,14 +324,14 @@ def _cell(args: argparse.Namespace) -> int:
         return EXIT_OK
     row = outcome.result.row
     print(json.dumps({k: row.get(k) for k in ("cell_id", "status", "error", "attempt_id")}))
-    return EXIT_OK if row["status"] == "ok" else EXIT_CELL_FAILED
+    return EXIT_OK if row["status"] == Status.OK else EXIT_CELL_FAILED
 
 
 def _sweep_in_store(root: str, sweep_id: str, needs: str) -> tuple[Store, SweepPaths]:
     """The store at `root`, checked, and the sweep's paths there; one line (ConfigError) when
     the store is unusable or the sweep has no cell rows (`needs` "rows": collect, report) or
     no manifest ("manifest": status, which only reads)."""
-    from bench.results.store import SweepPaths, open_store
+    from bench.store import SweepPaths, open_store
 
     store = open_store(root)
     store.check(writing=needs == "rows")
@@ -350,7 +353,7 @@ def _sweep_hint(store: Store, sweep_id: str) -> str:
     grid name a sweep id starts with (`smoke` for `smoke-2b29ec4c`, newest first), else the
     closest id. Empty when the store has none close."""
     from bench.config.checks import did_you_mean
-    from bench.results.history import list_sweeps
+    from bench.plan.history import list_sweeps
 
     try:
         ids = [s.sweep_id for s in list_sweeps(store, statuses=False)]
@@ -404,16 +407,17 @@ def export_bytes(table: Any, export: str) -> bytes:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from bench.executors import check_executor
     from bench.plan.grid import compose_base, plan_from_overrides
+    from bench.plan.history import cell_overhead
     from bench.plan.preflight import check_this_host
     from bench.plan.preview import format_plan, plan_report
-    from bench.results.history import cell_overhead
-    from bench.results.store import open_store
+    from bench.store import open_store
     from bench.sweep import make_executor
 
     cells, overrides = _switch(args.overrides, "cells")  # the table of cells, a line each
     cfg = compose_base(overrides)  # engine options wait for the engines that take them
-    plan = plan_from_overrides(overrides, base=cfg)
+    plan = plan_from_overrides(overrides, base=cfg, check_executor=check_executor)
     executor = make_executor(plan.executor)
     if executor.synchronous:  # as the sweep would: cells this host cannot run, at once
         check_this_host(plan)
@@ -452,6 +456,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     from bench.config.compose import compose_one
     from bench.config.schema import instance_from_catalog
+    from bench.executors import check_executor
     from bench.plan.grid import plan_from_overrides
     from bench.plan.memory_estimate import given_parameters
     from bench.plan.preview import fit_rows, format_fit
@@ -461,7 +466,7 @@ def _fit(args: argparse.Namespace) -> int:
         f"fit.{o}" if o.split("=", 1)[0] in ("params", "lbme_gb") else o for o in args.overrides
     ]
     cfg = compose_one(overrides)
-    cell = plan_from_overrides(overrides).cells[0]
+    cell = plan_from_overrides(overrides, check_executor=check_executor).cells[0]
     entries = _catalog_entries(cfg)
     catalog = [instance_from_catalog(entries, entry["type"]) for entry in entries]
     partitions = tuple(int(p) for p in cfg.fit.partitions)
@@ -484,7 +489,7 @@ def _report(args: argparse.Namespace) -> int:
     from bench.config.compose import compose_one
     from bench.results.collect import collect
     from bench.results.report import SLA_KEYS, Sla, build_report
-    from bench.results.store import SweepPaths
+    from bench.store import SweepPaths
 
     # `compare=BASE` (a sweep id or aggregate URI), `rate=R` and `ratio=A/B` add the decision
     # sections (the ratio table also by itself, for a sweep of exactly two instance types)
@@ -619,7 +624,7 @@ def _sweep_rows(spec: str, root: str) -> tuple[Any, str, Any]:
     import pandas as pd
 
     from bench.plan.manifest import check_sweep_id
-    from bench.results.store import SweepPaths, open_store
+    from bench.store import SweepPaths, open_store
 
     if spec.endswith("/aggregated.parquet"):  # a URI the user spelled out: read where it says
         root, sweep_id = spec.removesuffix("/aggregated.parquet").rsplit("/", 1)
@@ -756,7 +761,7 @@ def _fleet(store: Any, rows: Any, rate: float, p99_ms: float, peak: float, cfg: 
     latencies = {
         # service times: an open-loop cell's samples include its queueing, which the model adds
         str(row["cell_id"]): service_times(table)
-        for _, row in rows[rows["status"] == "ok"].iterrows()
+        for _, row in rows[rows["status"] == Status.OK].iterrows()
         if (table := cell_samples(store, row)) is not None
     }
     return plan_fleet(rows, latencies, rate, p99_ms, peak, _spot_prices(cfg))
@@ -779,9 +784,9 @@ def _spot_prices(cfg: Any) -> dict[str, float]:
 
 def _ls(args: argparse.Namespace) -> int:
     from bench.config.compose import store_root
+    from bench.plan.history import list_sweeps, sweeps_table
     from bench.plan.manifest import unreadable_manifests
-    from bench.results.history import list_sweeps, sweeps_table
-    from bench.results.store import open_store
+    from bench.store import open_store
 
     store = open_store(store_root(args.overrides))
     store.check(writing=False)
@@ -835,11 +840,12 @@ def _print_cfg(args: argparse.Namespace) -> int:
     """`--cfg job`: the first cell's full config, as its job will get it (YAML)."""
     from omegaconf import OmegaConf
 
+    from bench.executors import check_executor
     from bench.plan.grid import plan_from_overrides
 
     if args.verb not in ("sweep", "run", "plan"):
         raise UsageError(f"--cfg job goes with sweep, run or plan, not {args.verb}")
-    plan = plan_from_overrides(args.overrides)
+    plan = plan_from_overrides(args.overrides, check_executor=check_executor)
     print(OmegaConf.to_yaml(plan.cells[0].to_dict()), end="")
     if len(plan.cells) > 1:
         print(f"(cell 1 of {len(plan.cells)}; `plan` lists them all)", file=sys.stderr)

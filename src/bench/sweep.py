@@ -13,19 +13,19 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
+from bench.cell.runner import CellResult
 from bench.config.checks import ConfigError
 from bench.executors import Executor, JobHandle, executor_class, lease
 from bench.executors.base import ProgressFn, read_submissions
 from bench.executors.job import cell_statuses, save_result
 from bench.measure.progress import CLEAR_LINE
-from bench.measure.runner import CellResult, failure_row, unsupported_row
 from bench.plan.feasibility import decide
 from bench.plan.manifest import Plan, write_manifest
 from bench.plan.preflight import check_this_host
-from bench.results.collect import NOT_OK_FAILURES, Collected, collect
-from bench.results.store import Store, StoreError, SweepPaths, manifest_json, open_store
-
-PLANNER_ATTEMPT = "planner"  # the attempt id of rows the planner writes (nothing was run)
+from bench.results.collect import Collected, collect
+from bench.row.build import planner_row
+from bench.row.status import RAN_AND_FAILED, Status
+from bench.store import Store, StoreError, SweepPaths, manifest_json, open_store
 
 
 def _check_same_grid(store: Store, plan: Plan) -> None:
@@ -51,13 +51,12 @@ def write_planner_rows(store: Store, plan: Plan, this_host: bool) -> set[int]:
     done = set()
     for index, cell in enumerate(plan.cells):
         decision = decide(cell, this_host)
-        if decision.outcome == "unsupported":
-            row = unsupported_row(cell, decision.reason)
-        elif decision.outcome == "infeasible" and not plan.run_infeasible:
-            row = failure_row(cell, "infeasible", "Infeasible", decision.reason)
+        if decision.outcome == "unsupported" or (
+            decision.outcome == "infeasible" and not plan.run_infeasible
+        ):
+            row = planner_row(cell, decision.outcome, decision.reason)
         else:
             continue
-        row["attempt_id"] = PLANNER_ATTEMPT  # one per cell and outcome, written again on resume
         save_result(store, CellResult(row=row, samples=None))
         done.add(index)
     return done
@@ -69,7 +68,7 @@ def pending_indices(store: Store, plan: Plan, settled: set[int] = frozenset()) -
     return [
         index
         for index, cell in enumerate(plan.cells)
-        if index not in settled and "ok" not in statuses.get(cell.cell_id, ())
+        if index not in settled and Status.OK not in statuses.get(cell.cell_id, ())
     ]
 
 
@@ -207,7 +206,7 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     # this run's attempts: the aggregate keeps each cell's best row, which may be older
     attempts = {h.cell_id: h.job_id for h in handles if h.job_id and executor.synchronous}
     collected.failed_now = sorted(
-        h.cell_id for h in handles if executor.synchronous and h.state in NOT_OK_FAILURES
+        h.cell_id for h in handles if executor.synchronous and h.state in RAN_AND_FAILED
     )
     if walls and (split := time_split(collected.table, walls, attempts)):
         print(split, file=stream, flush=True)
@@ -226,7 +225,7 @@ def time_split(
         row
         for row in table.select(columns).to_pylist()
         if row["cell_id"] in walls
-        and row["status"] == "ok"
+        and row["status"] == Status.OK
         and (attempts is None or attempts.get(row["cell_id"]) == row["attempt_id"])
     ]
     wall = sum(walls[row["cell_id"]] for row in ok)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from bench.executors.base import SubmissionFailed, read_submissions
-from bench.results.store import open_store
+from bench.store import open_store
 from tests.integration.test_aws_batch import IMAGE, StillQueued, _parents
 
 pytestmark = pytest.mark.aws

@@ -306,7 +306,7 @@ def test_a_cell_killed_from_outside_leaves_no_progress_record(tmp_path: Path) ->
 
 KILLED_WRITE = """\
 import os, signal, sys
-from bench.results.store import LocalStore
+from bench.store import LocalStore
 
 store = LocalStore(sys.argv[1])
 if sys.argv[2] == "replace":

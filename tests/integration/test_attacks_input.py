@@ -14,7 +14,7 @@ import pytest
 
 from bench.plan.grid import plan_from_overrides
 from bench.plan.manifest import write_manifest
-from bench.results.store import open_store
+from bench.store import open_store
 from tests.conftest import run_cli
 
 S = [

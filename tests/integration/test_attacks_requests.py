@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bench.measure.runner import run_cell
+from bench.cell.runner import run_cell
 from bench.results.report import Sla, recommend
 from tests.conftest import run_cli
 from tests.support.http_cells import http_cell, server_args

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.results import collect as collect_module
-from bench.results.store import open_store
+from bench.store import open_store
 from tests.conftest import run_cli
 
 S = [

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from bench.executors.base import read_submissions
-from bench.results.store import open_store
+from bench.store import open_store
 from tests.conftest import G5_TYPES
 
 pytestmark = pytest.mark.aws

@@ -9,7 +9,7 @@ the model is what is tested, not the host's constancy."""
 
 from __future__ import annotations
 
-from bench.measure.runner import run_cell
+from bench.cell.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from bench.results.capacity import replica_rate, service_times, simulated_p99
 from bench.results.compare import sample_latencies

@@ -73,7 +73,7 @@ def test_amp_bf16_on_cpu_keeps_fp32_weights_and_autocasts_the_call(models_dir: P
 
 
 def test_an_amp_row_on_cpu(models_dir: Path) -> None:
-    from bench.measure.runner import run_cell
+    from bench.cell.runner import run_cell
 
     cell = plan_from_overrides(
         ["model=bert_tiny", "precision=amp_bf16", f"models_dir={models_dir}", *QUICK]

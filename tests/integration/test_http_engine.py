@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure.runner import run_cell
+from bench.cell.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from tests.support.http_cells import http_cell as _cell
 from tests.support.http_cells import server_args

@@ -21,7 +21,7 @@ import pytest
 
 from bench.emulator import aws_env
 from bench.executors.base import read_submissions
-from bench.results.store import open_store
+from bench.store import open_store
 from tests.conftest import REPO, batch_queue
 
 pytestmark = [pytest.mark.aws, pytest.mark.slow, pytest.mark.container]

@@ -16,7 +16,7 @@ import pytest
 from bench.emulator import aws_env
 from bench.plan.grid import plan_from_overrides
 from bench.plan.manifest import write_manifest
-from bench.results.store import open_store
+from bench.store import open_store
 from tests.support.faultproxy import fault_proxy
 
 pytestmark = pytest.mark.aws
@@ -175,8 +175,8 @@ def test_s3_checkpoint_is_downloaded_once_and_timed(bench_cli, s3_root, tmp_path
 def test_collect_on_s3_reads_every_file_in_one_scan(s3_root: str, monkeypatch) -> None:
     pytest.importorskip("polars")
     import bench.results.collect as collector
-    from bench.results.schema import ROW_SCHEMA, SCHEMA_VERSION, rows_to_table
-    from bench.results.store import SweepPaths, open_store
+    from bench.row.schema import ROW_SCHEMA, SCHEMA_VERSION, rows_to_table
+    from bench.store import SweepPaths, open_store
 
     store, paths = open_store(s3_root), SweepPaths("scan")
     for i in range(3):
@@ -202,8 +202,8 @@ def test_collect_on_s3_reads_every_file_in_one_scan(s3_root: str, monkeypatch) -
 def test_ls_lists_the_sweeps_in_a_bucket(s3_root: str) -> None:
     import json
 
-    from bench.results.history import list_sweeps
-    from bench.results.store import SweepPaths, open_store
+    from bench.plan.history import list_sweeps
+    from bench.store import SweepPaths, open_store
 
     store = open_store(s3_root)
     for name, created in (("old", "2026-01-01T00:00:00+00:00"), ("new", "2026-02-01T00:00:00")):
@@ -234,8 +234,8 @@ def test_every_store_call_to_an_endpoint_gone_is_one_store_error(call: str, monk
     every store call raises StoreError (one line naming the object and that the endpoint is
     unreachable), as a refused one always did; botocore's own error escaped from most
     (a traceback mid-sweep)."""
-    from bench.results.s3 import S3Store
-    from bench.results.store import StoreError
+    from bench.store import StoreError
+    from bench.store.s3 import S3Store
 
     for key, value in aws_env("http://127.0.0.1:9").items():  # the discard port: nobody there
         monkeypatch.setenv(key, value)
@@ -250,7 +250,7 @@ def test_every_store_call_to_an_endpoint_gone_is_one_store_error(call: str, monk
 
 def test_aws_max_attempts_sets_the_retry_budget_and_a_bad_one_is_refused(monkeypatch) -> None:
     from bench.config.checks import ConfigError
-    from bench.results.s3 import MAX_ATTEMPTS, S3Store
+    from bench.store.s3 import MAX_ATTEMPTS, S3Store
 
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
     assert S3Store("s3://bucket-any/r").client.meta.config.retries["total_max_attempts"] == 3

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.cell.runner import run_cell
 from bench.emulator import aws_env
-from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO
 from tests.support.openai_server import check_streamed_row

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.cell.runner import run_cell
 from bench.emulator import aws_env
 from bench.engines.targets import shares
-from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO
 

@@ -16,14 +16,14 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
+from bench.cell.runner import run_cell
 from bench.config.checks import ConfigError
 from bench.engines import ENGINES
 from bench.engines.calibration import SleepEngine
 from bench.measure.loadgen import run_closed_loop
-from bench.measure.runner import run_cell
 from bench.measure.scenarios import request_for
-from bench.measure.stats import serial_quantile_interval
 from bench.plan.grid import plan_from_overrides
+from bench.stats import serial_quantile_interval
 
 
 def _cell(*overrides: str, models_dir=None):

@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 
-from bench.measure.runner import run_cell
+from bench.cell.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from bench.results.capacity import md1_p99
 from tests.conftest import run_cli

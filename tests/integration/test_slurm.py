@@ -190,7 +190,7 @@ def test_render_script_execs_bench_cell_on_the_array_map(gpus: int) -> None:
 
 def test_an_image_runs_the_cell_in_a_container_with_the_task_environment(tmp_path: Path) -> None:
     from bench.executors.slurm import SlurmOptions, container_command
-    from bench.results.store import open_store
+    from bench.store import open_store
 
     local = container_command(SlurmOptions(image="bench-hf:1"), open_store(str(tmp_path)), gpus=2)
     assert local[:4] == ["podman", "run", "--rm", "--network"] and local[-1] == "bench-hf:1"

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.cell.runner import run_cell
 from bench.executors.job import save_result
-from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
-from bench.results.store import SweepPaths, open_store
+from bench.store import SweepPaths, open_store
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
 

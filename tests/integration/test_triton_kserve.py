@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.cell.runner import run_cell
 from bench.engines.process_groups import start_group, stop_group
-from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.measure.runner import run_cell
+from bench.cell.runner import run_cell
 from bench.measure.workloads.lengths import Lengths, ks_distance
 from tests.support import datasets
 from tests.support.http_cells import http_cell, server_args

@@ -145,7 +145,7 @@ def test_a_grid_name_for_a_sweep_id_names_the_sweep(tmp_path, capsys):
     for name in ("smoke-2b29ec4c/manifest.json", "smoke-2b29ec4c/cells/x.ok.parquet"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
-    from bench.results import history
+    from bench.plan import history
 
     found = [history.SweepInfo("smoke-2b29ec4c", "smoke", "", "local", 1, {}, False)]
     with mock.patch.object(history, "list_sweeps", return_value=found):

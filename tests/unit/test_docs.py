@@ -23,7 +23,7 @@ from bench import cli
 from bench.config.checks import ConfigError
 from bench.config.compose import UsageError, compose_many
 from bench.config.schema import CONFIG_GROUPS
-from bench.results.schema_doc import columns_markdown
+from bench.row.schema_doc import columns_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -194,7 +194,7 @@ def command_problems(text: str) -> list[str]:
     problems: list[str] = []
     to_compose: list[tuple[str, list[str], list[str]]] = []  # (line, overrides, keys to look up)
     for line, words in bench_commands(text):
-        if words[0] != "bench":  # `python -m bench.results.schema_doc`
+        if words[0] != "bench":  # `python -m bench.row.schema_doc`
             if importlib.util.find_spec(words[0]) is None:
                 problems.append(f"{line}: no module {words[0]}")
             continue
@@ -282,7 +282,7 @@ def make_problems(text: str, targets: set[str]) -> list[str]:
 
 def test_columns_page_is_the_schema():
     assert (DOCS / "columns.md").read_text() == columns_markdown(), (
-        "docs/columns.md differs from src/bench/results/schema.py's schema: run `make docs`"
+        "docs/columns.md differs from src/bench/row/schema.py's schema: run `make docs`"
     )
 
 
@@ -353,7 +353,7 @@ def _aggregate(folder: Path) -> None:
     failed one, every other column null, written with the row schema."""
     import pyarrow.parquet as pq
 
-    from bench.results.schema import rows_to_table
+    from bench.row.schema import rows_to_table
 
     base = {"precision": "fp32", "threads": 1, "n": 400, "latency_ms_p50": 3.0}
     rows = [

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import bench.measure.runner as runner
+import bench.cell.runner as runner
 from bench.cli import main
 from bench.results.run_summary import run_summary
 

@@ -51,7 +51,7 @@ from bench.executors.base import (
 from bench.executors.environment import AwsBatchEnvironment
 from bench.executors.job import write_array_map
 from bench.plan.manifest import Plan
-from bench.results.store import Store, SweepPaths
+from bench.store import Store, SweepPaths
 
 MAX_ARRAY_SIZE = 10_000
 MEMORY_SHARE = 0.9  # of the instance's RAM; the rest is the OS's and the ECS agent's

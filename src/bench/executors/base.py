@@ -14,7 +14,9 @@ from bench.config.checks import typed_options
 from bench.config.schema import CellConfig
 from bench.executors.environment import JobEnvironment
 from bench.plan.manifest import Plan
-from bench.results.store import Store, SweepPaths
+from bench.row import build
+from bench.row.status import Status
+from bench.store import Store, SweepPaths
 
 
 @dataclass(frozen=True)
@@ -192,13 +194,11 @@ def handles_for(plan: Plan, submissions: list[Submission]) -> list[JobHandle]:
     ]
 
 
-def crash_row(cell: CellConfig, status: str, error_class: str, error: str) -> dict[str, Any]:
-    """The row of a cell whose process died or ran out of time without writing its own: a
-    cell that ran carries the planner's warnings (a borderline estimate may be why)."""
-    from bench.measure.runner import failure_row
-    from bench.plan.feasibility import planner_warnings
+def crash_row(
+    cell: CellConfig, attempt_id: str, status: Status, error_class: str, error: str
+) -> dict[str, Any]:
+    """The row of a job that died or ran out of time without writing its own
+    (bench.row.build.crash_row), with the planner's warnings for the cell."""
+    from bench.plan.feasibility import planner_warnings  # it may import transformers
 
-    row = failure_row(cell, status, error_class, error)
-    if status in ("failed", "timeout"):
-        row["warnings"] = planner_warnings(cell)
-    return row
+    return build.crash_row(cell, attempt_id, status, error_class, error, planner_warnings(cell))

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from bench.config import secrets
-from bench.results.store import LocalStore, Store, SweepPaths, file_mode
+from bench.store import LocalStore, Store, SweepPaths
+from bench.store.local import file_mode
 
 SPOOL_NAME = ".running"
 # A spooled log created this recently and still empty may be one whose executor has not yet

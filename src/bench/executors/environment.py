@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from typing import ClassVar
+
+from bench.row.build import new_attempt_id
 
 
 class JobEnvironment:
@@ -81,4 +82,4 @@ def attempt_id(environ: dict[str, str] | None = None) -> str:
     for environment in ENVIRONMENTS:
         if value := environment.attempt(environ):
             return re.sub(r"[^A-Za-z0-9_-]", "-", value)[:128]
-    return uuid.uuid4().hex
+    return new_attempt_id()

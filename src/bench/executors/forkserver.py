@@ -38,6 +38,7 @@ import time
 import traceback
 from typing import IO, Any
 
+from bench.cell.runner import FORK_SERVER_PRELOAD_VARIABLE
 from bench.engines.process_groups import (
     CELL_GRACE_S,
     LEFTOVER_GRACE_S,
@@ -46,12 +47,11 @@ from bench.engines.process_groups import (
     stop_session,
 )
 from bench.executors.cell_logs import lock_shared
-from bench.measure.runner import FORK_SERVER_PRELOAD_VARIABLE
 
 READY_TIMEOUT_S = 300.0
 # what every cell imports, whatever its engine: imported before forking, by name (the server
 # runs the bench program in its children; it does not call into it)
-CELL_MODULES = ("bench.cli", "bench.executors.job", "bench.measure.runner")
+CELL_MODULES = ("bench.cli", "bench.executors.job", "bench.cell.runner")
 
 
 class ForkServerError(RuntimeError):

@@ -12,20 +12,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bench.cell.runner import CellResult, run_cell
 from bench.config.schema import CellConfig
 from bench.engines.process_groups import terminate_as_exit
 from bench.executors import lease
 from bench.executors.environment import attempt_id
 from bench.measure import progress
-from bench.measure.runner import CellResult, run_cell
 from bench.plan.feasibility import planner_warnings
 from bench.plan.manifest import Plan, manifest_location, read_manifest
-from bench.results.collect import collected_files
-from bench.results.store import Store, SweepPaths, row_file
+from bench.row.status import Status
+from bench.store import Store, SweepPaths, row_file
+from bench.store.paths import collected_files
 
 
 def save_result(store: Store, result: CellResult) -> None:
-    from bench.results.schema import rows_to_table
+    from bench.row.schema import rows_to_table
 
     row = result.row
     paths = SweepPaths(row["sweep_id"])
@@ -55,7 +56,7 @@ def _statuses(
     for path in row_files:
         parsed = row_file(path)
         status = parsed.status
-        if status is None or (status == "ok" and path not in read_before):
+        if status is None or (status == Status.OK and path not in read_before):
             status = _status_in(store, path)
             if status is None:
                 continue
@@ -85,7 +86,7 @@ def has_ok_row(store: Store, sweep_id: str, cell_id: str) -> bool:
     files = store.list(paths.cell_attempts_dir(cell_id), ".parquet")
     if store.exists(legacy := paths.legacy_cell(cell_id)):
         files.append(legacy)
-    return "ok" in _statuses(store, files).get(cell_id, set())
+    return Status.OK in _statuses(store, files).get(cell_id, set())
 
 
 def clear_stale_progress(store: Store, sweep_id: str) -> list[str]:
@@ -174,8 +175,7 @@ def _run_job(store: Store, plan: Plan, cell: CellConfig, lease_s: float) -> JobO
         said = progress.CellProgress(store, sweep_id, cell.cell_id, attempt)
         progress.begin(said)
         try:
-            result = run_cell(cell, planner_warnings)
-            result.row["attempt_id"] = attempt  # the lease's id names the files
+            result = run_cell(cell, planner_warnings, attempt)  # the lease's id names the files
             progress.enter("write", str(result.row["status"]))
             save_result(store, result)
         finally:

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from bench.results.store import Store, StoreError, SweepPaths
+from bench.store import Store, StoreError, SweepPaths
 
 # A lease lasts the executor's attempt limit (Executor.attempt_limit_s) plus a margin, since
 # the scheduler has killed the holder by then; an executor without a limit gets the default.

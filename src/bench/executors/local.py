@@ -26,10 +26,10 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cell.runner import CellResult
 from bench.config.checks import positive
 from bench.engines import ENGINES
 from bench.engines.process_groups import (
@@ -47,9 +47,10 @@ from bench.executors.forkserver import ForkServer, ForkServerError
 from bench.executors.job import clear_stale_progress, save_result
 from bench.measure import progress as cell_progress
 from bench.measure.progress import PROGRESS_FD_VARIABLE, PROGRESS_LABEL_VARIABLE
-from bench.measure.runner import CellResult
 from bench.plan.manifest import Plan
-from bench.results.store import LocalStore, Store, StoreError, SweepPaths, row_file
+from bench.row.build import new_attempt_id
+from bench.row.status import Status
+from bench.store import LocalStore, Store, StoreError, SweepPaths, row_file
 
 LOG_TAIL_CHARS = 1500
 # A temp file of a store write older than this was left by a process killed mid-write (a
@@ -174,7 +175,7 @@ class LocalExecutor(Executor):
     def _run_one(self, plan: Plan, store: Store, index: int, label: str = "") -> JobHandle:
         cell = plan.cells[index]
         paths = SweepPaths(plan.sweep_id)
-        attempt = uuid.uuid4().hex
+        attempt = new_attempt_id()
         env = {**os.environ, "BENCH_ATTEMPT_ID": attempt, PROGRESS_LABEL_VARIABLE: label}
         if self.terminal is not None:
             env[PROGRESS_FD_VARIABLE] = str(self.terminal)
@@ -194,13 +195,12 @@ class LocalExecutor(Executor):
             return JobHandle(cell.cell_id, index, "skipped", job_id=attempt, detail=why)
         tail = log_bytes.decode(errors="replace")[-LOG_TAIL_CHARS:]
         if outcome == "timeout":
-            status, error_class = "timeout", "Timeout"
+            status, error_class = Status.TIMEOUT, "Timeout"
             message = f"cell ran past executor.timeout_s={timeout_s:g}; log tail: {tail}"
         else:
-            status, error_class = "failed", "CellProcessDied"
+            status, error_class = Status.FAILED, "CellProcessDied"
             message = f"cell process exited with code {code} and wrote no row; log tail: {tail}"
-        row = crash_row(cell, status, error_class, message)
-        row["attempt_id"] = attempt  # its own attempt's file: never over another attempt's row
+        row = crash_row(cell, attempt, status, error_class, message)
         save_result(store, CellResult(row=row, samples=None))
         return JobHandle(cell.cell_id, index, status, job_id=attempt, detail=message)
 

@@ -37,7 +37,7 @@ from bench.executors.base import (
 from bench.executors.environment import SlurmEnvironment
 from bench.executors.job import write_array_map
 from bench.plan.manifest import Plan
-from bench.results.store import LocalStore, Store, SweepPaths
+from bench.store import LocalStore, Store, SweepPaths
 
 SQUEUE_FAILURES_BEFORE_GIVING_UP = 10
 # What a cell in a container reads from its Slurm task, passed in by name (a name the task

@@ -20,7 +20,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import bench
+from bench.version import VERSION
 
 GPU_KEYS = (
     "gpu_name",
@@ -53,7 +53,7 @@ def git_sha() -> str | None:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=Path(bench.__file__).parent,
+            cwd=Path(__file__).resolve().parents[1],  # the package's folder
             capture_output=True,
             text=True,
             timeout=5,
@@ -235,7 +235,7 @@ def host_facts() -> dict[str, object]:
         "torch_version": _version("torch"),
         "transformers_version": _version("transformers"),
         "cuda_version": cuda_version(),
-        "bench_version": bench.__version__,
+        "bench_version": VERSION,
         "git_sha": git_sha(),
         "image": os.environ.get("BENCH_IMAGE") or None,
         "image_digest": os.environ.get("BENCH_IMAGE_DIGEST") or None,

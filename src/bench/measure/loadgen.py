@@ -34,8 +34,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bench import stats
 from bench.config.schema import ScenarioConfig
-from bench.measure import progress, stats, stops
+from bench.measure import progress, stops
 
 
 @dataclass

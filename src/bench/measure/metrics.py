@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from bench import stats
 from bench.config.schema import CellConfig, ScenarioConfig, packed_replicas
 from bench.config.tasks import task_of
 from bench.engines.base import device_kind
-from bench.measure import goodput, stats
+from bench.measure import goodput
 from bench.measure.loadgen import LoadResult
 
 PERCENTILES = (50, 90, 95, 99)

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from bench.results.store import Store, SweepPaths
+from bench.store import Store, SweepPaths
 
 PROGRESS_FD_VARIABLE = "BENCH_PROGRESS_FD"
 PROGRESS_LABEL_VARIABLE = "BENCH_PROGRESS_LABEL"  # the sweep's count, e.g. [3/16]

@@ -249,6 +249,6 @@ def table(samples: list[Sample]) -> Any:
             server = [(s.server or {}).get(name.removeprefix("server_")) for name in SERVER_FIELDS]
             for key, value in zip(rows, (*host, *reading, *server), strict=True):
                 rows[key].append(value)
-    from bench.results.arrow import table  # from buffers: a cell never imports pandas
+    from bench.store.arrow import table  # from buffers: a cell never imports pandas
 
     return table(rows, schema)

@@ -13,6 +13,7 @@ themselves are made by bench.plan.expand. An engine option on the command line
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.config.checks import ConfigError, UsageError, flag, int_at_least
 from bench.config.compose import check_group_choice, compose_many, compose_one
 from bench.config.schema import group_files, group_options
-from bench.executors import check_executor
 from bench.plan.engine_options import (
     EngineOption,
     blocks_hint,
@@ -294,19 +294,30 @@ def _check_repeats(base: DictConfig) -> int:
     return repeats
 
 
-def _executor(base: DictConfig) -> dict[str, Any]:
+ExecutorCheck = Callable[[dict[str, Any]], None]
+
+
+def _executor(base: DictConfig, check_executor: ExecutorCheck | None) -> dict[str, Any]:
     executor = OmegaConf.to_container(base.executor, resolve=True)
     assert isinstance(executor, dict)
-    check_executor(executor)  # its typed options, before anything is written
+    if check_executor is not None:  # its typed options, before any cell is made
+        check_executor(executor)
     if executor.get("name") == "local":  # elsewhere it is a path on the machines running cells
         check_models_dir(base.models_dir)
     return executor
 
 
-def plan_from_overrides(overrides: list[str], base: DictConfig | None = None) -> Plan:
+def plan_from_overrides(
+    overrides: list[str],
+    base: DictConfig | None = None,
+    check_executor: ExecutorCheck | None = None,
+) -> Plan:
     """Compose (unless `base`, the overrides' compose_base, is given), expand the grid,
     validate every cell. Raises ConfigError / UsageError. What does not depend on the cells
-    is checked before any of them is made."""
+    is checked before any of them is made: the executor's options too where the caller, who
+    knows the executors (the planner sits below them), passes `check_executor`
+    (bench.executors.check_executor); a sweep checks them again as it makes its executor,
+    before anything is written."""
     base = compose_base(overrides) if base is None else base
     repeats = _check_repeats(base)
     order = base.get("order", "manifest")
@@ -314,7 +325,7 @@ def plan_from_overrides(overrides: list[str], base: DictConfig | None = None) ->
         raise ConfigError("order", order, "allowed: " + ", ".join(ORDERS))
     if base.sweep_id is not None:
         check_sweep_id(base.sweep_id)
-    executor = _executor(base)
+    executor = _executor(base, check_executor)
     try:
         products = _blocks(base, overrides)
     except ConfigError as exc:

@@ -23,8 +23,8 @@ from bench.config.schema import CellConfig, cell_from_dict
 from bench.engines import check_engine
 from bench.measure.scenarios import check_scenario
 from bench.measure.workloads import check_workload
-from bench.results.store import Store, SweepPaths, manifest_json, open_store
-from bench.results.store_base import StoreError
+from bench.store import Store, SweepPaths, manifest_json, open_store
+from bench.store.base import StoreError
 
 MANIFEST_VERSION = 1
 ORDERS = ("manifest", "shuffled", "interleaved")
@@ -158,7 +158,7 @@ def read_manifest(store: Store, sweep_id: str, only: int | None = None) -> Plan:
 
 def readable_manifest(store: Store, sweep_id: str) -> dict[str, Any] | None:
     """The sweep's manifest as JSON (None when it has none); one that cannot be read (cut
-    short, edited) is a StoreError naming the file (bench.results.store.manifest_json)."""
+    short, edited) is a StoreError naming the file (bench.store.manifest_json)."""
     return manifest_json(store, sweep_id)
 
 

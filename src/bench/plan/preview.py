@@ -24,9 +24,9 @@ from bench.plan.feasibility import (
     fit_table,
     gpu_capacity_gb,
 )
+from bench.plan.history import CellOverhead
 from bench.plan.manifest import Plan
-from bench.results.history import CellOverhead
-from bench.results.schema import AXIS_COLUMNS
+from bench.row.schema import AXIS_COLUMNS
 
 
 def _estimate_gb(cell: CellConfig) -> float | None:

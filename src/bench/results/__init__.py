@@ -1,2 +1,2 @@
-"""Results: the row schema, the stores, collecting attempts into the aggregate, and the
-reports that decide from it."""
+"""Results: collecting attempts into the aggregate, and the reports and comparisons that
+decide from it."""

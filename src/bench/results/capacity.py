@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bench.results.compare import ok_first_stage
+from bench.row.status import Status
 
 SIMULATED_REQUESTS = 40_000
 WARMUP_SHARE = 0.1
@@ -317,7 +318,7 @@ def plan_fleet(
     has the instance type (EC2 pricing only: SageMaker endpoints have no Spot), on Spot;
     cheapest per month first."""
     measured = {cell: as_service_times(service) for cell, service in latencies.items()}
-    ok = rows[rows["status"] == "ok"]
+    ok = rows[rows["status"] == Status.OK]
     column = ok.get("slo_max_rate_per_s", pd.Series(None, index=ok.index, dtype=float))
     searched = column.notna()
     records = [

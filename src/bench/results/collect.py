@@ -33,16 +33,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bench.results.schema import ROW_SCHEMA, conform
-from bench.results.store import Store, SweepPaths, manifest_json
-from bench.results.store_base import StoreError
+from bench.row.schema import ROW_SCHEMA, conform
+from bench.row.status import RAN_AND_FAILED, Status
+from bench.store import Store, SweepPaths, manifest_json
+from bench.store.base import StoreError
 
 SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
 FILE_COLUMN = "__bench_file"
 VERSION_COLUMN = "__bench_file_version"
 URI_COLUMN = "__bench_uri"
 ROW_INDEX = "__bench_row"
-NOT_OK_FAILURES = ("failed", "timeout")
 # What makes a Parquet file a bench row file: a schema version and the columns a row is
 # identified and judged by. Anything else in cells/ is somebody else's file.
 REQUIRED_COLUMNS = ("schema_version", "sweep_id", "cell_id", "status")
@@ -200,7 +200,12 @@ def _best_per_cell(rows: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[str, st
     attempt_id, status) of every other attempt."""
     indexed = rows.with_row_index(ROW_INDEX)
     ranked = indexed.sort(
-        ["cell_id", pl.col("status").eq("ok").fill_null(False), "finished_at", ROW_INDEX],
+        [
+            "cell_id",
+            pl.col("status").eq(Status.OK.value).fill_null(False),
+            "finished_at",
+            ROW_INDEX,
+        ],
         descending=[False, False, False, True],
         nulls_last=False,
         maintain_order=True,
@@ -344,7 +349,7 @@ def _collect_once(
         table=table,
         expected=expected,
         missing=[cell_id for cell_id in expected if cell_id not in present],
-        failed=[cell_id for cell_id, status in statuses if status in NOT_OK_FAILURES],
+        failed=[cell_id for cell_id, status in statuses if status in RAN_AND_FAILED],
         unreadable=unreadable,
         superseded=superseded,
     )

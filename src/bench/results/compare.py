@@ -44,15 +44,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.measure.stats import min_samples_supported
 from bench.results.compare_host import HostCheck, check_host
 from bench.results.compare_runs import (
     resolvable_from_interval,
     run_change,
     what_repeats_buy,
 )
-from bench.results.schema import AXIS_COLUMNS
-from bench.results.store import Store, SweepPaths
+from bench.row.schema import AXIS_COLUMNS
+from bench.row.status import Status
+from bench.stats import min_samples_supported
+from bench.store import Store, SweepPaths
 
 MATCH_KEYS = (
     *AXIS_COLUMNS,
@@ -435,8 +436,8 @@ def compare(
     """Every matched configuration of ok rows of BASE and NEW, metric by metric; `split_key`:
     the A/B axis BASE and NEW were split from one sweep on (never matched on); `host_check`:
     run the noise guard (compare_host) on the rows the verdicts rest on."""
-    base = base[base["status"] == "ok"]
-    new = new[new["status"] == "ok"]
+    base = base[base["status"] == Status.OK]
+    new = new[new["status"] == Status.OK]
     pairs, only_base, only_new = _pairs(base, new, split_key)
     records = []
     for b_rows, n_rows in pairs:

@@ -22,7 +22,7 @@ single run, its spread is taken to be the other side's (a pooled t with the othe
 degrees of freedom): stated in the output, an assumption that interleaving supports.
 
 The t quantile is computed exactly (regularised incomplete beta, inverted by bisection):
-Welch's df is fractional and often under 3, where bench.measure.stats.t_quantile's expansion
+Welch's df is fractional and often under 3, where bench.stats.t_quantile's expansion
 falls short of the exact quantile (anti-conservative).
 """
 

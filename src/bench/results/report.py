@@ -19,7 +19,6 @@ from typing import Any
 
 import pandas as pd
 
-from bench.measure.stats import min_samples_bounded
 from bench.results.document import Block, Figure, Heading, Table, Text, to_html, to_markdown
 from bench.results.report_captions import plot_alt, plot_caption
 from bench.results.report_mme import multi_model_section
@@ -31,6 +30,8 @@ from bench.results.report_plots import (
     plot_throughput_vs_p99,
     plot_vs_batch,
 )
+from bench.row.status import Status
+from bench.stats import min_samples_bounded
 
 CONFIG_COLUMNS = ["model", "engine", "instance", "precision", "batch_size", "threads", "tp_degree"]
 FIGURES_COLUMNS = [
@@ -184,7 +185,7 @@ def recommend(frame: pd.DataFrame, p99_ms: Sla | float | None) -> pd.DataFrame:
     `differs`) is never recommended."""
     sla = as_sla(p99_ms)
     frame = _with_figures(frame)
-    ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
+    ok = frame[frame["status"] == Status.OK].dropna(subset=["usd_per_million_inferences"])
     ok = ok[meets_sla(ok, sla)]  # without a latency target: the failed-request share alone
     if "quality" in ok.columns:  # outputs unlike eager fp32's answer another question
         ok = ok[ok["quality"].fillna("") != "differs"]
@@ -204,7 +205,7 @@ def nearest_misses(frame: pd.DataFrame, p99_ms: Sla | float) -> pd.DataFrame:
     upper end where bounded), and by how much it misses that target."""
     sla = as_sla(p99_ms)
     frame = _with_figures(frame)
-    ok = frame[frame["status"] == "ok"].dropna(subset=["latency_ms_p99"])
+    ok = frame[frame["status"] == Status.OK].dropna(subset=["latency_ms_p99"])
     met = set(ok[meets_sla(ok, sla)]["model"])
     rest = ok[~ok["model"].isin(met)]
     if rest.empty:
@@ -230,7 +231,7 @@ def nearest_misses(frame: pd.DataFrame, p99_ms: Sla | float) -> pd.DataFrame:
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows no other row beats on both P99 latency and $/M (per model), sorted by latency."""
     frame = _with_figures(frame)
-    ok = frame[frame["status"] == "ok"].dropna(subset=["usd_per_million_inferences"])
+    ok = frame[frame["status"] == Status.OK].dropna(subset=["usd_per_million_inferences"])
     keep = []
     for _, group in ok.groupby("model"):
         best_cost = float("inf")
@@ -250,7 +251,7 @@ def repeat_spread(frame: pd.DataFrame) -> pd.DataFrame:
     here, where one cell's own windows cannot see it."""
     if "config_id" not in frame.columns:
         return pd.DataFrame()
-    ok = frame[(frame["status"] == "ok") & frame["config_id"].notna()]
+    ok = frame[(frame["status"] == Status.OK) & frame["config_id"].notna()]
     groups = ok.groupby("config_id").filter(lambda g: len(g) > 1).groupby("config_id")
     rows = []
     for config_id, group in groups:
@@ -356,7 +357,7 @@ def build_report(
     matplotlib.use("Agg")  # files only, no display
     target = as_sla(p99_ms)
     frame = _with_figures(frame)
-    ok = frame[frame["status"] == "ok"]
+    ok = frame[frame["status"] == Status.OK]
     recommendations = recommend(frame, target)
     pareto = pareto_front(frame)
     images = report_plots(ok, recommendations, target.p99_ms)

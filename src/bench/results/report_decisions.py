@@ -20,6 +20,7 @@ from bench.results.compare import Comparison
 from bench.results.document import Block, Figure, Heading, Table, Text
 from bench.results.report_captions import plot_alt, plot_caption
 from bench.results.report_plots import THROUGHPUT_UNITS, figure_png, instances_by_price
+from bench.row.status import Status
 
 VERDICT_COLOURS = {"faster": "tab:green", "cheaper": "tab:green", "slower": "tab:red"}
 VERDICT_COLOURS |= {"dearer": "tab:red"}  # everything else (no change, insufficient): grey
@@ -193,7 +194,7 @@ RATIO_FIGURES = {  # row column -> the table's name for it
 def instance_types(frame: pd.DataFrame) -> list[str]:
     """The instance types of a sweep's ok rows, dearest per hour first (equal prices, and
     rows without one, in name order)."""
-    return instances_by_price(frame[frame["status"] == "ok"])
+    return instances_by_price(frame[frame["status"] == Status.OK])
 
 
 def _side(ok: pd.DataFrame, instance: str) -> pd.DataFrame:
@@ -216,7 +217,7 @@ def instance_ratios(
 
     At one client-thread count: `threads`, or the fewest both ran (the study's table was
     measured with one client; the throughput-vs-P95 curves carry the others)."""
-    ok = frame[frame["status"] == "ok"].dropna(subset=["inferences_per_s"])
+    ok = frame[frame["status"] == Status.OK].dropna(subset=["inferences_per_s"])
     both = _side(ok, a).merge(_side(ok, b), on=RATIO_KEYS, suffixes=("_a", "_b"))
     if not both.empty:
         both = both[both["threads"] == (threads or both["threads"].min())]

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.results.document import Heading, Table, Text
 from bench.results.report_decisions import Section
+from bench.row.status import Status
 
 EAGER = "hf"
 # (row column, the table's heading); the study's four metrics
@@ -42,7 +43,7 @@ def multi_model_table(frame: pd.DataFrame) -> pd.DataFrame:
     each compiled engine to PyTorch's line on the same model and instance."""
     if "scenario" not in frame.columns:
         return pd.DataFrame()
-    rows = frame[(frame["status"] == "ok") & (frame["scenario"] == "multi_model")]
+    rows = frame[(frame["status"] == Status.OK) & (frame["scenario"] == "multi_model")]
     wanted = [column for column, _ in METRICS if column in rows.columns]
     if rows.empty or not wanted:
         return pd.DataFrame()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.row.status import Status
+
 # (row column, heading), as `sweep` and `collect` head theirs (bench.results.collect)
 COLUMNS = (
     ("status", "status"),
@@ -60,7 +62,7 @@ def failure_line(row: dict[str, Any]) -> str:
 
 def run_summary(row: dict[str, Any]) -> str:
     """The row as `bench run` prints it (see the module's docstring)."""
-    if row.get("status") != "ok":
+    if row.get("status") != Status.OK:
         return failure_line(row)
     columns = list(COLUMNS)
     columns += [c for c in GENERATION if row.get(c[0]) is not None]

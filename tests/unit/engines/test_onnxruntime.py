@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.cell.runner import run_cell
 from bench.config.checks import ConfigError
 from bench.config.schema import EngineConfig
 from bench.engines.base import Inputs
 from bench.engines.hf import HFEngine
 from bench.engines.onnxruntime import OnnxRuntimeEngine, available_providers
-from bench.measure.runner import run_cell
 from bench.plan.feasibility import decide
 from bench.plan.grid import plan_from_overrides
 

@@ -10,7 +10,7 @@ import pytest
 
 from bench.executors.aws_batch import MAX_ARRAY_SIZE, AwsBatchExecutor, _aws_error, _chunks
 from bench.plan.grid import plan_from_overrides
-from bench.results.store import LocalStore
+from bench.store import LocalStore
 from tests.support.fake_batch import FakeBatch
 
 

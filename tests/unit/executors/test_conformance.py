@@ -24,7 +24,7 @@ from bench.executors.local import LocalExecutor
 from bench.executors.slurm import SlurmExecutor
 from bench.plan.grid import plan_from_overrides
 from bench.plan.manifest import Plan, write_manifest
-from bench.results.store import LocalStore, Store, SweepPaths
+from bench.store import LocalStore, Store, SweepPaths
 from tests.conftest import REPO
 from tests.support.fake_batch import FakeBatch
 

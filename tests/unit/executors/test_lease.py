@@ -15,7 +15,7 @@ from bench.executors import lease
 from bench.executors.aws_batch import AwsBatchExecutor
 from bench.executors.local import LocalExecutor
 from bench.executors.slurm import SlurmExecutor
-from bench.results.store import LocalStore, StoreError, SweepPaths
+from bench.store import LocalStore, StoreError, SweepPaths
 
 
 @pytest.fixture

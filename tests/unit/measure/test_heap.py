@@ -7,8 +7,8 @@ import gc
 import threading
 import time
 
+from bench.cell.runner import run_cell
 from bench.measure import heap
-from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 
 

@@ -20,7 +20,7 @@ from bench.measure.host_facts import (
     parse_torch_cuda,
     physical_cores,
 )
-from bench.results.schema import COLUMN_NAMES
+from bench.row.schema import COLUMN_NAMES
 
 
 @pytest.fixture(autouse=True)

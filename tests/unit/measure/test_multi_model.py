@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.cell.runner import run_cell
 from bench.config.checks import ConfigError
 from bench.config.schema import EngineConfig
 from bench.engines import ENGINES
 from bench.engines.base import LoadInfo
 from bench.engines.calibration import SleepEngine
 from bench.measure.loadgen import Plain
-from bench.measure.runner import run_cell
 from bench.measure.scenarios import SCENARIOS, check_scenario
 from bench.measure.scenarios.multi_model_pool import ModelPool
 from bench.measure.scenarios.multi_model_ramp import (

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.cell.runner import run_cell
 from bench.config.checks import ConfigError
 from bench.config.schema import EngineConfig
 from bench.engines import ENGINES
 from bench.engines.hf import HFEngine
 from bench.measure import quality_check
-from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
 
 QUICK = [

@@ -15,7 +15,7 @@ from bench.measure.scenarios import SCENARIOS, check_scenario, scenario_columns
 from bench.measure.scenarios.capacity import Capacity
 from bench.plan.feasibility import decide
 from bench.plan.grid import plan_from_overrides
-from bench.results.schema import COLUMNS, ROW_SCHEMA, conform
+from bench.row.schema import COLUMNS, ROW_SCHEMA, conform
 from tests.conftest import REPO
 
 SCENARIO_DIR = REPO / "conf" / "scenario"

@@ -20,6 +20,7 @@ from bench.plan.feasibility import (
     infeasible_reason,
 )
 from bench.plan.grid import plan_from_overrides
+from bench.row.status import Status
 from tests.conftest import REPO
 
 FAMILIES_2026 = {
@@ -82,7 +83,7 @@ def test_sagemaker_pricing_costs_the_cell_at_the_ml_rate_and_says_so(catalog):
     assert sagemaker.cell_id == ec2.cell_id  # the price is not what a cell measures
     override = _cell("instance=g5.xlarge", "pricing=sagemaker", "price_per_hour=2.5")
     assert (override.pricing, override.price_per_hour) == ("override", 2.5)
-    row = crash_row(sagemaker, "failed", "X", "boom")
+    row = crash_row(sagemaker, "a1", Status.FAILED, "X", "boom")
     assert row["pricing"] == "sagemaker" and row["price_per_hour"] == sagemaker.price_per_hour
 
 
@@ -118,7 +119,7 @@ def test_int8_below_compute_capability_7_5_is_a_warning_not_infeasible():
     cell = _cell("model=gpt_neox_20b", "precision=int8", "instance=p3.8xlarge", "tp_degree=4")
     assert infeasible_reason(cell) is None  # the planner lets it run (no engine does int8 on
     assert any("no int8 tensor cores" in w for w in cell_warnings(cell))  # CUDA yet: item 4)
-    row = crash_row(cell, "failed", "OutOfMemoryError", "CUDA out of memory")
+    row = crash_row(cell, "a1", Status.FAILED, "OutOfMemoryError", "CUDA out of memory")
     assert "no int8 tensor cores" in row["warnings"]
     # bf16 stays refused where it is not native
     bf16 = _cell("model=gpt_neox_20b", "precision=bf16", "instance=p3.8xlarge", "tp_degree=4")
@@ -132,11 +133,11 @@ def test_a_borderline_cell_that_fails_says_so_in_its_row():
     )  # fmt: skip
     outcome, reason = decide(cell)
     assert outcome == "borderline" and "usable" in reason
-    failed = crash_row(cell, "timeout", "Timeout", "ran past executor.timeout_s")
+    failed = crash_row(cell, "a1", Status.TIMEOUT, "Timeout", "ran past executor.timeout_s")
     assert "over the cautious estimate" in failed["warnings"]
-    assert crash_row(cell, "infeasible", "Infeasible", "x").get("warnings") is None
+    assert crash_row(cell, "a1", Status.INFEASIBLE, "Infeasible", "x").get("warnings") is None
     on_cpu = _cell("model=bert_tiny", "instance=g5.xlarge", "device=cpu")
-    assert crash_row(on_cpu, "failed", "X", "y")["warnings"] is None
+    assert crash_row(on_cpu, "a1", Status.FAILED, "X", "y")["warnings"] is None
 
 
 def test_int8_on_gpu_engines_and_where_each_refuses_it():

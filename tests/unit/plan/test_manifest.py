@@ -9,7 +9,7 @@ import pytest
 from bench.config.checks import ConfigError
 from bench.plan.grid import plan_from_overrides
 from bench.plan.manifest import read_manifest, write_manifest
-from bench.results.store import LocalStore, SweepPaths
+from bench.store import LocalStore, SweepPaths
 
 
 def _stored(tmp_path, sweep_id: str = "m") -> LocalStore:

@@ -18,8 +18,8 @@ import pytest
 import bench.plan.feasibility as feasibility
 from bench.cli import main
 from bench.plan.grid import plan_from_overrides
-from bench.results.history import DEFAULT_OVERHEAD_S, cell_overhead
-from bench.results.store import open_store
+from bench.plan.history import DEFAULT_OVERHEAD_S, cell_overhead
+from bench.store import open_store
 
 BERT_G5 = ["plan", "+grid=bert_g5", "executor=aws_batch"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from bench.results.schema import rows_to_table
+from bench.row.schema import rows_to_table
 
 PRICE = 0.192  # $/hour, local-cpu's stand-in
 

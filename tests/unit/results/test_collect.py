@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 
 from bench.results.collect import UnreadableCellFile, collect, summary_text
-from bench.results.schema import ROW_SCHEMA, conform, rows_to_table
-from bench.results.store import LocalStore, SweepPaths
+from bench.row.schema import ROW_SCHEMA, conform, rows_to_table
+from bench.store import LocalStore, SweepPaths
 
 SWEEP = "s1"
 PATHS = SweepPaths(SWEEP)
@@ -375,7 +375,7 @@ def test_ls_lists_the_sweeps_newest_first_with_their_rows(store, tmp_path):
     import subprocess
     import sys
 
-    from bench.results.history import list_sweeps
+    from bench.plan.history import list_sweeps
 
     _manifest(store, ["a", "b"])
     _attempt(store, _row("a", 0))
@@ -404,7 +404,7 @@ def test_ls_lists_the_sweeps_newest_first_with_their_rows(store, tmp_path):
 
 
 def test_the_summary_says_how_to_clear_the_percentile_flags(store):
-    from bench.measure import stats
+    from bench import stats
 
     _manifest(store, ["a", "b", "c"])
     # a: 200 requests in 4 s (50/s); b: 900 in 3 s (300/s), its neighbours correlated

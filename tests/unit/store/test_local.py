@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from bench.config.checks import ConfigError
-from bench.results.store import LocalStore, RowFile, StoreError, SweepPaths, open_store, row_file
+from bench.store import LocalStore, RowFile, StoreError, SweepPaths, open_store, row_file
 
 
 @pytest.fixture

@@ -1,14 +1,14 @@
-"""docs/columns.md from the row schema (bench.results.schema.COLUMNS), so the page cannot
+"""docs/columns.md from the row schema (bench.row.schema.COLUMNS), so the page cannot
 drift from it.
 
-    python -m bench.results.schema_doc > docs/columns.md      (or `make docs`)
+    python -m bench.row.schema_doc > docs/columns.md      (or `make docs`)
 
 tests/unit/test_docs.py fails when the committed page differs from what this prints.
 """
 
 from __future__ import annotations
 
-from bench.results.schema import COLUMNS, SCHEMA_VERSION
+from bench.row.schema import COLUMNS, SCHEMA_VERSION
 
 # Characters that would end a table cell or start Markdown markup inside one.
 _ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "*": "\\*", "<": "&lt;"})
@@ -24,8 +24,8 @@ def columns_markdown() -> str:
     lines = [
         "# Result row columns",
         "",
-        "Generated from the row schema in `src/bench/results/schema.py` by "
-        "`python -m bench.results.schema_doc > docs/columns.md` (`make docs`); "
+        "Generated from the row schema in `src/bench/row/schema.py` by "
+        "`python -m bench.row.schema_doc > docs/columns.md` (`make docs`); "
         "do not edit it by hand.",
         "",
         f"Schema version: {SCHEMA_VERSION}. Every row of `aggregated.parquet` and of each "

@@ -17,17 +17,14 @@ import os
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from bench.config.schema import CellConfig
-from bench.config.tasks import image_size, task_of
 from bench.engines import ENGINES, device_memory
 from bench.engines.base import Engine, Unsupported, device_kind
 from bench.measure import (
@@ -39,16 +36,22 @@ from bench.measure import (
     threads,
 )
 from bench.measure.client_health import client_health
-from bench.measure.host_facts import host_facts
 from bench.measure.loadgen import LoadResult
 from bench.measure.metrics import summarize
 from bench.measure.scenarios import SCENARIOS, Measured, request_for
 from bench.measure.support import why_unsupported
 from bench.measure.workloads import workload_of
-from bench.results import arrow
-from bench.results.schema import SAMPLES_SCHEMA, SCHEMA_VERSION
-
-MAX_ERROR_CHARS = 2000
+from bench.row.build import (
+    MAX_ERROR_CHARS,
+    cell_row,
+    failed,
+    new_attempt_id,
+    now_utc,
+    unsupported_row,
+)
+from bench.row.schema import SAMPLES_SCHEMA
+from bench.row.status import Status
+from bench.store import arrow
 
 
 @dataclass
@@ -60,53 +63,6 @@ class CellResult:
 
 # Set in a cell forked from the local fork server: the modules it imported before forking.
 FORK_SERVER_PRELOAD_VARIABLE = "BENCH_FORK_SERVER_PRELOAD"
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def base_row(cell: CellConfig) -> dict[str, Any]:
-    """The columns every row has, whatever its status: identity, axes, price, host."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "sweep_id": cell.sweep_id,
-        "cell_id": cell.cell_id,
-        "attempt_id": uuid.uuid4().hex,  # a job names its attempt (executors.environment)
-        "cell_index": cell.index,
-        "config_id": cell.cell_id.removesuffix(f"-r{cell.repeat}") if cell.repeat else cell.cell_id,
-        "repeat": cell.repeat,
-        "model": cell.model.name,
-        "model_family": cell.model.family,
-        "task": cell.model.task,
-        "engine": cell.engine.name,
-        "precision": cell.precision,
-        "batch_size": cell.batch_size,
-        "seq_len": cell.model.seq_len,
-        "image_size": image_size(cell.model) if not task_of(cell.model).text else None,
-        "new_tokens": cell.model.new_tokens,
-        "threads": cell.threads,
-        "tp_degree": cell.tp_degree,
-        "instance": cell.instance.type,
-        "device": cell.device,
-        "scenario": cell.scenario.name,
-        "workload": cell.workload.name,
-        "workload_params": workload_of(cell.workload).describe(cell),
-        "price_per_hour": cell.price_per_hour,
-        "price_source": cell.price_source,
-        "pricing": cell.pricing,
-        "config_json": json.dumps(cell.to_dict(), sort_keys=True, default=str),
-        **host_facts(),
-    }
-
-
-def failure_row(cell: CellConfig, status: str, error_class: str, error: str) -> dict[str, Any]:
-    """A row for a cell that produced no measurement (executors: bench.executors.base.crash_row,
-    which adds the planner's warnings for a cell that ran)."""
-    row = base_row(cell)
-    row.update(status=status, error_class=error_class, error=error[-MAX_ERROR_CHARS:])
-    row["started_at"] = row["finished_at"] = now_utc()
-    return row
 
 
 # the per-request counts a sample row carries (null where not known)
@@ -319,20 +275,19 @@ class NoCompletedRequests(RuntimeError):
     """Every request of the measured window failed (or none was sent)."""
 
 
-def unsupported_row(cell: CellConfig, reason: str) -> dict[str, Any]:
-    """The row of a cell its engine cannot run: written without loading anything."""
-    return failure_row(cell, "unsupported", "Unsupported", reason)
-
-
 def run_cell(
-    cell: CellConfig, warnings_for: Callable[[CellConfig], str | None] | None = None
+    cell: CellConfig,
+    warnings_for: Callable[[CellConfig], str | None] | None = None,
+    attempt_id: str | None = None,
 ) -> CellResult:
     """Run one cell in this process; always returns a row. `warnings_for` gives the row's
     planner warnings (bench.plan.feasibility.planner_warnings: the caller's, since measuring code
-    imports no planning code), asked after measuring: it may import transformers."""
+    imports no planning code), asked after measuring: it may import transformers. The row
+    names `attempt_id` (a job's: its files are named by it), else a fresh one."""
+    attempt_id = attempt_id or new_attempt_id()
     if reason := why_unsupported(cell, this_host=True):
-        return CellResult(row=unsupported_row(cell, reason), samples=None)
-    row = base_row(cell)
+        return CellResult(row=unsupported_row(cell, attempt_id, reason), samples=None)
+    row = cell_row(cell, attempt_id)
     row["started_at"] = now_utc()
     samples = trace = None
     try:
@@ -343,20 +298,16 @@ def run_cell(
             raise NoCompletedRequests(
                 f"no request completed ({headline.errors} failed, {headline.dropped} dropped)" + why
             )
-        row.update(summarize(headline, cell), status="ok")
+        row.update(summarize(headline, cell), status=Status.OK.value)
         row.update(workload_of(cell.workload).summarize(headline))
         row.update(client_health(row, ENGINES[cell.engine.name].remote))
         samples = samples_table(measured.stages)
         trace = telemetry.table(window_samples)
     except Unsupported as exc:  # only the host could tell (a library missing, say)
-        row.update(status="unsupported", error_class="Unsupported", error=str(exc))
+        failed(row, Status.UNSUPPORTED, "Unsupported", str(exc))
     except Exception as exc:  # a failing cell is a row, never a crashed sweep
         traceback.print_exc(file=sys.stderr)  # the row keeps the message, the log where from
-        row.update(
-            status="failed",
-            error_class=type(exc).__name__,
-            error=str(exc)[:MAX_ERROR_CHARS] or repr(exc),
-        )
+        failed(row, Status.FAILED, type(exc).__name__, str(exc)[:MAX_ERROR_CHARS] or repr(exc))
     row.setdefault("peak_rss_mb", device_memory.peak_rss_mb())  # a failed cell: the process's
     row["warnings"] = warnings_for(cell) if warnings_for else None
     row["finished_at"] = now_utc()

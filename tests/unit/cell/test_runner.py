@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from bench.cell.runner import run_cell
 from bench.engines.calibration import SleepEngine
-from bench.measure.runner import run_cell
 from bench.plan.grid import plan_from_overrides
-from bench.results.schema import SAMPLES_SCHEMA, rows_to_table
+from bench.row.schema import SAMPLES_SCHEMA, rows_to_table
 from tests.support.bounded import BoomError, run_bounded
 
 SERVICE_MS = 5.0

@@ -1,4 +1,4 @@
-"""bench.results.arrow builds the same arrays as pyarrow's converters, without importing pandas."""
+"""bench.store.arrow builds the same arrays as pyarrow's converters, without importing pandas."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bench.results import arrow
-from bench.results.schema import ROW_SCHEMA, rows_to_table
+from bench.row.schema import ROW_SCHEMA, rows_to_table
+from bench.store import arrow
 
 UTC = dt.timezone.utc
 
@@ -57,7 +57,7 @@ def test_a_row_table_round_trips_and_the_process_never_imports_pandas() -> None:
     assert table.to_pylist()[0]["latency_ms_p50"] == 1.25
     assert table.column("error").null_count == 1
     code = (
-        "import sys; from bench.results.schema import rows_to_table; "
+        "import sys; from bench.row.schema import rows_to_table; "
         "rows_to_table([{'cell_id': 'c', 'n': 1}]); print('pandas' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -25,7 +25,8 @@ import io
 import statistics
 from dataclasses import dataclass
 
-from bench.results.store import Store, SweepPaths, manifest_json
+from bench.row.status import Status
+from bench.store import Store, SweepPaths, manifest_json
 
 MAX_SWEEPS = 5  # the most recent sweeps of the executor: today's machine, today's code
 GAP_LIMIT_S = 300.0  # a longer pause between two cells is a resume, not start-up
@@ -127,7 +128,7 @@ def _sweep_overheads(store: Store, sweep_id: str, serial: bool) -> list[float]:
 
     frame = pl.read_parquet(io.BytesIO(store.read_bytes(SweepPaths(sweep_id).aggregated)))
     frame = frame.filter(
-        (pl.col("status") == "ok")
+        (pl.col("status") == Status.OK.value)
         & pl.col("started_at").is_not_null()
         & pl.col("finished_at").is_not_null()
         & pl.col("window_s").is_not_null()

@@ -37,7 +37,6 @@ SCHEMA_VERSION = 13
 # (a failed request is flagged in percentile_flags, and report recommends no cell over
 # sla.max_failed_share), each TP rank's memory around its load (rank_peak_rss_mb,
 # rank_memory_json); 13: the output check against eager fp32 (quality, quality_*)
-STATUSES = ("ok", "failed", "unsupported", "infeasible", "timeout")
 # The columns that say which configuration a row measured (its grid axes), in reading order.
 AXIS_COLUMNS = ("model", "engine", "precision", "batch_size", "threads", "tp_degree", "instance")
 
@@ -442,7 +441,7 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
         if unknown:
             raise KeyError(f"not row columns: {sorted(unknown)}")
     from bench.config.secrets import redact
-    from bench.results.arrow import table  # from buffers: a cell never imports pandas
+    from bench.store.arrow import table  # from buffers: a cell never imports pandas
 
     def value(row: dict[str, Any], name: str) -> Any:
         found = row.get(name)

@@ -8,7 +8,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from bench.measure import stats
+from bench import stats
 
 TRUE_LOGNORMAL = {p: math.exp(0.5 * NormalDist().inv_cdf(p / 100)) for p in (50, 90, 99)}
 

@@ -15,7 +15,7 @@ A reader never sees a half-written file: local writes go to a file with no name 
 complete (Linux O_TMPFILE, so a writer killed midway leaves nothing behind), else to a temp
 file in the same folder, and are linked or renamed into place (a temp file left by a killed
 writer is removed by the sweep's next run: LocalStore.remove_stale_temp); S3 writes are one
-PUT each (bench.results.s3). No attempt's file is ever
+PUT each (bench.store.s3). No attempt's file is ever
 written over: an attempt writes its own names, and a lease is only created where there is
 none or replaced where it is still the one its taker read (compare and swap).
 """
@@ -25,19 +25,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import secrets
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from bench.config.checks import ConfigError
-from bench.results.store_base import Store, StoreError
+from bench.store.base import Store, StoreError
 
 SWAP_STALE_S = 30.0  # a compare-and-swap marker older than this was left by a killed taker
 
@@ -297,136 +293,3 @@ def _name_unnamed(fd: int, folder: int, path: Path, replace: bool) -> bool | Non
         tmp.unlink(missing_ok=True)
         raise
     return True
-
-
-def open_store(root: str) -> Store:
-    """The store for a root URI: a local folder (plain path or file://) or s3://bucket/prefix."""
-    if not str(root).strip() or str(root).strip() in ("file://", "s3://"):
-        # an empty root would be the current folder: results scattered where the command ran
-        raise ConfigError(
-            "store.root", root, "give a folder, file://PATH or s3://BUCKET/prefix (not empty)"
-        )
-    scheme = root.split("://", 1)[0] if "://" in root else "file"
-    if scheme == "file":
-        return LocalStore(root)
-    if scheme == "s3":
-        from bench.results.s3 import S3Store
-
-        return S3Store(root)
-    raise ConfigError(
-        "store.root", root, "allowed: a local folder, file://PATH or s3://BUCKET/prefix"
-    )
-
-
-@dataclass(frozen=True)
-class SweepPaths:
-    """Where each of a sweep's files lives, relative to the store root."""
-
-    sweep_id: str
-
-    @property
-    def manifest(self) -> str:
-        return f"{self.sweep_id}/manifest.json"
-
-    @property
-    def cells_dir(self) -> str:
-        return f"{self.sweep_id}/cells"
-
-    @property
-    def aggregated(self) -> str:
-        return f"{self.sweep_id}/aggregated.parquet"
-
-    @property
-    def collected_rows(self) -> str:
-        """Every attempt row the collector has read, with its file and version: attempt files
-        are never written over, so a later collect reads only files it has not seen."""
-        return f"{self.sweep_id}/collected/attempts.parquet"
-
-    def cell_attempts_dir(self, cell_id: str) -> str:
-        return f"{self.cells_dir}/{cell_id}"
-
-    def attempt_row(self, cell_id: str, attempt: str, status: str) -> str:
-        """An attempt's row; its status is in the name so resume can decide from a listing."""
-        return f"{self.cells_dir}/{cell_id}/{attempt}.{status}.parquet"
-
-    def legacy_cell(self, cell_id: str) -> str:
-        """Where stores from before per-attempt files kept a cell's one row."""
-        return f"{self.cells_dir}/{cell_id}.parquet"
-
-    def samples(self, cell_id: str, attempt: str) -> str:
-        return f"{self.sweep_id}/samples/{cell_id}/{attempt}.parquet"
-
-    def telemetry(self, cell_id: str, attempt: str) -> str:
-        return f"{self.sweep_id}/telemetry/{cell_id}/{attempt}.parquet"
-
-    def log(self, cell_id: str, attempt: str) -> str:
-        return f"{self.sweep_id}/logs/{cell_id}/{attempt}.log"
-
-    @property
-    def leases_dir(self) -> str:
-        return f"{self.sweep_id}/leases"
-
-    def lease(self, cell_id: str) -> str:
-        return f"{self.leases_dir}/{cell_id}.json"
-
-    @property
-    def progress_dir(self) -> str:
-        """Each running cell's phase, for `bench status` (bench.measure.progress)."""
-        return f"{self.sweep_id}/progress"
-
-    def progress(self, cell_id: str) -> str:
-        return f"{self.progress_dir}/{cell_id}.json"
-
-    @property
-    def submissions_dir(self) -> str:
-        """A scheduler's journal: one file per submission (bench.executors.base)."""
-        return f"{self.sweep_id}/submissions"
-
-    def submission(self, name: str) -> str:
-        return f"{self.submissions_dir}/{name}.json"
-
-    def array_map(self, name: str) -> str:
-        """An array job's child index -> cell index map (bench.executors.job)."""
-        return f"{self.sweep_id}/arrays/{name}.json"
-
-    @property
-    def report_dir(self) -> str:
-        return f"{self.sweep_id}/report"
-
-
-def manifest_json(store: Store, sweep_id: str) -> dict[str, Any] | None:
-    """A sweep's manifest as plain JSON, None when it has none: for readers that want its cell
-    ids or metadata (collect, ls, the sweep's same-grid check). A job's Plan, validated, is
-    bench.plan.manifest.read_manifest, which reads it through here."""
-    path = SweepPaths(sweep_id).manifest
-    if not store.exists(path):
-        return None
-    try:
-        manifest = json.loads(store.read_bytes(path))
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: cut short or edited
-        raise StoreError(
-            f"{store.uri(path)} is not a readable manifest ({exc}); move it aside and run the "
-            "same sweep again to rewrite it (its rows are kept)"
-        ) from None
-    if not isinstance(manifest, dict):
-        raise StoreError(f"{store.uri(path)} is not a manifest (a JSON object)")
-    return manifest
-
-
-@dataclass(frozen=True)
-class RowFile:
-    """What a row file's path says: its cell, and (per-attempt layout) attempt and status."""
-
-    cell_id: str
-    attempt: str | None  # None: the older one-row-per-cell layout
-    status: str | None
-
-
-def row_file(path: str) -> RowFile:
-    """Parse `.../cells/<cell_id>/<attempt>.<status>.parquet` or `.../cells/<cell_id>.parquet`."""
-    parts = path.rsplit("/", 3)
-    name = parts[-1].removesuffix(".parquet")
-    if len(parts) >= 3 and parts[-3] == "cells" and "." in name:
-        attempt, status = name.rsplit(".", 1)
-        return RowFile(parts[-2], attempt, status)
-    return RowFile(name, None, None)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.config.checks import ConfigError
-from bench.results.store_base import Store, StoreError
+from bench.store.base import Store, StoreError
 
 MAX_ATTEMPTS = 10  # tries of one call, the first included (AWS_MAX_ATTEMPTS: another number)
 CONNECT_CHECK_S = 5.0
