@@ -167,7 +167,7 @@ def run_sweep(plan: Plan, stream: TextIO | None = None) -> Collected | None:
     executor = make_executor(plan.executor)
     if executor.synchronous:  # the cells run on this host: what it lacks, before any write
         check_this_host(plan)
-    executor.check(plan, store)
+    executor.check_ready(plan, store)
     _check_same_grid(store, plan)
     manifest_uri = write_manifest(store, plan)
     unsupported = write_planner_rows(store, plan, this_host=executor.synchronous)

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bench.config.checks import typed_options
+from bench.config.plugin import CellPlugin
 from bench.config.schema import CellConfig
 from bench.config.tasks import TASKS
 
@@ -137,16 +137,12 @@ def device_kind(cell: CellConfig) -> str:
     return "cpu"
 
 
-@dataclass(frozen=True)
-class NoOptions:
-    """Engines without options of their own."""
+class Engine(CellPlugin, ABC):
+    """One engine serving one model copy for one cell. Its options, checks and
+    `unsupported_reason` follow the plugin contract (bench.config.plugin); `host_reason` is
+    the engine's own: what only the host that runs the cell can tell."""
 
-
-class Engine(ABC):
-    """One engine serving one model copy for one cell."""
-
-    name: ClassVar[str]
-    Options: ClassVar[type] = NoOptions
+    axis = "engine"
     capability: ClassVar[Capability] = Capability(ANY_PRECISION, BOTH_DEVICES, tasks=ALL_TASKS)
     # On CUDA, what `synchronize()` waits for, stated in the row (sync_scope; CPU rows say
     # host: the call returns with the result on the host): stream (the calling client's own
@@ -227,16 +223,7 @@ class Engine(ABC):
 
     def __init__(self, cell: CellConfig) -> None:
         self.cell = cell
-        self.options = self.Options(**cell.engine.options)
-
-    @classmethod
-    def check_options(cls, options: dict[str, Any]) -> None:
-        """Reject unknown option keys and values of the wrong type, naming the allowed ones."""
-        cls.validate(typed_options("engine", f"engine {cls.name} options", cls.Options, options))
-
-    @classmethod
-    def validate(cls, options: Any) -> None:
-        """Engine-specific checks on option values; raise ConfigError."""
+        self.options = self.options_of(cell.engine.options)
 
     def import_libraries(self) -> None:
         """Import what loading and serving need (libraries, the architecture's modeling code)

@@ -25,7 +25,7 @@ def executor_class(options: dict[str, Any]) -> type[Executor]:
 
 def check_executor(options: dict[str, Any]) -> None:
     """A registered executor, and options it takes (ConfigError otherwise)."""
-    executor_class(options).options_of(options)
+    executor_class(options).check(options)
 
 
 __all__ = ["EXECUTORS", "Executor", "JobHandle", "check_executor", "executor_class"]

@@ -390,7 +390,7 @@ class AwsBatchExecutor(Executor):
         indices: list[int],
         progress: ProgressFn | None = None,
     ) -> list[JobHandle]:
-        self.check(plan, store)
+        self.check_ready(plan, store)
         for sub in self.adopted:  # the journal says what the lookups found
             journal_submission(store, plan.sweep_id, sub)
         self.adopted = []
@@ -404,7 +404,7 @@ class AwsBatchExecutor(Executor):
                 self.submissions += self._submit_group(plan, store, instance, same_image)
         return handles_for(plan, self.submissions)
 
-    def check(self, plan: Plan, store: Store) -> None:
+    def check_ready(self, plan: Plan, store: Store) -> None:
         """Everything the sweep needs from the user, said at once (one line, every missing
         setting), then the queues (which takes a call to Batch), before anything is written."""
         from bench.engines import ENGINES

@@ -1,7 +1,7 @@
 """The executor interface: submit cells, get handles back; results are read from the store.
-Each executor has typed options (conf/executor/NAME.yaml declares the same keys and defaults;
-a test holds them equal) and names the environment its jobs run in
-(bench.executors.environment)."""
+Each executor has typed options read and checked as every plugin's are (bench.config.plugin;
+conf/executor/NAME.yaml declares the same keys and defaults, a test holds them equal) and
+names the environment its jobs run in (bench.executors.environment)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bench.config.checks import typed_options
+from bench.config.plugin import Plugin
 from bench.config.schema import CellConfig
 from bench.executors.environment import JobEnvironment
 from bench.plan.manifest import Plan
 from bench.row import build
 from bench.row.status import Status
 from bench.store import Store, SweepPaths
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    """Executors without options of their own."""
 
 
 def instance_queue(prefix: str, instance_type: str) -> str:
@@ -44,7 +39,7 @@ class JobHandle:
 ProgressFn = Callable[[JobHandle, int, int, float], None]
 
 
-class Executor(ABC):
+class Executor(Plugin, ABC):
     """Runs the cells of a plan whose manifest is already in the store.
 
     A synchronous executor (local) has run every cell when `submit` returns; a scheduler's
@@ -52,34 +47,23 @@ class Executor(ABC):
     (the scheduler's view, for `bench status`) and `wait`.
     """
 
-    name: str
+    axis = "executor"
     synchronous: bool = False
     # The scheduler states (as `describe` reports them) in which a submission may still run
     # its cells: a re-submitted sweep leaves those cells to it.
     active_states: tuple[str, ...] = ()
 
-    Options: ClassVar[type] = NoOptions
     environment: ClassVar[type[JobEnvironment]] = JobEnvironment
 
     def __init__(self, options: dict[str, Any]) -> None:
-        self.options = self.options_of(options)
+        # conf/executor/NAME.yaml or the manifest's `executor`, checked before anything is
+        # written
+        self.options = self.check(options)
         self.submissions: list[Submission] = []
 
-    @classmethod
-    def options_of(cls, options: dict[str, Any]) -> Any:
-        """`options` (conf/executor/NAME.yaml, the manifest's `executor`) typed and checked:
-        an unknown key or a bad value is a ConfigError, before anything is written."""
-        own = {k: v for k, v in options.items() if k != "name"}
-        typed = typed_options("executor", f"executor {cls.name} options", cls.Options, own)
-        cls.validate(typed)
-        return typed
-
-    @classmethod
-    def validate(cls, options: Any) -> None:
-        """Executor-specific checks on option values; raise ConfigError."""
-
-    def check(self, plan: Plan, store: Store) -> None:
-        """Raise ConfigError before anything is written if this executor cannot run the plan."""
+    def check_ready(self, plan: Plan, store: Store) -> None:
+        """Raise ConfigError before anything is written if this executor cannot run the plan
+        here (its client missing, a setting the plan needs unset, a store it cannot use)."""
 
     def describe(self, submissions: list[Submission]) -> list[dict[str, Any]]:
         """The scheduler's state of each submission (job id, status, children per state)."""

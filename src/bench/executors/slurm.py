@@ -182,7 +182,7 @@ class SlurmExecutor(Executor):
         indices: list[int],
         progress: ProgressFn | None = None,
     ) -> list[JobHandle]:
-        self.check(plan, store)
+        self.check_ready(plan, store)
         log_dir = Path(self.options.log_dir or "slurm-logs").expanduser().absolute()
         log_dir = log_dir / plan.sweep_id
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -218,7 +218,7 @@ class SlurmExecutor(Executor):
             self.submissions.append(sub)
         return handles_for(plan, self.submissions)
 
-    def check(self, plan: Plan, store: Store) -> None:
+    def check_ready(self, plan: Plan, store: Store) -> None:
         if shutil.which("sbatch") is None:
             raise ConfigError("executor", "slurm", "needs sbatch on PATH (a Slurm client)")
         container_command(self.options, store, 0)  # a bad container_runtime: before any write

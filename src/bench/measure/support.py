@@ -17,6 +17,6 @@ def why_unsupported(cell: CellConfig, this_host: bool) -> str | None:
     reason = (
         engine.unsupported_reason(cell)
         or scenario.unsupported_reason(cell)
-        or workload_of(cell.workload).unsupported_reason(cell, engine)
+        or workload_of(cell.workload).unsupported_reason(cell)
     )
     return reason or (engine.host_reason(cell) if this_host else None)

@@ -43,7 +43,7 @@ from bench.config.schema import (
     slo_from_dict,
     workload_from_dict,
 )
-from bench.engines import check_engine
+from bench.engines import ENGINES, check_engine
 from bench.measure.scenarios import SCENARIOS, check_scenario
 from bench.measure.workloads import check_workload
 
@@ -374,6 +374,7 @@ def build_cell(
     workload = t.once("workload_checked", at, lambda: _same_or_new(cell.workload, cell))
     if workload is not cell.workload:
         cell = dataclasses.replace(cell, workload=workload)
+    ENGINES[cell.engine.name].check_cell(cell)
     SCENARIOS[cell.scenario.name].check_cell(cell)
     return cell, cell_id_for(cell, fragments, shown)
 

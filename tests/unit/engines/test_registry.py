@@ -1,27 +1,25 @@
-"""Every engine is registered under the name its config file and its class carry, and every
-option its config file sets is one the engine takes, of the type it takes."""
+"""The engine registry's check of a config's `engine` block (what each engine promises is
+tests/unit/engines/test_conformance.py's)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
-from bench.config.checks import typed_options
-from bench.engines import ENGINES
-
-ENGINE_CONF = Path(__file__).resolve().parents[3] / "conf" / "engine"
+from bench.config.checks import ConfigError
+from bench.engines import check_engine
 
 
-def test_each_config_file_is_a_registered_engine_and_each_engine_has_one() -> None:
-    assert {path.stem for path in ENGINE_CONF.glob("*.yaml")} == set(ENGINES)
+def test_an_unregistered_engine_is_refused_naming_the_registered_ones() -> None:
+    with pytest.raises(ConfigError) as raised:
+        check_engine({"name": "hf2"})
+    assert raised.value.key == "engine" and "allowed: accelerate, deepspeed" in str(raised.value)
 
 
-@pytest.mark.parametrize("name", sorted(ENGINES))
-def test_an_engine_takes_the_keys_of_its_config_file(name: str) -> None:
-    options = yaml.safe_load((ENGINE_CONF / f"{name}.yaml").read_text())
-    assert options.pop("name") == name == ENGINES[name].name
-    # a key the engine lacks, or a value of another type, raises ConfigError (values that
-    # must be given, such as an endpoint's name, are checked when a cell is composed)
-    typed_options("engine", f"engine {name} options", ENGINES[name].Options, options)
+def test_the_name_picks_the_engine_and_the_rest_are_its_options() -> None:
+    check_engine({"name": "sleep", "service_ms": 2.0})
+    with pytest.raises(ConfigError) as raised:
+        check_engine({"name": "null", "service_ms": 2.0})  # the sleep engine's, not null's
+    assert raised.value.key == "engine.service_ms" and "engine null options" in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        check_engine({"name": "sleep", "service_ms": -1.0})  # typed, then the engine's rules
+    assert raised.value.key == "engine.service_ms"

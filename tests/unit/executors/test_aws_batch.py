@@ -65,7 +65,7 @@ def test_an_engine_with_its_own_image_gets_its_own_array_and_definition(tmp_path
     executor = AwsBatchExecutor(
         {"image": "hf:1", "images": {"sleep": "vllm:1"}, "queue_prefix": "bench-"}, client=client
     )
-    executor.check = lambda plan, store: None  # type: ignore[method-assign]  # no S3, no queues
+    executor.check_ready = lambda plan, store: None  # type: ignore[method-assign]  # no S3, no queues
     executor.submit(plan, LocalStore(str(tmp_path)), list(range(len(plan.cells))))
     images = {d["containerProperties"]["image"] for d in client.registered}
     assert images == {"hf:1", "vllm:1"}
@@ -92,11 +92,11 @@ def test_a_cell_without_an_image_and_a_bad_images_entry_are_one_line_errors(tmp_
     plan = plan_from_overrides(["engine=sleep", "instance=g5.xlarge", "sweep_id=t"])
     store = LocalStore(str(tmp_path))
     with pytest.raises(UsageError, match=r"executor\.image.*engine sleep"):
-        AwsBatchExecutor({"images": {"null": "x:1"}}, client=FakeBatch()).check(plan, store)
+        AwsBatchExecutor({"images": {"null": "x:1"}}, client=FakeBatch()).check_ready(plan, store)
     with pytest.raises(ConfigError, match=r"executor\.images\.vlm"):
-        AwsBatchExecutor({"image": "x:1", "images": {"vlm": "y:1"}}, client=FakeBatch()).check(
-            plan, store
-        )
+        AwsBatchExecutor(
+            {"image": "x:1", "images": {"vlm": "y:1"}}, client=FakeBatch()
+        ).check_ready(plan, store)
 
 
 NO_ANSWER = [
@@ -270,7 +270,7 @@ def test_every_missing_setting_is_said_at_once(monkeypatch, tmp_path):
     plan = plan_from_overrides(["engine=null", "sweep_id=t"])
     executor = AwsBatchExecutor({})
     with pytest.raises(UsageError) as raised:
-        executor.check(plan, LocalStore(str(tmp_path)))
+        executor.check_ready(plan, LocalStore(str(tmp_path)))
     message = str(raised.value)
     assert "\n" not in message and message.startswith("executor=aws_batch needs 4 more")
     for setting in ("executor.image=URI", "store.root=s3://", "AWS credentials", "a region"):

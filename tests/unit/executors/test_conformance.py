@@ -1,7 +1,8 @@
 """What every executor promises, checked on each one (as Hydra's launcher tests check every
-launcher): typed options that match its YAML, refused unknown keys and bad values, a scheduler
-environment, one handle per submitted cell, and (for schedulers) every submission journaled
-before the sweep returns. A new executor fails here until it has a harness below."""
+launcher): the plugin contract (bench.config.plugin: registered under its YAML's name, typed
+options that match its YAML, refused unknown keys and bad values, the base's hooks), a
+scheduler environment, one handle per submitted cell, and (for schedulers) every submission
+journaled before the sweep returns. A new executor fails here until it has a harness below."""
 
 from __future__ import annotations
 
@@ -10,10 +11,8 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from bench.config.checks import ConfigError
 from bench.executors import EXECUTORS, Executor
@@ -25,7 +24,7 @@ from bench.executors.slurm import SlurmExecutor
 from bench.plan.grid import plan_from_overrides
 from bench.plan.manifest import Plan, write_manifest
 from bench.store import LocalStore, Store, SweepPaths
-from tests.conftest import REPO
+from tests.support import plugin_contract as contract
 from tests.support.fake_batch import FakeBatch
 
 
@@ -68,47 +67,42 @@ def test_every_executor_has_a_harness() -> None:
     assert set(HARNESSES) == set(EXECUTORS)
 
 
-def _yaml_options(name: str) -> dict[str, Any]:
-    options = yaml.safe_load((REPO / "conf" / "executor" / f"{name}.yaml").read_text())
-    return {k: v for k, v in options.items() if k != "name"}
+def test_every_executor_has_its_yaml_and_every_yaml_its_executor() -> None:
+    assert contract.conf_names("executor") == set(EXECUTORS)
 
 
-def _normal(value: Any) -> Any:
-    """YAML's spelling of a default: a list is a tuple, a mapping of nulls is no mapping."""
-    if isinstance(value, list):
-        return tuple(value)
-    if isinstance(value, dict) and all(v is None for v in value.values()):
-        return None
-    return value
+@pytest.mark.parametrize("name", sorted(EXECUTORS))
+def test_an_executor_is_registered_under_its_yamls_name(name: str) -> None:
+    executor = EXECUTORS[name]
+    assert issubclass(executor, Executor) and executor.axis == "executor"
+    assert executor.name == name == contract.yaml_of("executor", name)["name"]
 
 
 @pytest.mark.parametrize("name", sorted(EXECUTORS))
 def test_the_yaml_declares_the_typed_options_and_their_defaults(name: str) -> None:
     executor = EXECUTORS[name]
-    fields = {f.name: f.default for f in dataclasses.fields(executor.Options)}
-    declared = _yaml_options(name)
-    assert set(declared) == set(fields)
-    assert {k: _normal(v) for k, v in declared.items()} == fields
-    typed = dataclasses.asdict(executor.options_of({"name": name, **declared}))
-    assert {k: _normal(v) for k, v in typed.items()} == fields  # and the YAML passes its checks
+    contract.assert_options_are_the_yamls(executor, contract.declared_options("executor", name))
+    executor.check(contract.yaml_of("executor", name))  # and the YAML passes its checks
 
 
 @pytest.mark.parametrize("name", sorted(EXECUTORS))
 def test_unknown_keys_and_bad_values_are_refused(name: str) -> None:
     executor = EXECUTORS[name]
-    with pytest.raises(ConfigError) as unknown:
-        executor.options_of({"name": name, "timeout": 5})
-    assert unknown.value.key == "executor.timeout" and "options:" in str(unknown.value)
+    contract.assert_bad_input_is_refused(executor)
     numbers = [
         f.name
         for f in dataclasses.fields(executor.Options)
         if isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
     ]
-    for key in numbers:  # none is negative, text or a boolean
-        for bad in ("abc", -1, True):
-            with pytest.raises(ConfigError) as info:
-                executor.options_of({"name": name, key: bad})
-            assert info.value.key == f"executor.{key}"
+    for key in numbers:  # none is negative either
+        with pytest.raises(ConfigError) as info:
+            executor.check({"name": name, key: -1})
+        assert info.value.key == f"executor.{key}"
+
+
+@pytest.mark.parametrize("name", sorted(EXECUTORS))
+def test_the_hooks_take_what_the_bases_take(name: str) -> None:
+    assert contract.hook_mismatches(EXECUTORS[name], Executor) == []
 
 
 @pytest.mark.parametrize("name", sorted(EXECUTORS))

@@ -29,9 +29,8 @@ def check_scenario(config: ScenarioConfig) -> ScenarioConfig:
     own = {
         k: v for k, v in config.options.items() if k in scenario.option_keys() or k not in others
     }
-    checked = dataclasses.replace(config, options=own)
-    scenario.check(checked)
-    return checked
+    scenario.check(own)
+    return dataclasses.replace(config, options=own)
 
 
 def scenario_columns() -> list[Column]:

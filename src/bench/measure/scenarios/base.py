@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from bench.config.checks import typed_options
+from bench.config.plugin import CellPlugin
 from bench.config.schema import SHARED_SCENARIO_KEYS, CellConfig, ScenarioConfig
 from bench.config.tasks import task_of
 from bench.engines.base import Engine, Inputs, Reply
@@ -31,45 +31,24 @@ class Measured:
     columns: dict[str, Any] = field(default_factory=dict)  # the scenario's own row columns
 
 
-@dataclass(frozen=True)
-class NoOptions:
-    """Scenarios with only the shared keys."""
-
-
-class Scenario:
+class Scenario(CellPlugin):
     """One way of loading an engine. Subclasses set `name`, their typed `Options` (the keys of
-    conf/scenario/NAME.yaml beyond the shared ones), the row `columns` they fill, and `run`."""
+    conf/scenario/NAME.yaml beyond the shared ones: a ScenarioConfig's `options`), the row
+    `columns` they fill, and `run`; their checks follow the plugin contract
+    (bench.config.plugin)."""
 
-    name: ClassVar[str]
-    Options: ClassVar[type] = NoOptions
+    axis = "scenario"
     columns: ClassVar[tuple[Column, ...]] = ()
 
     def __init__(self, cell: CellConfig) -> None:
         self.cell = cell
         self.config = cell.scenario
-        self.options = self.options_of(cell.scenario)
+        self.options = self.options_of(cell.scenario.options)
 
     @classmethod
-    def options_of(cls, config: ScenarioConfig) -> Any:
-        owner = f"scenario {cls.name} keys: {', '.join(SHARED_SCENARIO_KEYS)}; its own"
-        return typed_options("scenario", owner, cls.Options, config.options)
-
-    @classmethod
-    def option_keys(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls.Options))
-
-    @classmethod
-    def check(cls, config: ScenarioConfig) -> None:
-        """Refuse unknown keys and bad values (ConfigError), naming what is allowed."""
-        cls.validate(config, cls.options_of(config))
-
-    @classmethod
-    def validate(cls, config: ScenarioConfig, options: Any) -> None:
-        """The scenario's own checks on its values; raise ConfigError."""
-
-    @classmethod
-    def check_cell(cls, cell: CellConfig) -> None:
-        """Checks that need the rest of the cell (its SLOs, say); raise ConfigError."""
+    def options_owner(cls) -> str:
+        # the shared keys are allowed too (the schema's), so a typo's error lists them
+        return f"scenario {cls.name} keys: {', '.join(SHARED_SCENARIO_KEYS)}; its own"
 
     @classmethod
     def seconds(cls, config: ScenarioConfig) -> tuple[float, float]:
@@ -77,11 +56,6 @@ class Scenario:
         warmup plus the measured window from min_duration_s (the stopping rule may need
         longer) to its cap, max_duration_s."""
         return config.warmup_s + config.min_duration_s, config.warmup_s + config.max_duration_s
-
-    @classmethod
-    def unsupported_reason(cls, cell: CellConfig) -> str | None:
-        """Why this scenario cannot run `cell`; None when it can."""
-        return None
 
     def before_load(self, engine: Engine) -> None:
         """Called once `engine` has imported its libraries and prepared its checkpoint, just

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.config.checks import int_at_least, non_negative, share
-from bench.config.schema import CellConfig, ScenarioConfig
+from bench.config.schema import CellConfig
 from bench.engines.base import Engine
 from bench.engines.device_memory import host_available_mb, memory_of
 from bench.measure.loadgen import Request, Settled, run_closed_loop
@@ -44,7 +44,7 @@ class Capacity(Scenario):
     options: CapacityOptions
 
     @classmethod
-    def validate(cls, config: ScenarioConfig, options: CapacityOptions) -> None:
+    def validate(cls, options: CapacityOptions) -> None:
         share("scenario.memory_threshold", options.memory_threshold)
         non_negative("scenario.memory_budget_mb", options.memory_budget_mb)
         int_at_least("scenario.max_copies", options.max_copies, 1)

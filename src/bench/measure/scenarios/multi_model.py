@@ -94,7 +94,7 @@ class MultiModel(Scenario):
     options: MultiModelOptions
 
     @classmethod
-    def validate(cls, config: ScenarioConfig, options: MultiModelOptions) -> None:
+    def validate(cls, options: MultiModelOptions) -> None:
         int_at_least("scenario.models", options.models, 0)
         choice("scenario.distribution", options.distribution, DISTRIBUTIONS)
         positive("scenario.zipf_s", options.zipf_s)
@@ -109,7 +109,7 @@ class MultiModel(Scenario):
 
     @classmethod
     def check_cell(cls, cell: CellConfig) -> None:
-        options = cls.options_of(cell.scenario)
+        options = cls.options_of(cell.scenario.options)
         if options.distinct_checkpoints and cell.model.checkpoint:
             raise ConfigError(
                 "scenario.distinct_checkpoints",
@@ -120,7 +120,7 @@ class MultiModel(Scenario):
 
     @classmethod
     def seconds(cls, config: ScenarioConfig) -> tuple[float, float]:
-        stages = stages_of("scenario.user_stages", list(cls.options_of(config).user_stages))
+        stages = stages_of("scenario.user_stages", list(cls.options_of(config.options).user_stages))
         total = sum(s.duration_s for s in stages)
         return total, total
 

@@ -36,7 +36,7 @@ class OpenLoop(Scenario):
     options: OpenLoopOptions
 
     @classmethod
-    def validate(cls, config: ScenarioConfig, options: OpenLoopOptions) -> None:
+    def validate(cls, options: OpenLoopOptions) -> None:
         non_negative("scenario.rate_per_s", options.rate_per_s)
         positive("scenario.load_fraction", options.load_fraction)
         positive("scenario.calibrate_s", options.calibrate_s)
@@ -50,7 +50,7 @@ class OpenLoop(Scenario):
     @classmethod
     def seconds(cls, config: ScenarioConfig) -> tuple[float, float]:
         least, most = super().seconds(config)
-        options = cls.options_of(config)
+        options = cls.options_of(config.options)
         if options.rate_per_s:
             return least, most
         calibration = config.warmup_s + options.calibrate_s  # it warms up too

@@ -52,7 +52,7 @@ class Ramp(Scenario):
     options: RampOptions
 
     @classmethod
-    def validate(cls, config: ScenarioConfig, options: RampOptions) -> None:
+    def validate(cls, options: RampOptions) -> None:
         values = options.stages
         ok = bool(values) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
         ok = ok and all(v >= 1 for v in values) and list(values) == sorted(set(values))
@@ -64,7 +64,7 @@ class Ramp(Scenario):
 
     @classmethod
     def seconds(cls, config: ScenarioConfig) -> tuple[float, float]:
-        options = cls.options_of(config)
+        options = cls.options_of(config.options)
         fixed = len(options.stages) * (options.stage_duration_s + options.stage_warmup_s)
         return fixed, fixed
 

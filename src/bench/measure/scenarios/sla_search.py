@@ -82,7 +82,7 @@ class SlaSearch(Scenario):
     options: SlaSearchOptions
 
     @classmethod
-    def validate(cls, config: ScenarioConfig, options: SlaSearchOptions) -> None:
+    def validate(cls, options: SlaSearchOptions) -> None:
         share("scenario.target", options.target)
         choice("scenario.over", options.over, OVER)
         require(
@@ -111,7 +111,7 @@ class SlaSearch(Scenario):
 
     @classmethod
     def seconds(cls, config: ScenarioConfig) -> tuple[float, float]:
-        options = cls.options_of(config)
+        options = cls.options_of(config.options)
         calibration = 0.0 if options.start else config.warmup_s + options.calibrate_s
         tries = options.stage_s + options.stage_warmup_s
         least = calibration + 3 * tries
@@ -215,13 +215,8 @@ class SlaSearch(Scenario):
             else:  # every try met: double
                 load = load * 2
                 if integral and load > options.max_concurrency:
-                    return (
-                        low,
-                        None,
-                        f"met the target up to max_concurrency={options.max_concurrency}",
-                    )
-        reason = f"max_stages={options.max_stages} tries"
-        return low, high, reason
+                    return low, f"met the target up to max_concurrency={options.max_concurrency}"
+        return low, f"max_stages={options.max_stages} tries"
 
 
 def _with_warmup(config: ScenarioConfig, seconds: float) -> ScenarioConfig:

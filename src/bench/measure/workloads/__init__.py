@@ -35,7 +35,8 @@ def check_workload(cell: CellConfig) -> WorkloadConfig:
         if k in workload.option_keys() or k not in others
     }
     checked = dataclasses.replace(cell.workload, options=own)
-    workload.check(dataclasses.replace(cell, workload=checked))
+    workload.check(own)
+    workload.check_cell(dataclasses.replace(cell, workload=checked))
     return checked
 
 

@@ -1,10 +1,10 @@
 """What a workload is: what each request of a cell carries (prompts, their lengths, the
 lengths asked back, sessions, a trace's arrival times), drawn outside the timed bracket.
 
-A workload class types and checks its options (conf/workload/NAME.yaml), says which cells it
-cannot run on, and makes a `Source` for a cell: the seeded stream of `Inputs` the load
-generator draws from, one per request. One module per workload beside this one; nothing
-outside this package names a workload."""
+A workload class types and checks its options (conf/workload/NAME.yaml) as every plugin does
+(bench.config.plugin), says which cells it cannot run on, and makes a `Source` for a cell:
+the seeded stream of `Inputs` the load generator draws from, one per request. One module per
+workload beside this one; nothing outside this package names a workload."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.config.checks import require, typed_options
-from bench.config.schema import CellConfig, WorkloadConfig
+from bench.config.checks import require
+from bench.config.plugin import CellPlugin
+from bench.config.schema import CellConfig
 from bench.config.tasks import DEFAULT_VOCAB, task_of
-from bench.engines.base import Engine, Inputs, Reply
+from bench.engines import ENGINES
+from bench.engines.base import Inputs, Reply
 from bench.measure.loadgen import LoadResult
 from bench.measure.workloads.lengths import Lengths
 
@@ -105,11 +107,11 @@ class Source:
         return {"distinct_prompts": len(self.keys)}
 
 
-class Workload:
+class Workload(CellPlugin):
     """One kind of traffic. Subclasses set `name`, typed `Options`, the row `columns` they own
-    and `source`."""
+    and `source_class`."""
 
-    name: ClassVar[str]
+    axis = "workload"
     Options: ClassVar[type] = LengthOptions
     source_class: ClassVar[type[Source]]  # the stream of inputs it makes for a cell
     # the scenarios it runs under (None: any), and why, for the unsupported row
@@ -118,25 +120,18 @@ class Workload:
     columns: ClassVar[tuple[tuple[str, Any, str], ...]] = ()
 
     @classmethod
-    def options_of(cls, config: WorkloadConfig) -> Any:
-        return typed_options("workload", f"workload {cls.name} keys", cls.Options, config.options)
+    def options_owner(cls) -> str:
+        return f"workload {cls.name} keys"
 
     @classmethod
-    def option_keys(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls.Options))
-
-    @classmethod
-    def check(cls, cell: CellConfig) -> None:
-        """Refuse bad values (ConfigError naming the key, the value and what is allowed)."""
-        options = cls.options_of(cell.workload)
+    def validate(cls, options: Any) -> None:
+        """The lengths' rules where the options are LengthOptions (a workload adds its own
+        after these). A null mean is the model's seq_len or new_tokens, at least 1 either
+        way, so 1 stands in for it: no rule here needs the cell."""
         if isinstance(options, LengthOptions):
             require(options.vocab >= 0, "workload.vocab", options.vocab, "must be >= 0")
-            cls.lengths(cell, options)
-        cls.validate(cell, options)
-
-    @classmethod
-    def validate(cls, cell: CellConfig, options: Any) -> None:
-        """The workload's own checks; raise ConfigError."""
+            Lengths.of(options, "input", 1)
+            Lengths.of(options, "output", 1)
 
     @classmethod
     def lengths(cls, cell: CellConfig, options: LengthOptions) -> tuple[Lengths, Lengths]:
@@ -155,9 +150,11 @@ class Workload:
         return True
 
     @classmethod
-    def unsupported_reason(cls, cell: CellConfig, engine: type[Engine]) -> str | None:
-        """Why `engine` cannot send this workload (None when it can)."""
-        options = cls.options_of(cell.workload)
+    def unsupported_reason(cls, cell: CellConfig) -> str | None:
+        """Why the cell's scenario, model or engine cannot take this workload (None when
+        they can)."""
+        options = cls.options_of(cell.workload.options)
+        engine = ENGINES[cell.engine.name]
         if cls.scenarios is not None and cell.scenario.name not in cls.scenarios:
             return (
                 f"workload={cls.name} {cls.scenarios_why}: use scenario="
@@ -175,7 +172,7 @@ class Workload:
 
     @classmethod
     def source(cls, cell: CellConfig) -> Source:
-        return cls.source_class(cell, cls.options_of(cell.workload))
+        return cls.source_class(cell, cls.options_of(cell.workload.options))
 
     @classmethod
     def summarize(cls, result: LoadResult) -> dict[str, Any]:
@@ -185,7 +182,7 @@ class Workload:
     @classmethod
     def describe(cls, cell: CellConfig) -> str:
         """One line for the row: the workload and its parameters."""
-        options = cls.options_of(cell.workload)
+        options = cls.options_of(cell.workload.options)
         return f"{cls.name}({', '.join(f'{k}={v}' for k, v in sorted(_set(options).items()))})"
 
 

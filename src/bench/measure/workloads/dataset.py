@@ -149,8 +149,8 @@ class Dataset(Workload):
     columns = (("dataset_prompts", pa.int64(), "dataset: prompts that passed the filters"),)
 
     @classmethod
-    def check(cls, cell: CellConfig) -> None:
-        options = cls.options_of(cell.workload)
+    def validate(cls, options: DatasetOptions) -> None:
+        super().validate(options)
         check_path(options.path, "dataset file")
         choice("workload.format", options.format, FORMATS)
         for key in ("min_input_len", "max_input_len", "output_len", "max_output_len"):

@@ -105,9 +105,13 @@ class MultiTurn(Workload):
     )
 
     @classmethod
-    def validate(cls, cell: CellConfig, options: MultiTurnOptions) -> None:
+    def validate(cls, options: MultiTurnOptions) -> None:
+        super().validate(options)
         int_at_least("workload.turns", options.turns, 1)
         non_negative("workload.think_s", options.think_s)
+
+    @classmethod
+    def check_cell(cls, cell: CellConfig) -> None:
         require(
             cell.batch_size == 1,
             "batch_size",

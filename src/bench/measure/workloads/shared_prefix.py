@@ -16,6 +16,7 @@ from bench.measure.workloads.base import LengthOptions, Source, Workload
 class SharedPrefixOptions(LengthOptions):
     prefixes: int = 8  # distinct shared prefixes (P)
     prefix_len: int = 256  # tokens in each (Lp); input_* is the suffix each request adds
+    input_mean: int | None = 32  # the suffix's (null: the model's seq_len)
 
 
 class SharedPrefixSource(Source):
@@ -39,6 +40,7 @@ class SharedPrefix(Workload):
     source_class = SharedPrefixSource
 
     @classmethod
-    def validate(cls, cell: CellConfig, options: SharedPrefixOptions) -> None:
+    def validate(cls, options: SharedPrefixOptions) -> None:
+        super().validate(options)
         int_at_least("workload.prefixes", options.prefixes, 1)
         int_at_least("workload.prefix_len", options.prefix_len, 1)

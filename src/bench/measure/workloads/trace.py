@@ -106,8 +106,8 @@ class Trace(Workload):
     scenarios_why = "sets the arrival times itself"
 
     @classmethod
-    def check(cls, cell: CellConfig) -> None:
-        options = cls.options_of(cell.workload)
+    def validate(cls, options: TraceOptions) -> None:
+        super().validate(options)
         check_path(options.path, "trace (JSONL)")
         positive("workload.speedup", options.speedup)
         int_at_least("workload.block_size", options.block_size, 1)

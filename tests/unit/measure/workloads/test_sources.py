@@ -12,7 +12,7 @@ import pytest
 from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig, WorkloadConfig
 from bench.engines.base import Reply
-from bench.measure.workloads import WORKLOADS, check_workload, workload_of
+from bench.measure.workloads import check_workload, workload_of
 from bench.plan.grid import plan_from_overrides
 from tests.support import datasets
 
@@ -141,8 +141,6 @@ def test_trace_schedule_and_shared_blocks(cell: CellConfig, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("name", "options", "key"),
     [
-        ("synthetic", {"inputs": 3}, "workload.inputs"),
-        ("synthetic", {"repeat": "yes"}, "workload.repeat"),
         ("dataset", {}, "workload.path"),
         ("dataset", {"path": "/no/such/file.json"}, "workload.path"),
         ("trace", {"path": "/no/such/trace.jsonl"}, "workload.path"),
@@ -172,12 +170,6 @@ def test_engines_that_send_one_batch_refuse_varied_workloads() -> None:
         ["model=opt_tiny", "engine=fastertransformer", "instance=g5.xlarge", *varied]
     ).cells[0]
     assert "sends one fixed batch" in (why_unsupported(ft, this_host=False) or "")
-
-
-def test_every_workload_has_its_yaml() -> None:
-    from bench.config.schema import group_options
-
-    assert set(group_options("workload")) == set(WORKLOADS)
 
 
 def test_workloads_name_the_scenario_they_need() -> None:
