@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.cell.runner import run_cell
-from bench.engines.targets import shares
+from bench.engines.endpoint.targets import shares
 from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO
 

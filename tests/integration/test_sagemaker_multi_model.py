@@ -16,7 +16,7 @@ import pytest
 
 from bench.cell.runner import run_cell
 from bench.emulator import aws_env
-from bench.engines.targets import shares
+from bench.engines.endpoint.targets import shares
 from bench.plan.grid import plan_from_overrides
 from tests.conftest import REPO
 

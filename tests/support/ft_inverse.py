@@ -1,8 +1,8 @@
 """The inverse of bench's FasterTransformer converter: a converted folder back to Hugging Face
 names and shapes. Tests only: it lets the round trip check that no tensor is lost or
 reordered. Whether the files follow FasterTransformer's own layout is checked against facts
-written down from FT's converters (tests/unit/engines/test_ft_convert.py,
-test_fastertransformer.py), not against this."""
+written down from FT's converters (tests/unit/engines/fastertransformer/test_convert.py,
+test_engine.py), not against this."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.engines.ft_convert import (
+from bench.engines.fastertransformer.convert import (
     OPT_HEAD_ROWS,
     _flag,
     layout,

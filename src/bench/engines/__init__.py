@@ -13,11 +13,10 @@ from bench.engines.accelerate import AccelerateEngine
 from bench.engines.base import Engine
 from bench.engines.calibration import NullEngine, SleepEngine
 from bench.engines.deepspeed import DeepSpeedEngine
+from bench.engines.endpoint import HttpEngine, SageMakerEngine
 from bench.engines.fastertransformer import FasterTransformerEngine
 from bench.engines.hf import HFEngine
-from bench.engines.http import HttpEngine
 from bench.engines.onnxruntime import OnnxRuntimeEngine
-from bench.engines.sagemaker import SageMakerEngine
 from bench.engines.tensorrt import TensorRTEngine
 from bench.engines.torch_compile import TorchCompileEngine
 from bench.engines.vllm import VllmEngine
@@ -44,7 +43,7 @@ def check_engine(engine: dict[str, Any]) -> None:
     name = engine.get("name")
     if name not in ENGINES:
         raise ConfigError("engine", name, "allowed: " + ", ".join(sorted(ENGINES)))
-    ENGINES[name].check_options({k: v for k, v in engine.items() if k != "name"})
+    ENGINES[name].check(engine)  # its `name` is the registry's, not an option
 
 
 __all__ = ["ENGINES", "Engine", "check_engine"]

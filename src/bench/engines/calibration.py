@@ -100,7 +100,7 @@ class SleepEngine(Engine):
 
     @classmethod
     def mpi_ranks(cls, cell: CellConfig) -> int:
-        return int(cell.engine.options.get("mpi_ranks", 1))
+        return cls.options_of(cell.engine.options).mpi_ranks
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:

@@ -92,12 +92,12 @@ def wants_injection(cell: CellConfig, option: str) -> bool:
     return option == "true"
 
 
-def load_mode(cell: CellConfig, options: dict[str, Any]) -> str:
+def load_mode(cell: CellConfig, options: DeepSpeedOptions) -> str:
     """How the cell's ranks load (module docstring): `engine.load`, with auto resolved."""
-    mode = str(options.get("load", "auto"))
+    mode = options.load
     if mode != "auto":
         return mode
-    inject = wants_injection(cell, options.get("kernel_inject", "auto"))
+    inject = wants_injection(cell, options.kernel_inject)
     return "sharded" if cell.tp_degree > 1 and not inject else "full"
 
 
@@ -339,7 +339,8 @@ class DeepSpeedEngine(HFEngine):
         if device_kind(cell) == "cpu" and cell.precision == "fp16":
             # its CPU accelerator refuses the dtype at init_inference, after every rank loaded
             return "DeepSpeed's CPU accelerator runs fp32 and bf16, not fp16"
-        inject = wants_injection(cell, cell.engine.options.get("kernel_inject", "auto"))
+        options = cls.options_of(cell.engine.options)
+        inject = wants_injection(cell, options.kernel_inject)
         if cell.precision == "int8" and not (inject and device_kind(cell) == "cuda"):
             return (
                 "DeepSpeed's int8 is its kernel-injected inference path: it needs CUDA and a "
@@ -354,7 +355,7 @@ class DeepSpeedEngine(HFEngine):
                 f"DeepSpeed AutoTP refuses {cell.model.family}: it needs kernel injection, "
                 "which needs CUDA"
             )
-        mode = load_mode(cell, cell.engine.options)
+        mode = load_mode(cell, options)
         if inject and mode in ("sharded", "json"):
             return (
                 f"engine.load={mode} is an AutoTP path (bench's per-rank shards, DeepSpeed's "
@@ -467,7 +468,7 @@ class DeepSpeedEngine(HFEngine):
         info = super().prepare()
         self.followers: list[subprocess.Popen[bytes]] = []
         self.ds_engine: Any = None
-        self.mode = load_mode(self.cell, self.cell.engine.options)
+        self.mode = load_mode(self.cell, self.options)
         self.loading: dict[str, Any] = {"load": self.mode}
         if self.mode == "sharded":
             import deepspeed

@@ -123,7 +123,7 @@ class OnnxRuntimeEngine(Engine):
 
     @classmethod
     def unsupported_reason(cls, cell: CellConfig) -> str | None:
-        provider = cls.Options(**cell.engine.options).provider
+        provider = cls.options_of(cell.engine.options).provider
         what = f"engine {cls.name} with provider={provider}"
         # before the table's rule: which precisions run depends on the provider
         if cell.precision not in cls.capability.precisions:
@@ -155,7 +155,7 @@ class OnnxRuntimeEngine(Engine):
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
         """onnxruntime or onnx missing, or the provider not in this host's onnxruntime build."""
-        provider = cls.Options(**cell.engine.options).provider
+        provider = cls.options_of(cell.engine.options).provider
         if reason := missing_library_reason(provider):
             return reason
         if provider in GPU_PROVIDERS and PROVIDERS[provider] not in available_providers():
@@ -173,7 +173,7 @@ class OnnxRuntimeEngine(Engine):
     def varies_inputs(cls, cell: CellConfig) -> bool:
         """TensorRT builds an engine per input shape: one fixed batch keeps that build in
         init_s instead of inside measured requests."""
-        return cls.Options(**cell.engine.options).provider != "tensorrt"
+        return cls.options_of(cell.engine.options).provider != "tensorrt"
 
     def __init__(self, cell: CellConfig) -> None:
         super().__init__(cell)

@@ -48,7 +48,7 @@ class TorchCompileEngine(HFEngine):
     @classmethod
     def unsupported_reason(cls, cell: CellConfig) -> str | None:
         reason = super().unsupported_reason(cell)
-        backend = cls.Options(**cell.engine.options).backend
+        backend = cls.options_of(cell.engine.options).backend
         if reason is None and backend in TENSORRT_BACKENDS and device_kind(cell) == "cpu":
             return (
                 f"engine {cls.name} backend={backend} compiles for a CUDA GPU (torch-tensorrt), "
@@ -58,7 +58,7 @@ class TorchCompileEngine(HFEngine):
 
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
-        backend = cls.Options(**cell.engine.options).backend
+        backend = cls.options_of(cell.engine.options).backend
         if backend in TENSORRT_BACKENDS and (reason := tensorrt_reason()):
             return f"engine {cls.name} backend={backend}: {reason}"
         return None

@@ -311,7 +311,8 @@ def _engine(engine: dict[str, Any]) -> Any:
 
 def _cost(cfg: dict[str, Any], instance: InstanceSpec, engine: EngineConfig) -> dict[str, Any]:
     price, price_source, pricing = _price(cfg, instance)
-    behind = int(engine.options.get("instances") or 1)
+    # an endpoint engine's typed `instances` (the others take no such option: one instance)
+    behind = int(getattr(ENGINES[engine.name].options_of(engine.options), "instances", 1) or 1)
     if behind > 1 and pricing != "override":  # an endpoint served by several instances
         price, price_source = price * behind, f"{price_source} x {behind} instances"
     return cell_cost(

@@ -1,5 +1,5 @@
 """The KServe v2 / Triton HTTP inference protocol, as engine=http speaks it with `api=kserve`:
-the request bodies and the check of an answer (bench.engines.http sends them).
+the request bodies and the check of an answer (bench.engines.endpoint.http sends them).
 
 - `POST /v2/models/{name}/infer` with `{"inputs": [{"name", "shape", "datatype", "data"}]}`,
   data flat in row-major order. An encoder sends its token ids (INT64, or INT32 for a model
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.config.checks import ConfigError
 from bench.config.tasks import task_of
-from bench.engines.http_errors import HttpError
+from bench.engines.endpoint.errors import HttpError
 
 if TYPE_CHECKING:
     from bench.config.schema import CellConfig
@@ -67,18 +67,17 @@ def check_options(options: Any) -> None:
         raise ConfigError("engine.input_layout", options.input_layout, "allowed: nchw, nhwc")
 
 
-def unsupported_reason(cell: CellConfig) -> str | None:
-    """What api=kserve cannot send for this cell: generation (v2 infer is one forward pass),
-    or input options that do not fit the model's task."""
+def unsupported_reason(cell: CellConfig, options: Any) -> str | None:
+    """What api=kserve cannot send for this cell with engine=http's `options`: generation (v2
+    infer is one forward pass), or input options that do not fit the model's task."""
     task = task_of(cell.model)
     if task.generates:
         return (
             "engine.api=kserve sends one forward pass (v2 infer); a generation model needs "
             "engine.api=completions or chat"
         )
-    options = cell.engine.options
-    names = tuple(options.get("input_names") or ())
-    datatype = options.get("input_datatype") or ""
+    names = tuple(options.input_names)
+    datatype = options.input_datatype
     fits = TEXT_DATATYPES if task.text else IMAGE_DATATYPES
     if datatype and datatype not in fits:
         what = "token ids" if task.text else "pixels"
@@ -155,7 +154,7 @@ def text_body(
 
 def image_body(cell: CellConfig, name: str, datatype: str, layout: str) -> dict[str, Any]:
     """batch_size seeded normalised images as one pixel tensor."""
-    from bench.engines.images import pixel_tensor
+    from bench.engines.endpoint.images import pixel_tensor
 
     shape, data = pixel_tensor(cell, layout)
     return {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}

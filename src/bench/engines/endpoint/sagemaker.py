@@ -25,7 +25,8 @@ API with boto3: `invoke_endpoint`, or `invoke_endpoint_with_response_stream` for
   price_per_hour=) times `instances`, and a DescribeEndpoint count that differs is noted.
 - `target_model` sends TargetModel (multi-model endpoints, seed 003); `target_models` N (named
   by `target_pattern`) or `target_names` draws one per request, uniform or Zipf-skewed,
-  seeded (bench.engines.targets), and the row's engine_info counts the requests each got.
+  seeded (bench.engines.endpoint.targets), and the row's engine_info counts the requests each
+  got.
   InvokeEndpointWithResponseStream takes no TargetModel: a multi-model cell that generates
   sets stream=false.
 - An image model (task classify_image) sends one picture per request, encoded by Pillow
@@ -38,61 +39,42 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from bench.config.checks import ConfigError
 from bench.config.schema import CellConfig
 from bench.config.tasks import task_of, text_prompt
-from bench.engines.base import Engine, Inputs, LoadInfo, Reply, words_for
-from bench.engines.http import (
-    HttpError,
-    UsageMismatch,
-    check_durations,
-    check_extra_json,
-    check_instances,
-    endpoint_capability,
-    endpoint_reason,
-    first_prompt_token,
-    merged,
-    openai_generation,
-)
-from bench.engines.images import CONTENT_TYPES, IMAGE_FORMATS, encoded_image
-from bench.engines.targets import TargetDraw, check_targets, target_draw
+from bench.engines.base import Inputs, LoadInfo, Reply, words_for
+from bench.engines.endpoint.base import EndpointEngine, EndpointOptions, merged
+from bench.engines.endpoint.errors import HttpError
+from bench.engines.endpoint.images import CONTENT_TYPES, IMAGE_FORMATS, encoded_image
+from bench.engines.endpoint.openai import first_prompt_token, openai_generation
+from bench.engines.endpoint.targets import target_draw
 
 SCHEMAS = ("tgi", "chat")
 CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
-class SageMakerOptions:
+class SageMakerOptions(EndpointOptions):
     endpoint_name: str = ""  # the SageMaker endpoint's name (required)
     region: str = ""  # "" = the standard chain (AWS_REGION, the profile's region)
     schema: str = "tgi"  # the container's request schema: tgi (TGI/LMI inputs+parameters)
     # | chat (OpenAI messages); encoder models send {"inputs": [texts]} either way
-    stream: bool = True  # invoke_endpoint_with_response_stream: TTFT and TPOT
-    timeout_s: float = 60.0  # per request (read timeout), unless scenario.request_timeout_s
-    check_usage: bool = True  # fail a request whose reported generated tokens differ
     target_model: str = ""  # TargetModel: the model of a multi-model endpoint
-    extra_json: str = ""  # a JSON object merged into every request body
     describe: bool = True  # DescribeEndpoint at load: InService, variants, instance counts
-    instances: int = 1  # instances behind the endpoint: the cell's price is this many times
-    # the instance's (unless price_per_hour is given); DescribeEndpoint's count is checked
-    # a multi-model endpoint's models, one drawn per request (bench.engines.targets)
-    target_models: int = 0  # N TargetModels named by target_pattern; 0 = target_model alone
-    target_pattern: str = "model-{i}.tar.gz"  # {i} = 0..N-1, {model} = the cell's model name
-    target_names: tuple[str, ...] = ()  # the TargetModels by name, instead of target_models
-    target_distribution: str = "uniform"  # uniform | zipf
-    target_skew: float = 1.0  # zipf's exponent: target i's share ~ 1 / (i + 1)^skew
+    # (the price counts `instances`; DescribeEndpoint's count is checked against it)
+    # a multi-model endpoint's TargetModels: {model} = the cell's model name
+    target_pattern: str = "model-{i}.tar.gz"
     # image models (classify_image): one encoded picture per request
     image_format: str = "png"  # png | jpeg (Pillow, from the cell's seeded pixels)
     content_type: str = ""  # "" = image/png or image/jpeg; application/x-image for png
 
 
-class SageMakerEngine(Engine):
+class SageMakerEngine(EndpointEngine):
     name = "sagemaker"
     Options = SageMakerOptions
-    capability = endpoint_capability()
-    remote: ClassVar[bool] = True
+    single_target = "target_model"
 
     @classmethod
     def validate(cls, options: SageMakerOptions) -> None:
@@ -100,10 +82,7 @@ class SageMakerEngine(Engine):
             raise ConfigError("engine.endpoint_name", "", "required: the endpoint's name")
         if options.schema not in SCHEMAS:
             raise ConfigError("engine.schema", options.schema, "allowed: " + ", ".join(SCHEMAS))
-        check_extra_json(options.extra_json)
-        check_durations(options, ("timeout_s",))
-        check_instances(options.instances)
-        check_targets(options, single="target_model")
+        super().validate(options)
         if options.image_format not in IMAGE_FORMATS:
             raise ConfigError(
                 "engine.image_format", options.image_format, "allowed: " + ", ".join(IMAGE_FORMATS)
@@ -130,20 +109,16 @@ class SageMakerEngine(Engine):
         return None
 
     @classmethod
-    def unsupported_reason(cls, cell: CellConfig) -> str | None:
-        reason = super().unsupported_reason(cell)
-        if reason:
-            return reason
-        options = cell.engine.options
-        schema = options.get("schema", SageMakerOptions.schema)
-        stream = options.get("stream", SageMakerOptions.stream)
+    def request_reason(cls, cell: CellConfig, options: SageMakerOptions) -> str | None:
+        """One streamed prompt per request, no TargetModel on a stream, one picture a body."""
+        schema, stream = options.schema, options.stream
         task = task_of(cell.model)
         if task.generates and cell.batch_size != 1 and (schema == "chat" or stream):
             return (
                 f"engine.schema={schema} streams one prompt per request: set batch_size=1 "
                 "(or engine.stream=false for a batch in TGI's inputs list)"
             )
-        targeted = any(options.get(k) for k in ("target_model", "target_models", "target_names"))
+        targeted = bool(options.target_model or options.target_models or options.target_names)
         if task.generates and stream and targeted:
             return (
                 "InvokeEndpointWithResponseStream takes no TargetModel (a multi-model endpoint "
@@ -151,17 +126,16 @@ class SageMakerEngine(Engine):
             )
         if not task.text and cell.batch_size != 1:
             return "an image body carries one picture per request: set batch_size=1"
-        return endpoint_reason(cell)
+        return None
 
     def __init__(self, cell: CellConfig) -> None:
         super().__init__(cell)
-        self.timeout_s = cell.scenario.request_timeout_s or self.options.timeout_s
         self.generates = task_of(cell.model).generates
         self.image = not task_of(cell.model).text
         options = self.options
         # TargetModel per request where several are named (drawn in the call: an image
         # model's one body serves every request)
-        self.draw: TargetDraw | None = target_draw(options, cell.model.name, cell.seed)
+        self.draw = target_draw(options, cell.model.name, cell.seed)
         self.content_type = "application/json"
         if self.image:
             self.content_type = options.content_type or CONTENT_TYPES[options.image_format][0]
@@ -188,12 +162,10 @@ class SageMakerEngine(Engine):
 
     def load(self) -> LoadInfo:
         options = self.options
-        facts: dict[str, Any] = {
-            "endpoint": f"{options.endpoint_name} ({self.region}, schema {options.schema})",
-            "stream": options.stream,
-            "client": "boto3 sagemaker-runtime, SigV4, no retries",
-            "request_timeout_s": self.timeout_s,
-        }
+        facts = self.request_facts(
+            f"{options.endpoint_name} ({self.region}, schema {options.schema})",
+            "boto3 sagemaker-runtime, SigV4, no retries",
+        )
         if options.target_model:
             facts["target_model"] = options.target_model
         if self.draw is not None:
@@ -204,12 +176,6 @@ class SageMakerEngine(Engine):
         if options.describe:
             facts.update(self._describe())
         return LoadInfo(device="remote", extra=facts)
-
-    def describe(self) -> dict[str, Any]:
-        """After measuring: the requests each TargetModel got, into engine_info."""
-        if self.draw is None:
-            return {}
-        return {"engine_info": {"target_requests": self.draw.counts()}}
 
     def _describe(self) -> dict[str, Any]:
         from botocore.exceptions import ClientError
@@ -262,7 +228,6 @@ class SageMakerEngine(Engine):
         return self._body([words_for(p) for p in inputs.prompts], max(inputs.output_lens))
 
     def _body(self, prompts: list[str], new_tokens: int) -> bytes:
-        extra = json.loads(self.options.extra_json) if self.options.extra_json else {}
         if not self.generates:
             body: dict[str, Any] = {"inputs": prompts}
         elif self.options.schema == "chat":
@@ -276,7 +241,7 @@ class SageMakerEngine(Engine):
                 "parameters": {"max_new_tokens": new_tokens, "do_sample": False, "details": True},
                 "stream": self.options.stream,
             }
-        return json.dumps(merged(body, extra)).encode()
+        return json.dumps(merged(body, self.extra)).encode()
 
     def _arguments(self, body: bytes) -> dict[str, Any]:
         arguments: dict[str, Any] = {
@@ -299,9 +264,6 @@ class SageMakerEngine(Engine):
         except ValueError as exc:
             raise HttpError(f"the endpoint's answer is not JSON: {data[:200]!r}") from exc
 
-    def generate(self, batch: bytes, new_tokens: int) -> Any:
-        return self.generate_timed(batch, new_tokens)
-
     def generate_timed(self, batch: bytes, new_tokens: int) -> Reply:
         """Stream: the arrival time of each line carrying a token; the tokens counted from the
         endpoint's report where it gives one, else from the stream's lines."""
@@ -309,7 +271,7 @@ class SageMakerEngine(Engine):
             answer = self.infer(batch)
             asked = new_tokens * self.cell.batch_size
             reported = _reported_tokens(answer)
-            self._check_count(reported, asked)
+            self.check_count(reported, asked, "usage")
             if reported is None:
                 return Reply(output_tokens=None, token_source="")
             return Reply(output_tokens=reported, token_source="usage")
@@ -328,16 +290,9 @@ class SageMakerEngine(Engine):
         if not times:
             raise HttpError("the stream carried no token")
         counted = reported if reported is not None else len(times)
-        self._check_count(counted, new_tokens)
         source = "usage" if reported is not None else "stream"
+        self.check_count(counted, new_tokens, source)
         return Reply(token_times=times, output_tokens=counted, token_source=source)
-
-    def _check_count(self, reported: int | None, asked: int) -> None:
-        if self.options.check_usage and reported is not None and reported != asked:
-            raise UsageMismatch(
-                f"the endpoint generated {reported} tokens, {asked} were asked for "
-                "(engine.check_usage=false counts them in token_mismatches instead)"
-            )
 
 
 def _lines(stream: Any) -> Any:

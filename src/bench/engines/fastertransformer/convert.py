@@ -229,7 +229,9 @@ def read_config(ft_dir: Path) -> configparser.ConfigParser:
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(path)
     if not ini.has_section("bench"):
-        raise ValueError(f"{path}: no [bench] section (not written by bench.engines.ft_convert)")
+        raise ValueError(
+            f"{path}: no [bench] section (not written by bench.engines.fastertransformer.convert)"
+        )
     return ini
 
 

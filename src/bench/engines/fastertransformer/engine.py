@@ -6,9 +6,9 @@ T5Encoder` and generates (task seq2seq) through T5Encoder, whose output is the m
 `T5Decoding` (greedy, exactly new_tokens: min_length = max_seq_len on v5.3, end_id banned as
 a bad word on v5.2; FT returns whole sequences, so no TTFT/TPOT). Weights come from FT's own
 file layout, converted once per TP degree from the Hugging Face checkpoint by
-bench.engines.ft_convert into `<models_dir>/<checkpoint>-ft/<tp>-gpu/` (fp32 files, exact,
-one folder for every precision: the op gets them cast to the cell's fp32 / fp16 / bf16 at
-load, as FT's gpt.py does when the file and inference types differ).
+bench.engines.fastertransformer.convert into `<models_dir>/<checkpoint>-ft/<tp>-gpu/` (fp32
+files, exact, one folder for every precision: the op gets them cast to the cell's fp32 / fp16
+/ bf16 at load, as FT's gpt.py does when the file and inference types differ).
 
 Tensor parallelism: FT runs one process per GPU, ranked by MPI, and initialises NCCL from MPI
 inside the op (`ftNcclInitialize` checks `MPI_Initialized`). A tp_degree > 1 cell therefore
@@ -27,8 +27,8 @@ per layer; T5Encoder and T5Decoding with the MoE and adapter arguments). Because
 arguments changed between releases, each op is built from a short list of known signatures,
 newest first, and the first one the library accepts is used (its label goes into the row);
 none accepted raises Unsupported with every error. The T5Decoding weights are checked on CPU
-against FT's layout (tests/unit/engines/test_fastertransformer.py); the ops themselves never
-ran here.
+against FT's layout (tests/unit/engines/fastertransformer/test_engine.py); the ops themselves
+never ran here.
 """
 
 from __future__ import annotations
@@ -83,13 +83,13 @@ def ensure_converted(checkpoint: Path, target: Path, tp: int) -> float | None:
     (or MPI ranks) may race: each converts into a private temp folder and renames; the loser
     discards its copy.
     """
-    from bench.engines import ft_convert
+    from bench.engines.fastertransformer.convert import convert
 
     if (target / "config.ini").is_file():
         return None
     return publish_folder(
         target,
-        lambda tmp: ft_convert.convert(checkpoint, tmp, tp, WEIGHT_DTYPE),  # tmp/<tp>-gpu
+        lambda tmp: convert(checkpoint, tmp, tp, WEIGHT_DTYPE),  # tmp/<tp>-gpu
         lambda folder: (folder / "config.ini").is_file(),
     )
 
@@ -135,7 +135,7 @@ class FasterTransformerEngine(Engine):
     @classmethod
     def host_reason(cls, cell: CellConfig) -> str | None:
         """What only the host that runs the cell can tell: the library, the MPI ranks."""
-        lib = resolve_lib_path(cls.Options(**cell.engine.options))
+        lib = resolve_lib_path(cls.options_of(cell.engine.options))
         if not lib.is_file():
             return missing_lib_reason(lib)
         tp = cell.tp_degree
@@ -223,7 +223,7 @@ class FasterTransformerEngine(Engine):
             MPI.Init()
 
     def load(self) -> LoadInfo:
-        from bench.engines import ft_convert
+        from bench.engines.fastertransformer.convert import load_rank, read_config
 
         torch = self._require_runtime()
         cell = self.cell
@@ -235,7 +235,7 @@ class FasterTransformerEngine(Engine):
             raise Unsupported(f"cannot load {self.lib}: {exc}") from exc
         self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
         torch.cuda.set_device(self.device)
-        self.ini = ft_convert.read_config(self.ft_dir)
+        self.ini = read_config(self.ft_dir)
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
             cell.precision
         ]
@@ -245,7 +245,7 @@ class FasterTransformerEngine(Engine):
             keep = lambda n: n.startswith("encoder.") or n == "shared.weight_T"  # noqa: E731
         else:
             keep = lambda n: n.startswith("model.")  # noqa: E731
-        arrays = ft_convert.load_rank(self.ft_dir, self.rank % cell.tp_degree, keep)
+        arrays = load_rank(self.ft_dir, self.rank % cell.tp_degree, keep)
         tensors = {
             name: torch.from_numpy(a).to(device=self.device, dtype=dtype)
             for name, a in arrays.items()

@@ -1,10 +1,10 @@
-"""engine=http's connection: a request with a body in memory leaves in one write."""
+"""engine=http's connection pool: a request with a body in memory leaves in one write."""
 
 from __future__ import annotations
 
 import io
 
-from bench.engines.http import OneWriteHTTPConnection
+from bench.engines.endpoint.pool import OneWriteHTTPConnection
 
 
 class _Recorder:

@@ -25,7 +25,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[object, 
 @pytest.fixture(scope="module")
 def converted(models, tmp_path_factory: pytest.TempPathFactory):
     """convert(name, tp, dtype) -> the `{tp}-gpu` folder, converting each case once."""
-    from bench.engines.ft_convert import convert as _convert
+    from bench.engines.fastertransformer.convert import convert as _convert
 
     root = tmp_path_factory.mktemp("ft")
     done: dict[tuple[str, int, str], Path] = {}

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from bench.engines import ft_convert  # noqa: E402
+from bench.engines.fastertransformer import convert as ft_convert  # noqa: E402
 from tests.support.ft_inverse import to_hf_state_dict  # noqa: E402
 from tests.support.tiny_ft_models import (  # noqa: E402
     EXACT,

@@ -12,9 +12,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from bench.config.schema import CellConfig, EngineConfig, InstanceSpec, cell_from_dict  # noqa: E402
-from bench.engines import ft_convert  # noqa: E402
 from bench.engines.base import Unsupported  # noqa: E402
-from bench.engines.fastertransformer import (  # noqa: E402
+from bench.engines.fastertransformer import convert as ft_convert  # noqa: E402
+from bench.engines.fastertransformer.engine import (  # noqa: E402
     DEFAULT_LIB,
     LIB_ENV,
     FasterTransformerEngine,
