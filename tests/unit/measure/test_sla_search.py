@@ -44,6 +44,19 @@ def test_a_load_nothing_meets_has_no_answer() -> None:
     assert low is None and "missed the target" in reason
 
 
+def test_a_load_everything_meets_stops_at_max_concurrency_and_says_so() -> None:
+    low, reason, tried = _search(
+        1e9, 4.0, "scenario.over=concurrency", "scenario.max_concurrency=64"
+    )
+    assert low == 64.0 and tried == [4.0, 8.0, 16.0, 32.0, 64.0]
+    assert reason == "met the target up to max_concurrency=64"
+
+
+def test_a_search_out_of_stages_keeps_what_it_met() -> None:
+    low, reason, tried = _search(37.0, 1.0, "scenario.max_stages=3")
+    assert tried == [1.0, 2.0, 4.0] and low == 4.0 and reason == "max_stages=3 tries"
+
+
 def test_the_search_needs_an_slo_and_sane_options() -> None:
     with pytest.raises(ConfigError) as caught:
         plan_from_overrides(["engine=sleep", "scenario=sla_search"])
