@@ -19,9 +19,11 @@ imports nothing else of bench."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from bench.config.checks import typed_options
 from bench.config.schema import CellConfig
@@ -81,3 +83,27 @@ class CellPlugin(Plugin):
     def unsupported_reason(cls, cell: CellConfig) -> str | None:
         """Why this plugin cannot run `cell`; None when it can."""
         return None
+
+
+P = TypeVar("P", bound=Plugin)
+
+
+def discover(package: str, base: type[P]) -> dict[str, type[P]]:
+    """An axis's registry, found rather than listed: every class under `package` (its
+    modules and subpackages, each imported) that subclasses `base` and names itself, by name.
+    Adding a plugin is then its module and its YAML, nothing else. Two plugins of one name is
+    an error: the registry could only keep one."""
+    root = importlib.import_module(package)
+    for module in pkgutil.iter_modules(root.__path__, package + "."):
+        importlib.import_module(module.name)
+    found: dict[str, type[P]] = {}
+    pending = list(base.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if "name" not in vars(cls) or not cls.__module__.startswith(package + "."):
+            continue  # a base (no name of its own), or a plugin from outside the package
+        if found.get(cls.name, cls) is not cls:
+            raise TypeError(f"two {base.__name__}s named {cls.name!r}: {found[cls.name]}, {cls}")
+        found[cls.name] = cls
+    return dict(sorted(found.items()))

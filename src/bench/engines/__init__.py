@@ -1,4 +1,4 @@
-"""Engine registry: a plain dict from the names used in config to the classes.
+"""Engine registry: the names used in config, to the classes (found, not listed).
 
 Each engine module keeps its heavy imports (torch, transformers, ...) inside its methods, so
 importing this registry, validating config and running the calibration engines stay cheap.
@@ -9,32 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from bench.config.checks import ConfigError
-from bench.engines.accelerate import AccelerateEngine
+from bench.config.plugin import discover
 from bench.engines.base import Engine
-from bench.engines.calibration import NullEngine, SleepEngine
-from bench.engines.deepspeed import DeepSpeedEngine
-from bench.engines.endpoint import HttpEngine, SageMakerEngine
-from bench.engines.fastertransformer import FasterTransformerEngine
-from bench.engines.hf import HFEngine
-from bench.engines.onnxruntime import OnnxRuntimeEngine
-from bench.engines.tensorrt import TensorRTEngine
-from bench.engines.torch_compile import TorchCompileEngine
-from bench.engines.vllm import VllmEngine
 
-ENGINES: dict[str, type[Engine]] = {
-    "hf": HFEngine,
-    "accelerate": AccelerateEngine,
-    "deepspeed": DeepSpeedEngine,
-    "torch_compile": TorchCompileEngine,
-    "fastertransformer": FasterTransformerEngine,
-    "onnxruntime": OnnxRuntimeEngine,
-    "tensorrt": TensorRTEngine,
-    "http": HttpEngine,
-    "sagemaker": SageMakerEngine,
-    "vllm": VllmEngine,
-    "null": NullEngine,
-    "sleep": SleepEngine,
-}
+# every Engine subclass under bench.engines that names itself (an engine is its module and
+# its conf/engine/NAME.yaml: tests/unit/engines/test_conformance.py holds the two together)
+ENGINES: dict[str, type[Engine]] = discover(__name__, Engine)
 
 
 def check_engine(engine: dict[str, Any]) -> None:

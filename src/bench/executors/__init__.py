@@ -5,16 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from bench.config.checks import choice
-from bench.executors.aws_batch import AwsBatchExecutor
+from bench.config.plugin import discover
 from bench.executors.base import Executor, JobHandle
-from bench.executors.local import LocalExecutor
-from bench.executors.slurm import SlurmExecutor
 
-EXECUTORS: dict[str, type[Executor]] = {
-    "local": LocalExecutor,
-    "aws_batch": AwsBatchExecutor,
-    "slurm": SlurmExecutor,
-}
+# every Executor subclass under this package that names itself: an executor is its module
+# and its conf/executor/NAME.yaml (tests/unit/executors/test_conformance.py)
+EXECUTORS: dict[str, type[Executor]] = discover(__name__, Executor)
 
 
 def executor_class(options: dict[str, Any]) -> type[Executor]:

@@ -6,18 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 from bench.config.checks import choice
+from bench.config.plugin import discover
 from bench.config.schema import ScenarioConfig
 from bench.measure.scenarios.base import Column, Measured, Scenario, request_for
-from bench.measure.scenarios.capacity import Capacity
-from bench.measure.scenarios.latency import Latency
-from bench.measure.scenarios.multi_model import MultiModel
-from bench.measure.scenarios.open_loop import OpenLoop
-from bench.measure.scenarios.ramp import Ramp
-from bench.measure.scenarios.sla_search import SlaSearch
 
-SCENARIOS: dict[str, type[Scenario]] = {
-    s.name: s for s in (Latency, OpenLoop, Ramp, Capacity, SlaSearch, MultiModel)
-}
+# every Scenario subclass under this package that names itself: a scenario is its module and
+# its conf/scenario/NAME.yaml (tests/unit/measure/scenarios/test_conformance.py)
+SCENARIOS: dict[str, type[Scenario]] = discover(__name__, Scenario)
 
 
 def check_scenario(config: ScenarioConfig) -> ScenarioConfig:

@@ -6,17 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 from bench.config.checks import choice
+from bench.config.plugin import discover
 from bench.config.schema import CellConfig, WorkloadConfig
 from bench.measure.workloads.base import Source, Workload
-from bench.measure.workloads.dataset import Dataset
-from bench.measure.workloads.multi_turn import MultiTurn
-from bench.measure.workloads.shared_prefix import SharedPrefix
-from bench.measure.workloads.synthetic import Synthetic
-from bench.measure.workloads.trace import Trace
 
-WORKLOADS: dict[str, type[Workload]] = {
-    w.name: w for w in (Synthetic, Dataset, SharedPrefix, MultiTurn, Trace)
-}
+# every Workload subclass under this package that names itself: a workload is its module and
+# its conf/workload/NAME.yaml (tests/unit/measure/workloads/test_conformance.py)
+WORKLOADS: dict[str, type[Workload]] = discover(__name__, Workload)
 
 
 def workload_of(config: WorkloadConfig) -> type[Workload]:
