@@ -147,7 +147,33 @@ class LoadResult:
         return (self.done_ns - self.scheduled_ns)[self.ok]
 
 
-class _Records:
+Sent = tuple[int, int, "Settled | None", "Exception | None"]
+
+
+def send(
+    request: Request,
+    sync: Callable[[], None],
+    client: int,
+    drawn: Any,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> Sent:
+    """One request, timed: (sent, done, settled, None), or (sent, failed_at, None, the
+    exception) for a request that raised. The bracket holds the request and the device sync
+    alone: the inputs are drawn before it and the reply settled (tokens counted) after it.
+    Every loop that measures requests (closed, open, a ramp's users) sends through here."""
+    t0 = clock()
+    try:
+        raw = request(drawn)
+        sync()
+    except Exception as exc:
+        failed_at = clock()
+        request.failed(client, drawn)
+        return t0, failed_at, None, exc
+    t1 = clock()
+    return t0, t1, request.settle(client, drawn, raw), None
+
+
+class Records:
     """One client's records; appended outside the timed bracket, read by the coordinator."""
 
     def __init__(self, tid: int) -> None:
@@ -203,9 +229,7 @@ COUNT_FIELDS = (
 )
 
 
-def _assemble(
-    records: list[_Records], start_ns: int, warmup_n: int, stop_reason: str
-) -> LoadResult:
+def _assemble(records: list[Records], start_ns: int, warmup_n: int, stop_reason: str) -> LoadResult:
     def column(name: str, dtype: type) -> np.ndarray:
         parts = [np.asarray(getattr(r, name), dtype=dtype) for r in records]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
@@ -292,22 +316,16 @@ def _warm_up(
     done = 0
     while done < count or time.perf_counter() < deadline:
         done += 1
-        drawn = request.draw(client, -1)
-        try:
-            raw = request(drawn)
-            sync()
-        except Exception:
-            request.failed(client, drawn)
+        # a session moves on as it settles; its think time is skipped
+        if (error := send(request, sync, client, request.draw(client, -1))[3]) is not None:
             if not tolerate_errors:
-                raise
+                raise error
             time.sleep(ERROR_BACKOFF_S)
-            continue
-        request.settle(client, drawn, raw)  # a session moves on; its think time is skipped
     return done
 
 
 def _client(
-    records: _Records,
+    records: Records,
     request: Request,
     sync: Callable[[], None],
     warmup: tuple[int, float],
@@ -320,23 +338,17 @@ def _client(
         warmed.append(_warm_up(request, sync, *warmup, tolerate_errors, records.tid))
         barrier.wait()
         clock = time.perf_counter_ns
+        tid = records.tid
         while not shared.stop.is_set():
-            drawn = request.draw(records.tid, -1)  # the next inputs, before the clock starts
-            t0 = clock()
-            try:
-                raw = request(drawn)
-                sync()
-            except Exception as exc:
-                failed_at = clock()
-                request.failed(records.tid, drawn)
+            drawn = request.draw(tid, -1)  # the next inputs, before the clock starts
+            t0, t1, settled, error = send(request, sync, tid, drawn, clock)
+            if settled is None:
                 if not tolerate_errors:
-                    raise
-                records.fail(t0, t0, failed_at, exc)
-                shared.check_deadline(failed_at)  # a stage where all fail still ends on time
+                    raise error
+                records.fail(t0, t0, t1, error)
+                shared.check_deadline(t1)  # a stage where all fail still ends on time
                 time.sleep(ERROR_BACKOFF_S)
                 continue
-            t1 = clock()
-            settled = request.settle(records.tid, drawn, raw)
             records.add(t0, t0, t1, settled)
             shared.record_and_check(t1)
             if settled.think_s > 0:  # a session's user reads the answer (not measured)
@@ -367,7 +379,7 @@ class _Snapshot:
     converting Python lists holds the GIL, and a client cannot stamp its completion while
     the coordinator holds it, so a check converts as little as it can."""
 
-    def __init__(self, records: list[_Records]) -> None:
+    def __init__(self, records: list[Records]) -> None:
         self.records = records
         self.seen = [0] * len(records)
         self.sent: list[list[np.ndarray]] = [[] for _ in records]
@@ -430,7 +442,7 @@ def run_closed_loop(
     request = as_request(request)
     shared = _Shared(scenario)
     barrier = threading.Barrier(threads, action=shared.open_window)
-    records = [_Records(tid) for tid in range(threads)]
+    records = [Records(tid) for tid in range(threads)]
     warmed: list[int] = []
     workers = [
         threading.Thread(
@@ -512,7 +524,7 @@ def run_open_loop(
         )
         schedule = poisson_schedule(rate_per_s, duration_s, seed)
     arrivals: queue.Queue[tuple[int, int, Any] | None] = queue.Queue()
-    records = [_Records(tid) for tid in range(threads)]
+    records = [Records(tid) for tid in range(threads)]
     lateness = np.zeros(schedule.size, dtype=np.int64)
     shared = _Shared(scenario)
     barrier = threading.Barrier(threads + 1, action=shared.open_window)
@@ -522,7 +534,7 @@ def run_open_loop(
     errors: list[BaseException] = []
     warmed: list[int] = []
 
-    def client(mine: _Records) -> None:
+    def client(mine: Records) -> None:
         try:
             # failures are results here (recorded below), in warmup too
             warmed.append(
@@ -542,17 +554,11 @@ def run_open_loop(
                 continue  # the budget ran out: leave it unsent (counted as dropped)
             if not ahead:  # a trace's record: drawn as it is sent
                 drawn = request.draw(mine.tid, arrival)
-            t0 = clock()
-            try:
-                raw = request(drawn)
-                sync()
-            except Exception as exc:
-                failed_at = clock()
-                request.failed(mine.tid, drawn)
-                mine.fail(scheduled, t0, failed_at, exc)
-                continue
-            done = clock()
-            mine.add(scheduled, t0, done, request.settle(mine.tid, drawn, raw))
+            t0, t1, settled, error = send(request, sync, mine.tid, drawn, clock)
+            if settled is None:
+                mine.fail(scheduled, t0, t1, error)
+            else:
+                mine.add(scheduled, t0, t1, settled)
 
     workers = [
         threading.Thread(target=client, args=(r,), name=f"bench-client-{r.tid}", daemon=True)

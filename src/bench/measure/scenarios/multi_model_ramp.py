@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 
 from bench.config.checks import ConfigError, positive
-from bench.measure.loadgen import (  # loadgen's own records, so the samples are alike
+from bench.measure.loadgen import (  # loadgen's own bracket and records: alike samples
     ERROR_BACKOFF_S,
     LoadResult,
+    Records,
     Request,
     _assemble,
-    _Records,
+    send,
 )
 
 STAGE_KEYS = ("users", "spawn_rate", "duration_s")
@@ -112,7 +113,7 @@ Tag = tuple[int, int]  # a request's own figures, kept beside its record
 PARTS = ("measured", "ramping", "warmup")  # where a request's send falls in its stage
 
 
-class _UserRecords(_Records):
+class _UserRecords(Records):
     """loadgen's records of one user in one part of a stage, and per request: the users
     running when it was sent and its tag (multi_model: its model, and whether it was cold)."""
 
@@ -213,25 +214,15 @@ def run_users(
             while not stop.is_set() and not over.is_set():
                 drawn = request.draw(uid, -1)  # the next inputs, before the clock starts
                 users = running[0]
-                t0 = clock()
-                try:
-                    raw = request(drawn)
-                    sync()
-                except Exception as exc:
-                    failed_at = clock()
-                    request.failed(uid, drawn)
-                    records = log.records(uid, t0, users)
-                    records.fail(t0, t0, failed_at, exc)
-                    records.users.append(users)
-                    records.tags.append(tag(drawn))
-                    stop.wait(max(ERROR_BACKOFF_S, _think(rng, think_s)))
-                    continue
-                t1 = clock()
-                settled = request.settle(uid, drawn, raw)
+                t0, t1, settled, error = send(request, sync, uid, drawn, clock)
                 records = log.records(uid, t0, users)
-                records.add(t0, t0, t1, settled)
                 records.users.append(users)
                 records.tags.append(tag(drawn))
+                if settled is None:
+                    records.fail(t0, t0, t1, error)
+                    stop.wait(max(ERROR_BACKOFF_S, _think(rng, think_s)))
+                    continue
+                records.add(t0, t0, t1, settled)
                 if (pause := _think(rng, think_s) + settled.think_s) > 0:
                     stop.wait(pause)  # a user reading the answer: not measured
         except BaseException as exc:  # surfaced to the caller once every user is joined
