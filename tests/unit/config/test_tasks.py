@@ -1,17 +1,13 @@
-"""bench.config.tasks: each task's inputs, units and memory size, and the server limits
-(bench.measure.admission) that make requests fail the way a saturated endpoint's do."""
+"""bench.config.tasks: each task's inputs, units and memory size."""
 
 from __future__ import annotations
 
-import threading
-import time
 from types import SimpleNamespace
 
 import pytest
 
 from bench.config.schema import model_from_dict
 from bench.config.tasks import AUTO_CLASSES, TASKS, image_size, task_of
-from bench.measure.admission import Admission, RequestRefused, RequestTimedOut
 
 
 def _model(task: str, **extra):
@@ -61,54 +57,3 @@ def test_units_and_memory_tokens():
     assert task_of(image).tokens_per_inference(image) is None  # images/s is inferences/s
     assert task_of(generate).memory_tokens(generate) == 20
     assert task_of(image).memory_tokens(image) == (224 // 16) ** 2
-
-
-def _busy(seconds: float):
-    def request():
-        time.sleep(seconds)
-
-    return request
-
-
-def _together(call, clients: int) -> list[BaseException | None]:
-    outcomes: list[BaseException | None] = [None] * clients
-
-    def run(k: int) -> None:
-        try:
-            call()
-        except (RequestRefused, RequestTimedOut) as exc:
-            outcomes[k] = exc
-
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.005)  # arrive in order
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
-def test_one_worker_serves_in_order_and_refuses_past_the_line():
-    gate = Admission(workers=1, max_waiting=2, timeout_s=None).wrap(_busy(0.1), lambda: None)
-    outcomes = _together(gate, 4)  # 1 served, 2 wait, the 4th finds the line full
-    assert [type(o).__name__ if o else "ok" for o in outcomes] == [
-        "ok",
-        "ok",
-        "ok",
-        "RequestRefused",
-    ]
-
-
-def test_waiting_past_the_timeout_fails_and_leaves_the_line():
-    admission = Admission(workers=1, max_waiting=None, timeout_s=0.15)
-    gate = admission.wrap(_busy(0.1), lambda: None)
-    outcomes = _together(gate, 3)  # ends at ~0.1, ~0.2 (timed out: served late), 3rd waits out
-    assert outcomes[0] is None
-    assert all(isinstance(o, RequestTimedOut) for o in outcomes[1:])
-    assert not admission.line and admission.busy == 0
-
-
-def test_a_slow_request_alone_times_out():
-    gate = Admission(workers=None, max_waiting=None, timeout_s=0.05).wrap(_busy(0.08), lambda: 0)
-    with pytest.raises(RequestTimedOut):
-        gate()

@@ -4,10 +4,10 @@ in the row."""
 from __future__ import annotations
 
 import gc
-import threading
 import time
 
 from bench.cell.runner import run_cell
+from bench.engines.calibration import SleepEngine
 from bench.measure import heap
 from bench.plan.grid import plan_from_overrides
 
@@ -36,24 +36,33 @@ def test_only_collections_begun_inside_a_window_are_counted():
     }
 
 
-def test_a_cell_counts_a_collection_in_its_window():
+def test_a_cell_counts_a_collection_in_its_window(monkeypatch):
+    warmup = 2
     cell = plan_from_overrides(
         [
             "engine=sleep",
-            "engine.service_ms=5",
-            "scenario.warmup_s=0.2",
-            "scenario.min_requests=20",
-            "scenario.min_duration_s=2",
+            "engine.service_ms=1",
+            "threads=1",
+            f"scenario.warmup_requests={warmup}",
+            "scenario.warmup_s=0",
+            "scenario.min_requests=40",
+            "scenario.min_duration_s=0.01",
             "scenario.ci_target=0",
         ]
     ).cells[0]
-    # a full collection from another thread, ~1 s in: after the sleep engine's instant load and
-    # 0.2 s of warmup, inside the 2-second window
-    collector = threading.Timer(1.0, gc.collect)
-    collector.start()
-    try:
-        row = run_cell(cell).row
-    finally:
-        collector.join()
+    # a full collection during a measured request (the tenth call: past the two warmup ones,
+    # well before the fortieth measured): placed by count, not by a timer a busy host delays
+    calls = {"n": 0}
+    original = SleepEngine.infer
+
+    def infer(self, batch):
+        calls["n"] += 1
+        if calls["n"] == warmup + 8:
+            gc.collect()
+        return original(self, batch)
+
+    monkeypatch.setattr(SleepEngine, "infer", infer)
+    row = run_cell(cell).row
     assert row["status"] == "ok", row.get("error")
+    assert calls["n"] >= warmup + 40
     assert row["gc_full_collections"] >= 1 and row["gc_pause_ms_max"] > 0

@@ -188,14 +188,15 @@ def test_a_request_for_a_model_being_loaded_waits_for_it_and_is_cold() -> None:
     assert colds == [True, True] and len(pool.loads) == 1
 
 
-def test_users_over_time_follow_the_stages_within_a_second() -> None:
+def test_users_over_time_follow_the_stages_in_order_and_never_early() -> None:
     stages = (Stage(3, 4.0, 1.2), Stage(8, 5.0, 1.5), Stage(2, 6.0, 1.3))
     ramp = run_users(Plain(lambda: time.sleep(0.002)), lambda: None, stages, warmup_s=0.3)
     changes = user_changes(stages)
-    # every user started or stopped, in the schedule's order, each within 1 s of its time
+    # every user started or stopped, in the schedule's order, none before its time (how late
+    # a busy host lets the spawner wake is a timing claim: benchmarks/timing_claims.py)
     assert [u for _, u in ramp.trace[1:]] == [u for _, u in changes]
     late = [t - at for (t, _), (at, _) in zip(ramp.trace[1:], changes, strict=True)]
-    assert min(late) >= 0 and max(late) < 1.0, late
+    assert min(late) >= 0, late
     # each stage was measured once its users were all running, after the warmup
     assert [s.measured.n > 0 for s in ramp.stages] == [True, True, True]
     assert ramp.warmup_n > 0

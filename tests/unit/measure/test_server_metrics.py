@@ -1,11 +1,10 @@
 """The server's own metrics: Prometheus text parsed, the figures bench keeps, the window's
-summary; and the client-health flags."""
+summary."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.measure.client_health import client_health
 from bench.measure.server_metrics import ServerMetrics, figures, parse, summary
 
 PAGE = """# HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -56,18 +55,3 @@ def test_a_page_that_does_not_answer_is_left_after_two_tries() -> None:
     assert reader.read() is None and reader.unavailable is None
     assert reader.read() is None and "127.0.0.1:9" in reader.unavailable
     assert ServerMetrics(None).unavailable
-
-
-def test_client_health_flags_a_client_that_set_the_pace() -> None:
-    fine = {"dispatch_delay_ms_p99": 0.3, "queue_delay_ms_p99": 0.1, "client_cpus_mean": 0.2}
-    assert client_health(fine, remote=True) == {
-        "client_limited": False,
-        "client_limited_reason": None,
-    }
-    late = client_health({**fine, "dispatch_delay_ms_p99": 9.0, "threads": 4}, remote=True)
-    assert late["client_limited"] and "9.0 ms late" in late["client_limited_reason"]
-    busy = client_health({**fine, "queue_delay_ms_p99": 40.0, "threads": 4}, remote=True)
-    assert "raise threads above 4" in busy["client_limited_reason"]
-    cpu = client_health({**fine, "client_cpus_mean": 0.97}, remote=True)
-    assert "0.97 CPUs" in cpu["client_limited_reason"]
-    assert client_health({**fine, "client_cpus_mean": 0.97}, remote=False) == {}

@@ -80,7 +80,10 @@ def test_the_stored_table_has_a_row_per_sample_and_gpu_with_typed_columns():
 def test_without_nvml_the_reader_says_why_and_the_sampler_still_samples_the_host(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     sampler = Sampler([0], interval_s=0.01).start()
-    time.sleep(0.1)
+    # wait for samples by count, not for a time a busy host may not give the sampler's thread
+    deadline = time.monotonic() + 30
+    while len(sampler.samples) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     samples = sampler.stop()
     assert sampler.gpu.unavailable.startswith("NVML unavailable: ")
     assert len(samples) >= 3 and all(s.gpus == [] for s in samples)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from bench.config.checks import ConfigError
-from bench.config.schema import instance_from_catalog
 from bench.executors.base import crash_row
 from bench.plan.feasibility import (
     GB_PER_GIB,
@@ -32,14 +31,6 @@ FAMILIES_2026 = {
     "inf2.xlarge": "Inferentia2",
     "trn1.2xlarge": "Trainium",
 }
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    from bench.config.compose import compose_one
-
-    entries = list(compose_one([]).catalog.instances)
-    return {e.type: instance_from_catalog(entries, e.type) for e in entries}
 
 
 def _cell(*overrides: str):

@@ -9,19 +9,10 @@ import sys
 
 import pytest
 
-from bench.config.schema import instance_from_catalog, packed_replicas
+from bench.config.schema import packed_replicas
 from bench.plan.feasibility import decide, fit_table, host_has_cuda, infeasible_reason
 from bench.plan.grid import plan_from_overrides
-from bench.plan.preflight import gpu_cells
 from tests.conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    from bench.config.compose import compose_one
-
-    entries = list(compose_one([]).catalog.instances)
-    return {e.type: instance_from_catalog(entries, e.type) for e in entries}
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +119,6 @@ def test_a_gpu_grid_on_a_host_without_one_is_one_line_and_writes_nothing(
     assert not (tmp_path / "r").exists()
 
 
-def test_endpoint_cells_on_a_gpu_instance_pass_the_host_check() -> None:
-    plan = plan_from_overrides(
-        ["engine=http", "engine.url=http://127.0.0.1:9", "instance=g5.xlarge"]
-    )
-    assert gpu_cells(plan) == []
-    assert gpu_cells(plan_from_overrides(["instance=g5.xlarge"])) == [0]
-    assert gpu_cells(plan_from_overrides(["instance=g5.xlarge", "device=cpu"])) == []
-
-
 def _seed002_cells():
     from bench.plan.feasibility import decide
 
@@ -167,49 +149,6 @@ def test_batch_adds_the_kv_cache_not_copies_of_the_weights():
     assert eight.rmme_per_gpu_gb - one.rmme_per_gpu_gb == pytest.approx(7 * 1.107, abs=0.05)
     assert eight.lmme_gb == one.lmme_gb  # weights are not multiplied by the batch
     assert eight.rmme_literal_per_gpu_gb == pytest.approx(8 * one.rmme_literal_per_gpu_gb)
-
-
-@pytest.mark.parametrize("engine", ["hf", "accelerate", "deepspeed"])
-def test_fit_offers_nothing_plan_would_call_unsupported(catalog, engine):
-    from bench.plan.feasibility import decide
-    from bench.plan.preview import fit_rows
-
-    cell = plan_from_overrides(["model=gpt_neox_20b", "precision=fp16", f"engine={engine}"]).cells[
-        0
-    ]
-    rows = fit_rows(cell, list(catalog.values()), 0.2, (1, 2, 4, 8))
-    assert rows
-    for row in rows:
-        planned = dataclasses.replace(
-            cell, instance=catalog[row.instance], tp_degree=row.partitions
-        )
-        outcome, reason = decide(planned)
-        assert outcome != "unsupported", (row.instance, row.partitions, reason)
-    if engine == "hf":  # one device only
-        assert {row.partitions for row in rows} == {1}
-    else:
-        assert max(row.partitions for row in rows) > 1
-
-
-def test_fit_a_bare_lbme_gives_the_guides_candidates(catalog):
-    """Seed 000: "if the LBME is 30 GB": one GPU of p4d/p4de, or 2-way on p3.8xlarge and
-    g5.12xlarge."""
-    from bench.plan.memory_estimate import given_parameters
-    from bench.plan.preview import fit_rows
-
-    params = given_parameters(None, 30, "fp16")
-    assert params == 15_000_000_000
-    cell = plan_from_overrides(["precision=fp16", "engine=accelerate"]).cells[0]
-    rows = {
-        (r.instance, r.partitions): r
-        for r in fit_rows(cell, list(catalog.values()), 0.2, (1, 2, 4, 8), params)
-    }
-    assert rows[("p4d.24xlarge", 1)].lbme_gb == 30.0
-    assert rows[("p4d.24xlarge", 1)].lmme_gb == pytest.approx(1.15 * 30)
-    assert rows[("p4d.24xlarge", 1)].fit == rows[("p4de.24xlarge", 1)].fit == "fits"
-    assert rows[("g5.12xlarge", 2)].fit == "fits"
-    assert rows[("p3.8xlarge", 2)].fit in ("fits", "borderline")
-    assert rows[("g5.12xlarge", 1)].fit == "no"
 
 
 def test_fit_cli_takes_params_short_form():

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from bench.results.collect import UnreadableCellFile, collect, summary_text
-from bench.row.schema import ROW_SCHEMA, conform, rows_to_table
+from bench.row.schema import ROW_SCHEMA, rows_to_table
 from bench.store import LocalStore, SweepPaths
 
 SWEEP = "s1"
@@ -179,15 +179,6 @@ def test_older_file_without_newer_columns_loads_with_nulls(store):
     assert by_id["a"]["latency_ms_p99"] == 6.0
 
 
-def test_conform_adds_missing_columns_as_nulls():
-    table = pa.table({"cell_id": ["a"], "n": pa.array([3], pa.int32())})
-    conformed = conform(table)
-    assert conformed.schema == ROW_SCHEMA
-    assert conformed.column("n").type == pa.int64()
-    assert conformed.column("n").to_pylist() == [3]
-    assert conformed.column("status").to_pylist() == [None]
-
-
 def test_aggregated_parquet_has_one_row_per_cell(store):
     _manifest(store, ["a", "b", "c"])
     _write(store, "c", [_row("c", 2)])
@@ -241,11 +232,6 @@ def test_no_manifest_means_nothing_expected(store):
     assert got.expected == []
     assert got.missing == []
     assert _ids(got.table) == ["a"]
-
-
-def test_rows_to_table_rejects_unknown_columns():
-    with pytest.raises(KeyError, match="colour"):
-        rows_to_table([{"cell_id": "a", "colour": "red"}])
 
 
 def _attempt(store: LocalStore, row: dict) -> None:
@@ -369,38 +355,6 @@ def test_summary_table_aligns_columns_and_names_interval_and_stability(store):
     assert first.rstrip().endswith("stable")
     assert "5.5-?" in first and "200" in first  # inf/s of the ok row; the failed row's is blank
     assert any(line.strip().startswith("p99 95% CI 'x-?'") for line in lines)  # the legend
-
-
-def test_ls_lists_the_sweeps_newest_first_with_their_rows(store, tmp_path):
-    import subprocess
-    import sys
-
-    from bench.plan.history import list_sweeps
-
-    _manifest(store, ["a", "b"])
-    _attempt(store, _row("a", 0))
-    _attempt(store, _row("b", 1, status="failed"))
-    collect(store, SWEEP)
-    store.write_bytes("not-a-sweep/notes.txt", b"x")
-    store.write_bytes(
-        "newer/manifest.json",
-        json.dumps({"sweep_id": "newer", "grid": "g", "created_at": "2999-01-01T00:00:00+00:00",
-                    "executor": {"name": "slurm"}, "cells": [{}]}).encode(),
-    )  # fmt: skip
-    found = list_sweeps(store)
-    assert [s.sweep_id for s in found] == ["newer", SWEEP]
-    assert found[1].statuses == {"ok": 1, "failed": 1} and not found[0].collected
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "ls", f"store.root={store.root_uri}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["sweep_id", "grid", "created", "(UTC)", "executor", "cells", "rows"]
-    assert lines[1].startswith("newer") and "not collected" in lines[1]
-    assert SWEEP in lines[2] and "ok 1, failed 1" in lines[2]
 
 
 def test_the_summary_says_how_to_clear_the_percentile_flags(store):

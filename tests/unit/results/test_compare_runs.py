@@ -7,12 +7,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from bench.results.compare import _verdict, compare, latency_change
+from bench.results.compare import _verdict, latency_change
 from bench.results.compare_runs import resolvable, run_change, t_ppf, what_repeats_buy
-from tests.unit.results.compare_rows import run_row, runs
 
 NO_CHANGE = "no significant change"
 WORDS = ("slower", "faster")
@@ -109,40 +107,3 @@ def test_what_repeats_buy_is_in_units_of_the_run_spread() -> None:
     text = what_repeats_buy()
     assert text.startswith("3.0 x at repeats=3") and "repeats=10" in text
     assert resolvable(0.0, 4) == 0.0
-
-
-def test_compare_over_runs_gives_intervals_verdicts_and_resolvable_change() -> None:
-    base = pd.DataFrame(runs("a", [40.0, 40.3, 39.8]) + runs("a", [40.1, 40.0, 40.2], threads=8))
-    new = pd.DataFrame(runs("b", [44.1, 43.9, 44.2]) + runs("b", [40.2, 39.9, 40.1], threads=8))
-    result = compare(None, base, None, new)  # type: ignore[arg-type]  # runs: no samples read
-    table = result.table.set_index(["threads", "metric"])
-    slow = table.loc[(4, "latency_ms_p50")]
-    assert slow["verdict"] == "slower" and slow["regression"] and slow["interval_over"] == "runs"
-    assert slow["runs_base"] == 3 and slow["runs_new"] == 3 and slow["n_base"] == 3000
-    assert slow["base"] == pytest.approx((40.0 * 40.3 * 39.8) ** (1 / 3))
-    assert 0.01 <= slow["resolvable_change"] < 0.05
-    same = table.loc[(8, "latency_ms_p50")]
-    assert same["verdict"] == NO_CHANGE and not same["regression"]
-    assert table.loc[(4, "inferences_per_s"), "verdict"] == "slower"
-    assert table.loc[(4, "usd_per_million_inferences"), "verdict"] == "dearer"
-    assert result.exit_code == 1
-    assert any("intervals over runs" in note and "3 vs 3" in note for note in result.notes)
-
-
-def test_runs_that_cannot_resolve_the_threshold_say_so() -> None:
-    base = pd.DataFrame(runs("a", [40.0, 46.0, 36.0]))
-    new = pd.DataFrame(runs("b", [44.0, 37.0, 47.0]))
-    result = compare(None, base, None, new, threshold=0.05)  # type: ignore[arg-type]
-    p50 = result.table.set_index("metric").loc["latency_ms_p50"]
-    assert p50["verdict"] == NO_CHANGE and p50["resolvable_change"] > 0.2
-    assert any("cannot resolve a 5% change" in note for note in result.notes)
-    assert result.exit_code == 0
-
-
-def test_a_latency_from_too_few_requests_in_any_run_is_insufficient() -> None:
-    rows = runs("a", [40.0, 40.1, 40.2])
-    rows[1] = run_row("a", 40.1, repeat=1, n=50)  # P99 needs 100 requests in every run
-    result = compare(None, pd.DataFrame(rows), None, pd.DataFrame(runs("b", [40.0, 40.2, 40.1])))  # type: ignore[arg-type]
-    verdicts = result.table.set_index("metric")["verdict"]
-    assert verdicts["latency_ms_p99"] == "insufficient data"
-    assert verdicts["latency_ms_p50"] == NO_CHANGE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -173,40 +172,6 @@ def test_when_nothing_meets_the_sla_the_nearest_miss_is_named_with_the_gap():
     assert miss["misses_by"] == "+32%"
     report = build_report(frame, "s3", p99_ms=5.0)
     assert "nearest miss" in report.markdown and "+32%" in report.markdown
-
-
-def _comparison(changes: dict[int, float]) -> Any:
-    from bench.results.compare import Comparison
-
-    records = []
-    for batch, change in changes.items():
-        for metric in ("latency_ms_p50", "latency_ms_p99", "inferences_per_s"):
-            worse = change if metric != "inferences_per_s" else -change
-            verdict = "slower" if worse > 0.02 else "no significant change"
-            records.append(
-                {
-                    "model": "bert_base", "engine": "hf", "precision": "fp32",
-                    "batch_size": batch, "threads": 1, "instance": "g5.xlarge",
-                    "metric": metric, "change": worse, "change_lo": worse - 0.01,
-                    "change_hi": worse + 0.01, "verdict": verdict,
-                    "regression": verdict == "slower" and worse > 0.05, "config_differs": "",
-                }
-            )  # fmt: skip
-    return Comparison(pd.DataFrame(records), only_base=["gone"])
-
-
-def test_the_comparison_section_says_regressions_per_cell_and_draws_them():
-    from bench.results.report_decisions import comparison_section
-
-    section = comparison_section(_comparison({1: 0.10, 8: 0.0}), "base", threshold=0.05)
-    text = to_markdown(section.blocks)
-    assert "## Compared with base" in text and "**2 regression(s)**" in text  # P50 and P99
-    assert "+10.0% (slower)" in text and "+0.0% (no significant change)" in text
-    assert "without a match: gone" in text
-    (name, png) = next(iter(section.images.items()))
-    alt = "The relative change of P50, P99 and throughput per matched configuration against base"
-    assert f"![{alt}, each with its 95% interval.]({name})" in text  # words, not the file name
-    assert png.startswith(b"\x89PNG")
 
 
 def test_the_fleet_section_names_the_cheapest_fleet_and_plots_the_bill():

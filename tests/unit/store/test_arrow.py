@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from bench.row.schema import ROW_SCHEMA, rows_to_table
 from bench.store import arrow
 
 UTC = dt.timezone.utc
@@ -48,17 +45,3 @@ def test_wrong_values_are_refused() -> None:
         arrow.array([1, 2], pa.string())
     with pytest.raises(TypeError, match="no buffer builder"):
         arrow.array([[1]], pa.list_(pa.int64()))
-
-
-def test_a_row_table_round_trips_and_the_process_never_imports_pandas() -> None:
-    row = {"cell_id": "c", "status": "ok", "n": 3, "latency_ms_p50": 1.25, "host_busy": False}
-    table = rows_to_table([row])
-    assert table.schema.equals(ROW_SCHEMA)
-    assert table.to_pylist()[0]["latency_ms_p50"] == 1.25
-    assert table.column("error").null_count == 1
-    code = (
-        "import sys; from bench.row.schema import rows_to_table; "
-        "rows_to_table([{'cell_id': 'c', 'n': 1}]); print('pandas' in sys.modules)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"

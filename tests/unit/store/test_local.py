@@ -1,15 +1,14 @@
-"""The local results store: atomic writes, listing, tables, and refusing remote roots."""
+"""The local results store: atomic writes, listing, versions, compare-and-swap, file modes.
+(Where files go: test_paths.py; which store a root names: test_uri.py; tables: test_base.py.)"""
 
 from __future__ import annotations
 
 import os
 import stat
 
-import pyarrow as pa
 import pytest
 
-from bench.config.checks import ConfigError
-from bench.store import LocalStore, RowFile, StoreError, SweepPaths, open_store, row_file
+from bench.store import LocalStore, StoreError
 
 
 @pytest.fixture
@@ -71,66 +70,11 @@ def test_delete(store):
     store.delete("x.bin")  # deleting what is gone is fine
 
 
-def test_table_round_trip(store):
-    table = pa.table(
-        {
-            "cell_id": pa.array(["a", "b", None], pa.string()),
-            "n": pa.array([1, 2, 3], pa.int64()),
-            "p50": pa.array([1.5, None, 2.5], pa.float64()),
-        }
-    )
-    store.write_table("s/t.parquet", table)
-    back = store.read_table("s/t.parquet")
-    assert back.equals(table)
-    assert back.schema == table.schema
-    assert os.listdir(store.root / "s") == ["t.parquet"]
-
-
 def test_uri_is_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = LocalStore("relative/results")
     assert store.root == tmp_path / "relative" / "results"
     assert store.uri("s/manifest.json") == str(tmp_path / "relative/results/s/manifest.json")
-
-
-@pytest.mark.parametrize("root", ["s3://b/p", "gs://bucket", "https://example.com/x"])
-def test_unsupported_or_malformed_roots_are_refused(root):
-    with pytest.raises(ConfigError) as info:
-        open_store(root)
-    assert info.value.key == "store.root"
-    assert "store.root" in str(info.value)
-    assert root in str(info.value)
-
-
-def test_open_store_local_roots(tmp_path):
-    plain = open_store(str(tmp_path / "a"))
-    assert isinstance(plain, LocalStore)
-    assert plain.root == tmp_path / "a"
-    via_file = open_store(f"file://{tmp_path}/b")
-    assert via_file.root == tmp_path / "b"
-    via_file.write_bytes("x", b"1")
-    assert (tmp_path / "b" / "x").read_bytes() == b"1"
-
-
-def test_sweep_paths():
-    paths = SweepPaths("run-1")
-    assert paths.manifest == "run-1/manifest.json"
-    assert paths.cells_dir == "run-1/cells"
-    assert paths.attempt_row("c1", "a1", "ok") == "run-1/cells/c1/a1.ok.parquet"
-    assert paths.legacy_cell("c1") == "run-1/cells/c1.parquet"
-    assert paths.samples("c1", "a1") == "run-1/samples/c1/a1.parquet"
-    assert paths.log("c1", "a1") == "run-1/logs/c1/a1.log"
-    assert paths.lease("c1") == "run-1/leases/c1.json"
-    assert paths.aggregated == "run-1/aggregated.parquet"
-
-
-def test_row_file_reads_both_layouts():
-    # cell ids carry dots (an instance type); attempt ids never do
-    attempt = row_file("run-1/cells/bert-g5.xlarge-ab12/9f3e.timeout.parquet")
-    assert attempt == RowFile("bert-g5.xlarge-ab12", "9f3e", "timeout")
-    assert row_file("run-1/cells/bert-g5.xlarge-ab12.parquet") == RowFile(
-        "bert-g5.xlarge-ab12", None, None
-    )
 
 
 def test_create_is_exclusive_and_replace_if_is_compare_and_swap(tmp_path):
