@@ -94,7 +94,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
 def test_help_lists_each_verb_once_with_its_own_line(bench_cli) -> None:
     """The verbs listed are exactly the CLI's, each on a line of its own with its own help
     (a word found anywhere in the page would pass for a verb another verb's help mentions)."""
-    from bench.cli import VERBS_HELP
+    from bench.cli.help_text import VERBS_HELP
 
     proc = bench_cli("--help")
     assert proc.returncode == 0

@@ -19,7 +19,7 @@ from unittest import mock
 
 import pytest
 
-from bench import cli
+from bench.cli import parser as cli
 from bench.config.checks import ConfigError
 from bench.config.compose import UsageError, compose_many
 from bench.config.schema import CONFIG_GROUPS

@@ -1,16 +1,21 @@
-"""`bench run` prints a short summary of its cell's row (the row itself with format=json);
-a cell that fails is one line, its traceback on stderr only with traceback=true."""
+"""The verbs that run cells, through main: `bench run` prints a short summary of its cell's
+row (the row itself with format=json); a cell that fails is one line and exit 1, its traceback
+on stderr only with traceback=true."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import bench.cell.runner as runner
+from bench.cell import rank_group
 from bench.cli import main
-from bench.results.run_summary import run_summary
+from bench.plan.grid import plan_from_overrides
+from bench.plan.manifest import write_manifest
+from bench.store import open_store
 
 QUICK = [
     "run",
@@ -71,18 +76,35 @@ def test_traceback_true_prints_it_and_the_row_keeps_the_message(
     assert row["error_class"] == "RuntimeError" and row["error"].startswith("the engine broke")
 
 
-def test_the_summary_of_rows_that_are_not_ok() -> None:
-    row = {"status": "unsupported", "cell_id": "c", "error_class": "Unsupported", "error": "no"}
-    assert run_summary(row) == "unsupported: c: Unsupported: no"
-    generation = {
-        "status": "ok",
-        "cell_id": "c",
-        "n": 3,
-        "latency_ms_p99_lo": 1.5,
-        "ttft_ms_p99": 4.0,
-        "stability": "insufficient",
-        "stability_reason": "too few",
-    }
-    lines = run_summary(generation).splitlines()
-    assert "ttft_p99_ms" in lines[1] and "1.5-?" in lines[2]
-    assert lines[3] == "  stability: too few"
+def test_run_takes_one_cell(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*QUICK, "grid.axes.threads=[1,2]"]) == 2
+    assert "run takes one cell; these overrides give 2: use sweep" in capsys.readouterr().err
+
+
+def test_a_rank_groups_exit_code_is_runs_own(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asked = []
+
+    def relaunched(cell: Any, argv: list[str]) -> int:
+        asked.append(argv)
+        return 7
+
+    monkeypatch.setattr(rank_group, "run_as_rank_group", relaunched)
+    assert main(QUICK) == 7
+    assert asked == [QUICK]  # the same command, to run again under mpirun
+    assert capsys.readouterr().out == ""  # rank 0 of the group printed it, not this process
+
+
+def test_a_job_runs_its_cell_of_the_manifest_and_says_so_in_one_json_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = plan_from_overrides([*QUICK[1:], f"store.root={tmp_path}", "sweep_id=job"])
+    uri = write_manifest(open_store(str(tmp_path)), plan)
+    assert main(["cell", "--manifest", uri, "--index", "0"]) == 0
+    said = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert said["cell_id"] == plan.cells[0].cell_id and said["status"] == "ok"
+    # again: the cell has an ok row, so the job stands down and writes nothing
+    assert main(["cell", "--manifest", uri, "--index", "0"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["cell_id"] == said["cell_id"] and "stood_down" in again

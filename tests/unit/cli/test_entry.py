@@ -1,13 +1,15 @@
-"""Bad input across every verb: exit 2, one line that names the key, nothing written."""
+"""main over bad input across every verb: exit 2, one line that names the key, nothing
+written; argparse's own errors keep its usage line."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from bench.cli import main
+from bench.cli import entry, main, parser
+from bench.config.checks import UsageError
 
 # (verb and arguments, what the one line must name)
 CASES = [
@@ -141,29 +143,62 @@ def test_a_near_miss_is_named(args, hint, capsys):
     assert len(err.splitlines()) == 1 and err.endswith(hint), err
 
 
-def test_a_grid_name_for_a_sweep_id_names_the_sweep(tmp_path, capsys):
-    for name in ("smoke-2b29ec4c/manifest.json", "smoke-2b29ec4c/cells/x.ok.parquet"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text("{}")
-    from bench.plan import history
-
-    found = [history.SweepInfo("smoke-2b29ec4c", "smoke", "", "local", 1, {}, False)]
-    with mock.patch.object(history, "list_sweeps", return_value=found):
-        assert main(["status", "smoke", f"store.root={tmp_path}"]) == 2
-    assert capsys.readouterr().err.strip().endswith("did you mean smoke-2b29ec4c?")
-
-
 def test_verbs_without_a_sweep_id_say_only_what_is_missing(capsys):
     with pytest.raises(SystemExit):
         main(["collect"])
     assert "required: sweep_id\n" in capsys.readouterr().err
 
 
-def test_compare_says_whether_a_sweep_is_uncollected_or_elsewhere(tmp_path, capsys):
-    (tmp_path / "s1").mkdir()
-    (tmp_path / "s1" / "manifest.json").write_text("{}")
-    assert main(["compare", "s1", "s1", f"store.root={tmp_path}"]) == 2
-    assert "not collected yet: python -m bench collect s1" in capsys.readouterr().err
-    assert main(["compare", "s2", "s2", f"store.root={tmp_path}"]) == 2
+def _verb_that_raises(exc: BaseException):
+    def verb(args) -> int:
+        raise exc
+
+    return verb
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "said"),
+    [
+        (KeyboardInterrupt(), 130, "interrupted: the running cell was stopped"),
+        (FileNotFoundError("results/x gone"), 2, "error: FileNotFoundError: results/x gone"),
+        (ValueError("bad value"), 2, "error: ValueError: bad value"),
+    ],
+)
+def test_what_a_verb_raises_is_an_exit_code_and_at_most_one_line(
+    raised: BaseException, code: int, said: str, monkeypatch, capsys
+) -> None:
+    monkeypatch.setitem(parser.HANDLERS, "ls", _verb_that_raises(raised))
+    assert main(["ls"]) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(said) and len(err.splitlines()) == 1, err
+
+
+def test_a_reader_that_left_ends_it_quietly(monkeypatch, capfd) -> None:
+    pointed = []  # main points fd 1 at /dev/null, so exiting flushes nothing: not here
+    monkeypatch.setattr(entry.os, "dup2", lambda source, target: pointed.append(target))
+    monkeypatch.setitem(parser.HANDLERS, "ls", _verb_that_raises(BrokenPipeError()))
+    assert main(["ls"]) == 0
+    assert pointed == [sys.stdout.fileno()] and capfd.readouterr().err == ""
+
+
+def test_a_secret_in_an_error_is_masked(monkeypatch, capsys) -> None:
+    message = "http://user:hunter22@host/ said Bearer abcdef123456"
+    monkeypatch.setitem(parser.HANDLERS, "ls", _verb_that_raises(UsageError(message)))
+    assert main(["ls"]) == 2
     err = capsys.readouterr().err
-    assert "no sweep s2 in the store" in err and "aggregated.parquet" in err
+    assert "hunter22" not in err and "abcdef123456" not in err and err.startswith("error: ")
+
+
+def test_an_unexpected_error_is_not_swallowed(monkeypatch) -> None:
+    monkeypatch.setitem(parser.HANDLERS, "ls", _verb_that_raises(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["ls"])
+
+
+def test_a_verb_gets_the_command_line_it_was_given(monkeypatch) -> None:
+    seen = []
+    monkeypatch.setitem(parser.HANDLERS, "ls", lambda args: seen.append(args) or 0)
+    assert main(["ls", "store.root=/tmp/x"]) == 0
+    (args,) = seen
+    assert args.argv == ["ls", "store.root=/tmp/x"]  # what runs again under mpirun
+    assert args.overrides == ["store.root=/tmp/x"]
