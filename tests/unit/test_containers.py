@@ -255,7 +255,7 @@ def test_dockerignore_keeps_local_state_out() -> None:
     patterns = dockerignore_patterns(REPO)
     for path in (".venv", ".git", "results", ".pytest_cache", ".ruff_cache", "src/x/__pycache__"):
         assert dockerignored(path, patterns), path
-    for path in ("src", "conf", "pyproject.toml", "README.md", "src/bench/cli.py"):
+    for path in ("src", "conf", "pyproject.toml", "README.md", "src/bench/cli/entry.py"):
         assert not dockerignored(path, patterns), path
 
 

@@ -417,7 +417,7 @@ def _interval(low: float | None, high: float | None) -> str:
     """An interval for the summary table; an end the sample count cannot give is shown so."""
     if low is None and high is None:
         return ""
-    return f"{low:.4g}-{high:.4g}" if high is not None else f"{low:.4g}-?"
+    return "-".join("?" if end is None else f"{end:.4g}" for end in (low, high))
 
 
 # One line per term the table may show, printed under it only when the term appears.

@@ -404,3 +404,12 @@ def test_collect_refuses_an_export_it_does_not_write(store, tmp_path):
     proc = run_cli(["collect", SWEEP, "format=xml", f"store.root={store.root}"], tmp_path)
     assert proc.returncode == 2 and "format='xml'" in proc.stderr
     assert not (tmp_path / "results" / SWEEP / "aggregated.parquet").exists()  # nothing written
+
+
+def test_an_interval_with_an_end_unknown_says_so() -> None:
+    from bench.results.collect import _interval
+
+    assert _interval(None, None) == ""
+    assert _interval(1.5, 2.25) == "1.5-2.25"
+    assert _interval(1.5, None) == "1.5-?"
+    assert _interval(None, 2.25) == "?-2.25"  # raised a TypeError before

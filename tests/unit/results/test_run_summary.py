@@ -1,6 +1,6 @@
 """bench.results.run_summary: `bench run`'s short table of one row, its headline figures in
 aligned columns, a line for each thing that qualifies them, and one line for a row that is not
-ok. (The verb's own output around it: tests/unit/test_run_output.py.)"""
+ok. (The verb's own output around it: tests/unit/cli/test_run_verbs.py.)"""
 
 from __future__ import annotations
 
