@@ -15,7 +15,7 @@ instead, each with the test it came from:
   duration ends within 0.1 s of that duration;
 - max_duration_stop (tests/unit/measure/test_loadgen.py): a window capped by max_duration_s
   ends within 0.1 s of it, the call returning within 2 s;
-- user_schedule (tests/unit/measure/test_multi_model.py): each multi_model user starts or
+- user_schedule (tests/unit/measure/scenarios/test_multi_model.py): each multi_model user starts or
   stops within 1 s of its scheduled time;
 - sampler_interval (tests/unit/measure/test_telemetry.py): the telemetry sampler, at 10 ms,
   takes at least 3 samples in 0.1 s.

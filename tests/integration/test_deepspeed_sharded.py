@@ -95,7 +95,7 @@ def test_opt_350m_tp2_ranks_hold_their_shards_and_agree_with_eager(
     assert row["quality_token_agreement"] == 1.0 and row["quality_max_abs_diff"] < 1e-4
 
     # the shards were written once, beside the checkpoint, for the next run to read (their
-    # completeness rule: tests/unit/engines/test_deepspeed_loading.py); what the two ranks
+    # completeness rule: tests/unit/engines/test_deepspeed.py); what the two ranks
     # computed was held to the eager fp32 model above (the row's quality columns), so a
     # second DeepSpeed run here would only repeat that at 25 s
     assert Path(info["shards"]).is_dir()
