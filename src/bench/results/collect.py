@@ -37,10 +37,9 @@ from bench.row.schema import ROW_SCHEMA, conform
 from bench.row.status import RAN_AND_FAILED, Status
 from bench.store import Store, SweepPaths, manifest_json
 from bench.store.base import StoreError
+from bench.store.paths import FILE_COLUMN, VERSION_COLUMN
 
 SCAN_FILES = 2000  # files per polars scan: one bad file sends this many down the slow path
-FILE_COLUMN = "__bench_file"
-VERSION_COLUMN = "__bench_file_version"
 URI_COLUMN = "__bench_uri"
 ROW_INDEX = "__bench_row"
 # What makes a Parquet file a bench row file: a schema version and the columns a row is
@@ -242,22 +241,6 @@ def _cached_rows(data: bytes | None, versions: dict[str, str]) -> tuple[pl.DataF
     )
     kept = cached.join(current, on=[FILE_COLUMN, VERSION_COLUMN], how="semi", maintain_order="left")
     return kept, kept.height < cached.height
-
-
-def collected_files(store: Store, sweep_id: str, versions: dict[str, str]) -> set[str]:
-    """The row files an earlier collect read as rows, unchanged since (`versions`: the
-    current listing); empty without a readable cache."""
-    paths = SweepPaths(sweep_id)
-    try:
-        if not store.exists(paths.collected_rows):
-            return set()
-        cached = pl.read_parquet(
-            io.BytesIO(store.read_bytes(paths.collected_rows)),
-            columns=[FILE_COLUMN, VERSION_COLUMN],
-        )
-    except Exception:  # a torn or foreign cache: every ok file is read instead
-        return set()
-    return {f for f, v in cached.iter_rows() if versions.get(f) == v}
 
 
 def _arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
